@@ -1,0 +1,123 @@
+"""The converter: Keras model (or model file) -> TFLite flatbuffer, following a Recipe."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tempfile
+import time
+from typing import Optional
+
+from tfquant import calibrate as calibration
+from tfquant import ir, passes, quantize, writer
+from tfquant.errors import CalibrationDataError, ModelLoadError, TfquantError
+from tfquant.frontends.keras_model import from_keras
+from tfquant.recipe import Recipe
+
+
+@dataclasses.dataclass
+class ConversionResult:
+    """A converted model and what went into it."""
+
+    model: bytes
+    graph: ir.Graph  # the graph that was serialized (quantized for int8 / weights_only)
+    float_graph: ir.Graph  # the canonical float graph (after BN folding and fusion)
+    ranges: dict  # calibrated activation ranges (int8 mode), by tensor name
+    seconds: float
+
+    def op_counts(self) -> dict:
+        counts = {}
+        for op in self.graph.ops:
+            counts[op.type] = counts.get(op.type, 0) + 1
+        return counts
+
+
+def convert_model(model, representative_data=None, recipe: Optional[Recipe] = None, *,
+                  show_progress: bool = True) -> ConversionResult:
+    """Convert a Keras 3 or tf_keras model.
+
+    Args:
+      model: a built Keras model (Sequential, Functional, nested models), or its IR graph.
+      representative_data: calibration inputs for int8 mode (numpy array, tuple of arrays,
+        tf.data.Dataset or generator); ignored by the other modes.
+      recipe: what to produce; defaults to full int8 with per-channel weights.
+    """
+    recipe = recipe or Recipe()
+    start = time.perf_counter()
+    graph = model if isinstance(model, ir.Graph) else from_keras(model)
+    float_graph = passes.canonicalize(graph)
+    ranges = {}
+    if recipe.mode == "float":
+        out_graph = float_graph
+    elif recipe.mode == "weights_only":
+        out_graph = quantize.quantize_weights_only(float_graph, recipe)
+    else:
+        if representative_data is None:
+            raise CalibrationDataError(
+                "int8 conversion needs representative data to calibrate activation ranges; "
+                "pass representative_data (about 100 batches of real inputs)")
+        ranges = calibration.calibrate(
+            float_graph, representative_data, num_batches=recipe.num_calibration_batches,
+            batch_size=recipe.calibration_batch_size, method=recipe.calibration_method,
+            ema_decay=recipe.ema_decay, show_progress=show_progress)
+        out_graph = quantize.quantize_int8(float_graph, ranges, recipe)
+    data = writer.write_tflite(out_graph)
+    return ConversionResult(data, out_graph, float_graph, ranges, time.perf_counter() - start)
+
+
+def convert(model, representative_data=None, recipe: Optional[Recipe] = None, *,
+            show_progress: bool = True) -> bytes:
+    """Convert a Keras model to TFLite flatbuffer bytes (see convert_model)."""
+    return convert_model(model, representative_data, recipe,
+                         show_progress=show_progress).model
+
+
+def load_keras_model(path: str):
+    """Load a .keras / .h5 file or a SavedModel directory holding a Keras model.
+
+    Tries Keras 3 first, then tf_keras (Keras 2), so models saved by either load.
+    """
+    if not os.path.exists(path):
+        raise ModelLoadError(f"model file {path!r} does not exist")
+    errors = []
+    loaders = []
+    import keras
+    import tf_keras
+    if os.path.isdir(path):
+        loaders = [("tf_keras", lambda: tf_keras.models.load_model(path, compile=False))]
+    elif path.endswith(".keras"):
+        loaders = [("keras", lambda: keras.models.load_model(path, compile=False)),
+                   ("tf_keras", lambda: tf_keras.models.load_model(path, compile=False))]
+    elif path.endswith((".h5", ".hdf5")):
+        loaders = [("tf_keras", lambda: tf_keras.models.load_model(path, compile=False)),
+                   ("keras", lambda: keras.models.load_model(path, compile=False))]
+    else:
+        raise ModelLoadError(f"{path!r} is not a .keras or .h5 file or a SavedModel directory")
+    for name, load in loaders:
+        try:
+            return load()
+        except Exception as e:  # each loader's own error is reported below
+            errors.append(f"{name}: {str(e).splitlines()[0] if str(e) else type(e).__name__}")
+    raise ModelLoadError(f"cannot load {path!r} as a Keras model (corrupt or not Keras?): "
+                         + "; ".join(errors))
+
+
+def save_atomically(data: bytes, path: str, overwrite: bool = True):
+    """Write `data` to `path` through a temporary file and a rename: a failure never leaves a
+    partial file and never damages an existing one."""
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise TfquantError(f"output directory {directory!r} does not exist; create it first")
+    if os.path.exists(path) and not overwrite:
+        raise TfquantError(f"output {path!r} exists; pass overwrite to replace it")
+    fd, tmp = tempfile.mkstemp(prefix=".tfquant-", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise

@@ -1,0 +1,15 @@
+"""Graph -> Graph passes. Each is a pure function in its own module."""
+
+from tfquant.passes.fold_batch_norm import fold_batch_norm
+from tfquant.passes.fuse_activation import fuse_activation
+from tfquant.passes.remove_identity import remove_identity
+
+
+def canonicalize(graph):
+    """The passes every export runs, in order: identities, BN folding, activation fusion."""
+    graph = remove_identity(graph)
+    graph = fold_batch_norm(graph)
+    return fuse_activation(graph)
+
+
+__all__ = ["canonicalize", "fold_batch_norm", "fuse_activation", "remove_identity"]

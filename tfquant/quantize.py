@@ -1,0 +1,274 @@
+"""Recipe + tensor ranges -> a quantized IR graph ready for the writer.
+
+This is where the TFLite int8 specification is applied (via op_constraints): int8 symmetric
+narrow-range weights (per channel by default), int32 biases with scale input * weight, int8
+asymmetric per-tensor activations, shared params for same-scale ops, fixed params for SOFTMAX /
+LOGISTIC / TANH, and QUANTIZE / DEQUANTIZE at the model boundary as the recipe asks.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from tfquant import ir, spec
+from tfquant.calibrate import TensorRange
+from tfquant.errors import ConversionError
+from tfquant.op_constraints import OP_CONSTRAINTS, constraint
+from tfquant.recipe import Recipe
+from tfquant.spec import QuantParams
+
+log = logging.getLogger("tfquant")
+
+_INT32_MAX = 2 ** 31 - 1
+# The reference SOFTMAX kernel aborts when beta * input_scale * 2^26 <= 1
+# (notes/tflite-int8.md section 2); keep a margin above that bound.
+_SOFTMAX_MIN_SCALE_TIMES_BETA = 2.0 / 2 ** 26
+
+
+class _UnionFind:
+    def __init__(self):
+        self.parent = {}
+
+    def find(self, x):
+        self.parent.setdefault(x, x)
+        while self.parent[x] != x:
+            self.parent[x] = self.parent[self.parent[x]]
+            x = self.parent[x]
+        return x
+
+    def union(self, a, b):
+        self.parent[self.find(a)] = self.find(b)
+
+    def groups(self) -> dict:
+        out = {}
+        for x in self.parent:
+            out.setdefault(self.find(x), []).append(x)
+        return out
+
+
+def same_scale_groups(graph: ir.Graph) -> list:
+    """Sets of activation tensors that must share quantization params (same-scale ops)."""
+    uf = _UnionFind()
+    for name in graph.activation_tensors():
+        uf.find(name)
+    for op in graph.ops:
+        c = OP_CONSTRAINTS.get(op.type)
+        if c is None or not c.same_scale:
+            continue
+        tied = [n for i, n in enumerate(op.inputs)
+                if n and not graph.tensors[n].is_const and i not in c.int_inputs]
+        if not c.same_scale_all_inputs:
+            tied = tied[:1]
+        for name in tied:
+            uf.union(name, op.outputs[0])
+    return list(uf.groups().values())
+
+
+def _activation_params(graph: ir.Graph, ranges: dict) -> dict:
+    """Params of every activation tensor: fixed where the op dictates, else from ranges."""
+    producers = {out: op for op in graph.ops for out in op.outputs}
+    params = {}
+    for group in same_scale_groups(graph):
+        fixed = set()
+        for name in group:
+            op = producers.get(name)
+            if op is not None and op.type in OP_CONSTRAINTS and constraint(op.type).fixed_output:
+                fixed.add(constraint(op.type).fixed_output[8])
+        if len(fixed) > 1:
+            raise ConversionError(
+                f"tensors {sorted(group)} must share quantization params but come from ops "
+                f"with different fixed output params {sorted(fixed)}")
+        if fixed:
+            scale, zero_point = fixed.pop()
+            group_params = QuantParams.per_tensor(scale, zero_point)
+        else:
+            known = [ranges[n] for n in group if n in ranges]
+            if not known:
+                raise ConversionError(f"no calibration range for tensor(s) {sorted(group)}")
+            group_params = spec.params_from_range(min(r.min for r in known),
+                                                  max(r.max for r in known),
+                                                  spec.INT8_ACTIVATION)
+        for name in group:
+            params[name] = group_params
+    _guard_softmax_inputs(graph, params)
+    return params
+
+
+def _guard_softmax_inputs(graph: ir.Graph, params: dict):
+    for op in graph.ops_of_type("SOFTMAX"):
+        beta = float(op.options.get("beta", 1.0))
+        source = op.inputs[0]
+        current = params[source]
+        minimum = _SOFTMAX_MIN_SCALE_TIMES_BETA / beta
+        if current.scale[0] >= minimum:
+            continue
+        log.warning("softmax %s: input range is too small for TFLite's int8 softmax "
+                    "(scale %.3g); widening it to scale %.3g", op.label, current.scale[0],
+                    minimum)
+        widened = QuantParams.per_tensor(minimum, int(current.zero_point[0]))
+        for name, p in params.items():
+            if p is current:
+                params[name] = widened
+
+
+def _weight_axis(op: ir.Op, recipe: Recipe):
+    c = constraint(op.type)
+    per_channel = recipe.dense_per_channel if op.type == "FULLY_CONNECTED" else \
+        recipe.per_channel
+    return c.weight_axis if per_channel else None
+
+
+def _quantize_weights(graph: ir.Graph, op: ir.Op, recipe: Recipe):
+    """Replace the op's float weight tensor by int8 codes; returns the weight params."""
+    c = constraint(op.type)
+    weights = graph.tensors[op.inputs[c.weight_input]]
+    weight_spec = spec.int8_weight(_weight_axis(op, recipe))
+    rmin, rmax = spec.weight_range(weights.data, weight_spec.axis)
+    params = spec.params_from_range(rmin, rmax, weight_spec)
+    return weights, weight_spec, params
+
+
+def _quantize_bias(graph, op, input_scale, weights, weight_spec, weight_params):
+    """int32 bias with scale input_scale * weight_scale; weight scales of channels whose bias
+    would overflow int32 are raised so that it fits."""
+    c = constraint(op.type)
+    bias = graph.tensors[op.inputs[c.bias_input]]
+    b = bias.data.astype(np.float64)
+    w_scale = weight_params.scale.astype(np.float64)
+    if w_scale.size == 1:
+        w_scale = np.full(b.shape, w_scale[0])
+        needed = np.max(np.abs(b)) / (input_scale * _INT32_MAX) if b.size else 0.0
+        w_scale = np.maximum(w_scale, needed)
+        per_tensor = True
+    else:
+        w_scale = np.maximum(w_scale, np.abs(b) / (input_scale * _INT32_MAX))
+        per_tensor = False
+    weight_params = QuantParams(w_scale[:1] if per_tensor else w_scale,
+                                np.zeros(1 if per_tensor else w_scale.size, np.int64),
+                                weight_spec.axis)
+    weights.data = spec.quantize(weights.data, weight_params, weight_spec)
+    weights.dtype, weights.quant = np.dtype(np.int8), weight_params
+    bias_scale = (input_scale * weight_params.scale.astype(np.float64)).astype(np.float32)
+    bias_scale_b = np.broadcast_to(bias_scale, b.shape).astype(np.float64)
+    codes = np.sign(b) * np.floor(np.abs(b) / bias_scale_b + 0.5)
+    bias.data = np.clip(codes, -_INT32_MAX, _INT32_MAX).astype(np.int32)
+    bias.dtype = np.dtype(np.int32)
+    bias.quant = QuantParams(bias_scale, np.zeros(bias_scale.size, np.int64),
+                             0 if bias_scale.size > 1 else None)
+
+
+def _quantize_const_operand(tensor: ir.Tensor):
+    """A constant operand of an elementwise op (MUL/ADD/SUB): int8 asymmetric per-tensor."""
+    data = tensor.data.astype(np.float64)
+    params = spec.params_from_range(data.min(initial=0.0), data.max(initial=0.0),
+                                    spec.INT8_ACTIVATION)
+    tensor.data = spec.quantize(data, params, spec.INT8_ACTIVATION)
+    tensor.dtype, tensor.quant = np.dtype(np.int8), params
+
+
+def _unshare_constants(graph: ir.Graph):
+    """Give every op its own copy of shared constant tensors (each is quantized per use)."""
+    seen = set()
+    for op in graph.ops:
+        for i, name in enumerate(op.inputs):
+            if name and graph.tensors[name].is_const:
+                if name in seen:
+                    t = graph.tensors[name]
+                    op.inputs[i] = graph.add_tensor(name, t.shape, t.dtype, t.data.copy())
+                seen.add(op.inputs[i])
+
+
+def _check_supported(graph: ir.Graph):
+    unknown = [op for op in graph.ops if op.type not in OP_CONSTRAINTS]
+    if unknown:
+        raise ConversionError("ops without an int8 implementation: "
+                              + ", ".join(op.label for op in unknown))
+
+
+def _quantize_io(graph: ir.Graph, recipe: Recipe):
+    """QUANTIZE / DEQUANTIZE at the model boundary, or integer I/O as the recipe asks."""
+    new_inputs = []
+    for name in graph.inputs:
+        tensor = graph.tensors[name]
+        kind = recipe.inference_input_type
+        if kind == "int8":
+            new_inputs.append(name)
+            continue
+        inner = graph.unique_name(name + "/int8")
+        graph.tensors[inner] = ir.Tensor(inner, tensor.shape, np.dtype(np.int8),
+                                         quant=tensor.quant)
+        graph.replace_uses(name, inner)
+        if kind == "uint8":
+            tensor.dtype = np.dtype(np.uint8)
+            tensor.quant = QuantParams(tensor.quant.scale, tensor.quant.zero_point + 128)
+        else:
+            tensor.dtype, tensor.quant = np.dtype(np.float32), None
+        graph.ops.insert(0, ir.Op("QUANTIZE", [name], [inner], source=("input",)))
+        new_inputs.append(name)
+    graph.inputs = new_inputs
+
+    kind = recipe.inference_output_type
+    for name in list(graph.outputs):
+        if kind == "int8":
+            continue
+        tensor = graph.tensors[name]
+        inner = graph.unique_name(name + "/int8")
+        graph.tensors[inner] = ir.Tensor(inner, tensor.shape, np.dtype(np.int8),
+                                         quant=tensor.quant)
+        for op in graph.ops:
+            op.outputs = [inner if n == name else n for n in op.outputs]
+            op.inputs = [inner if n == name else n for n in op.inputs]
+        if kind == "uint8":
+            tensor.dtype = np.dtype(np.uint8)
+            tensor.quant = QuantParams(tensor.quant.scale, tensor.quant.zero_point + 128)
+            graph.ops.append(ir.Op("QUANTIZE", [inner], [name], source=("output",)))
+        else:
+            tensor.dtype, tensor.quant = np.dtype(np.float32), None
+            graph.ops.append(ir.Op("DEQUANTIZE", [inner], [name], source=("output",)))
+
+
+def quantize_int8(graph: ir.Graph, ranges: dict, recipe: Recipe) -> ir.Graph:
+    """Full-integer quantization of a canonical float graph with calibrated ranges."""
+    graph = graph.copy()
+    _check_supported(graph)
+    _unshare_constants(graph)
+    params = _activation_params(graph, ranges)
+    for name, p in params.items():
+        tensor = graph.tensors[name]
+        tensor.dtype, tensor.quant = np.dtype(np.int8), p
+
+    for op in graph.ops:
+        c = constraint(op.type)
+        if c.weight_input is not None:
+            weights, weight_spec, weight_params = _quantize_weights(graph, op, recipe)
+            input_scale = float(params[op.inputs[0]].scale[0])
+            _quantize_bias(graph, op, input_scale, weights, weight_spec, weight_params)
+            continue
+        for i, name in enumerate(op.inputs):
+            tensor = graph.tensors[name] if name else None
+            if tensor is None or not tensor.is_const or i in c.int_inputs:
+                continue
+            if tensor.dtype != np.float32:
+                continue
+            _quantize_const_operand(tensor)
+    _quantize_io(graph, recipe)
+    graph.validate()
+    return graph
+
+
+def quantize_weights_only(graph: ir.Graph, recipe: Recipe) -> ir.Graph:
+    """Weight-only ("dynamic range") quantization: int8 weights, float activations; the
+    runtime's hybrid kernels quantize activations on the fly."""
+    graph = graph.copy()
+    _unshare_constants(graph)
+    for op in graph.ops:
+        c = OP_CONSTRAINTS.get(op.type)
+        if c is None or c.weight_input is None:
+            continue
+        weights, weight_spec, weight_params = _quantize_weights(graph, op, recipe)
+        weights.data = spec.quantize(weights.data, weight_params, weight_spec)
+        weights.dtype, weights.quant = np.dtype(np.int8), weight_params
+    graph.validate()
+    return graph

@@ -1,0 +1,198 @@
+"""Quantization vocabulary and numerics: specs, params, quantize / dequantize, SQNR.
+
+This is the single place where the paper's quantizer math (section 2) lives. Everything is numpy,
+computed in float64 and stored as float32 scales / int64 zero points, as the flatbuffer wants.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Optional
+
+import numpy as np
+
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+# Smallest scale we ever emit. Below this a float32 scale loses precision and the runtime's
+# multiplier computation underflows.
+_MIN_SCALE = 1e-30
+
+
+@dataclasses.dataclass(frozen=True)
+class QuantSpec:
+    """How a tensor is quantized.
+
+    Attributes:
+      bits: 2..16 bits per value.
+      signed: storage is signed (int8: [-128, 127]) or unsigned (uint8: [0, 255]).
+      symmetric: zero point fixed at 0 (scale from max |x|); otherwise affine (asymmetric).
+      narrow_range: drop the most negative code ([-127, 127] at 8 bits), as TFLite wants for
+        weights so that SIMD code can avoid an overflow case.
+      axis: None for one (scale, zero point) per tensor, else the channel axis.
+    """
+
+    bits: int = 8
+    signed: bool = True
+    symmetric: bool = False
+    narrow_range: bool = False
+    axis: Optional[int] = None
+
+    def __post_init__(self):
+        if not 2 <= self.bits <= 16:
+            raise ValueError(f"QuantSpec.bits must be in 2..16, got {self.bits}")
+        if self.symmetric and not self.signed:
+            raise ValueError("a symmetric QuantSpec must be signed (its zero point is 0)")
+
+    @property
+    def qmin(self) -> int:
+        if self.signed:
+            low = -(1 << (self.bits - 1))
+            return low + 1 if self.narrow_range else low
+        return 1 if self.narrow_range else 0
+
+    @property
+    def qmax(self) -> int:
+        return (1 << (self.bits - 1)) - 1 if self.signed else (1 << self.bits) - 1
+
+    @property
+    def per_channel(self) -> bool:
+        return self.axis is not None
+
+    def storage_dtype(self) -> np.dtype:
+        """The narrowest numpy integer type that holds every code."""
+        if self.bits <= 8:
+            return np.dtype(np.int8 if self.signed else np.uint8)
+        if self.bits <= 16:
+            return np.dtype(np.int16 if self.signed else np.uint16)
+        return np.dtype(np.int32)
+
+
+# The specs of the TFLite int8 specification (notes/tflite-int8.md section 1).
+INT8_ACTIVATION = QuantSpec(bits=8, signed=True, symmetric=False)
+INT16_ACTIVATION = QuantSpec(bits=16, signed=True, symmetric=True)
+
+
+def int8_weight(axis: Optional[int]) -> QuantSpec:
+    return QuantSpec(bits=8, signed=True, symmetric=True, narrow_range=True, axis=axis)
+
+
+@dataclasses.dataclass(frozen=True)
+class QuantParams:
+    """Scale and zero point, one per tensor (arrays of length 1) or one per channel."""
+
+    scale: np.ndarray
+    zero_point: np.ndarray
+    axis: Optional[int] = None
+
+    def __post_init__(self):
+        scale = np.atleast_1d(np.asarray(self.scale, dtype=np.float32))
+        zero_point = np.atleast_1d(np.asarray(self.zero_point, dtype=np.int64))
+        if scale.shape != zero_point.shape:
+            raise ValueError(f"scale {scale.shape} and zero point {zero_point.shape} differ")
+        if not np.all(np.isfinite(scale)) or np.any(scale <= 0):
+            raise ValueError(f"scales must be finite and positive, got {scale}")
+        object.__setattr__(self, "scale", scale)
+        object.__setattr__(self, "zero_point", zero_point)
+
+    @classmethod
+    def per_tensor(cls, scale: float, zero_point: int = 0) -> "QuantParams":
+        return cls(np.array([scale]), np.array([zero_point]))
+
+    def __eq__(self, other):
+        return (isinstance(other, QuantParams) and self.axis == other.axis
+                and np.array_equal(self.scale, other.scale)
+                and np.array_equal(self.zero_point, other.zero_point))
+
+    def __hash__(self):
+        return hash((self.scale.tobytes(), self.zero_point.tobytes(), self.axis))
+
+    def broadcast_to(self, shape) -> tuple[np.ndarray, np.ndarray]:
+        """Scale and zero point reshaped to broadcast against a tensor of `shape`."""
+        if self.axis is None:
+            return self.scale[0], self.zero_point[0]
+        bshape = [1] * len(shape)
+        bshape[self.axis] = -1
+        return self.scale.reshape(bshape), self.zero_point.reshape(bshape)
+
+
+def _sanitize_range(rmin, rmax):
+    """Finite float64 ranges that contain 0 (the paper: zero must be representable)."""
+    rmin = np.nan_to_num(np.asarray(rmin, np.float64), nan=0.0, posinf=_FLOAT32_MAX,
+                         neginf=-_FLOAT32_MAX)
+    rmax = np.nan_to_num(np.asarray(rmax, np.float64), nan=0.0, posinf=_FLOAT32_MAX,
+                         neginf=-_FLOAT32_MAX)
+    rmin, rmax = np.minimum(rmin, rmax), np.maximum(rmin, rmax)
+    return np.minimum(rmin, 0.0), np.maximum(rmax, 0.0)
+
+
+def params_from_range(rmin, rmax, spec: QuantSpec) -> QuantParams:
+    """Quantization params for values in [rmin, rmax] (scalars, or arrays for per-channel).
+
+    The range is widened to include 0 and the zero point is an integer, so real 0 is exact.
+    Degenerate ranges (all zero, infinite) give valid params: an all-zero range gets scale 1
+    for symmetric specs (any scale represents 0 exactly) and the [0, 1] range otherwise.
+    """
+    rmin, rmax = _sanitize_range(rmin, rmax)
+    rmin, rmax = np.atleast_1d(rmin), np.atleast_1d(rmax)
+    qmin, qmax = spec.qmin, spec.qmax
+    if spec.symmetric:
+        bound = np.maximum(-rmin, rmax)
+        scale = bound / qmax
+        scale = np.where(bound > 0, scale, 1.0)
+        zero_point = np.zeros_like(scale, dtype=np.int64)
+    else:
+        width = rmax - rmin
+        degenerate = width <= 0
+        rmax = np.where(degenerate, 1.0, rmax)
+        width = np.where(degenerate, 1.0, width)
+        scale = width / (qmax - qmin)
+        zero_point = np.clip(np.round(qmin - rmin / scale), qmin, qmax).astype(np.int64)
+    scale = np.clip(scale, _MIN_SCALE, _FLOAT32_MAX)
+    return QuantParams(scale, zero_point, spec.axis)
+
+
+def weight_range(weights: np.ndarray, axis: Optional[int]):
+    """(min, max) of a weight tensor, per channel along `axis` or over the whole tensor."""
+    weights = np.asarray(weights, np.float64)
+    if axis is None:
+        return np.array([weights.min(initial=0.0)]), np.array([weights.max(initial=0.0)])
+    reduce_axes = tuple(i for i in range(weights.ndim) if i != axis % weights.ndim)
+    return (weights.min(axis=reduce_axes, initial=0.0),
+            weights.max(axis=reduce_axes, initial=0.0))
+
+
+def quantize(x: np.ndarray, params: QuantParams, spec: QuantSpec) -> np.ndarray:
+    """Real values to integer codes: clamp(round(x / scale) + zero_point), half away from 0."""
+    x = np.asarray(x, np.float64)
+    scale, zero_point = params.broadcast_to(x.shape)
+    # np.round rounds half to even; TFLite rounds half away from zero.
+    exact = x / scale.astype(np.float64)
+    codes = np.sign(exact) * np.floor(np.abs(exact) + 0.5) + zero_point
+    return np.clip(codes, spec.qmin, spec.qmax).astype(spec.storage_dtype())
+
+
+def dequantize(codes: np.ndarray, params: QuantParams) -> np.ndarray:
+    """Integer codes back to real values: (q - zero_point) * scale."""
+    codes = np.asarray(codes)
+    scale, zero_point = params.broadcast_to(codes.shape)
+    return ((codes.astype(np.float64) - zero_point) * scale).astype(np.float32)
+
+
+def fake_quantize(x: np.ndarray, params: QuantParams, spec: QuantSpec) -> np.ndarray:
+    """Quantize then dequantize ("simulated quantization" in the paper)."""
+    return dequantize(quantize(x, params, spec), params)
+
+
+def sqnr_db(reference: np.ndarray, approximation: np.ndarray) -> float:
+    """Signal-to-quantization-noise ratio in dB: 10 log10(sum ref^2 / sum (ref - approx)^2).
+
+    Returns +inf for an exact approximation and -inf when the reference is all zero but the
+    approximation is not.
+    """
+    reference = np.asarray(reference, np.float64)
+    noise = np.sum((reference - np.asarray(approximation, np.float64)) ** 2)
+    signal = np.sum(reference ** 2)
+    if noise == 0:
+        return float("inf")
+    if signal == 0:
+        return float("-inf")
+    return float(10.0 * np.log10(signal / noise))
