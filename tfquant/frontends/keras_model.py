@@ -226,10 +226,24 @@ def _dense(b: _Builder, layer, inputs, out_shape):
     bias = _value(layer.bias) if layer.use_bias else np.zeros(kernel.shape[-1], np.float32)
     w = b.const(f"{layer.name}/kernel", kernel.T)
     bias_name = b.const(f"{layer.name}/bias", bias)
-    options = {"keep_num_dims": len(out_shape) > 2}
     pre = layer.name + "/matmul" if _activation_name(layer.activation) != "linear" else layer.name
-    y = b.op("FULLY_CONNECTED", [inputs[0], w, bias_name], out_shape, pre, layer, options)
-    return b.act(layer, y, out_shape, layer.activation, layer.name)
+    x, fc_shape = inputs[0], out_shape
+    flatten = len(out_shape) > 2 and all(d > 0 for d in out_shape[1:-1])
+    if flatten:
+        # Dense on [N, ..., in]: RESHAPE to [-1, in], 2-D FULLY_CONNECTED, RESHAPE back. The
+        # keep_num_dims form computes wrong per-channel results on tflite-runtime 2.14.
+        in_shape = (-1, kernel.shape[0])
+        shape = b.const(f"{layer.name}/flatten_shape", np.array(in_shape, np.int32), np.int32)
+        x = b.op("RESHAPE", [x, shape], in_shape, f"{layer.name}/flatten", layer)
+        fc_shape = (-1, kernel.shape[1])
+        pre = f"{layer.name}/matmul"
+    options = {"keep_num_dims": len(fc_shape) > 2}
+    y = b.op("FULLY_CONNECTED", [x, w, bias_name], fc_shape, pre, layer, options)
+    if not flatten:
+        return b.act(layer, y, out_shape, layer.activation, layer.name)
+    y = b.act(layer, y, fc_shape, layer.activation, f"{layer.name}/activation")
+    shape = b.const(f"{layer.name}/shape", np.array(out_shape, np.int32), np.int32)
+    return b.op("RESHAPE", [y, shape], out_shape, layer.name, layer)
 
 
 def _batch_norm(b: _Builder, layer, inputs, out_shape):
