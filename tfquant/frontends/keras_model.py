@@ -43,10 +43,17 @@ def _is_model(layer) -> bool:
     return hasattr(layer, "_nodes_by_depth") or hasattr(layer, "_functional")
 
 
+def _model_inputs(model) -> list:
+    try:
+        return list(model.inputs or [])
+    except (AttributeError, ValueError):  # an unbuilt Sequential has no inputs yet
+        return []
+
+
 def _functional_of(model):
     """The object holding the node graph: Keras 3 Sequential keeps it in `_functional`."""
     functional = getattr(model, "_functional", None) or model
-    if not hasattr(functional, "_nodes_by_depth") or not getattr(model, "inputs", None):
+    if not hasattr(functional, "_nodes_by_depth") or not _model_inputs(model):
         raise TfquantError(
             f"model {model.name!r} has no defined inputs; build it with an Input layer "
             "(or call it on data once) before converting")
@@ -132,6 +139,7 @@ def from_keras(model) -> ir.Graph:
     builder = _Builder()
     graph = builder.graph
     input_names = []
+    _functional_of(model)  # fails clearly on models without inputs
     for keras_tensor in model.inputs:
         dtype = getattr(keras_tensor, "dtype", "float32")
         if "float" not in str(dtype):

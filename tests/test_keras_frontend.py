@@ -1,0 +1,118 @@
+"""Keras frontend: every supported layer, Keras 3 and tf_keras, nested models; float export
+reproduces the Keras model on all three runtimes."""
+
+import keras
+import numpy as np
+import pytest
+import tf_keras
+
+from layer_models import every_layer_model
+from tfquant import passes, runtime, writer
+from tfquant.errors import TfquantError, UnsupportedLayerError
+from tfquant.frontends.keras_model import SUPPORTED_LAYERS, from_keras
+
+KERAS = [pytest.param(keras, id="keras3"), pytest.param(tf_keras, id="tf_keras")]
+
+
+@pytest.fixture(scope="module", params=KERAS)
+def layer_model(request):
+    return every_layer_model(request.param)
+
+
+def _float_graph(model):
+    return passes.canonicalize(from_keras(model))
+
+
+def test_every_supported_layer_is_exercised(layer_model):
+    kinds = set()
+
+    def walk(model):
+        for layer in model.layers:
+            kinds.add(type(layer).__name__)
+            if hasattr(layer, "layers"):
+                walk(layer)
+    walk(layer_model)
+    expected = set(SUPPORTED_LAYERS) - {"Softmax", "SpatialDropout2D", "GaussianNoise"}
+    assert expected <= kinds, expected - kinds
+
+
+def test_graph_structure(layer_model):
+    graph = _float_graph(layer_model)
+    types = [op.type for op in graph.ops]
+    assert "BATCH_NORM" not in types and "IDENTITY" not in types
+    # stem conv + BN + ReLU6 became one CONV_2D with a fused RELU6
+    stem = next(op for op in graph.ops if "stem" in op.source)
+    assert stem.type == "CONV_2D" and stem.options["fused_activation"] == "RELU6"
+    assert set(stem.source) == {"stem", "stem_bn", "stem_relu6"}
+    # the BN after a concat cannot fold: MUL + ADD
+    lonely = [op.type for op in graph.ops if op.source == ("lonely_bn",)]
+    assert lonely == ["MUL", "ADD"]
+    # the residual Add absorbed its ReLU
+    add = next(op for op in graph.ops if "residual" in op.source)
+    assert add.options["fused_activation"] == "RELU"
+    # SeparableConv2D = depthwise + pointwise
+    assert [op.type for op in graph.ops if "sep" in op.source] == \
+        ["DEPTHWISE_CONV_2D", "CONV_2D"]
+
+
+@pytest.mark.parametrize("rt", runtime.RUNTIMES)
+def test_float_export_matches_keras(layer_model, rt):
+    x = np.random.default_rng(0).uniform(size=(8, 16, 16, 3)).astype(np.float32)
+    expected = layer_model.predict(x, verbose=0)
+    got = runtime.Runner(writer.write_tflite(_float_graph(layer_model)), rt).predict(x)
+    scale = expected.max() - expected.min()
+    assert np.abs(got - expected).max() <= 1e-4 * scale
+
+
+@pytest.mark.parametrize("K", [keras, tf_keras], ids=["keras3", "tf_keras"])
+def test_sequential_model(K):
+    model = K.Sequential([K.Input((6, 6, 2)), K.layers.Conv2D(3, 3), K.layers.Flatten(),
+                          K.layers.Dense(4, activation="softmax")])
+    graph = _float_graph(model)
+    assert [op.type for op in graph.ops] == ["CONV_2D", "RESHAPE", "FULLY_CONNECTED",
+                                             "SOFTMAX"]
+    x = np.random.default_rng(0).normal(size=(3, 6, 6, 2)).astype(np.float32)
+    got = runtime.Runner(writer.write_tflite(graph)).predict(x)
+    np.testing.assert_allclose(got, model.predict(x, verbose=0), atol=1e-6)
+
+
+def test_shared_submodel_used_twice():
+    inner = keras.Sequential([keras.Input((4,)), keras.layers.Dense(4, activation="relu")],
+                             name="shared")
+    x = keras.Input((4,))
+    y = keras.layers.Add()([inner(x), inner(inner(x))])
+    model = keras.Model(x, y)
+    graph = _float_graph(model)
+    assert len(graph.ops_of_type("FULLY_CONNECTED")) == 3
+    data = np.random.default_rng(0).normal(size=(5, 4)).astype(np.float32)
+    got = runtime.Runner(writer.write_tflite(graph)).predict(data)
+    np.testing.assert_allclose(got, model.predict(data, verbose=0), atol=1e-5)
+
+
+def test_unsupported_layers_are_all_named():
+    x = keras.Input((8, 8, 3))
+    y = keras.layers.UpSampling2D(name="upsample")(x)
+    y = keras.layers.Conv2D(4, 3, name="ok_conv")(y)
+    y = keras.layers.LayerNormalization(name="layernorm")(y)
+    y = keras.layers.Activation("gelu", name="gelu_act")(y)
+    with pytest.raises(UnsupportedLayerError) as info:
+        from_keras(keras.Model(x, y))
+    message = str(info.value)
+    for fragment in ("'upsample' (UpSampling2D)", "'layernorm' (LayerNormalization)",
+                     "'gelu_act'", "gelu"):
+        assert fragment in message
+    assert "ok_conv" not in message
+    assert {name for name, _ in info.value.layers} == {"upsample", "layernorm", "gelu_act"}
+
+
+def test_channels_first_rejected():
+    x = keras.Input((3, 8, 8))
+    y = keras.layers.MaxPooling2D(data_format="channels_first", name="cf_pool")(x)
+    with pytest.raises(UnsupportedLayerError, match="cf_pool"):
+        from_keras(keras.Model(x, y))
+
+
+def test_unbuilt_sequential_is_a_clear_error():
+    model = keras.Sequential([keras.layers.Dense(3)])
+    with pytest.raises(TfquantError, match="no defined inputs"):
+        from_keras(model)
