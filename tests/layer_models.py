@@ -19,6 +19,7 @@ def randomize_batch_norms(model, seed=0):
 def every_layer_model(K, input_shape=(16, 16, 3)):
     """A functional model with a nested Sequential and a nested Functional sub-model, using
     every layer type the Keras frontend supports."""
+    K.utils.set_random_seed(0)
     L = K.layers
     x = K.Input(input_shape, name="image")
     y = L.Rescaling(2.0, offset=-1.0, name="rescale")(x)
