@@ -17,6 +17,8 @@ STEM_FILTERS = 32
 DEFAULT_ALPHA = 0.5
 DEFAULT_DEPTH = 6
 DEFAULT_DROPOUT = 0.1
+# Faster than the Keras default (0.99) so the moving statistics track the weights on short runs.
+BN_MOMENTUM = 0.9
 
 
 def _filters(base: int, alpha: float) -> int:
@@ -44,18 +46,18 @@ def build_mobilenet_v1(input_shape: Sequence[int] = (28, 28, 1), num_classes: in
     inputs = k.Input(shape=tuple(input_shape), name="input")
     x = layers.Conv2D(_filters(STEM_FILTERS, alpha), 3, strides=stem_strides, padding="same",
                       use_bias=False, name="stem_conv")(inputs)
-    x = layers.BatchNormalization(name="stem_bn")(x)
+    x = layers.BatchNormalization(momentum=BN_MOMENTUM, name="stem_bn")(x)
     x = layers.ReLU(max_value=6.0, name="stem_relu")(x)
 
     for index, (filters, strides) in enumerate(MOBILENET_V1_BLOCKS[:depth], start=1):
         prefix = f"block{index}"
         x = layers.DepthwiseConv2D(3, strides=strides, padding="same", use_bias=False,
                                    name=f"{prefix}_dw")(x)
-        x = layers.BatchNormalization(name=f"{prefix}_dw_bn")(x)
+        x = layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"{prefix}_dw_bn")(x)
         x = layers.ReLU(max_value=6.0, name=f"{prefix}_dw_relu")(x)
         x = layers.Conv2D(_filters(filters, alpha), 1, padding="same", use_bias=False,
                           name=f"{prefix}_pw")(x)
-        x = layers.BatchNormalization(name=f"{prefix}_pw_bn")(x)
+        x = layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"{prefix}_pw_bn")(x)
         x = layers.ReLU(max_value=6.0, name=f"{prefix}_pw_relu")(x)
 
     x = layers.GlobalAveragePooling2D(name="global_pool")(x)

@@ -100,7 +100,7 @@ def _check_batch(batch: tuple, graph: ir.Graph, index: int) -> tuple:
                 e >= 0 and e != a for e, a in zip(expected[1:], array.shape[1:])):
             raise CalibrationDataError(
                 f"calibration batch {index} for input {name!r} has shape {array.shape}, but "
-                f"the model expects {tuple('N' if d < 0 else d for d in expected)}")
+                f"the model expects ({', '.join('N' if d < 0 else str(d) for d in expected)})")
         if array.shape[0] == 0:
             raise CalibrationDataError(f"calibration batch {index} is empty")
         if not np.all(np.isfinite(array)):

@@ -32,6 +32,8 @@ class Progress:
         self.stream.flush()
 
     def close(self):
-        if self.enabled and self.done < self.total:
+        """Draw the final state (also when fewer than `total` steps happened)."""
+        if self.enabled and 0 < self.done < self.total:
+            self._draw(time.perf_counter())
             self.stream.write("\n")
             self.stream.flush()

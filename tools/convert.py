@@ -136,6 +136,11 @@ def main(argv):
 
 def run():
     """Console-script entry point (tfquant-convert)."""
+    # absl's --help lists the flags of the main module (sys.argv[0]); under a console script
+    # that is the wrapper, so declare this module's flags as its key flags.
+    for flag in FLAGS.get_flags_for_module(__name__):
+        FLAGS.register_key_flag_for_module(sys.argv[0], flag)
+    sys.modules["__main__"].__doc__ = __doc__  # the usage text --help prints
     app.run(main)
 
 

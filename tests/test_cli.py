@@ -1,0 +1,159 @@
+"""tfquant-convert: conversions from each model format, and bad input that must fail clearly
+without writing or damaging any output file."""
+
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+import tf_keras
+from absl import flags
+
+from tfquant import runtime
+from tfquant.tools import convert as cli
+
+FLAGS = flags.FLAGS
+
+
+def run_cli(capsys, *args):
+    FLAGS.unparse_flags()
+    FLAGS(["tfquant-convert", *args])
+    code = cli.main([])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def _model(K, unsupported=False):
+    K.utils.set_random_seed(0)
+    x = K.Input((8, 8, 1), name="image")
+    y = K.layers.Conv2D(4, 3, padding="same", activation="relu", name="conv")(x)
+    if unsupported:
+        y = K.layers.UpSampling2D(name="upsample")(y)
+    y = K.layers.GlobalAveragePooling2D(name="gap")(y)
+    y = K.layers.Dense(10, activation="softmax", name="probs")(y)
+    return K.Model(x, y)
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("cli")
+    paths = {"dir": d}
+    _model(keras).save(d / "model.keras")
+    _model(tf_keras).save(d / "model.h5")
+    _model(tf_keras).save(str(d / "saved_model"), save_format="tf")
+    _model(keras, unsupported=True).save(d / "unsupported.keras")
+    rng = np.random.default_rng(0)
+    np.save(d / "calib.npy", rng.uniform(size=(64, 8, 8, 1)).astype(np.float32))
+    np.savez(d / "calib.npz", x=rng.uniform(size=(64, 8, 8, 1)).astype(np.float32))
+    np.save(d / "nan.npy", np.full((8, 8, 8, 1), np.nan, np.float32))
+    np.save(d / "empty.npy", np.zeros((0, 8, 8, 1), np.float32))
+    np.save(d / "wrong_shape.npy", np.zeros((8, 28, 28, 1), np.float32))
+    (d / "corrupt.keras").write_bytes(b"PK\x03\x04 this is not a keras archive")
+    for name in ("model.keras", "model.h5", "unsupported.keras", "calib.npy"):
+        paths[name] = str(d / name)
+    paths["saved_model"] = str(d / "saved_model")
+    return paths
+
+
+@pytest.mark.parametrize("source", ["model.keras", "model.h5", "saved_model"])
+def test_convert_each_model_format(files, capsys, source):
+    out = str(files["dir"] / f"{source}.tflite")
+    code, stdout, _ = run_cli(capsys, f"--model={files[source]}", f"--output={out}",
+                              f"--calibration_data={files['calib.npy']}")
+    assert code == 0 and "wrote" in stdout and "CONV_2D" in stdout
+    x = np.random.default_rng(1).uniform(size=(4, 8, 8, 1)).astype(np.float32)
+    probs = runtime.Runner(open(out, "rb").read()).predict(x)
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=0.03)
+
+
+@pytest.mark.parametrize("mode,extra", [
+    ("float", []), ("weights_only", []),
+    ("int8", ["--inference_type=int8", "--per_channel_dense=false"]),
+    ("int8", ["--calibration_method=ema", "--num_calibration_batches=2"]),
+])
+def test_modes_and_options(files, capsys, mode, extra):
+    out = str(files["dir"] / f"{mode}{len(extra)}.tflite")
+    calib = [f"--calibration_data={files['dir'] / 'calib.npz'}"] if mode == "int8" else []
+    code, stdout, stderr = run_cli(capsys, f"--model={files['model.keras']}",
+                                   f"--output={out}", f"--mode={mode}", *calib, *extra)
+    assert code == 0, stderr
+    details = runtime.make_interpreter(out).get_input_details()[0]
+    expected = np.int8 if "--inference_type=int8" in extra else np.float32
+    assert details["dtype"] == expected
+
+
+def test_builtin_dataset(files, capsys):
+    out = str(files["dir"] / "digits.tflite")
+    code, _, stderr = run_cli(capsys, f"--model={files['model.keras']}", f"--output={out}",
+                              "--calibration_data=digits", "--quiet")
+    assert code == 0, stderr
+    assert os.path.getsize(out) > 0
+
+
+BAD_INPUTS = [
+    ("unsupported layer", {"model": "unsupported.keras"}, "'upsample' (UpSampling2D)"),
+    ("corrupt model", {"model": "corrupt.keras"}, "cannot load"),
+    ("missing model", {"model": "nope.keras"}, "does not exist"),
+    ("NaN calibration", {"calibration_data": "nan.npy"}, "NaN"),
+    ("empty calibration", {"calibration_data": "empty.npy"}, "empty"),
+    ("wrong-shape calibration", {"calibration_data": "wrong_shape.npy"}, "shape (8, 28, 28, 1)"),
+    ("missing calibration file", {"calibration_data": "nope.npy"}, "does not exist"),
+    ("int8 without calibration", {"calibration_data": None}, "needs --calibration_data"),
+]
+
+
+@pytest.mark.parametrize("case,override,message", BAD_INPUTS, ids=[b[0] for b in BAD_INPUTS])
+def test_bad_input_fails_clearly_and_keeps_existing_output(files, capsys, case, override,
+                                                           message):
+    d = files["dir"]
+    output = d / "existing.tflite"
+    output.write_bytes(b"precious earlier result")
+    args = {"model": files["model.keras"], "calibration_data": files["calib.npy"]}
+    for key, value in override.items():
+        args[key] = None if value is None else str(d / value) if key == "model" or \
+            value.endswith(".npy") else value
+    argv = [f"--{k}={v}" for k, v in args.items() if v is not None]
+    before = set(os.listdir(d))
+    code, stdout, stderr = run_cli(capsys, *argv, f"--output={output}")
+    assert code == 1
+    assert message in stderr, stderr
+    assert stderr.startswith("tfquant-convert: error: ") and stderr.count("\n") == 1
+    assert output.read_bytes() == b"precious earlier result"
+    assert set(os.listdir(d)) == before  # no temporary or partial file left behind
+
+
+def test_output_in_missing_directory(files, capsys):
+    target = files["dir"] / "no_such_dir" / "m.tflite"
+    code, _, stderr = run_cli(capsys, f"--model={files['model.keras']}", f"--output={target}",
+                              f"--calibration_data={files['calib.npy']}")
+    assert code == 1 and "does not exist" in stderr
+    assert not target.parent.exists()
+
+
+def test_nooverwrite(files, capsys):
+    output = files["dir"] / "keep.tflite"
+    output.write_bytes(b"keep me")
+    code, _, stderr = run_cli(capsys, f"--model={files['model.keras']}", f"--output={output}",
+                              "--mode=float", "--nooverwrite")
+    assert code == 1 and "exists" in stderr and output.read_bytes() == b"keep me"
+
+
+def test_inputs_are_never_modified(files, capsys):
+    watched = [files["model.keras"], files["calib.npy"]]
+    before = {p: open(p, "rb").read() for p in watched}
+    run_cli(capsys, f"--model={files['model.keras']}",
+            f"--output={files['dir'] / 'x.tflite'}", f"--calibration_data={files['calib.npy']}")
+    assert {p: open(p, "rb").read() for p in watched} == before
+
+
+def test_console_script_help_lists_every_flag():
+    script = os.path.join(os.path.dirname(sys.executable), "tfquant-convert")
+    proc = subprocess.run([script, "--help"], capture_output=True, text=True, timeout=300)
+    text = proc.stdout + proc.stderr
+    assert "Examples:" in text
+    for flag in FLAGS.get_flags_for_module(cli.__name__):
+        shown = f"--[no]{flag.name}:" if flag.boolean else f"--{flag.name}:"
+        assert shown in text, flag.name
+    assert len(FLAGS.get_flags_for_module(cli.__name__)) >= 12
