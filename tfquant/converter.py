@@ -44,7 +44,8 @@ def convert_model(model, representative_data=None, recipe: Optional[Recipe] = No
     """
     recipe = recipe or Recipe()
     start = time.perf_counter()
-    graph = model if isinstance(model, ir.Graph) else from_keras(model)
+    graph = model if isinstance(model, ir.Graph) else \
+        from_keras(model, float_fallback=recipe.float_fallback)
     float_graph = passes.canonicalize(graph)
     ranges = {}
     if recipe.mode == "float":

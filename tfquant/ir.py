@@ -46,6 +46,11 @@ class Op:
     source: tuple = ()
 
     @property
+    def stays_float(self) -> bool:
+        """Kept in float by the frontend's float fallback (opaque TFLite options)."""
+        return bool(self.options.get("float_fallback", False))
+
+    @property
     def label(self) -> str:
         origin = "/".join(self.source) if self.source else self.outputs[0]
         return f"{self.type} ({origin})"
@@ -59,6 +64,8 @@ class Graph:
         self.ops: list[Op] = []
         self.inputs: list[str] = []
         self.outputs: list[str] = []
+        # (layer name, reason) of source layers kept in float by the frontend's fallback.
+        self.float_layers: list = []
 
     # -- construction -------------------------------------------------------------------------
 
@@ -117,7 +124,8 @@ class Graph:
         """Make every consumer (or those in `ops`) of tensor `old` read `new` instead."""
         for op in (self.ops if ops is None else ops):
             op.inputs = [new if name == old else name for name in op.inputs]
-        self.outputs = [new if name == old else name for name in self.outputs]
+        if ops is None:
+            self.outputs = [new if name == old else name for name in self.outputs]
 
     def remove_op(self, op: Op):
         self.ops.remove(op)

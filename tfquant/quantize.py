@@ -49,14 +49,18 @@ class _UnionFind:
         return out
 
 
+def _float_activations(graph: ir.Graph) -> list:
+    return [n for n in graph.activation_tensors() if graph.tensors[n].dtype == np.float32]
+
+
 def same_scale_groups(graph: ir.Graph) -> list:
     """Sets of activation tensors that must share quantization params (same-scale ops)."""
     uf = _UnionFind()
-    for name in graph.activation_tensors():
+    for name in _float_activations(graph):
         uf.find(name)
     for op in graph.ops:
         c = OP_CONSTRAINTS.get(op.type)
-        if c is None or not c.same_scale:
+        if c is None or not c.same_scale or op.stays_float:
             continue
         tied = [n for i, n in enumerate(op.inputs)
                 if n and not graph.tensors[n].is_const and i not in c.int_inputs]
@@ -75,7 +79,8 @@ def _activation_params(graph: ir.Graph, ranges: dict) -> dict:
         fixed = set()
         for name in group:
             op = producers.get(name)
-            if op is not None and op.type in OP_CONSTRAINTS and constraint(op.type).fixed_output:
+            if op is not None and not op.stays_float and op.type in OP_CONSTRAINTS and \
+                    constraint(op.type).fixed_output:
                 fixed.add(constraint(op.type).fixed_output[8])
         if len(fixed) > 1:
             raise ConversionError(
@@ -182,7 +187,7 @@ def _unshare_constants(graph: ir.Graph):
 
 
 def _check_supported(graph: ir.Graph):
-    unknown = [op for op in graph.ops if op.type not in OP_CONSTRAINTS]
+    unknown = [op for op in graph.ops if op.type not in OP_CONSTRAINTS and not op.stays_float]
     if unknown:
         raise ConversionError("ops without an int8 implementation: "
                               + ", ".join(op.label for op in unknown))
@@ -212,9 +217,9 @@ def _quantize_io(graph: ir.Graph, recipe: Recipe):
 
     kind = recipe.inference_output_type
     for name in list(graph.outputs):
-        if kind == "int8":
-            continue
         tensor = graph.tensors[name]
+        if kind == "int8" or tensor.dtype == np.float32:  # float outputs of float-fallback ops
+            continue
         inner = graph.unique_name(name + "/int8")
         graph.tensors[inner] = ir.Tensor(inner, tensor.shape, np.dtype(np.int8),
                                          quant=tensor.quant)
@@ -240,11 +245,14 @@ def quantize_int8(graph: ir.Graph, ranges: dict, recipe: Recipe) -> ir.Graph:
         tensor = graph.tensors[name]
         tensor.dtype, tensor.quant = np.dtype(np.int8), p
 
+    _isolate_float_ops(graph)
     for op in graph.ops:
+        if op.stays_float:
+            continue
         c = constraint(op.type)
         if c.weight_input is not None:
             weights, weight_spec, weight_params = _quantize_weights(graph, op, recipe)
-            input_scale = float(params[op.inputs[0]].scale[0])
+            input_scale = float(graph.tensors[op.inputs[0]].quant.scale[0])
             _quantize_bias(graph, op, input_scale, weights, weight_spec, weight_params)
             continue
         for i, name in enumerate(op.inputs):
@@ -255,35 +263,40 @@ def quantize_int8(graph: ir.Graph, ranges: dict, recipe: Recipe) -> ir.Graph:
                 continue
             _quantize_const_operand(tensor)
     _quantize_io(graph, recipe)
+    graph.toposort()
     graph.validate()
     return graph
 
 
-def quantize_weights_only(graph: ir.Graph, recipe: Recipe) -> ir.Graph:
-    """Weight-only ("dynamic range") quantization: int8 weights, float activations; the
-    runtime's hybrid kernels quantize activations on the fly.
-
-    Two runtime facts shape the format (tests/test_quantize.py checks both): hybrid
-    FULLY_CONNECTED ignores per-channel scales on tflite-runtime 2.14, so its weights are always
-    per-tensor; hybrid DEPTHWISE_CONV_2D reads one scale per channel on every runtime, so a
-    per-tensor scale is written once per channel.
-    """
-    graph = graph.copy()
-    _unshare_constants(graph)
-    for op in graph.ops:
-        c = OP_CONSTRAINTS.get(op.type)
-        if c is None or c.weight_input is None:
-            continue
-        if op.type == "FULLY_CONNECTED":
-            recipe_for_op = dataclasses.replace(recipe, per_channel_dense=False)
-        else:
-            recipe_for_op = recipe
-        weights, weight_spec, weight_params = _quantize_weights(graph, op, recipe_for_op)
-        weights.data = spec.quantize(weights.data, weight_params, weight_spec)
-        if op.type == "DEPTHWISE_CONV_2D" and weight_params.axis is None:
-            channels = weights.shape[c.weight_axis]
-            weight_params = QuantParams(np.repeat(weight_params.scale, channels),
-                                        np.zeros(channels, np.int64), c.weight_axis)
-        weights.dtype, weights.quant = np.dtype(np.int8), weight_params
-    graph.validate()
-    return graph
+def _isolate_float_ops(graph: ir.Graph):
+    """Float-fallback ops read and write float: their outputs go back to float32, int8 inputs
+    get a DEQUANTIZE, and outputs read by quantized ops get a QUANTIZE (with the params
+    calibrated for that tensor)."""
+    float_ops = [op for op in graph.ops if op.stays_float]
+    int8_params = {}
+    for op in float_ops:
+        for name in op.outputs:
+            tensor = graph.tensors[name]
+            if tensor.dtype == np.int8:
+                int8_params[name] = tensor.quant
+                tensor.dtype, tensor.quant = np.dtype(np.float32), None
+    dequantized = {}
+    for op in float_ops:
+        for i, name in enumerate(op.inputs):
+            tensor = graph.tensors[name] if name else None
+            if tensor is None or tensor.is_const or tensor.dtype != np.int8:
+                continue
+            if name not in dequantized:
+                twin = graph.add_tensor(name + "/dequantized", tensor.shape)
+                graph.ops.append(ir.Op("DEQUANTIZE", [name], [twin], source=op.source))
+                dequantized[name] = twin
+            op.inputs[i] = dequantized[name]
+    for name, params in int8_params.items():
+        quantized_readers = [c for c in graph.consumers(name) if not c.stays_float]
+        if quantized_readers:
+            twin = graph.add_tensor(name + "/quantized", graph.tensors[name].shape, np.int8)
+            graph.tensors[twin].quant = params
+            graph.ops.append(ir.Op("QUANTIZE", [name], [twin],
+                                   source=graph.producer(name).source))
+            graph.replace_uses(name, twin, ops=quantized_readers)
+    graph.toposort()

@@ -26,6 +26,8 @@ class Recipe:
       ema_decay: decay of the "ema" estimator.
       num_calibration_batches: at most this many representative batches are used.
       calibration_batch_size: batch size used when representative data is one big array.
+      float_fallback: layers tfquant cannot quantize stay float (real float TFLite ops with
+        DEQUANTIZE / QUANTIZE around them) instead of failing the conversion.
     """
 
     mode: str = "int8"
@@ -37,6 +39,7 @@ class Recipe:
     ema_decay: float = 0.9
     num_calibration_batches: int = 100
     calibration_batch_size: int = 32
+    float_fallback: bool = False
 
     def __post_init__(self):
         if self.mode not in MODES:

@@ -14,6 +14,7 @@ from ai_edge_litert import schema_py_generated as schema
 
 from tfquant import ir
 from tfquant.errors import ConversionError
+from tfquant.frontends.float_fallback import TFLITE_OPTIONS
 
 _TENSOR_TYPES = {
     np.dtype(np.float32): schema.TensorType.FLOAT32,
@@ -264,10 +265,11 @@ def write_tflite(graph: ir.Graph, description: str = "tfquant") -> bytes:
     opcodes, opcode_index = [], {}
     subgraph.operators = []
     for op in graph.ops:
-        if op.type not in _OPTIONS:
+        opaque = op.options.get(TFLITE_OPTIONS)
+        if op.type not in _OPTIONS and opaque is None:
             raise ConversionError(f"op {op.label} has no TFLite equivalent in this writer")
         code = getattr(schema.BuiltinOperator, op.type)
-        key = (code, op_version(op, graph))
+        key = (code, opaque[2] if opaque else op_version(op, graph))
         if key not in opcode_index:
             oc = schema.OperatorCodeT()
             oc.builtinCode = code
@@ -279,7 +281,10 @@ def write_tflite(graph: ir.Graph, description: str = "tfquant") -> bytes:
         operator.opcodeIndex = opcode_index[key]
         operator.inputs = [index[n] if n else -1 for n in op.inputs]
         operator.outputs = [index[n] for n in op.outputs]
-        operator.builtinOptionsType, operator.builtinOptions = _OPTIONS[op.type](op)
+        if opaque:
+            operator.builtinOptionsType, operator.builtinOptions = opaque[0], opaque[1]
+        else:
+            operator.builtinOptionsType, operator.builtinOptions = _OPTIONS[op.type](op)
         subgraph.operators.append(operator)
     model.operatorCodes = opcodes
     model.subgraphs = [subgraph]

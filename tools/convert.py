@@ -48,6 +48,9 @@ flags.DEFINE_enum("inference_input_type", None, ["float32", "int8", "uint8"],
                   "Type of the int8 model's inputs (default: --inference_type).")
 flags.DEFINE_enum("inference_output_type", None, ["float32", "int8", "uint8"],
                   "Type of the int8 model's outputs (default: --inference_type).")
+flags.DEFINE_boolean("float_fallback", False, "Keep layers tfquant cannot quantize in float "
+                     "(real float TFLite ops with DEQUANTIZE/QUANTIZE around them) instead of "
+                     "failing.")
 flags.DEFINE_boolean("overwrite", True, "Replace --output if it exists (only once the new "
                      "model is complete).")
 flags.DEFINE_boolean("quiet", False, "Print nothing but errors.")
@@ -112,7 +115,8 @@ def main(argv):
                 inference_output_type=_io_type(FLAGS.inference_output_type),
                 calibration_method=FLAGS.calibration_method, ema_decay=FLAGS.ema_decay,
                 num_calibration_batches=FLAGS.num_calibration_batches,
-                calibration_batch_size=FLAGS.calibration_batch_size)
+                calibration_batch_size=FLAGS.calibration_batch_size,
+                float_fallback=FLAGS.float_fallback)
         except ValueError as e:
             raise TfquantError(str(e)) from None
         data = None
@@ -131,6 +135,8 @@ def main(argv):
         ops = ", ".join(f"{k} x{v}" for k, v in sorted(result.op_counts().items()))
         print(f"wrote {FLAGS.output}: {len(result.model):,} bytes, mode={FLAGS.mode}, "
               f"{len(result.graph.ops)} ops ({ops}), {result.seconds:.2f} s")
+        for name, reason in result.float_graph.float_layers:
+            print(f"kept in float: layer {name!r} ({reason})")
     return 0
 
 

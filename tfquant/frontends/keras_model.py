@@ -14,12 +14,17 @@ import numpy as np
 
 from tfquant import ir
 from tfquant.errors import TfquantError, UnsupportedLayerError
+from tfquant.frontends import float_fallback
 
 _FUSABLE_ACTIVATIONS = {"relu": "RELU", "relu6": "RELU6"}
 _ACTIVATION_OPS = {
     "relu": "RELU", "relu6": "RELU6", "sigmoid": "LOGISTIC", "tanh": "TANH",
     "hard_swish": "HARD_SWISH", "hard_silu": "HARD_SWISH",
 }
+
+
+class _Unsupported(Exception):
+    """Raised by a layer converter for a configuration TFLite int8 cannot express."""
 
 
 def _shape(keras_tensor) -> tuple:
@@ -69,9 +74,11 @@ def _node_io(node):
 
 
 class _Builder:
-    def __init__(self):
+    def __init__(self, float_fallback: bool):
         self.graph = ir.Graph()
+        self.float_fallback = float_fallback
         self.unsupported: list = []
+        self.float_layers: list = []
 
     # -- helpers used by the layer converters ----------------------------------------------
 
@@ -84,8 +91,7 @@ class _Builder:
             return self.op("SOFTMAX", [x], out_shape, name, layer, {"beta": 1.0})
         if kind in _ACTIVATION_OPS:
             return self.op(_ACTIVATION_OPS[kind], [x], out_shape, name, layer)
-        self.unsupported.append((layer.name, f"{type(layer).__name__} activation={kind}"))
-        return x
+        raise _Unsupported(f"{type(layer).__name__} activation={kind}")
 
     def op(self, op_type, inputs, out_shape, name, layer, options=None):
         out = self.graph.add_tensor(name, out_shape)
@@ -116,6 +122,7 @@ class _Builder:
                 if _is_model(layer):
                     out_names = self.inline(layer, in_names)
                 else:
+                    self._inputs_of_current_node = inputs
                     out_names = self.layer(layer, in_names, outputs)
                 for keras_tensor, name in zip(outputs, out_names):
                     names[id(keras_tensor)] = name
@@ -124,19 +131,32 @@ class _Builder:
     def layer(self, layer, in_names, outputs) -> list:
         kind = type(layer).__name__
         converter = _CONVERTERS.get(kind)
-        if converter is None:
-            self.unsupported.append((layer.name, kind))
+        first_new_op = len(self.graph.ops)
+        try:
+            if converter is None:
+                raise _Unsupported(kind)
+            data_format = getattr(layer, "data_format", "channels_last")
+            if data_format not in (None, "channels_last"):
+                raise _Unsupported(f"{kind} data_format={data_format}")
+            return [converter(self, layer, in_names, _shape(outputs[0]))]
+        except _Unsupported as reason:
+            del self.graph.ops[first_new_op:]  # drop a partial conversion
+            if self.float_fallback:
+                self.float_layers.append((layer.name, str(reason)))
+                return float_fallback.splice_float_layer(self.graph, layer, in_names,
+                                                         self._inputs_of_current_node,
+                                                         outputs)
+            self.unsupported.append((layer.name, str(reason)))
             return [in_names[0] if in_names else layer.name for _ in outputs]
-        data_format = getattr(layer, "data_format", "channels_last")
-        if data_format not in (None, "channels_last"):
-            self.unsupported.append((layer.name, f"{kind} data_format={data_format}"))
-            return [in_names[0] for _ in outputs]
-        return [converter(self, layer, in_names, _shape(outputs[0]))]
 
 
-def from_keras(model) -> ir.Graph:
-    """Build the IR of a Keras 3 or tf_keras model (Sequential, Functional, nested)."""
-    builder = _Builder()
+def from_keras(model, float_fallback: bool = False) -> ir.Graph:
+    """Build the IR of a Keras 3 or tf_keras model (Sequential, Functional, nested).
+
+    Layers tfquant cannot quantize raise UnsupportedLayerError naming all of them, or, with
+    `float_fallback`, become float TFLite ops (marked so the quantizer keeps them float).
+    """
+    builder = _Builder(float_fallback)
     graph = builder.graph
     input_names = []
     _functional_of(model)  # fails clearly on models without inputs
@@ -154,7 +174,9 @@ def from_keras(model) -> ir.Graph:
     if builder.unsupported:
         raise UnsupportedLayerError(
             builder.unsupported,
-            "replace them with supported layers (docs/supported_layers.md lists them)")
+            "replace them with supported layers (docs/supported_layers.md lists them) or "
+            "convert with float fallback (--float_fallback) to keep them in float")
+    graph.float_layers = builder.float_layers
     # A graph output that is also an input (identity model) cannot be expressed in TFLite.
     graph.validate()
     return graph
@@ -177,8 +199,7 @@ def _pair(value) -> tuple:
 
 def _conv2d(b: _Builder, layer, inputs, out_shape):
     if getattr(layer, "groups", 1) != 1:
-        b.unsupported.append((layer.name, f"Conv2D groups={layer.groups}"))
-        return inputs[0]
+        raise _Unsupported(f"Conv2D groups={layer.groups}")
     kernel = _value(layer.kernel)  # [kh, kw, in, out]
     bias = _value(layer.bias) if layer.use_bias else np.zeros(kernel.shape[-1], np.float32)
     options = {"padding": _padding(layer), "stride": _pair(layer.strides),
@@ -257,8 +278,7 @@ def _dense(b: _Builder, layer, inputs, out_shape):
 def _batch_norm(b: _Builder, layer, inputs, out_shape):
     axis = layer.axis[0] if isinstance(layer.axis, (list, tuple)) else layer.axis
     if axis not in (-1, len(out_shape) - 1):
-        b.unsupported.append((layer.name, f"BatchNormalization axis={layer.axis}"))
-        return inputs[0]
+        raise _Unsupported(f"BatchNormalization axis={layer.axis}")
     mean = _value(layer.moving_mean)
     options = {
         "gamma": _value(layer.gamma) if layer.scale else np.ones_like(mean),
@@ -279,9 +299,8 @@ def _relu(b: _Builder, layer, inputs, out_shape):
         return b.op("RELU6", inputs, out_shape, layer.name, layer)
     if threshold == 0 and max_value is None:
         return b.op("LEAKY_RELU", inputs, out_shape, layer.name, layer, {"alpha": slope})
-    b.unsupported.append((layer.name, f"ReLU max_value={max_value} negative_slope={slope} "
-                                      f"threshold={threshold}"))
-    return inputs[0]
+    raise _Unsupported(f"ReLU max_value={max_value} negative_slope={slope} "
+                       f"threshold={threshold}")
 
 
 def _leaky_relu(b: _Builder, layer, inputs, out_shape):
@@ -299,8 +318,7 @@ def _activation(b: _Builder, layer, inputs, out_shape):
 def _softmax(b: _Builder, layer, inputs, out_shape):
     axis = layer.axis[0] if isinstance(layer.axis, (list, tuple)) else layer.axis
     if axis not in (-1, len(out_shape) - 1):
-        b.unsupported.append((layer.name, f"Softmax axis={layer.axis}"))
-        return inputs[0]
+        raise _Unsupported(f"Softmax axis={layer.axis}")
     return b.op("SOFTMAX", inputs, out_shape, layer.name, layer, {"beta": 1.0})
 
 

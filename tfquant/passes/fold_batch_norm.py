@@ -39,6 +39,7 @@ def fold_batch_norm(graph: ir.Graph) -> ir.Graph:
         source, result = bn.inputs[0], bn.outputs[0]
         producer = graph.producer(source)
         foldable = (producer is not None and producer.type in _FOLDABLE
+                    and not producer.stays_float
                     and producer.options.get("fused_activation", "NONE") == "NONE"
                     and len(graph.consumers(source)) == 1 and source not in graph.outputs)
         graph.remove_op(bn)

@@ -10,7 +10,7 @@ def fuse_activation(graph: ir.Graph) -> ir.Graph:
     for act in graph.ops_of_type(*FUSABLE_ACTIVATIONS):
         source, result = act.inputs[0], act.outputs[0]
         producer = graph.producer(source)
-        if (producer is None or producer.type not in OP_CONSTRAINTS
+        if (producer is None or producer.stays_float or producer.type not in OP_CONSTRAINTS
                 or not OP_CONSTRAINTS[producer.type].fused_activation
                 or producer.options.get("fused_activation", "NONE") != "NONE"
                 or len(graph.consumers(source)) != 1 or source in graph.outputs):

@@ -1,0 +1,71 @@
+"""Float fallback: unsupported layers become real float TFLite ops, isolated by
+DEQUANTIZE / QUANTIZE, and the model still computes the Keras result on every runtime."""
+
+import keras
+import numpy as np
+import pytest
+
+import tfquant
+from tfquant import runtime
+from tfquant.errors import UnsupportedLayerError
+
+
+@pytest.fixture(scope="module")
+def model():
+    keras.utils.set_random_seed(0)
+    L = keras.layers
+    x = keras.Input((8, 8, 3))
+    y = L.Conv2D(4, 3, padding="same", activation="relu", name="c1")(x)
+    y = L.UpSampling2D(name="up")(y)
+    y = L.Conv2D(4, 3, padding="same", name="c2")(y)
+    y = L.LayerNormalization(name="ln")(y)
+    side = L.Conv2D(4, 1, name="c3")(L.UpSampling2D(name="up2")(x))
+    y = L.Concatenate(name="cat")([y, side])
+    y = L.GlobalAveragePooling2D(name="gap")(y)
+    y = L.Dense(5, activation="gelu", name="dense_gelu")(y)
+    return keras.Model(x, y)
+
+
+DATA = np.random.default_rng(0).uniform(size=(64, 8, 8, 3)).astype(np.float32)
+
+
+def test_without_fallback_every_layer_is_named(model):
+    with pytest.raises(UnsupportedLayerError) as info:
+        tfquant.convert(model, DATA)
+    assert sorted(n for n, _ in info.value.layers) == ["dense_gelu", "ln", "up", "up2"]
+    assert "float fallback" in str(info.value)
+
+
+def test_fallback_int8_model(model):
+    result = tfquant.convert_model(model, DATA, tfquant.Recipe(float_fallback=True),
+                                   show_progress=False)
+    assert sorted(n for n, _ in result.float_graph.float_layers) == \
+        ["dense_gelu", "ln", "up", "up2"]
+    graph = result.graph
+    # quantized ops stay int8; fallback ops are float and isolated by (DE)QUANTIZE
+    for op in graph.ops:
+        dtypes = {graph.tensors[n].dtype for n in op.outputs}
+        if op.stays_float:
+            assert np.dtype(np.int8) not in dtypes, op.label
+        elif op.type not in ("DEQUANTIZE",):
+            assert dtypes == {np.dtype(np.int8)}, op.label
+    conv = [op for op in graph.ops if op.type == "CONV_2D" and not op.stays_float]
+    assert len(conv) == 3
+    x = DATA[:16]
+    expected = model.predict(x, verbose=0)
+    for rt in runtime.RUNTIMES:
+        got = runtime.Runner(result.model, rt, "reference").predict(x)
+        assert tfquant.spec.sqnr_db(expected, got) > 30, rt
+
+
+def test_fallback_float_model_is_exact(model):
+    data = tfquant.convert(model, recipe=tfquant.Recipe(mode="float", float_fallback=True))
+    x = DATA[:16]
+    np.testing.assert_allclose(runtime.Runner(data).predict(x), model.predict(x, verbose=0),
+                               atol=1e-5)
+
+
+def test_fallback_does_not_touch_the_model(model):
+    before = [len(layer._inbound_nodes) for layer in model.layers]
+    tfquant.convert(model, recipe=tfquant.Recipe(mode="float", float_fallback=True))
+    assert [len(layer._inbound_nodes) for layer in model.layers] == before

@@ -1,0 +1,107 @@
+"""Float fallback: a Keras layer tfquant cannot quantize becomes real float TFLite ops.
+
+The layer is cloned (the user's model is not touched), wrapped in a one-layer model, converted
+to float TFLite by TFLiteConverter, and the resulting ops are spliced into the IR as opaque ops
+that keep their TFLite options. The quantizer leaves them in float with DEQUANTIZE / QUANTIZE
+around them.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tfquant import ir
+from tfquant.errors import UnsupportedLayerError
+
+# Option key of opaque ops: (builtin options type, builtin options object, op version).
+TFLITE_OPTIONS = "tflite_options"
+FLOAT_FALLBACK = "float_fallback"
+
+_NUMPY_TYPES = {0: np.float32, 1: np.float16, 2: np.int32, 3: np.uint8, 4: np.int64,
+                6: np.bool_, 7: np.int16, 9: np.int8}
+
+
+def _shape_of(keras_tensor):
+    shape = keras_tensor.shape
+    dims = shape.as_list() if hasattr(shape, "as_list") else list(shape)
+    return tuple(dims[1:])
+
+
+def _one_layer_model(layer, inputs):
+    """A model holding a fresh copy of `layer` (same config and weights)."""
+    import keras
+    is_keras3 = isinstance(layer, keras.layers.Layer)
+    if is_keras3:
+        K = keras
+    else:
+        import tf_keras as K
+    clone = type(layer).from_config(layer.get_config())
+    fresh_inputs = [K.Input(_shape_of(t)) for t in inputs]
+    outputs = clone(fresh_inputs[0] if len(fresh_inputs) == 1 else fresh_inputs)
+    clone.set_weights(layer.get_weights())
+    return K.Model(fresh_inputs, outputs)
+
+
+def _convert_float(model) -> bytes:
+    import tensorflow as tf
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    return converter.convert()
+
+
+def splice_float_layer(graph: ir.Graph, layer, in_names: list, inputs, outputs) -> list:
+    """Append the float TFLite ops computing `layer` to `graph`; returns output names."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    kind = type(layer).__name__
+    try:
+        data = _convert_float(_one_layer_model(layer, inputs))
+    except Exception as e:  # TFLiteConverter's own message says which op it could not lower
+        first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UnsupportedLayerError(
+            [(layer.name, kind)], f"it cannot be expressed as float TFLite ops either: "
+            f"{first_line}") from None
+    model = schema.ModelT.InitFromPackedBuf(data, 0)
+    if len(model.subgraphs) != 1:
+        raise UnsupportedLayerError([(layer.name, kind)], "it needs control flow in TFLite")
+    subgraph = model.subgraphs[0]
+    names = {}
+    for position, index in enumerate(subgraph.inputs):
+        names[index] = in_names[position]
+    for position, index in enumerate(subgraph.outputs):
+        t = subgraph.tensors[index]
+        names[index] = graph.add_tensor(layer.name, (-1,) + tuple(int(d) for d in
+                                                                  _shape_of(outputs[position])))
+    builtin_names = {v: k for k, v in vars(schema.BuiltinOperator).items()
+                     if not k.startswith("_")}
+
+    def tensor_name(index):
+        if index < 0:
+            return ""
+        if index not in names:
+            t = subgraph.tensors[index]
+            dtype = _NUMPY_TYPES.get(t.type)
+            if dtype is None:
+                raise UnsupportedLayerError([(layer.name, kind)],
+                                            f"its TFLite form uses tensor type {t.type}")
+            shape = list(t.shapeSignature if t.shapeSignature is not None else t.shape)
+            buffer = model.buffers[t.buffer].data if t.buffer else None
+            base = f"{layer.name}/{t.name.decode() if isinstance(t.name, bytes) else t.name}"
+            if buffer is not None and len(buffer):
+                values = np.frombuffer(bytes(buffer), dtype).reshape(t.shape)
+                names[index] = graph.add_const(base, values.copy(), dtype)
+            else:
+                names[index] = graph.add_tensor(base, shape, dtype)
+        return names[index]
+
+    for operator in subgraph.operators:
+        code = model.operatorCodes[operator.opcodeIndex]
+        builtin = max(code.builtinCode, code.deprecatedBuiltinCode)
+        if code.customCode:
+            raise UnsupportedLayerError([(layer.name, kind)],
+                                        "its TFLite form needs custom or Flex ops")
+        options = {TFLITE_OPTIONS: (operator.builtinOptionsType, operator.builtinOptions,
+                                    code.version), FLOAT_FALLBACK: True}
+        graph.add_op(builtin_names[builtin], [tensor_name(i) for i in operator.inputs],
+                     [tensor_name(i) for i in operator.outputs], options, (layer.name,))
+    return [names[index] for index in subgraph.outputs]
