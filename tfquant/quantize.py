@@ -300,3 +300,33 @@ def _isolate_float_ops(graph: ir.Graph):
                                    source=graph.producer(name).source))
             graph.replace_uses(name, twin, ops=quantized_readers)
     graph.toposort()
+
+
+def quantize_weights_only(graph: ir.Graph, recipe: Recipe) -> ir.Graph:
+    """Weight-only ("dynamic range") quantization: int8 weights, float activations; the
+    runtime's hybrid kernels quantize activations on the fly.
+
+    Two runtime facts shape the format (tests/test_quantize.py checks both): hybrid
+    FULLY_CONNECTED ignores per-channel scales on tflite-runtime 2.14, so its weights are always
+    per-tensor; hybrid DEPTHWISE_CONV_2D reads one scale per channel on every runtime, so a
+    per-tensor scale is written once per channel.
+    """
+    graph = graph.copy()
+    _unshare_constants(graph)
+    for op in graph.ops:
+        c = OP_CONSTRAINTS.get(op.type)
+        if c is None or c.weight_input is None or op.stays_float:
+            continue
+        if op.type == "FULLY_CONNECTED":
+            recipe_for_op = dataclasses.replace(recipe, per_channel_dense=False)
+        else:
+            recipe_for_op = recipe
+        weights, weight_spec, weight_params = _quantize_weights(graph, op, recipe_for_op)
+        weights.data = spec.quantize(weights.data, weight_params, weight_spec)
+        if op.type == "DEPTHWISE_CONV_2D" and weight_params.axis is None:
+            channels = weights.shape[c.weight_axis]
+            weight_params = QuantParams(np.repeat(weight_params.scale, channels),
+                                        np.zeros(channels, np.int64), c.weight_axis)
+        weights.dtype, weights.quant = np.dtype(np.int8), weight_params
+    graph.validate()
+    return graph
