@@ -3,7 +3,7 @@
 import numpy as np
 
 from tfquant import ir, runtime, writer
-from tfquant.passes import fold_batch_norm, fuse_activation, remove_identity
+from tfquant.passes import fold_batch_norm, fuse_activation, merge_reshapes, remove_identity
 from tfquant.quantize import same_scale_groups
 
 
@@ -112,3 +112,21 @@ def test_same_scale_groups():
     assert ["a", "b", "cat", "pool"] in groups
     assert ["mean", "reshaped"] in groups
     assert ["x"] in groups
+
+
+def test_merge_reshapes():
+    g = ir.Graph()
+    x = g.add_tensor("x", (-1, 2, 3))
+    g.inputs = [x]
+    s1 = g.add_const("s1", np.array([-1, 6], np.int32), np.int32)
+    s2 = g.add_const("s2", np.array([-1, 3, 2], np.int32), np.int32)
+    a = g.add_tensor("flat", (-1, 6))
+    b = g.add_tensor("reshaped", (-1, 3, 2))
+    g.add_op("RESHAPE", [x, s1], [a], source=("flatten",))
+    g.add_op("RESHAPE", [a, s2], [b], source=("reshape",))
+    g.outputs = [b]
+    merged = merge_reshapes(g)
+    assert len(merged.ops) == 1 and merged.ops[0].inputs == ["x", "s2"]
+    assert merged.ops[0].source == ("flatten", "reshape")
+    data = np.arange(12, dtype=np.float32).reshape(2, 2, 3)
+    np.testing.assert_array_equal(_run(merged, data), data.reshape(2, 3, 2))

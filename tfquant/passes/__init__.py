@@ -2,14 +2,18 @@
 
 from tfquant.passes.fold_batch_norm import fold_batch_norm
 from tfquant.passes.fuse_activation import fuse_activation
+from tfquant.passes.merge_reshapes import merge_reshapes
 from tfquant.passes.remove_identity import remove_identity
 
 
 def canonicalize(graph):
-    """The passes every export runs, in order: identities, BN folding, activation fusion."""
+    """The passes every export runs, in order: identities, BN folding, activation fusion,
+    reshape chains."""
     graph = remove_identity(graph)
     graph = fold_batch_norm(graph)
-    return fuse_activation(graph)
+    graph = fuse_activation(graph)
+    return merge_reshapes(graph)
 
 
-__all__ = ["canonicalize", "fold_batch_norm", "fuse_activation", "remove_identity"]
+__all__ = ["canonicalize", "fold_batch_norm", "fuse_activation", "merge_reshapes",
+           "remove_identity"]
