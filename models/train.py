@@ -7,7 +7,7 @@ from typing import Optional, Union
 
 from .data import Dataset
 
-DEFAULT_EPOCHS = 8
+DEFAULT_EPOCHS = 20
 DEFAULT_BATCH_SIZE = 64
 DEFAULT_LEARNING_RATE = 3e-3
 DEFAULT_MAX_SHIFT = 2

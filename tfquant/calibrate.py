@@ -52,14 +52,16 @@ class _RangeEstimator:
             current.max = self.decay * current.max + (1 - self.decay) * batch_max
 
 
-def _as_batches(data, batch_size: int) -> Iterator:
-    """Yields batches (tuples of arrays, one per model input) from the accepted data forms."""
+def _as_batches(data, batch_size: int, num_inputs: int) -> Iterator:
+    """Yields batches (tuples of arrays, one per model input) from the accepted data forms:
+    one array (batched by `batch_size`); a tuple/list of `num_inputs` arrays with the same
+    number of samples (one per input, multi-input models); any other iterable (a list of
+    batches, tf.data.Dataset, generator, or a function returning one) yielding batches."""
     if isinstance(data, np.ndarray):
-        for start in range(0, len(data), batch_size):
-            yield (data[start:start + batch_size],)
-        return
-    if isinstance(data, (list, tuple)) and data and all(isinstance(d, np.ndarray) for d in data):
-        # One array per model input, all with the same number of samples.
+        data = (data,)
+    if (isinstance(data, (list, tuple)) and len(data) == num_inputs
+            and all(isinstance(d, np.ndarray) for d in data)
+            and len({len(d) for d in data}) == 1):
         for start in range(0, len(data[0]), batch_size):
             yield tuple(d[start:start + batch_size] for d in data)
         return
@@ -67,7 +69,7 @@ def _as_batches(data, batch_size: int) -> Iterator:
         data = data.as_numpy_iterator()
     elif callable(data):  # a generator function, as TFLiteConverter's representative_dataset
         data = data()
-    if not isinstance(data, Iterable):
+    if not isinstance(data, Iterable) or isinstance(data, (str, bytes)):
         raise CalibrationDataError(
             f"calibration data of type {type(data).__name__} is not supported; pass a numpy "
             "array, a tuple of arrays (one per input), a tf.data.Dataset or a generator")
@@ -137,7 +139,8 @@ def calibrate(graph: ir.Graph, data, *, num_batches: int = DEFAULT_NUM_BATCHES,
 
     progress = Progress("calibrating", num_batches, enabled=show_progress)
     seen = 0
-    for i, batch in enumerate(itertools.islice(_as_batches(data, batch_size), num_batches)):
+    for i, batch in enumerate(itertools.islice(
+            _as_batches(data, batch_size, len(graph.inputs)), num_batches)):
         batch = _check_batch(batch, graph, i)
         if any(a.shape != s for a, s in zip(batch, current_shapes)):
             for detail, array in zip(input_details, batch):
