@@ -61,7 +61,7 @@ def build_mobilenet_v1(input_shape: Sequence[int] = (28, 28, 1), num_classes: in
         x = layers.ReLU(max_value=6.0, name=f"{prefix}_pw_relu")(x)
 
     x = layers.GlobalAveragePooling2D(name="global_pool")(x)
-    x = layers.Dropout(dropout, name="dropout")(x)
+    x = layers.Dropout(dropout, name="head_dropout")(x)
     x = layers.Dense(num_classes, name="logits")(x)
     outputs = layers.Activation("softmax", name="softmax")(x)
     return k.Model(inputs, outputs, name="mobilenet_v1")

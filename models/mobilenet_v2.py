@@ -90,7 +90,7 @@ def build_mobilenet_v2(input_shape: Sequence[int] = (28, 28, 1), num_classes: in
     if head_filters:
         x = conv_bn(x, head_filters, 1, "head_conv")
     x = layers.GlobalAveragePooling2D(name="global_pool")(x)
-    x = layers.Dropout(dropout, name="dropout")(x)
+    x = layers.Dropout(dropout, name="head_dropout")(x)
     x = layers.Dense(num_classes, name="logits")(x)
     outputs = layers.Activation("softmax", name="softmax")(x)
     return k.Model(inputs, outputs, name="mobilenet_v2")

@@ -25,7 +25,7 @@ def build_nested_model(input_shape: Sequence[int] = (28, 28, 1), num_classes: in
     conv_block = k.Sequential([
         k.Input(shape=(height + 4, width + 4, channels), name="conv_block_input"),
         layers.Conv2D(8, 3, padding="same", use_bias=False, name="conv_block_conv"),
-        layers.BatchNormalization(name="conv_block_bn"),
+        layers.BatchNormalization(momentum=0.9, name="conv_block_bn"),
         layers.ReLU(name="conv_block_relu"),
     ], name="conv_block")
 
@@ -45,7 +45,7 @@ def build_nested_model(input_shape: Sequence[int] = (28, 28, 1), num_classes: in
     x = conv_block(x)
     x = layers.AveragePooling2D(2, name="avg_pool1")(x)
     x = branches(x)
-    x = layers.AveragePooling2D(4, padding="same", name="avg_pool2")(x)
+    x = layers.AveragePooling2D(2, padding="same", name="avg_pool2")(x)
     pooled_height, pooled_width, pooled_channels = (int(d) for d in x.shape[1:])
     x = layers.Reshape((pooled_height * pooled_width, pooled_channels), name="reshape")(x)
     x = layers.Flatten(name="flatten")(x)

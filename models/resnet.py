@@ -65,7 +65,7 @@ def build_resnet(input_shape: Sequence[int] = (28, 28, 1), num_classes: int = 10
             channels = filters
 
     x = layers.GlobalAveragePooling2D(name="global_pool")(x)
-    x = layers.Dropout(dropout, name="dropout")(x)
+    x = layers.Dropout(dropout, name="head_dropout")(x)
     x = layers.Dense(num_classes, name="logits")(x)
     outputs = layers.Activation("softmax", name="softmax")(x)
     return k.Model(inputs, outputs, name="resnet")

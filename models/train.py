@@ -83,6 +83,7 @@ def train_classifier(model, dataset: Dataset, epochs: int = DEFAULT_EPOCHS,
                   loss=k.losses.SparseCategoricalCrossentropy(from_logits=False),
                   metrics=["accuracy"])
     batches = _training_batches(dataset, epochs, batch_size, max_shift, seed)
-    model.fit(batches, epochs=epochs, steps_per_epoch=steps_per_epoch, verbose=verbose)
+    model.fit(batches, epochs=epochs, steps_per_epoch=steps_per_epoch, shuffle=False,
+              verbose=verbose)
     _, accuracy = model.evaluate(dataset.x_test, dataset.y_test, batch_size=256, verbose=0)
     return float(accuracy)

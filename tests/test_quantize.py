@@ -208,3 +208,32 @@ def test_softmax_guard_prevents_reference_kernel_abort():
                           text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "OK" in proc.stdout
+
+
+def _op_versions(model_bytes):
+    m, _ = _flatbuffer(model_bytes)
+    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+    versions = {}
+    for code in m.operatorCodes:
+        versions.setdefault(names[code.builtinCode], set()).add(code.version)
+    return versions
+
+
+@pytest.mark.parametrize("mode", ["float", "int8", "weights_only"])
+def test_op_versions_match_tflite_converter(model, mode):
+    import tensorflow as tf
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    if mode != "float":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if mode == "int8":
+        converter.representative_dataset = lambda: ([CALIBRATION[i:i + 8]] for i in range(0, 64, 8))
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    if mode == "weights_only":
+        converter._experimental_disable_per_channel = True  # 2.14-compatible hybrid FC
+    theirs = _op_versions(converter.convert())
+    ours = _op_versions(tfquant.convert(model, CALIBRATION, tfquant.Recipe(mode=mode),
+                                        show_progress=False))
+    for op, versions in ours.items():
+        if op in theirs and not (mode == "weights_only" and op in ("CONV_2D",
+                                                                      "DEPTHWISE_CONV_2D")):
+            assert versions <= theirs[op], (op, versions, theirs[op])

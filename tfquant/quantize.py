@@ -328,5 +328,8 @@ def quantize_weights_only(graph: ir.Graph, recipe: Recipe) -> ir.Graph:
             weight_params = QuantParams(np.repeat(weight_params.scale, channels),
                                         np.zeros(channels, np.int64), c.weight_axis)
         weights.dtype, weights.quant = np.dtype(np.int8), weight_params
+        if op.type == "FULLY_CONNECTED":
+            # Quantize the float input with its own zero point at run time, as TFLiteConverter.
+            op.options["asymmetric_quantize_inputs"] = True
     graph.validate()
     return graph

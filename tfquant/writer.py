@@ -147,8 +147,8 @@ SUPPORTED_OPS = tuple(sorted(_OPTIONS))
 def op_version(op: ir.Op, graph: ir.Graph) -> int:
     """The lowest operator version that covers what this op uses (tensor types, options).
 
-    Versions follow TFLite's op versioning rules, so every runtime from tflite-runtime 2.14 on
-    resolves them.
+    The numbers are those TF 2.21's TFLiteConverter writes for the same ops and types
+    (measured; tests/test_end_to_end.py compares them), all resolvable by tflite-runtime 2.14.
     """
     def dtype(i, outputs=False):
         names = op.outputs if outputs else op.inputs
@@ -186,10 +186,10 @@ def op_version(op: ir.Op, graph: ir.Graph) -> int:
         if x == np.dtype(np.float16):
             return 3
         return 2 if x == int8 else 1
-    if op.type in ("RESHAPE",):
+    if op.type in ("RESHAPE", "HARD_SWISH"):
         return 1
-    if op.type == "HARD_SWISH":
-        return 1
+    if op.type == "LEAKY_RELU":  # TFLiteConverter writes 1 for int8 too
+        return 2 if x == int16 else 1
     if op.type == "MUL" and x == int16:
         return 4
     if x == int16 or y == int16:
