@@ -219,7 +219,8 @@ def test_train_tf_keras_model_is_seeded():
     accuracies = []
     for _ in range(2):
         tf_keras.utils.set_random_seed(0)
-        model = build_nested_model(input_shape=(8, 8, 1), keras_module=tf_keras)
-        accuracies.append(train_classifier(model, digits, epochs=2, batch_size=32, verbose=0))
+        model = build_mobilenet_v1(input_shape=(8, 8, 1), keras_module=tf_keras)
+        accuracies.append(train_classifier(model, digits, epochs=2, batch_size=32, max_shift=0,
+                                           verbose=0))
     assert accuracies[0] == accuracies[1]
-    assert accuracies[0] > 0.2
+    assert accuracies[0] > 0.3
