@@ -17,10 +17,10 @@ $(STAMP): requirements.txt setup.cfg pyproject.toml
 setup: $(STAMP)
 
 demo: $(STAMP)
-	$(PY) -m tfquant.tools.demo
+	TF_CPP_MIN_LOG_LEVEL=2 $(PY) -m tfquant.tools.demo
 
 test: $(STAMP)
-	$(PY) -m pytest -q tests
+	TF_CPP_MIN_LOG_LEVEL=2 $(PY) -m pytest -q tests
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -237,3 +237,25 @@ def test_op_versions_match_tflite_converter(model, mode):
         if op in theirs and not (mode == "weights_only" and op in ("CONV_2D",
                                                                       "DEPTHWISE_CONV_2D")):
             assert versions <= theirs[op], (op, versions, theirs[op])
+
+
+def test_degenerate_weights_and_huge_bias():
+    # channel 0: all-zero weights with a bias; channel 1: tiny weights, bias that would
+    # overflow int32 at scale input*weight; channel 2: ordinary.
+    keras.utils.set_random_seed(0)
+    x = keras.Input((6,))
+    dense = keras.layers.Dense(3)
+    model = keras.Model(x, dense(x))
+    kernel = np.random.default_rng(0).normal(size=(6, 3)).astype(np.float32)
+    kernel[:, 0] = 0.0
+    kernel[:, 1] = 1e-6
+    dense.set_weights([kernel, np.array([0.5, 1e4, -0.25], np.float32)])
+    data = np.random.default_rng(1).uniform(-1, 1, size=(64, 6)).astype(np.float32)
+    result = tfquant.convert_model(model, data, show_progress=False)
+    bias = next(t for t in result.graph.tensors.values() if t.dtype == np.int32 and t.is_const)
+    assert np.abs(bias.data.astype(np.int64)).max() < 2 ** 31 - 1
+    expected = model.predict(data, verbose=0)
+    got = runtime.Runner(result.model, resolver="reference").predict(data)
+    step = (expected.max() - expected.min()) / 255  # one output quantization step
+    assert np.abs(got - expected).max() <= 2 * step
+    assert np.all(np.isfinite(got))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import warnings
 from typing import Iterable, Iterator
 
 import numpy as np
@@ -131,7 +132,9 @@ def calibrate(graph: ir.Graph, data, *, num_batches: int = DEFAULT_NUM_BATCHES,
 
     estimator = _RangeEstimator(method, ema_decay)
     model = writer.write_tflite(graph)
-    interpreter = Interpreter(model_content=model, experimental_preserve_all_tensors=True)
+    with warnings.catch_warnings():  # "preserve_all_tensors is for debugging": we need it
+        warnings.simplefilter("ignore", UserWarning)
+        interpreter = Interpreter(model_content=model, experimental_preserve_all_tensors=True)
     index = writer.tensor_index(graph)
     names = [n for n in graph.activation_tensors()]
     input_details = interpreter.get_input_details()

@@ -126,8 +126,9 @@ def _weight_axis(op: ir.Op, recipe: Recipe):
     return c.weight_axis if per_channel else None
 
 
-def _quantize_weights(graph: ir.Graph, op: ir.Op, recipe: Recipe):
-    """Replace the op's float weight tensor by int8 codes; returns the weight params."""
+def _weight_params(graph: ir.Graph, op: ir.Op, recipe: Recipe):
+    """(weight tensor, spec, params) for an op's float weights: int8 symmetric narrow range,
+    per channel along the op's weight axis unless the recipe says per-tensor."""
     c = constraint(op.type)
     weights = graph.tensors[op.inputs[c.weight_input]]
     weight_spec = spec.int8_weight(_weight_axis(op, recipe))
@@ -136,9 +137,9 @@ def _quantize_weights(graph: ir.Graph, op: ir.Op, recipe: Recipe):
     return weights, weight_spec, params
 
 
-def _quantize_bias(graph, op, input_scale, weights, weight_spec, weight_params):
-    """int32 bias with scale input_scale * weight_scale; weight scales of channels whose bias
-    would overflow int32 are raised so that it fits."""
+def _quantize_weights_and_bias(graph, op, input_scale, weights, weight_spec, weight_params):
+    """int8 weights and an int32 bias with scale input_scale * weight_scale; weight scales of
+    channels whose bias would overflow int32 are raised so that it fits."""
     c = constraint(op.type)
     bias = graph.tensors[op.inputs[c.bias_input]]
     b = bias.data.astype(np.float64)
@@ -251,9 +252,10 @@ def quantize_int8(graph: ir.Graph, ranges: dict, recipe: Recipe) -> ir.Graph:
             continue
         c = constraint(op.type)
         if c.weight_input is not None:
-            weights, weight_spec, weight_params = _quantize_weights(graph, op, recipe)
+            weights, weight_spec, weight_params = _weight_params(graph, op, recipe)
             input_scale = float(graph.tensors[op.inputs[0]].quant.scale[0])
-            _quantize_bias(graph, op, input_scale, weights, weight_spec, weight_params)
+            _quantize_weights_and_bias(graph, op, input_scale, weights, weight_spec,
+                                       weight_params)
             continue
         for i, name in enumerate(op.inputs):
             tensor = graph.tensors[name] if name else None
@@ -321,7 +323,7 @@ def quantize_weights_only(graph: ir.Graph, recipe: Recipe) -> ir.Graph:
             recipe_for_op = dataclasses.replace(recipe, per_channel_dense=False)
         else:
             recipe_for_op = recipe
-        weights, weight_spec, weight_params = _quantize_weights(graph, op, recipe_for_op)
+        weights, weight_spec, weight_params = _weight_params(graph, op, recipe_for_op)
         weights.data = spec.quantize(weights.data, weight_params, weight_spec)
         if op.type == "DEPTHWISE_CONV_2D" and weight_params.axis is None:
             channels = weights.shape[c.weight_axis]
