@@ -7,7 +7,7 @@ import pytest
 import tfquant
 from tfquant import runtime
 from tfquant.models import data, zoo
-from tfquant.tools import compare_converters
+from tfquant import peers
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +51,7 @@ def test_int8_same_on_every_runtime(trained, mnist):
 
 def test_peer_tflite_converter(trained, mnist):
     name, model, float_acc = trained
-    r = compare_converters.compare(model, mnist.x_train, mnist.x_test, mnist.y_test,
+    r = peers.compare(model, mnist.x_train, mnist.x_test, mnist.y_test,
                                    num_batches=100, batch_size=32, runs=20,
                                    log=lambda m: None)
     assert r["agreement_between"] >= 0.99, r["agreement_between"]

@@ -56,3 +56,13 @@ def test_console_scripts_installed():
     bindir = os.path.dirname(sys.executable)
     for script in ("tfquant-convert", "tfquant-compare"):
         assert shutil.which(script, path=bindir), script
+
+
+def test_every_tool_runs_and_documents_its_flags():
+    import subprocess
+    for module, flag in (("tfquant.tools.convert", "--calibration_data"),
+                         ("tfquant.tools.compare_converters", "--architecture"),
+                         ("tfquant.tools.demo", "--output_dir")):
+        proc = subprocess.run([sys.executable, "-m", module, "--help"], capture_output=True,
+                              text=True, timeout=300)
+        assert flag in proc.stdout + proc.stderr, module

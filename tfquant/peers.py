@@ -1,0 +1,94 @@
+"""Peer converters, run side by side with tfquant on the same model and calibration data.
+
+TFLiteConverter (TF 2.21) is the reference for full-integer PTQ; `compare` converts with both,
+then measures accuracy, agreement, conversion wall time, file size and latency in one run.
+"""
+
+import time
+
+def calibration_batches(x, num_batches: int, batch_size: int) -> list:
+    """The calibration batches both converters see (cycling through x if it is short)."""
+    import numpy as np
+    batches = []
+    for i in range(num_batches):
+        idx = np.arange(i * batch_size, (i + 1) * batch_size) % len(x)
+        batches.append(x[idx].astype(np.float32))
+    return batches
+
+
+def convert_with_tflite_converter(model, batches) -> bytes:
+    """TFLiteConverter's full-integer PTQ (int8 weights and activations, float I/O)."""
+    import tensorflow as tf
+
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = lambda: ([b] for b in batches)
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    return converter.convert()
+
+
+def convert_with_tfquant(model, batches) -> bytes:
+    import tfquant
+    recipe = tfquant.Recipe(num_calibration_batches=len(batches))
+    return tfquant.convert(model, batches, recipe, show_progress=False)
+
+
+def _timed(fn, repeats):
+    import numpy as np
+    times, result = [], None
+    for _ in range(repeats):
+        start = time.perf_counter()
+        result = fn()
+        times.append(time.perf_counter() - start)
+    return result, float(np.median(times))
+
+
+def compare(model, x_calibration, x_test, y_test, *, num_batches=100, batch_size=32, runs=100,
+            repeats=1, log=print) -> dict:
+    """Convert `model` with both converters and measure them side by side."""
+    import numpy as np
+
+    from tfquant import runtime
+
+    batches = calibration_batches(x_calibration, num_batches, batch_size)
+    float_pred = np.argmax(model.predict(x_test, verbose=0), axis=-1)
+    log(f"  converting with tfquant ({repeats}x) ...")
+    ours, ours_s = _timed(lambda: convert_with_tfquant(model, batches), repeats)
+    log(f"  converting with TFLiteConverter ({repeats}x) ...")
+    theirs, theirs_s = _timed(lambda: convert_with_tflite_converter(model, batches), repeats)
+    ours_pred = np.argmax(runtime.Runner(ours).predict(x_test), axis=-1)
+    theirs_pred = np.argmax(runtime.Runner(theirs).predict(x_test), axis=-1)
+    log("  timing both on ai-edge-litert ...")
+    sample = x_test[:1]
+    ours_ms = runtime.median_latency_ms(ours, sample, runs=runs)[0]
+    theirs_ms = runtime.median_latency_ms(theirs, sample, runs=runs)[0]
+    return {
+        "float_accuracy": float(np.mean(float_pred == y_test)),
+        "tfquant": {"accuracy": float(np.mean(ours_pred == y_test)),
+                    "agreement_with_float": float(np.mean(ours_pred == float_pred)),
+                    "seconds": ours_s, "bytes": len(ours), "latency_ms": ours_ms},
+        "tflite_converter": {"accuracy": float(np.mean(theirs_pred == y_test)),
+                             "agreement_with_float": float(np.mean(theirs_pred == float_pred)),
+                             "seconds": theirs_s, "bytes": len(theirs),
+                             "latency_ms": theirs_ms},
+        "agreement_between": float(np.mean(ours_pred == theirs_pred)),
+        "model": ours, "peer_model": theirs,
+    }
+
+
+def format_table(rows: dict) -> str:
+    """Markdown table of compare() results, one row per model and converter."""
+    lines = ["| model | converter | accuracy | agree w/ float | agree tfquant/TFLite | "
+             "convert s | speed-up | size KB | latency ms (median) |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for name, r in rows.items():
+        speedup = r["tflite_converter"]["seconds"] / r["tfquant"]["seconds"]
+        lines.append(f"| {name} | float (Keras) | {r['float_accuracy']:.4f} | | | | | | |")
+        for key, label, ratio in (("tfquant", "tfquant", speedup),
+                                  ("tflite_converter", "TFLiteConverter", 1.0)):
+            c = r[key]
+            lines.append(
+                f"| {name} | {label} | {c['accuracy']:.4f} | {c['agreement_with_float']:.4f} | "
+                f"{r['agreement_between']:.4f} | {c['seconds']:.2f} | {ratio:.1f}x | "
+                f"{c['bytes'] / 1024:.1f} | {c['latency_ms']:.3f} |")
+    return "\n".join(lines)
