@@ -1,7 +1,7 @@
 """Calibration: run the float model on representative data and record every tensor's range.
 
-The float TFLite export of the IR, run with all intermediate tensors preserved, gives the value
-of every IR tensor exactly (flatbuffer tensor i is IR tensor i), so ranges map 1:1 to the graph
+The float TFLite export of the IR, with every activation tensor declared a model output, gives the
+value of every IR tensor (flatbuffer tensor i is IR tensor i), so ranges map 1:1 to the graph
 that is then quantized.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import warnings
+import os
 from typing import Iterable, Iterator
 
 import numpy as np
@@ -115,6 +115,15 @@ def _check_batch(batch: tuple, graph: ir.Graph, index: int) -> tuple:
     return tuple(checked)
 
 
+def _extremes(interpreter, tensor_index: int):
+    """(min, max) of a tensor after invoke, or None if it is empty. Reads through a view that
+    dies with this frame: the interpreter refuses to invoke while one is alive."""
+    values = interpreter.tensor(tensor_index)()
+    if values.size == 0:
+        return None
+    return float(values.min()), float(values.max())
+
+
 def calibrate(graph: ir.Graph, data, *, num_batches: int = DEFAULT_NUM_BATCHES,
               batch_size: int = DEFAULT_BATCH_SIZE, method: str = "minmax",
               ema_decay: float = 0.9, show_progress: bool = True) -> dict:
@@ -131,11 +140,14 @@ def calibrate(graph: ir.Graph, data, *, num_batches: int = DEFAULT_NUM_BATCHES,
     from ai_edge_litert.interpreter import Interpreter
 
     estimator = _RangeEstimator(method, ema_decay)
-    model = writer.write_tflite(graph)
-    with warnings.catch_warnings():  # "preserve_all_tensors is for debugging": we need it
-        warnings.simplefilter("ignore", UserWarning)
-        interpreter = Interpreter(model_content=model, experimental_preserve_all_tensors=True)
-    index = writer.tensor_index(graph)
+    names = graph.activation_tensors()
+    # Every activation tensor is a model output, so the interpreter keeps them all while its
+    # fast kernels (XNNPACK) and threads stay on; tensor indices are the IR's order.
+    observed = graph.copy()
+    observed.outputs = list(dict.fromkeys(graph.outputs + names))
+    interpreter = Interpreter(model_content=writer.write_tflite(observed),
+                              num_threads=os.cpu_count() or 1)
+    index = writer.tensor_index(observed)
     names = [n for n in graph.activation_tensors()]
     input_details = interpreter.get_input_details()
     current_shapes = [None] * len(input_details)
@@ -154,15 +166,14 @@ def calibrate(graph: ir.Graph, data, *, num_batches: int = DEFAULT_NUM_BATCHES,
             interpreter.set_tensor(detail["index"], array)
         interpreter.invoke()
         for name in names:
-            values = interpreter.get_tensor(index[name])
-            if values.size == 0:
+            extremes = _extremes(interpreter, index[name])
+            if extremes is None:
                 continue
-            lo, hi = float(values.min()), float(values.max())
-            if not (np.isfinite(lo) and np.isfinite(hi)):
+            if not all(np.isfinite(extremes)):
                 raise CalibrationDataError(
                     f"tensor {name!r} became NaN or inf on calibration batch {i}: the float "
                     "model overflows on this data")
-            estimator.update(name, lo, hi)
+            estimator.update(name, *extremes)
         seen += 1
         progress.update()
     progress.close()

@@ -4,6 +4,8 @@ TFLiteConverter (TF 2.21) is the reference for full-integer PTQ; `compare` conve
 then measures accuracy, agreement, conversion wall time, file size and latency in one run.
 """
 
+import contextlib
+import io
 import time
 
 def calibration_batches(x, num_batches: int, batch_size: int) -> list:
@@ -24,7 +26,8 @@ def convert_with_tflite_converter(model, batches) -> bytes:
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.representative_dataset = lambda: ([b] for b in batches)
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    return converter.convert()
+    with contextlib.redirect_stdout(io.StringIO()):  # it prints the whole SavedModel signature
+        return converter.convert()
 
 
 def convert_with_tfquant(model, batches) -> bytes:

@@ -8,6 +8,9 @@ around them.
 
 from __future__ import annotations
 
+import contextlib
+import io
+
 import numpy as np
 
 from tfquant import ir
@@ -46,7 +49,8 @@ def _convert_float(model) -> bytes:
     import tensorflow as tf
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
-    return converter.convert()
+    with contextlib.redirect_stdout(io.StringIO()):  # it prints the whole SavedModel signature
+        return converter.convert()
 
 
 def splice_float_layer(graph: ir.Graph, layer, in_names: list, inputs, outputs) -> list:
