@@ -1,0 +1,90 @@
+"""Activation ranges (EMA) and the QuantizationScheduler callback during model.fit."""
+
+import keras
+import numpy as np
+import pytest
+
+from tfquant.qat.activation_quantizer import ActivationQuantizer
+from tfquant.qat.batch_norm_folding import FoldedBatchNorm
+from tfquant.qat.callbacks import QuantizationScheduler
+
+
+def test_ema_range():
+    q = ActivationQuantizer(decay=0.9)
+    a = np.array([[-1.0, 2.0]], np.float32)
+    b = np.array([[-3.0, 4.0]], np.float32)
+    q(a, training=True)
+    assert (float(q.range_min), float(q.range_max)) == (-1.0, 2.0)  # first batch initialises
+    q(b, training=True)
+    assert float(q.range_min) == pytest.approx(0.9 * -1 + 0.1 * -3)
+    assert float(q.range_max) == pytest.approx(0.9 * 2 + 0.1 * 4)
+    q.freeze_range.assign(1.0)
+    q(b * 10, training=True)
+    assert float(q.range_max) == pytest.approx(2.2)
+    q(b * 10, training=False)  # inference never moves the range
+    assert float(q.range_max) == pytest.approx(2.2)
+
+
+def test_quantize_flag():
+    q = ActivationQuantizer()
+    x = np.linspace(-1, 1, 7, dtype=np.float32)[None]
+    q(x, training=True)
+    quantized = np.array(q(x * 0.77))
+    q.quantize.assign(0.0)
+    np.testing.assert_array_equal(np.array(q(x * 0.77)), x * 0.77)
+    assert not np.array_equal(quantized, x * 0.77)
+
+
+def _model():
+    keras.utils.set_random_seed(0)
+    x = keras.Input((8, 8, 1))
+    y = FoldedBatchNorm("conv2d", 4, kernel_size=(3, 3), padding="same", name="conv_bn")(x)
+    y = keras.layers.ReLU()(y)
+    y = ActivationQuantizer(name="conv_out")(y)
+    y = keras.layers.GlobalAveragePooling2D()(y)
+    y = keras.layers.Dense(2, activation="softmax")(y)
+    model = keras.Model(x, y)
+    model.compile("sgd", "sparse_categorical_crossentropy")
+    return model
+
+
+def test_scheduler_during_fit():
+    model = _model()
+    x = np.random.default_rng(0).normal(size=(40, 8, 8, 1)).astype(np.float32)
+    y = np.arange(40) % 2
+    seen = []
+
+    class Spy(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            layer = self.model.get_layer("conv_bn")
+            seen.append((float(layer.quantize), float(layer.frozen)))
+
+    scheduler = QuantizationScheduler(quant_delay=3, freeze_bn_delay=7, freeze_ranges_delay=9)
+    history = model.fit(x, y, batch_size=4, epochs=1, callbacks=[scheduler, Spy()], verbose=0)
+    assert seen[:3] == [(0.0, 0.0)] * 3
+    assert seen[3:7] == [(1.0, 0.0)] * 4
+    assert seen[7:] == [(1.0, 1.0)] * 3
+    assert scheduler.step == 10
+    assert history.history["qat/quantizing"] == [1.0]
+    assert history.history["qat/bn_frozen"] == [1.0]
+    assert history.history["qat/range/conv_out/max"][0] > 0
+    assert float(model.get_layer("conv_out").freeze_range) == 1.0
+
+
+def test_scheduler_rejects_negative_delays():
+    with pytest.raises(ValueError, match="quant_delay"):
+        QuantizationScheduler(quant_delay=-1)
+
+
+def test_qat_layers_save_and_load(tmp_path):
+    model = _model()
+    x = np.random.default_rng(0).normal(size=(8, 8, 8, 1)).astype(np.float32)
+    model.fit(x, np.arange(8) % 2, epochs=1, verbose=0,
+              callbacks=[QuantizationScheduler(freeze_bn_delay=0)])
+    path = tmp_path / "qat.keras"
+    model.save(path)
+    loaded = keras.models.load_model(path)
+    np.testing.assert_array_equal(np.array(loaded(x)), np.array(model(x)))
+    layer = loaded.get_layer("conv_bn")
+    assert float(layer.frozen) == 1.0 and layer.get_config() == model.get_layer(
+        "conv_bn").get_config()

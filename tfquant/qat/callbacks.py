@@ -1,0 +1,76 @@
+"""The Keras callback that drives the quantization-aware training schedule."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import keras
+
+from tfquant.qat.activation_quantizer import ActivationQuantizer
+from tfquant.qat.batch_norm_folding import FoldedBatchNorm
+
+
+def _quant_layers(model):
+    for layer in model._flatten_layers(include_self=False, recursive=True):
+        if isinstance(layer, (ActivationQuantizer, FoldedBatchNorm)):
+            yield layer
+
+
+class QuantizationScheduler(keras.callbacks.Callback):
+    """Runs the paper's schedule during `model.fit`, counting optimizer steps:
+
+    - quant_delay: float forward pass (fake quantization off) until this step;
+    - freeze_bn_delay: from this step on, folded batch norms use and keep their moving
+      statistics (paper 3.2.2); None never freezes;
+    - freeze_ranges_delay: from this step on, activation ranges stop updating; None never.
+
+    At each epoch end it adds the state and every activation range to the Keras logs
+    (so History and TensorBoard record them): `qat/quantizing`, `qat/bn_frozen`,
+    `qat/range/<layer>/min|max`.
+    """
+
+    def __init__(self, quant_delay: int = 0, freeze_bn_delay: Optional[int] = None,
+                 freeze_ranges_delay: Optional[int] = None, initial_step: int = 0):
+        super().__init__()
+        for name, value in (("quant_delay", quant_delay), ("freeze_bn_delay", freeze_bn_delay),
+                            ("freeze_ranges_delay", freeze_ranges_delay)):
+            if value is not None and value < 0:
+                raise ValueError(f"{name} must be >= 0, got {value}")
+        self.quant_delay = quant_delay
+        self.freeze_bn_delay = freeze_bn_delay
+        self.freeze_ranges_delay = freeze_ranges_delay
+        self.step = initial_step
+
+    def _state(self):
+        quantizing = self.step >= self.quant_delay
+        bn_frozen = self.freeze_bn_delay is not None and self.step >= self.freeze_bn_delay
+        ranges_frozen = (self.freeze_ranges_delay is not None
+                         and self.step >= self.freeze_ranges_delay)
+        return quantizing, bn_frozen, ranges_frozen
+
+    def apply(self, model):
+        """Set every quantization layer of `model` to the schedule's state at `self.step`."""
+        quantizing, bn_frozen, ranges_frozen = self._state()
+        for layer in _quant_layers(model):
+            layer.quantize.assign(float(quantizing))
+            if isinstance(layer, FoldedBatchNorm):
+                layer.frozen.assign(float(bn_frozen))
+            else:
+                layer.freeze_range.assign(float(ranges_frozen))
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self.apply(self.model)
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.step += 1
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is None:
+            return
+        quantizing, bn_frozen, _ = self._state()
+        logs["qat/quantizing"] = float(quantizing)
+        logs["qat/bn_frozen"] = float(bn_frozen)
+        for layer in _quant_layers(self.model):
+            if isinstance(layer, ActivationQuantizer):
+                logs[f"qat/range/{layer.name}/min"] = float(layer.range_min.numpy())
+                logs[f"qat/range/{layer.name}/max"] = float(layer.range_max.numpy())
