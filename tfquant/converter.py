@@ -52,6 +52,11 @@ def convert_model(model, representative_data=None, recipe: Optional[Recipe] = No
         out_graph = float_graph
     elif recipe.mode == "weights_only":
         out_graph = quantize.quantize_weights_only(float_graph, recipe)
+    elif float_graph.qat_ranges and representative_data is None:
+        # A trained QAT model: its learned ranges, no calibration (paper 3.2).
+        ranges = {name: calibration.TensorRange(*r)
+                  for name, r in float_graph.qat_ranges.items()}
+        out_graph = quantize.quantize_int8(float_graph, ranges, recipe)
     else:
         if representative_data is None:
             raise CalibrationDataError(

@@ -66,6 +66,8 @@ class Graph:
         self.outputs: list[str] = []
         # (layer name, reason) of source layers kept in float by the frontend's fallback.
         self.float_layers: list = []
+        # Activation ranges learned by quantization-aware training, by tensor name.
+        self.qat_ranges: dict = {}
 
     # -- construction -------------------------------------------------------------------------
 

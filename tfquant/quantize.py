@@ -92,7 +92,10 @@ def _activation_params(graph: ir.Graph, ranges: dict) -> dict:
         else:
             known = [ranges[n] for n in group if n in ranges]
             if not known:
-                raise ConversionError(f"no calibration range for tensor(s) {sorted(group)}")
+                raise ConversionError(
+                    f"no range for tensor(s) {sorted(group)}: calibrate with representative "
+                    "data, or (QAT models) put an ActivationQuantizer after the layer that "
+                    "produces it")
             group_params = spec.params_from_range(min(r.min for r in known),
                                                   max(r.max for r in known),
                                                   spec.INT8_ACTIVATION)

@@ -382,6 +382,49 @@ def _rescaling(b: _Builder, layer, inputs, out_shape):
     return y
 
 
+def _folded_batch_norm(b: _Builder, layer, inputs, out_shape):
+    """A trained QAT conv/dense + BN: the inference fold with the moving statistics (the
+    weights the fake quantizer saw; quantize_int8 puts them on the same grid)."""
+    quantize = float(np.asarray(layer.quantize))
+    layer.quantize.assign(0.0)
+    try:
+        kernel = np.array(layer.folded_kernel(), np.float32)
+    finally:
+        layer.quantize.assign(quantize)
+    bias = np.array(layer.folded_bias(), np.float32)
+    options = {"padding": layer.padding, "stride": tuple(layer.strides),
+               "dilation": tuple(layer.dilation_rate)}
+    if layer.kind == "conv2d":
+        w = b.const(f"{layer.name}/kernel", kernel.transpose(3, 0, 1, 2))
+        op_type = "CONV_2D"
+    elif layer.kind == "depthwise_conv2d":
+        kh, kw, cin, mult = kernel.shape
+        w = b.const(f"{layer.name}/kernel", kernel.reshape(1, kh, kw, cin * mult))
+        options["depth_multiplier"] = int(mult)
+        op_type = "DEPTHWISE_CONV_2D"
+    else:
+        if len(out_shape) != 2:
+            raise _Unsupported("FoldedBatchNorm(dense) on inputs of rank > 2")
+        w = b.const(f"{layer.name}/kernel", kernel.T)
+        options = {"keep_num_dims": False}
+        op_type = "FULLY_CONNECTED"
+    bias_name = b.const(f"{layer.name}/bias", bias)
+    return b.op(op_type, [inputs[0], w, bias_name], out_shape, layer.name, layer, options)
+
+
+def _activation_quantizer(b: _Builder, layer, inputs, out_shape):
+    """Fake quantization is an identity in the exported graph; its learned range becomes the
+    range of the tensor it quantizes."""
+    if float(np.asarray(layer.initialized)) < 0.5:
+        raise TfquantError(f"activation quantizer {layer.name!r} has no range yet: train the "
+                           "QAT model (or run it with training=True) before exporting")
+    y = b.op("IDENTITY", inputs[:1], out_shape, layer.name, layer)
+    value_range = (float(np.asarray(layer.range_min)), float(np.asarray(layer.range_max)))
+    b.graph.qat_ranges[inputs[0]] = value_range
+    b.graph.qat_ranges[y] = value_range
+    return y
+
+
 _CONVERTERS: dict[str, Callable] = {
     "Conv2D": _conv2d,
     "DepthwiseConv2D": _depthwise_conv2d,
@@ -404,6 +447,8 @@ _CONVERTERS: dict[str, Callable] = {
     "SpatialDropout2D": _identity,
     "GaussianNoise": _identity,
     "Rescaling": _rescaling,
+    "FoldedBatchNorm": _folded_batch_norm,
+    "ActivationQuantizer": _activation_quantizer,
 }
 
 SUPPORTED_LAYERS = tuple(sorted(_CONVERTERS))
