@@ -1,2 +1,15 @@
-"""Quantization-aware training (paper section 3.2): fake quantization with a straight-through
-estimator, and the paper's batch-norm folding for training."""
+"""Quantization-aware training (paper section 3.2).
+
+  qat_model = tfquant.qat.quantize_model(float_model)          # fake quant + BN folding
+  qat_model.compile(...); qat_model.fit(..., callbacks=[
+      tfquant.qat.QuantizationScheduler(quant_delay=0, freeze_bn_delay=N)])
+  int8_bytes = tfquant.convert(qat_model)                      # learned ranges, no calibration
+"""
+
+from tfquant.qat.activation_quantizer import ActivationQuantizer
+from tfquant.qat.batch_norm_folding import FoldedBatchNorm
+from tfquant.qat.callbacks import QuantizationScheduler
+from tfquant.qat.rewrite import QatRecipe, quantize_model
+
+__all__ = ["ActivationQuantizer", "FoldedBatchNorm", "QatRecipe", "QuantizationScheduler",
+           "quantize_model"]

@@ -37,11 +37,14 @@ class FoldedBatchNorm(keras.layers.Layer):
       use_bias: the convolution's own bias (folded into the batch-norm shift).
       epsilon, momentum: as in BatchNormalization (momentum of the moving statistics).
       weight_bits, weight_symmetric, weight_per_channel: the weight quantizer.
+      batch_norm: False for a layer without batch norm (then only the weights are
+        fake-quantized: y = conv(x, Q(W)) + b).
     """
 
     def __init__(self, kind, filters, kernel_size=(1, 1), strides=(1, 1), padding="valid",
                  dilation_rate=(1, 1), use_bias=False, epsilon=1e-3, momentum=0.99,
-                 weight_bits=8, weight_symmetric=True, weight_per_channel=True, **kwargs):
+                 weight_bits=8, weight_symmetric=True, weight_per_channel=True,
+                 batch_norm=True, **kwargs):
         super().__init__(**kwargs)
         if kind not in KINDS:
             raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
@@ -57,6 +60,7 @@ class FoldedBatchNorm(keras.layers.Layer):
         self.weight_bits = int(weight_bits)
         self.weight_symmetric = bool(weight_symmetric)
         self.weight_per_channel = bool(weight_per_channel)
+        self.batch_norm = bool(batch_norm)
 
     # -- weights ------------------------------------------------------------------------------
 
@@ -76,8 +80,10 @@ class FoldedBatchNorm(keras.layers.Layer):
                                       initializer="glorot_uniform")
         self.bias = self.add_weight(name="bias", shape=(channels_out,), initializer="zeros",
                                     trainable=self.use_bias)
-        self.gamma = self.add_weight(name="gamma", shape=(channels_out,), initializer="ones")
-        self.beta = self.add_weight(name="beta", shape=(channels_out,), initializer="zeros")
+        self.gamma = self.add_weight(name="gamma", shape=(channels_out,), initializer="ones",
+                                     trainable=self.batch_norm)
+        self.beta = self.add_weight(name="beta", shape=(channels_out,), initializer="zeros",
+                                    trainable=self.batch_norm)
         self.moving_mean = self.add_weight(name="moving_mean", shape=(channels_out,),
                                            initializer="zeros", trainable=False)
         self.moving_variance = self.add_weight(name="moving_variance", shape=(channels_out,),
@@ -115,8 +121,11 @@ class FoldedBatchNorm(keras.layers.Layer):
 
     def folded_kernel(self):
         """gamma * W / sigma with the moving sigma, fake-quantized when quantization is on."""
-        sigma = tf.sqrt(self.moving_variance + self.epsilon)
-        folded = self._channel_scale_kernel(self.kernel, self.gamma / sigma)
+        if self.batch_norm:
+            sigma = tf.sqrt(self.moving_variance + self.epsilon)
+            folded = self._channel_scale_kernel(self.kernel, self.gamma / sigma)
+        else:
+            folded = self.kernel
         if self.kind == "depthwise_conv2d":
             kh, kw, cin, mult = folded.shape
             flat = tf.reshape(folded, (kh, kw, cin * mult))
@@ -132,13 +141,15 @@ class FoldedBatchNorm(keras.layers.Layer):
 
     def folded_bias(self):
         """The inference bias beta + gamma * (b - mu) / sigma (the frozen / exported form)."""
+        if not self.batch_norm:
+            return self.bias + 0.0
         sigma = tf.sqrt(self.moving_variance + self.epsilon)
         return self.beta + self.gamma * (self.bias - self.moving_mean) / sigma
 
     def call(self, x, training=False):
         kernel = self.folded_kernel()
         y = self._apply_kernel(x, kernel)
-        if not training:
+        if not training or not self.batch_norm:
             return y + self.folded_bias()
         return tf.cond(self.frozen > 0.5, lambda: y + self.folded_bias(),
                        lambda: self._batch_statistics_output(x, y))
@@ -163,5 +174,5 @@ class FoldedBatchNorm(keras.layers.Layer):
                       dilation_rate=self.dilation_rate, use_bias=self.use_bias,
                       epsilon=self.epsilon, momentum=self.momentum,
                       weight_bits=self.weight_bits, weight_symmetric=self.weight_symmetric,
-                      weight_per_channel=self.weight_per_channel)
+                      weight_per_channel=self.weight_per_channel, batch_norm=self.batch_norm)
         return config

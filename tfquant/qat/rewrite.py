@@ -1,0 +1,200 @@
+"""quantize_model: a float Keras model -> a trainable QAT Keras 3 model.
+
+The model goes through the converter's own frontend and passes (identity removal, activation
+fusion, reshape merging), with one QAT difference: batch norms stay attached to their conv /
+dense op instead of being folded into constants, so that the rendered FoldedBatchNorm layers
+implement the paper's training-time fold. Fake quantization is then placed where the int8 graph
+has quantized tensors: every weight (per channel by default), the model input and the output of
+every op that produces a new int8 tensor; not between a conv and its batch norm, nor between an
+op and its fused ReLU. After training, `tfquant.convert(qat_model)` exports the int8 model from
+the learned ranges and folded weights.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import keras
+import numpy as np
+
+from tfquant import ir
+from tfquant.errors import UnsupportedLayerError
+from tfquant.frontends.keras_model import from_keras
+from tfquant.passes import fuse_activation, merge_reshapes, remove_identity
+from tfquant.qat.activation_quantizer import ActivationQuantizer
+from tfquant.qat.batch_norm_folding import FoldedBatchNorm
+
+_LINEAR = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
+# Ops whose int8 output reuses the input's params (no new quantizer) or has fixed params.
+_NO_OUTPUT_QUANTIZER = ("MAX_POOL_2D", "AVERAGE_POOL_2D", "RESHAPE", "PAD", "SOFTMAX",
+                        "LOGISTIC", "TANH")
+
+
+@dataclasses.dataclass(frozen=True)
+class QatRecipe:
+    """Quantizers of the QAT model.
+
+    Attributes:
+      weight_bits / activation_bits: 2..16 (4, 8 and 16 are the paper's settings).
+      weight_per_channel: per-channel weights (per-layer when False).
+      weight_symmetric: symmetric narrow-range weights (asymmetric is simulation only).
+      ema_decay: decay of the activation-range moving averages (paper: 0.999).
+      bn_momentum: momentum of the folded batch norms' moving statistics; None keeps each
+        BatchNormalization's own momentum.
+    """
+
+    weight_bits: int = 8
+    activation_bits: int = 8
+    weight_per_channel: bool = True
+    weight_symmetric: bool = True
+    ema_decay: float = 0.999
+    bn_momentum: float | None = None
+
+
+def _attach_batch_norm(graph: ir.Graph) -> ir.Graph:
+    """Move each BATCH_NORM that follows a conv / dense (sole consumer) into that op's options."""
+    graph = graph.copy()
+    for bn in graph.ops_of_type("BATCH_NORM"):
+        producer = graph.producer(bn.inputs[0])
+        if (producer is None or producer.type not in _LINEAR
+                or len(graph.consumers(bn.inputs[0])) != 1 or bn.inputs[0] in graph.outputs
+                or "batch_norm" in producer.options):
+            continue
+        producer.options["batch_norm"] = dict(bn.options)
+        producer.outputs = [bn.outputs[0]]
+        producer.source = producer.source + bn.source
+        graph.remove_op(bn)
+    graph.prune()
+    return graph
+
+
+def qat_graph(model) -> ir.Graph:
+    """The IR the QAT model is rendered from."""
+    graph = remove_identity(from_keras(model))
+    graph = _attach_batch_norm(graph)
+    leftover = graph.ops_of_type("BATCH_NORM")
+    if leftover:
+        raise UnsupportedLayerError(
+            [(op.source[0], "BatchNormalization not after a conv/dense") for op in leftover],
+            "quantization-aware training folds batch norms into the preceding layer")
+    return merge_reshapes(fuse_activation(graph))
+
+
+class _Renderer:
+    def __init__(self, graph: ir.Graph, recipe: QatRecipe, momenta: dict):
+        self.graph, self.recipe, self.momenta = graph, recipe, momenta
+        self.values = {}
+
+    def quantizer(self, name):
+        return ActivationQuantizer(bits=self.recipe.activation_bits, decay=self.recipe.ema_decay,
+                                   name=f"{name}_quant")
+
+    def linear(self, op: ir.Op):
+        w = self.graph.tensors[op.inputs[1]].data
+        b = self.graph.tensors[op.inputs[2]].data
+        options = op.options
+        bn = options.get("batch_norm")
+        common = dict(use_bias=bool(np.any(b != 0)), weight_bits=self.recipe.weight_bits,
+                      weight_symmetric=self.recipe.weight_symmetric,
+                      weight_per_channel=self.recipe.weight_per_channel,
+                      batch_norm=bn is not None, name=op.outputs[0].replace("/", "_"))
+        if bn is not None:
+            common.update(epsilon=bn["epsilon"],
+                          momentum=self.recipe.bn_momentum or self.momenta.get(op.source[-1],
+                                                                               0.99))
+        if op.type == "FULLY_CONNECTED":
+            layer = FoldedBatchNorm("dense", w.shape[0], **common)
+            kernel = w.T
+        else:
+            conv = dict(strides=options["stride"], padding=options["padding"].lower(),
+                        dilation_rate=options.get("dilation", (1, 1)))
+            if op.type == "CONV_2D":
+                layer = FoldedBatchNorm("conv2d", w.shape[0], kernel_size=w.shape[1:3],
+                                        **conv, **common)
+                kernel = w.transpose(1, 2, 3, 0)
+            else:
+                mult = options["depth_multiplier"]
+                kh, kw, channels = w.shape[1:]
+                layer = FoldedBatchNorm("depthwise_conv2d", mult, kernel_size=(kh, kw), **conv,
+                                        **common)
+                kernel = w.reshape(kh, kw, channels // mult, mult)
+        y = layer(self.values[op.inputs[0]])
+        layer.kernel.assign(kernel)
+        layer.bias.assign(b)
+        if bn is not None:
+            layer.gamma.assign(bn["gamma"])
+            layer.beta.assign(bn["beta"])
+            layer.moving_mean.assign(bn["mean"])
+            layer.moving_variance.assign(bn["variance"])
+        return y
+
+    def render_op(self, op: ir.Op):
+        L = keras.layers
+        x = [self.values[n] for n in op.inputs if n and not self.graph.tensors[n].is_const]
+        o = op.options
+        name = op.outputs[0].replace("/", "_")
+        if op.type in _LINEAR:
+            y = self.linear(op)
+        elif op.type == "ADD" and len(x) == 2:
+            y = L.Add(name=name)(x)
+        elif op.type == "CONCATENATION":
+            y = L.Concatenate(axis=o["axis"], name=name)(x)
+        elif op.type in ("MAX_POOL_2D", "AVERAGE_POOL_2D"):
+            pool = L.MaxPooling2D if op.type == "MAX_POOL_2D" else L.AveragePooling2D
+            y = pool(o["filter"], o["stride"], o["padding"].lower(), name=name)(x[0])
+        elif op.type == "MEAN":
+            y = L.GlobalAveragePooling2D(keepdims=o.get("keep_dims", False), name=name)(x[0])
+        elif op.type == "RESHAPE":
+            y = L.Reshape(self.graph.tensors[op.outputs[0]].shape[1:], name=name)(x[0])
+        elif op.type == "PAD":
+            pads = self.graph.tensors[op.inputs[1]].data
+            y = L.ZeroPadding2D((tuple(pads[1]), tuple(pads[2])), name=name)(x[0])
+        elif op.type in ("SOFTMAX", "LOGISTIC", "TANH", "HARD_SWISH"):
+            kind = {"SOFTMAX": "softmax", "LOGISTIC": "sigmoid", "TANH": "tanh",
+                    "HARD_SWISH": "hard_swish"}[op.type]
+            y = L.Activation(kind, name=name)(x[0])
+        elif op.type in ("RELU", "RELU6"):
+            y = L.ReLU(6.0 if op.type == "RELU6" else None, name=name)(x[0])
+        elif op.type == "LEAKY_RELU":
+            y = L.LeakyReLU(negative_slope=o["alpha"], name=name)(x[0])
+        else:
+            raise UnsupportedLayerError(
+                [(op.source[0] if op.source else name, f"{op.type} in quantization-aware "
+                  "training")], "convert such models post-training instead")
+        fused = o.get("fused_activation", "NONE")
+        if fused != "NONE":
+            y = L.ReLU(6.0 if fused == "RELU6" else None, name=f"{name}_{fused.lower()}")(y)
+        if op.type not in _NO_OUTPUT_QUANTIZER:
+            y = self.quantizer(name)(y)
+        self.values[op.outputs[0]] = y
+
+    def render(self, model_name: str):
+        inputs = []
+        for name in self.graph.inputs:
+            shape = self.graph.tensors[name].shape
+            x = keras.Input(tuple(None if d < 0 else d for d in shape[1:]), name=name)
+            inputs.append(x)
+            self.values[name] = self.quantizer(name)(x)
+        for op in self.graph.ops:
+            self.render_op(op)
+        outputs = [self.values[n] for n in self.graph.outputs]
+        return keras.Model(inputs, outputs if len(outputs) > 1 else outputs[0],
+                           name=f"{model_name}_qat")
+
+
+def _bn_momenta(model) -> dict:
+    momenta = {}
+    for layer in model._flatten_layers(include_self=False, recursive=True):
+        if type(layer).__name__ == "BatchNormalization":
+            momenta[layer.name] = float(layer.momentum)
+    return momenta
+
+
+def quantize_model(model, recipe: QatRecipe | None = None):
+    """A trainable QAT Keras 3 model (fake quantization, the paper's batch-norm folding)
+    initialised from the float `model` (Keras 3 or tf_keras; Sequential, Functional, nested).
+    Train it with tfquant.qat.QuantizationScheduler among the callbacks, then export it with
+    tfquant.convert(qat_model) (no calibration data needed)."""
+    recipe = recipe or QatRecipe()
+    graph = qat_graph(model)
+    return _Renderer(graph, recipe, _bn_momenta(model)).render(model.name)
