@@ -5,9 +5,12 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test setup clean
+.PHONY: demo test setup clean bazel-test
 
-$(STAMP): requirements.txt setup.cfg pyproject.toml
+DELEGATE_SOURCES := $(shell find delegates -name '*.cc' -o -name '*.h' -o -name '*.map')
+
+# The editable install also compiles the C++ delegate into the package (setup.py).
+$(STAMP): requirements.txt setup.cfg pyproject.toml setup.py $(DELEGATE_SOURCES)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip wheel setuptools
 	$(PY) -m pip install --quiet -r requirements.txt
@@ -22,5 +25,10 @@ demo: $(STAMP)
 test: $(STAMP)
 	TF_CPP_MIN_LOG_LEVEL=2 $(PY) -m pytest -q tests
 
+# C++ delegate with Bazel, offline (installs Debian's bazel-bootstrap if missing).
+bazel-test:
+	.ci/bazel_test.sh
+
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) build *.egg-info tfquant/_tfquant_dsp*.so
+	rm -f bazel-bin bazel-out bazel-testlogs bazel-$(notdir $(CURDIR))

@@ -32,9 +32,10 @@ def test_every_supported_layer_is_exercised(layer_model):
             if hasattr(layer, "layers"):
                 walk(layer)
     walk(layer_model)
-    # QAT layers are covered by tests/test_qat_export.py
+    # QAT layers are covered by tests/test_qat_export.py and tests/test_qat_schemes.py
     expected = set(SUPPORTED_LAYERS) - {"Softmax", "SpatialDropout2D", "GaussianNoise",
-                                        "FoldedBatchNorm", "ActivationQuantizer"}
+                                        "FoldedBatchNorm", "ActivationQuantizer",
+                                        "ConstantOperand"}
     assert expected <= kinds, expected - kinds
 
 

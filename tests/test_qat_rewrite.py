@@ -34,6 +34,9 @@ def test_structure_and_fidelity_with_quantization_off(builder, K, mnist):
     convs = [l for l in model._flatten_layers(include_self=False)
              if type(l).__name__ in ("Conv2D", "DepthwiseConv2D", "Dense")]
     assert len(_layers(qat, FoldedBatchNorm)) == len(convs)
+    momenta = {float(l.momentum) for l in model._flatten_layers(include_self=False)
+               if type(l).__name__ == "BatchNormalization"}
+    assert {l.momentum for l in _layers(qat, FoldedBatchNorm) if l.batch_norm} == momenta
     # quantization off, batch norms frozen: the QAT model is the float model in inference
     QuantizationScheduler(quant_delay=10 ** 9, freeze_bn_delay=0).apply(qat)
     expected = model.predict(x, verbose=0)

@@ -44,8 +44,14 @@ def convert_model(model, representative_data=None, recipe: Optional[Recipe] = No
     """
     recipe = recipe or Recipe()
     start = time.perf_counter()
-    graph = model if isinstance(model, ir.Graph) else \
-        from_keras(model, float_fallback=recipe.float_fallback)
+    if isinstance(model, ir.Graph):
+        graph = model
+    else:
+        qat = _qat_layers(model)
+        if qat and recipe.mode == "int8":
+            _check_qat_activation_bits(qat)
+        # A QAT model's float layers were trained float: they stay float in the export.
+        graph = from_keras(model, float_fallback=recipe.float_fallback or bool(qat))
     float_graph = passes.canonicalize(graph)
     ranges = {}
     if recipe.mode == "float":
@@ -69,6 +75,23 @@ def convert_model(model, representative_data=None, recipe: Optional[Recipe] = No
         out_graph = quantize.quantize_int8(float_graph, ranges, recipe)
     data = writer.write_tflite(out_graph)
     return ConversionResult(data, out_graph, float_graph, ranges, time.perf_counter() - start)
+
+
+def _qat_layers(model) -> list:
+    if not hasattr(model, "_flatten_layers"):
+        return []
+    return [layer for layer in model._flatten_layers(include_self=False, recursive=True)
+            if type(layer).__name__ in ("ActivationQuantizer", "FoldedBatchNorm")]
+
+
+def _check_qat_activation_bits(qat_layers):
+    other = [f"{layer.name} ({layer.bits} bits)" for layer in qat_layers
+             if type(layer).__name__ == "ActivationQuantizer" and layer.bits != 8]
+    if other:
+        raise TfquantError(
+            "int8 export needs 8-bit activations, but these QAT quantizers simulate other "
+            f"widths: {', '.join(other[:5])}{' ...' if len(other) > 5 else ''}; such models "
+            "are simulation only - train with QatRecipe(activation_bits=8) to export")
 
 
 def convert(model, representative_data=None, recipe: Optional[Recipe] = None, *,

@@ -36,6 +36,16 @@ class Tensor:
         return self.data is not None
 
 
+class SharedRef:
+    """An op option that graph copies share rather than copy (a Keras layer, for instance)."""
+
+    def __init__(self, value):
+        self.value = value
+
+    def __deepcopy__(self, memo):
+        return self
+
+
 @dataclasses.dataclass
 class Op:
     type: str

@@ -95,3 +95,42 @@ def format_table(rows: dict) -> str:
                 f"{r['agreement_between']:.4f} | {c['seconds']:.2f} | {ratio:.1f}x | "
                 f"{c['bytes'] / 1024:.1f} | {c['latency_ms']:.3f} |")
     return "\n".join(lines)
+
+
+def tfmot_qat(model_tf_keras, x_train, y_train, *, epochs: int, learning_rate: float,
+              batch_size: int = 64) -> tuple:
+    """tfmot's quantization-aware training of a tf_keras model, exported by TFLiteConverter.
+
+    Returns (int8 flatbuffer bytes, the trained tfmot model).
+    """
+    import tensorflow as tf
+    import tensorflow_model_optimization as tfmot
+    import tf_keras
+
+    qat_model = tfmot.quantization.keras.quantize_model(model_tf_keras)
+    qat_model.compile(tf_keras.optimizers.Adam(learning_rate),
+                      "sparse_categorical_crossentropy", metrics=["accuracy"])
+    qat_model.fit(x_train, y_train, batch_size=batch_size, epochs=epochs, verbose=0)
+    converter = tf.lite.TFLiteConverter.from_keras_model(qat_model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    with contextlib.redirect_stdout(io.StringIO()):
+        return converter.convert(), qat_model
+
+
+def depthwise_weight_scales(tflite_model: bytes) -> list:
+    """Number of weight scales of each DEPTHWISE_CONV_2D (1 = per-tensor) and whether
+    a per-channel quantization runs along the channel axis (3) of the [1, kh, kw, c] filter."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    model = schema.ModelT.InitFromPackedBuf(tflite_model, 0)
+    found = []
+    for op in model.subgraphs[0].operators:
+        code = model.operatorCodes[op.opcodeIndex]
+        if max(code.builtinCode, code.deprecatedBuiltinCode) != \
+                schema.BuiltinOperator.DEPTHWISE_CONV_2D:
+            continue
+        weights = model.subgraphs[0].tensors[op.inputs[1]]
+        q = weights.quantization
+        scales = 0 if q is None or q.scale is None else len(q.scale)
+        found.append((scales, None if scales <= 1 else int(q.quantizedDimension) == 3))
+    return found

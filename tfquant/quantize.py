@@ -71,6 +71,12 @@ def same_scale_groups(graph: ir.Graph) -> list:
     return list(uf.groups().values())
 
 
+def _inside_float_island(graph: ir.Graph, name: str, producers: dict) -> bool:
+    op = producers.get(name)
+    return (op is not None and op.stays_float and name not in graph.outputs
+            and all(c.stays_float for c in graph.consumers(name)))
+
+
 def _activation_params(graph: ir.Graph, ranges: dict) -> dict:
     """Params of every activation tensor: fixed where the op dictates, else from ranges."""
     producers = {out: op for op in graph.ops for out in op.outputs}
@@ -91,6 +97,8 @@ def _activation_params(graph: ir.Graph, ranges: dict) -> dict:
             group_params = QuantParams.per_tensor(scale, zero_point)
         else:
             known = [ranges[n] for n in group if n in ranges]
+            if not known and all(_inside_float_island(graph, n, producers) for n in group):
+                continue  # read and written by float ops only: it stays float, no params
             if not known:
                 raise ConversionError(
                     f"no range for tensor(s) {sorted(group)}: calibrate with representative "
@@ -135,6 +143,19 @@ def _weight_params(graph: ir.Graph, op: ir.Op, recipe: Recipe):
     c = constraint(op.type)
     weights = graph.tensors[op.inputs[c.weight_input]]
     weight_spec = spec.int8_weight(_weight_axis(op, recipe))
+    trained = op.options.get("qat_weights")
+    if trained is not None:  # a QAT layer: the grid it trained on
+        if not trained["symmetric"]:
+            raise ConversionError(
+                f"{op.label} was trained with asymmetric weights, which TFLite cannot hold "
+                "(int8 weights have zero point 0); asymmetric weights are simulation only - "
+                "train with QatRecipe(weight_symmetric=True) to export")
+        weight_spec = spec.QuantSpec(bits=trained["bits"], signed=True, symmetric=True,
+                                     narrow_range=True,
+                                     axis=c.weight_axis if trained["per_channel"] else None)
+        if weight_spec.bits > 8:
+            raise ConversionError(f"{op.label} was trained with {weight_spec.bits}-bit weights; "
+                                  "TFLite int8 models hold weights of at most 8 bits")
     rmin, rmax = spec.weight_range(weights.data, weight_spec.axis)
     params = spec.params_from_range(rmin, rmax, weight_spec)
     return weights, weight_spec, params

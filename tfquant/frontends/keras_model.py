@@ -73,10 +73,16 @@ def _node_io(node):
     return node.layer, list(node.keras_inputs), tf.nest.flatten(node.outputs)
 
 
+# Op type of a layer kept as the Keras layer itself (quantization-aware training renders it
+# back as that layer, in float).
+KERAS_LAYER = "KERAS_LAYER"
+
+
 class _Builder:
-    def __init__(self, float_fallback: bool):
+    def __init__(self, float_fallback: bool, keep_keras_layers: bool = False):
         self.graph = ir.Graph()
         self.float_fallback = float_fallback
+        self.keep_keras_layers = keep_keras_layers
         self.unsupported: list = []
         self.float_layers: list = []
 
@@ -141,6 +147,9 @@ class _Builder:
             return [converter(self, layer, in_names, _shape(outputs[0]))]
         except _Unsupported as reason:
             del self.graph.ops[first_new_op:]  # drop a partial conversion
+            if self.keep_keras_layers:
+                self.float_layers.append((layer.name, str(reason)))
+                return self.keras_layer(layer, in_names, outputs)
             if self.float_fallback:
                 self.float_layers.append((layer.name, str(reason)))
                 return float_fallback.splice_float_layer(self.graph, layer, in_names,
@@ -149,14 +158,23 @@ class _Builder:
             self.unsupported.append((layer.name, str(reason)))
             return [in_names[0] if in_names else layer.name for _ in outputs]
 
+    def keras_layer(self, layer, in_names, outputs) -> list:
+        out_names = [self.graph.add_tensor(layer.name, _shape(t)) for t in outputs]
+        self.graph.add_op(KERAS_LAYER, list(in_names), out_names,
+                          {"keras_layer": ir.SharedRef(layer), float_fallback.FLOAT_FALLBACK: True},
+                          source=(layer.name,))
+        return out_names
 
-def from_keras(model, float_fallback: bool = False) -> ir.Graph:
+
+def from_keras(model, float_fallback: bool = False,
+               keep_keras_layers: bool = False) -> ir.Graph:
     """Build the IR of a Keras 3 or tf_keras model (Sequential, Functional, nested).
 
     Layers tfquant cannot quantize raise UnsupportedLayerError naming all of them, or, with
-    `float_fallback`, become float TFLite ops (marked so the quantizer keeps them float).
+    `float_fallback`, become float TFLite ops (marked so the quantizer keeps them float), or,
+    with `keep_keras_layers` (quantization-aware training), KERAS_LAYER ops holding the layer.
     """
-    builder = _Builder(float_fallback)
+    builder = _Builder(float_fallback, keep_keras_layers)
     graph = builder.graph
     input_names = []
     _functional_of(model)  # fails clearly on models without inputs
@@ -409,7 +427,16 @@ def _folded_batch_norm(b: _Builder, layer, inputs, out_shape):
         options = {"keep_num_dims": False}
         op_type = "FULLY_CONNECTED"
     bias_name = b.const(f"{layer.name}/bias", bias)
+    # The weight grid the layer trained on; the int8 export puts the weights on the same grid.
+    options["qat_weights"] = {"bits": layer.weight_bits, "symmetric": layer.weight_symmetric,
+                              "per_channel": layer.weight_per_channel}
     return b.op(op_type, [inputs[0], w, bias_name], out_shape, layer.name, layer, options)
+
+
+def _constant_operand(b: _Builder, layer, inputs, out_shape):
+    """A QAT elementwise op with a constant (Rescaling, a standalone batch norm): MUL / ADD."""
+    c = b.const(f"{layer.name}/constant", np.asarray(layer.get_constant(), np.float32))
+    return b.op(layer.op.upper(), [inputs[0], c], out_shape, layer.name, layer)
 
 
 def _activation_quantizer(b: _Builder, layer, inputs, out_shape):
@@ -449,6 +476,7 @@ _CONVERTERS: dict[str, Callable] = {
     "Rescaling": _rescaling,
     "FoldedBatchNorm": _folded_batch_norm,
     "ActivationQuantizer": _activation_quantizer,
+    "ConstantOperand": _constant_operand,
 }
 
 SUPPORTED_LAYERS = tuple(sorted(_CONVERTERS))

@@ -32,6 +32,28 @@ def _fold_into(graph: ir.Graph, producer: ir.Op, scale, offset):
         bias.name + "/folded", (bias.data * scale + offset).astype(np.float32))
 
 
+def _add_mul_add(graph: ir.Graph, bn: ir.Op, scale, offset):
+    """Standalone BN: y = x * scale + offset, broadcast over the channel (last) axis."""
+    source, result = bn.inputs[0], bn.outputs[0]
+    mul_out = graph.add_tensor(result + "/mul", graph.tensors[result].shape)
+    scale_name = graph.add_const(result + "/scale", scale.astype(np.float32))
+    offset_name = graph.add_const(result + "/offset", offset.astype(np.float32))
+    graph.add_op("MUL", [source, scale_name], [mul_out], source=bn.source)
+    graph.add_op("ADD", [mul_out, offset_name], [result], source=bn.source)
+
+
+def lower_batch_norm(graph: ir.Graph) -> ir.Graph:
+    """Every BATCH_NORM becomes MUL + ADD with its inference affine (nothing is folded)."""
+    graph = graph.copy()
+    for bn in graph.ops_of_type("BATCH_NORM"):
+        scale, offset = batch_norm_affine(bn.options)
+        graph.remove_op(bn)
+        _add_mul_add(graph, bn, scale, offset)
+    graph.toposort()
+    graph.validate()
+    return graph
+
+
 def fold_batch_norm(graph: ir.Graph) -> ir.Graph:
     graph = graph.copy()
     for bn in graph.ops_of_type("BATCH_NORM"):
@@ -48,12 +70,7 @@ def fold_batch_norm(graph: ir.Graph) -> ir.Graph:
             producer.outputs = [result]
             producer.source = producer.source + bn.source
             continue
-        # Standalone BN: y = x * scale + offset, broadcast over the channel (last) axis.
-        mul_out = graph.add_tensor(result + "/mul", graph.tensors[result].shape)
-        scale_name = graph.add_const(result + "/scale", scale.astype(np.float32))
-        offset_name = graph.add_const(result + "/offset", offset.astype(np.float32))
-        graph.add_op("MUL", [source, scale_name], [mul_out], source=bn.source)
-        graph.add_op("ADD", [mul_out, offset_name], [result], source=bn.source)
+        _add_mul_add(graph, bn, scale, offset)
     graph.toposort()
     graph.prune()
     graph.validate()

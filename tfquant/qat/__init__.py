@@ -9,7 +9,8 @@
 from tfquant.qat.activation_quantizer import ActivationQuantizer
 from tfquant.qat.batch_norm_folding import FoldedBatchNorm
 from tfquant.qat.callbacks import QuantizationScheduler
-from tfquant.qat.rewrite import QatRecipe, quantize_model
+from tfquant.qat.constant_operand import ConstantOperand
+from tfquant.qat.rewrite import QatRecipe, float_layers, quantize_model
 
-__all__ = ["ActivationQuantizer", "FoldedBatchNorm", "QatRecipe", "QuantizationScheduler",
-           "quantize_model"]
+__all__ = ["ActivationQuantizer", "ConstantOperand", "FoldedBatchNorm", "QatRecipe",
+           "QuantizationScheduler", "float_layers", "quantize_model"]

@@ -8,11 +8,12 @@ import keras
 
 from tfquant.qat.activation_quantizer import ActivationQuantizer
 from tfquant.qat.batch_norm_folding import FoldedBatchNorm
+from tfquant.qat.constant_operand import ConstantOperand
 
 
 def _quant_layers(model):
     for layer in model._flatten_layers(include_self=False, recursive=True):
-        if isinstance(layer, (ActivationQuantizer, FoldedBatchNorm)):
+        if isinstance(layer, (ActivationQuantizer, FoldedBatchNorm, ConstantOperand)):
             yield layer
 
 
@@ -55,7 +56,7 @@ class QuantizationScheduler(keras.callbacks.Callback):
             layer.quantize.assign(float(quantizing))
             if isinstance(layer, FoldedBatchNorm):
                 layer.frozen.assign(float(bn_frozen))
-            else:
+            elif isinstance(layer, ActivationQuantizer):
                 layer.freeze_range.assign(float(ranges_frozen))
 
     def on_train_batch_begin(self, batch, logs=None):

@@ -8,21 +8,30 @@ has quantized tensors: every weight (per channel by default), the model input an
 every op that produces a new int8 tensor; not between a conv and its batch norm, nor between an
 op and its fused ReLU. After training, `tfquant.convert(qat_model)` exports the int8 model from
 the learned ranges and folded weights.
+
+Layers the rewrite cannot quantize stay float: the layer itself (a copy) runs in the QAT model
+between the fake-quantized tensors around it, and the int8 export keeps it as float TFLite ops
+with DEQUANTIZE / QUANTIZE around them. `float_layers(qat_model)` lists them.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import logging
 
 import keras
 import numpy as np
 
 from tfquant import ir
 from tfquant.errors import UnsupportedLayerError
-from tfquant.frontends.keras_model import from_keras
+from tfquant.frontends.keras_model import KERAS_LAYER, from_keras
 from tfquant.passes import fuse_activation, merge_reshapes, remove_identity
+from tfquant.passes.fold_batch_norm import lower_batch_norm
 from tfquant.qat.activation_quantizer import ActivationQuantizer
 from tfquant.qat.batch_norm_folding import FoldedBatchNorm
+from tfquant.qat.constant_operand import ConstantOperand
+
+log = logging.getLogger("tfquant")
 
 _LINEAR = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
 # Ops whose int8 output reuses the input's params (no new quantizer) or has fixed params.
@@ -69,14 +78,10 @@ def _attach_batch_norm(graph: ir.Graph) -> ir.Graph:
 
 
 def qat_graph(model) -> ir.Graph:
-    """The IR the QAT model is rendered from."""
-    graph = remove_identity(from_keras(model))
-    graph = _attach_batch_norm(graph)
-    leftover = graph.ops_of_type("BATCH_NORM")
-    if leftover:
-        raise UnsupportedLayerError(
-            [(op.source[0], "BatchNormalization not after a conv/dense") for op in leftover],
-            "quantization-aware training folds batch norms into the preceding layer")
+    """The IR the QAT model is rendered from. Unsupported layers become KERAS_LAYER ops;
+    a batch norm with no conv / dense to fold into becomes MUL + ADD, as in the int8 model."""
+    graph = remove_identity(from_keras(model, keep_keras_layers=True))
+    graph = lower_batch_norm(_attach_batch_norm(graph))
     return merge_reshapes(fuse_activation(graph))
 
 
@@ -99,9 +104,9 @@ class _Renderer:
                       weight_per_channel=self.recipe.weight_per_channel,
                       batch_norm=bn is not None, name=op.outputs[0].replace("/", "_"))
         if bn is not None:
-            common.update(epsilon=bn["epsilon"],
-                          momentum=self.recipe.bn_momentum or self.momenta.get(op.source[-1],
-                                                                               0.99))
+            # op.source names the conv, its batch norm and any fused activation.
+            momentum = next((self.momenta[s] for s in op.source if s in self.momenta), 0.99)
+            common.update(epsilon=bn["epsilon"], momentum=self.recipe.bn_momentum or momentum)
         if op.type == "FULLY_CONNECTED":
             layer = FoldedBatchNorm("dense", w.shape[0], **common)
             kernel = w.T
@@ -128,13 +133,43 @@ class _Renderer:
             layer.moving_variance.assign(bn["variance"])
         return y
 
+    def constant_operand(self, op: ir.Op, x, name):
+        constant = next(self.graph.tensors[n].data for n in op.inputs
+                        if n and self.graph.tensors[n].is_const)
+        return ConstantOperand(op.type.lower(), constant, name=name)(x[0])
+
+    def float_layer(self, op: ir.Op, x):
+        """A copy of the source layer, run in float (Keras 3 even when the source is tf_keras)."""
+        layer = op.options["keras_layer"].value
+        try:
+            if isinstance(layer, keras.layers.Layer):
+                clone = type(layer).from_config(layer.get_config())
+            else:
+                clone = keras.layers.deserialize({"class_name": type(layer).__name__,
+                                                  "config": layer.get_config()})
+        except Exception as e:  # the layer's own message says what did not carry over
+            raise UnsupportedLayerError(
+                [(layer.name, type(layer).__name__)],
+                f"it cannot be kept float in the Keras 3 QAT model either ({e})") from None
+        y = clone(x[0] if len(x) == 1 else x)
+        clone.set_weights(layer.get_weights())
+        return y
+
     def render_op(self, op: ir.Op):
         L = keras.layers
         x = [self.values[n] for n in op.inputs if n and not self.graph.tensors[n].is_const]
         o = op.options
         name = op.outputs[0].replace("/", "_")
-        if op.type in _LINEAR:
+        if op.type == KERAS_LAYER:
+            y = self.float_layer(op, x)
+            if len(op.outputs) > 1:
+                raise UnsupportedLayerError([(op.source[0], "layer with several outputs")],
+                                            "quantization-aware training keeps single-output "
+                                            "layers float")
+        elif op.type in _LINEAR:
             y = self.linear(op)
+        elif op.type in ("MUL", "ADD") and len(x) == 1:
+            y = self.constant_operand(op, x, name)
         elif op.type == "ADD" and len(x) == 2:
             y = L.Add(name=name)(x)
         elif op.type == "CONCATENATION":
@@ -194,7 +229,28 @@ def quantize_model(model, recipe: QatRecipe | None = None):
     """A trainable QAT Keras 3 model (fake quantization, the paper's batch-norm folding)
     initialised from the float `model` (Keras 3 or tf_keras; Sequential, Functional, nested).
     Train it with tfquant.qat.QuantizationScheduler among the callbacks, then export it with
-    tfquant.convert(qat_model) (no calibration data needed)."""
+    tfquant.convert(qat_model) (no calibration data needed). Layers it cannot quantize stay
+    float and are logged (see float_layers)."""
     recipe = recipe or QatRecipe()
     graph = qat_graph(model)
+    if graph.float_layers:
+        log.warning("quantization-aware training keeps %d layer(s) float: %s",
+                    len(graph.float_layers),
+                    ", ".join(f"{name} ({reason})" for name, reason in graph.float_layers))
     return _Renderer(graph, recipe, _bn_momenta(model)).render(model.name)
+
+
+# Layer types the renderer emits for quantized ops; any other layer in a QAT model is float.
+_QUANTIZED_LAYER_TYPES = (
+    FoldedBatchNorm, ActivationQuantizer, ConstantOperand, keras.layers.InputLayer,
+    keras.layers.Add, keras.layers.Concatenate, keras.layers.MaxPooling2D,
+    keras.layers.AveragePooling2D, keras.layers.GlobalAveragePooling2D, keras.layers.Reshape,
+    keras.layers.ZeroPadding2D, keras.layers.Activation, keras.layers.ReLU,
+    keras.layers.LeakyReLU)
+
+
+def float_layers(qat_model) -> list:
+    """Names and types of the layers of a QAT model that stay float (not quantized)."""
+    return [(layer.name, type(layer).__name__)
+            for layer in qat_model._flatten_layers(include_self=False, recursive=True)
+            if not isinstance(layer, _QUANTIZED_LAYER_TYPES)]

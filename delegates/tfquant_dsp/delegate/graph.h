@@ -1,0 +1,51 @@
+// The delegate's view of the claimed TFLite nodes: each becomes an OpNode bound to one kernel,
+// with its constant operands (weights, bias, shapes, paddings, axes) consumed at creation.
+#ifndef TFQUANT_DSP_DELEGATE_GRAPH_H_
+#define TFQUANT_DSP_DELEGATE_GRAPH_H_
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "abi/tflite_abi.h"
+#include "isa/hvx.h"
+
+namespace tfq::delegate {
+
+using Shape = std::vector<int>;
+
+enum class FcMode { kFixedPoint, kDouble };
+
+struct Options {
+  int num_threads = 1;
+  std::vector<int32_t> allowed_ops;  // empty: every supported op
+  bool verbose = false;
+  FcMode fc_mode = FcMode::kDouble;
+  const isa::Ops* isa = nullptr;
+};
+
+// An op the delegate runs. `inputs` are the tensors read at run time (activations, and constant
+// operands of element-wise ops), `outputs` the tensors written.
+class OpNode {
+ public:
+  virtual ~OpNode() = default;
+  std::vector<int> inputs, outputs;
+  std::vector<TfLiteType> output_types;
+  // Output shapes from input shapes; false (with a reason) if the shapes are unsupported.
+  virtual bool InferShapes(const std::vector<Shape>& in, std::vector<Shape>* out,
+                           std::string* why) const = 0;
+  virtual void Run(const isa::Ops& ops, const std::vector<const void*>& in,
+                   const std::vector<Shape>& in_shapes, const std::vector<void*>& out,
+                   const std::vector<Shape>& out_shapes) const = 0;
+};
+
+// Whether the node can be run exactly (why = the reason if not). With `create`, also builds it.
+bool AnalyzeNode(TfLiteContext* context, const TfLiteNode* node, const TfLiteRegistration* reg,
+                 const Options& options, std::unique_ptr<OpNode>* created, std::string* why);
+
+const char* OpName(int32_t builtin_code);
+int32_t OpCodeByName(const std::string& name);  // -1 if unknown
+
+}  // namespace tfq::delegate
+
+#endif  // TFQUANT_DSP_DELEGATE_GRAPH_H_

@@ -1,0 +1,309 @@
+// The external-delegate plugin: option parsing, the partitioner, and the kernel that runs one
+// claimed partition. Exports only tflite_plugin_create_delegate / tflite_plugin_destroy_delegate
+// (the library is built with -fvisibility=hidden).
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <map>
+#include <memory>
+#include <new>
+#include <string>
+#include <vector>
+
+#include "delegate/graph.h"
+
+namespace tfq::delegate {
+namespace {
+
+const char kKernelName[] = "TfQuantDspDelegate";
+
+struct DelegateState {
+  TfLiteDelegate delegate;
+  Options options;
+};
+
+int64_t NumElements(const Shape& s) {
+  int64_t n = 1;
+  for (int d : s) n *= d;
+  return n;
+}
+
+Shape Dims(const TfLiteTensor& t) {
+  Shape s;
+  if (t.dims) s.assign(t.dims->data, t.dims->data + t.dims->size);
+  return s;
+}
+
+size_t ElementSize(TfLiteType type) { return type == kTfLiteFloat32 ? 4 : 1; }
+
+void Report(TfLiteContext* ctx, const std::string& msg) {
+  if (ctx && ctx->ReportError) ctx->ReportError(ctx, "tfquant_dsp: %s", msg.c_str());
+}
+
+// One claimed partition: the ops in execution order, intermediate tensors in private buffers.
+struct Partition {
+  const Options* options = nullptr;
+  std::vector<std::unique_ptr<OpNode>> ops;
+  std::vector<int> inputs, outputs;       // the runtime's tensors at the partition boundary
+  std::map<int, Shape> shapes;            // every tensor the ops touch, after Prepare
+  std::map<int, std::vector<uint8_t>> internal;  // tensors produced and consumed inside
+  std::map<int, Shape> prepared_inputs;
+
+  bool IsOutput(int t) const {
+    for (int o : outputs) if (o == t) return true;
+    return false;
+  }
+};
+
+void* KernelInit(TfLiteContext* ctx, const char* buffer, size_t) {
+  const auto* params = reinterpret_cast<const TfLiteDelegateParams*>(buffer);
+  if (!params || !params->delegate || !params->nodes_to_replace) return nullptr;
+  auto* state = static_cast<DelegateState*>(params->delegate->data_);
+  auto part = std::make_unique<Partition>();
+  part->options = &state->options;
+  for (int i = 0; i < params->nodes_to_replace->size; ++i) {
+    TfLiteNode* node = nullptr;
+    TfLiteRegistration* reg = nullptr;
+    if (ctx->GetNodeAndRegistration(ctx, params->nodes_to_replace->data[i], &node, &reg) != kTfLiteOk) {
+      return nullptr;
+    }
+    std::unique_ptr<OpNode> op;
+    std::string why;
+    if (!AnalyzeNode(ctx, node, reg, state->options, &op, &why)) {
+      Report(ctx, "node " + std::to_string(params->nodes_to_replace->data[i]) + ": " + why);
+      return nullptr;
+    }
+    part->ops.push_back(std::move(op));
+  }
+  if (params->input_tensors) {
+    part->inputs.assign(params->input_tensors->data,
+                        params->input_tensors->data + params->input_tensors->size);
+  }
+  if (params->output_tensors) {
+    part->outputs.assign(params->output_tensors->data,
+                         params->output_tensors->data + params->output_tensors->size);
+  }
+  return part.release();
+}
+
+void KernelFree(TfLiteContext*, void* buffer) { delete static_cast<Partition*>(buffer); }
+
+TfLiteStatus KernelPrepare(TfLiteContext* ctx, TfLiteNode* node) {
+  auto* part = static_cast<Partition*>(node->user_data);
+  if (!part) {
+    Report(ctx, "partition failed to initialise");
+    return kTfLiteError;
+  }
+  part->shapes.clear();
+  part->prepared_inputs.clear();
+  // Shapes flow from the runtime's tensors (partition inputs and constants) through the ops.
+  for (const auto& op : part->ops) {
+    std::vector<Shape> in_shapes, out_shapes;
+    for (int t : op->inputs) {
+      auto it = part->shapes.find(t);
+      if (it == part->shapes.end()) {
+        const Shape s = Dims(ctx->tensors[t]);
+        part->shapes[t] = s;
+        part->prepared_inputs[t] = s;
+        in_shapes.push_back(s);
+      } else {
+        in_shapes.push_back(it->second);
+      }
+    }
+    std::string why;
+    if (!op->InferShapes(in_shapes, &out_shapes, &why)) {
+      Report(ctx, "shape inference failed: " + why);
+      return kTfLiteError;
+    }
+    for (size_t i = 0; i < op->outputs.size(); ++i) part->shapes[op->outputs[i]] = out_shapes[i];
+  }
+  // Boundary outputs: resize the runtime's tensors if needed; intermediates: private buffers.
+  part->internal.clear();
+  for (const auto& op : part->ops) {
+    for (size_t i = 0; i < op->outputs.size(); ++i) {
+      const int t = op->outputs[i];
+      const Shape& s = part->shapes[t];
+      if (part->IsOutput(t)) {
+        TfLiteTensor& tensor = ctx->tensors[t];
+        if (Dims(tensor) != s) {
+          auto* dims = static_cast<TfLiteIntArray*>(malloc(sizeof(int) * (1 + s.size())));
+          if (!dims) return kTfLiteError;
+          dims->size = static_cast<int>(s.size());
+          for (size_t d = 0; d < s.size(); ++d) dims->data[d] = s[d];
+          if (ctx->ResizeTensor(ctx, &tensor, dims) != kTfLiteOk) return kTfLiteError;
+        }
+      } else {
+        part->internal[t].assign(NumElements(s) * ElementSize(op->output_types[i]) + 64, 0);
+      }
+    }
+  }
+  return kTfLiteOk;
+}
+
+TfLiteStatus KernelInvoke(TfLiteContext* ctx, TfLiteNode* node) {
+  auto* part = static_cast<Partition*>(node->user_data);
+  if (!part) return kTfLiteError;
+  for (const auto& [t, s] : part->prepared_inputs) {
+    if (Dims(ctx->tensors[t]) != s) {
+      Report(ctx, "input shape changed after prepare");
+      return kTfLiteError;
+    }
+  }
+  const isa::Ops& ops = *part->options->isa;
+  std::vector<const void*> in;
+  std::vector<void*> out;
+  std::vector<Shape> in_shapes, out_shapes;
+  for (const auto& op : part->ops) {
+    in.clear(); out.clear(); in_shapes.clear(); out_shapes.clear();
+    for (int t : op->inputs) {
+      auto it = part->internal.find(t);
+      in.push_back(it != part->internal.end() ? it->second.data() : ctx->tensors[t].data);
+      in_shapes.push_back(part->shapes[t]);
+      if (!in.back()) { Report(ctx, "input tensor has no data"); return kTfLiteError; }
+    }
+    for (int t : op->outputs) {
+      auto it = part->internal.find(t);
+      out.push_back(it != part->internal.end() ? it->second.data() : ctx->tensors[t].data);
+      out_shapes.push_back(part->shapes[t]);
+      if (!out.back() && NumElements(out_shapes.back()) > 0) {
+        Report(ctx, "output tensor has no data");
+        return kTfLiteError;
+      }
+    }
+    op->Run(ops, in, in_shapes, out, out_shapes);
+  }
+  return kTfLiteOk;
+}
+
+TfLiteStatus DelegatePrepare(TfLiteContext* ctx, TfLiteDelegate* delegate) {
+  auto* state = static_cast<DelegateState*>(delegate->data_);
+  TfLiteIntArray* plan = nullptr;
+  if (ctx->GetExecutionPlan(ctx, &plan) != kTfLiteOk || !plan) return kTfLiteError;
+  std::vector<int> claimed;
+  std::map<std::string, int> rejected;
+  for (int i = 0; i < plan->size; ++i) {
+    TfLiteNode* node = nullptr;
+    TfLiteRegistration* reg = nullptr;
+    if (ctx->GetNodeAndRegistration(ctx, plan->data[i], &node, &reg) != kTfLiteOk) continue;
+    std::string why;
+    if (AnalyzeNode(ctx, node, reg, state->options, nullptr, &why)) {
+      claimed.push_back(plan->data[i]);
+    } else if (state->options.verbose) {
+      const char* name = reg ? OpName(reg->builtin_code) : "?";
+      const std::string op = std::string(*name == '?' ? "builtin " + std::to_string(reg ? reg->builtin_code : -1) : name);
+      ++rejected[op + ": " + why];
+    }
+  }
+  if (state->options.verbose) {
+    fprintf(stderr, "tfquant_dsp: claimed %zu of %d nodes (isa %s)\n", claimed.size(), plan->size,
+            state->options.isa->name);
+    for (const auto& [reason, count] : rejected) {
+      fprintf(stderr, "tfquant_dsp:   left to the CPU: %d x %s\n", count, reason.c_str());
+    }
+  }
+  if (claimed.empty()) return kTfLiteOk;
+  std::vector<int> array(1 + claimed.size());
+  array[0] = static_cast<int>(claimed.size());
+  for (size_t i = 0; i < claimed.size(); ++i) array[1 + i] = claimed[i];
+  TfLiteRegistration reg;
+  memset(&reg, 0, sizeof(reg));
+  reg.init = KernelInit;
+  reg.free = KernelFree;
+  reg.prepare = KernelPrepare;
+  reg.invoke = KernelInvoke;
+  reg.custom_name = kKernelName;
+  reg.version = 1;
+  return ctx->ReplaceNodeSubsetsWithDelegateKernels(
+      ctx, reg, reinterpret_cast<const TfLiteIntArray*>(array.data()), delegate);
+}
+
+bool ParseBool(const std::string& v, bool* out) {
+  if (v == "1" || v == "true" || v == "True" || v == "yes") { *out = true; return true; }
+  if (v == "0" || v == "false" || v == "False" || v == "no") { *out = false; return true; }
+  return false;
+}
+
+bool ParseOptions(const char* const* keys, const char* const* values, size_t n, Options* o,
+                  std::string* error) {
+  o->isa = isa::Best();
+  for (size_t i = 0; i < n; ++i) {
+    if (!keys[i] || !values[i]) { *error = "null option"; return false; }
+    const std::string k = keys[i], v = values[i];
+    if (k == "num_threads") {
+      char* end = nullptr;
+      const long t = strtol(v.c_str(), &end, 10);
+      if (v.empty() || *end != '\0' || t < 1 || t > 256) {
+        *error = "num_threads must be an integer in [1, 256], got '" + v + "'";
+        return false;
+      }
+      o->num_threads = static_cast<int>(t);
+    } else if (k == "ops") {
+      size_t start = 0;
+      while (start <= v.size()) {
+        size_t end = v.find(',', start);
+        if (end == std::string::npos) end = v.size();
+        const std::string name = v.substr(start, end - start);
+        if (!name.empty()) {
+          const int32_t code = OpCodeByName(name);
+          if (code < 0) {
+            *error = "ops: unknown or unsupported op '" + name + "'";
+            return false;
+          }
+          o->allowed_ops.push_back(code);
+        }
+        start = end + 1;
+      }
+      if (o->allowed_ops.empty()) { *error = "ops: empty allow-list"; return false; }
+    } else if (k == "verbose") {
+      if (!ParseBool(v, &o->verbose)) { *error = "verbose must be true or false, got '" + v + "'"; return false; }
+    } else if (k == "fc_requant") {
+      if (v == "fixed_point") o->fc_mode = FcMode::kFixedPoint;
+      else if (v == "double") o->fc_mode = FcMode::kDouble;
+      else { *error = "fc_requant must be fixed_point or double, got '" + v + "'"; return false; }
+    } else if (k == "isa") {
+      if (v != "auto") {
+        o->isa = isa::ByName(v.c_str());
+        if (!o->isa) {
+          *error = "isa must be auto, scalar, avx2 or avx512 (and supported by this CPU), got '" + v + "'";
+          return false;
+        }
+      }
+    } else {
+      *error = "unknown option '" + k + "' (known: num_threads, ops, verbose, fc_requant, isa)";
+      return false;
+    }
+  }
+  return true;
+}
+
+}  // namespace
+}  // namespace tfq::delegate
+
+extern "C" {
+
+__attribute__((visibility("default"))) TfLiteDelegate* tflite_plugin_create_delegate(
+    const char* const* options_keys, const char* const* options_values, size_t num_options,
+    void (*report_error)(const char*)) {
+  using namespace tfq::delegate;  // NOLINT
+  auto* state = new (std::nothrow) DelegateState();
+  if (!state) return nullptr;
+  std::string error;
+  if (!ParseOptions(options_keys, options_values, num_options, &state->options, &error)) {
+    if (report_error) report_error(("tfquant_dsp: " + error).c_str());
+    delete state;
+    return nullptr;
+  }
+  memset(&state->delegate, 0, sizeof(state->delegate));
+  state->delegate.data_ = state;
+  state->delegate.Prepare = DelegatePrepare;
+  state->delegate.flags = kTfLiteDelegateFlagsAllowDynamicTensors;
+  state->delegate.opaque_delegate_builder = nullptr;
+  return &state->delegate;
+}
+
+__attribute__((visibility("default"))) void tflite_plugin_destroy_delegate(TfLiteDelegate* delegate) {
+  if (delegate) delete static_cast<tfq::delegate::DelegateState*>(delegate->data_);
+}
+
+}  // extern "C"

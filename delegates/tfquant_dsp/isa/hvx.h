@@ -1,0 +1,87 @@
+// The emulated DSP vector ISA: Hexagon-HVX-like 128-byte vectors with distinct types per lane
+// width, and the operations the kernels use. Each operation's plain scalar definition (namespace
+// tfq::isa::ref, isa/hvx_ref.cc) IS its specification; the host SIMD implementations
+// (isa/hvx_avx2.cc, isa/hvx_avx512.cc) must give the same bits for every input, which
+// tests/isa_test.cc checks on random data and edge values.
+//
+// Kernels reach the operations through a table of function pointers (`Ops`) chosen once at run
+// time from the CPU's features (`Active()`); the environment variable TFQUANT_DSP_ISA
+// (scalar | avx2 | avx512) or the delegate option `isa` forces a lower one.
+#ifndef TFQUANT_DSP_ISA_HVX_H_
+#define TFQUANT_DSP_ISA_HVX_H_
+
+#include <stdint.h>
+#include <string.h>
+
+namespace tfq::isa {
+
+constexpr int kVectorBytes = 128;
+
+struct alignas(64) VecI8 { int8_t b[128]; };     // 128 x int8
+struct alignas(64) VecU8 { uint8_t b[128]; };    // 128 x uint8
+struct alignas(64) VecI16 { int16_t h[64]; };    // 64 x int16
+struct alignas(64) VecI32 { int32_t w[32]; };    // 32 x int32
+
+// One implementation of the ISA. Lane i of the result is defined from lane i of the operands
+// unless the comment says otherwise. Pointers may alias only where noted (r == a is allowed for
+// every element-wise op).
+struct Ops {
+  const char* name;
+  // vrmpy (vector x vector): r.w[i] = acc.w[i] + sum_{j<4} a.b[4i+j] * b.b[4i+j], u8 x s8,
+  // int32 wrap-around, no saturation.
+  void (*vrmpy_acc)(VecI32* acc, const VecU8* a, const VecI8* b);
+  // vrmpy (vector x scalar) repeated over `groups` weight vectors:
+  // acc.w[i] += sum_{g<groups} sum_{j<4} x[4g+j] * b[g].b[4i+j]  (x: u8, b: s8, wrap-around).
+  // The GEMM inner loop of CONV_2D / FULLY_CONNECTED. x must hold 4*groups bytes.
+  void (*vrmpy_splat_acc_n)(VecI32* acc, const uint8_t* x, const VecI8* b, int groups);
+  void (*add_w)(VecI32* r, const VecI32* a, const VecI32* b);   // wrap-around
+  void (*sub_w)(VecI32* r, const VecI32* a, const VecI32* b);   // wrap-around
+  void (*mul_w)(VecI32* r, const VecI32* a, const VecI32* b);   // low 32 bits of the product
+  // acc.w[i] += a.w[i] * b.w[i], low 32 bits (vmpyie/vmpyio accumulate pair).
+  void (*mac_w)(VecI32* acc, const VecI32* a, const VecI32* b);
+  // Left shift by s.w[i] in [0, 31], bits shifted out are lost (wrap-around).
+  void (*shl_w)(VecI32* r, const VecI32* a, const VecI32* s);
+  // Rounding doubling high multiply (gemmlowp SaturatingRoundingDoublingHighMul, ARM SQRDMULH,
+  // HVX vmpye/vmpyo:rnd:sat): floor((a*b + 2^30) / 2^31), saturating only INT32_MIN*INT32_MIN.
+  void (*srdhm_w)(VecI32* r, const VecI32* a, const VecI32* b);
+  // Rounding divide by 2^e.w[i], e in [0, 31], ties away from zero (gemmlowp
+  // RoundingDivideByPOT; on HVX: a saturating -1 on negative lanes, then vasr:rnd).
+  void (*rdbpot_w)(VecI32* r, const VecI32* a, const VecI32* e);
+  void (*max_w)(VecI32* r, const VecI32* a, const VecI32* b);
+  void (*min_w)(VecI32* r, const VecI32* a, const VecI32* b);
+  // Saturating packs: r lanes [0, n/2) from lo, [n/2, n) from hi, in order.
+  void (*pack_w_h_sat)(VecI16* r, const VecI32* lo, const VecI32* hi);
+  void (*pack_h_b_sat)(VecI8* r, const VecI16* lo, const VecI16* hi);
+  // Sign-extends 32 int8 values at p into the 32 int32 lanes of r.
+  void (*unpack_b_w)(VecI32* r, const int8_t* p);
+};
+
+// Operations whose every implementation is the scalar one (data movement).
+inline void SplatW(VecI32* r, int32_t v) { for (int i = 0; i < 32; ++i) r->w[i] = v; }
+inline void LoadW(VecI32* r, const int32_t* p) { memcpy(r->w, p, sizeof(r->w)); }
+inline void StoreW(int32_t* p, const VecI32& a) { memcpy(p, a.w, sizeof(a.w)); }
+// Partial load: lanes [0, n) from p, the rest `fill`.
+inline void LoadPartialB(VecI8* r, const int8_t* p, int n, int8_t fill) {
+  memcpy(r->b, p, n);
+  memset(r->b + n, fill, 128 - n);
+}
+// Partial store of lanes [0, n).
+inline void StorePartialB(int8_t* p, const VecI8& a, int n) { memcpy(p, a.b, n); }
+
+// The implementations. Avx2()/Avx512() return nullptr when not compiled in.
+const Ops* Scalar();
+const Ops* Avx2();
+const Ops* Avx512();  // AVX-512 F + BW + VNNI
+
+// Which implementations the CPU can run.
+bool CpuHasAvx2();
+bool CpuHasAvx512Vnni();
+
+// The best implementation the CPU supports, capped by TFQUANT_DSP_ISA if set.
+const Ops* Best();
+// Lookup by name ("scalar", "avx2", "avx512"); nullptr if unknown or unsupported here.
+const Ops* ByName(const char* name);
+
+}  // namespace tfq::isa
+
+#endif  // TFQUANT_DSP_ISA_HVX_H_

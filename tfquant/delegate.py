@@ -1,0 +1,68 @@
+"""The DSP delegate: tfquant's TFLite delegate that runs int8 ops on an emulated
+Hexagon-HVX-like fixed-point vector ISA, bit-exact with TFLite's reference kernels.
+
+    import tfquant.delegate
+    delegate = tfquant.delegate.load(runtime="litert")
+    interpreter = tfquant.runtime.make_interpreter(model, "litert", delegates=[delegate])
+
+The C++ sources are in delegates/tfquant_dsp; `pip install` compiles them into the package.
+The Delegate object must outlive every interpreter that uses it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional, Sequence
+
+from tfquant import runtime as _runtime
+
+# How each runtime's reference FULLY_CONNECTED requantizes: TF 2.21 and LiteRT 2.3 in double,
+# tflite-runtime 2.14 with the fixed-point multiplier (../shared/notes/tflite-int8.md §2).
+FC_REQUANT = {"litert": "double", "tf": "double", "tflite_runtime": "fixed_point"}
+ISAS = ("auto", "scalar", "avx2", "avx512")
+
+
+def library_path() -> str:
+    """The path of the compiled delegate library inside the installed package."""
+    here = Path(__file__).resolve().parent
+    found = sorted(here.glob("_tfquant_dsp*.so"))
+    if not found:
+        raise FileNotFoundError(
+            f"the DSP delegate library is not built in {here}; reinstall tfquant "
+            "(`pip install .` or `pip install -e .`) with a C++ compiler available")
+    return str(found[0])
+
+
+def options(runtime: str = "litert", num_threads: int = 1, ops: Optional[Sequence[str]] = None,
+            verbose: bool = False, isa: str = "auto") -> dict:
+    """The load_delegate options for these settings (all values are strings)."""
+    if runtime not in FC_REQUANT:
+        raise ValueError(f"unknown runtime {runtime!r}; use one of {tuple(FC_REQUANT)}")
+    if isinstance(num_threads, bool) or not isinstance(num_threads, int) or num_threads < 1:
+        raise ValueError(f"num_threads must be a positive int, got {num_threads!r}")
+    if isa not in ISAS:
+        raise ValueError(f"isa must be one of {ISAS}, got {isa!r}")
+    result = {"num_threads": str(num_threads), "verbose": "true" if verbose else "false",
+              "fc_requant": FC_REQUANT[runtime], "isa": isa}
+    if ops is not None:
+        if isinstance(ops, str):
+            ops = [ops]
+        ops = [str(op).strip().upper() for op in ops]
+        if not ops or not all(ops):
+            raise ValueError("ops must name at least one op, e.g. ['CONV_2D', 'ADD']")
+        result["ops"] = ",".join(ops)
+    return result
+
+
+def load(runtime: str = "litert", num_threads: int = 1, ops: Optional[Sequence[str]] = None,
+         verbose: bool = False, isa: str = "auto"):
+    """The runtime's Delegate object for the DSP delegate.
+
+    runtime: "litert", "tflite_runtime" or "tf" (decides the FULLY_CONNECTED requantization
+    formula the delegate reproduces); ops: an allow-list of TFLite op names (default: every op
+    the delegate supports); verbose: print what is claimed and why the rest is not; isa: force
+    an ISA implementation ("scalar", "avx2", "avx512"; default the best the CPU has).
+    Raises ValueError for bad options (the delegate's message included).
+    """
+    return _runtime.load_delegate(library_path(),
+                                  options(runtime, num_threads, ops, verbose, isa), runtime)

@@ -1,0 +1,284 @@
+"""tfquant-qat-compare: quantization-aware training schemes side by side with PTQ and tfmot.
+
+Trains a MobileNet-style model on MNIST-5k (fixed seeds), then, from that float checkpoint:
+  - post-training quantization with tfquant (per-channel and per-layer weights);
+  - tfquant QAT (paper section 3: fake quantization, batch-norm folding with the correction
+    factor, then frozen statistics) for several weight schemes, each fine-tuned the same way
+    and exported to int8 TFLite from its learned ranges (no calibration);
+  - tfmot QAT of the tf_keras copy of the same model (same weights, epochs and optimizer),
+    exported by TFLiteConverter.
+It prints one table: accuracy of the simulated (Keras) and exported (int8 TFLite, reference
+kernels) models, the difference to float, export exactness (top-1 agreement and mean output
+difference in output quantization steps) and whether depthwise weights are per-channel; plus
+the fidelity of the batch-norm fold with quantization off.
+
+Examples:
+  tfquant-qat-compare
+  tfquant-qat-compare --architecture=mobilenet_v1,mobilenet_v2 --output=docs/qat_results.md \
+      --plot=docs/qat_accuracy.png
+"""
+
+import sys
+import time
+
+from absl import app, flags
+
+FLAGS = flags.FLAGS
+
+flags.DEFINE_list("architecture", ["mobilenet_v1"], "Model-zoo architectures to evaluate: "
+                  "mobilenet_v1, mobilenet_v2, resnet.")
+flags.DEFINE_integer("float_epochs", None, "Float training epochs (default: the zoo's).")
+flags.DEFINE_integer("qat_epochs", 3, "Fine-tuning epochs of every QAT run.", lower_bound=1)
+flags.DEFINE_float("learning_rate", 1e-4, "Adam learning rate of every QAT run.")
+flags.DEFINE_float("freeze_bn_epochs", 2.0, "tfquant QAT freezes batch-norm statistics after "
+                   "this many epochs (paper 3.2.2).", lower_bound=0.0)
+flags.DEFINE_bool("peers", True, "Also run tfmot QAT on the tf_keras copy of each model.")
+flags.DEFINE_string("output", None, "Write the table (markdown) to this file as well.")
+flags.DEFINE_string("plot", None, "Write a PNG bar chart of the accuracies to this file.")
+
+BATCH_SIZE = 64
+
+
+def _log(message):
+    print(message, file=sys.stderr, flush=True)
+
+
+def _schemes():
+    from tfquant import qat
+    return [
+        ("QAT per-channel sym 8w/8a", qat.QatRecipe(), True),
+        ("QAT per-layer sym 8w/8a", qat.QatRecipe(weight_per_channel=False), True),
+        ("QAT per-layer asym 8w/8a", qat.QatRecipe(weight_per_channel=False,
+                                                    weight_symmetric=False), False),
+        ("QAT per-channel 4w/8a", qat.QatRecipe(weight_bits=4), True),
+    ]
+
+
+def _accuracy(pred, labels):
+    import numpy as np
+    return float(np.mean(np.argmax(pred, -1) == labels))
+
+
+def _fold_fidelity(model, x):
+    """Max |QAT - float| / max |float| with quantization off: batch norms in training mode
+    (before the freeze) and in inference mode (after it)."""
+    import keras
+    import numpy as np
+
+    from tfquant import qat
+
+    reference = keras.models.clone_model(model)
+    reference.set_weights(model.get_weights())
+    for layer in reference.layers:
+        if isinstance(layer, keras.layers.Dropout):
+            layer.rate = 0.0  # the QAT graph has no dropout (it is an identity at inference)
+    qat_model = qat.quantize_model(model)
+    off = qat.QuantizationScheduler(quant_delay=10 ** 9)
+    off.apply(qat_model)
+    expected = np.asarray(reference(x, training=True))
+    training = np.abs(np.asarray(qat_model(x, training=True)) - expected).max()
+    training /= max(1e-12, np.abs(expected).max())
+    # A fresh QAT model: the training-mode call above moved the statistics of the first one.
+    qat_model = qat.quantize_model(model)
+    qat.QuantizationScheduler(quant_delay=10 ** 9, freeze_bn_delay=0).apply(qat_model)
+    expected = model.predict(x, verbose=0)
+    inference = np.abs(qat_model.predict(x, verbose=0) - expected).max()
+    return float(training), float(inference / max(1e-12, np.abs(expected).max()))
+
+
+def _output_step(result) -> float:
+    graph = result.graph
+    for op in graph.ops:
+        if op.type == "DEQUANTIZE" and op.outputs[0] in graph.outputs:
+            return float(graph.tensors[op.inputs[0]].quant.scale[0])
+    return float(graph.tensors[graph.outputs[0]].quant.scale[0])
+
+
+def _depthwise(tflite_model) -> str:
+    from tfquant import peers
+    found = peers.depthwise_weight_scales(tflite_model)
+    if not found:
+        return "-"
+    if all(n > 1 and axis for n, axis in found):
+        return "per-channel"
+    if all(n == 1 for n, _ in found):
+        return "per-tensor"
+    return "per-channel, wrong axis" if all(n > 1 for n, _ in found) else "mixed"
+
+
+def _evaluate(name, dataset):
+    import keras
+    import numpy as np
+
+    import tfquant
+    from tfquant import qat, runtime
+    from tfquant.models import zoo
+
+    x_test, y_test = dataset.x_test, dataset.y_test
+    _log(f"[{name}] training the float model on MNIST-5k ...")
+    model = zoo.trained_model(name, dataset, epochs=FLAGS.float_epochs)
+    float_acc = _accuracy(model.predict(x_test, verbose=0), y_test)
+    rows = [dict(scheme="float (Keras)", keras=float_acc, int8=None)]
+
+    fidelity = _fold_fidelity(model, dataset.x_train[:128])
+    _log(f"[{name}] fold fidelity, quantization off: training mode {fidelity[0]:.2e}, "
+         f"inference mode {fidelity[1]:.2e} (relative max difference)")
+
+    calibration = dataset.x_train[:3200]
+    for label, per_channel in (("PTQ per-channel", True), ("PTQ per-layer", False)):
+        _log(f"[{name}] {label} ...")
+        data = tfquant.convert(model, calibration, tfquant.Recipe(per_channel=per_channel),
+                               show_progress=False)
+        acc = _accuracy(runtime.Runner(data, resolver="reference").predict(x_test), y_test)
+        rows.append(dict(scheme=label, keras=None, int8=acc, depthwise=_depthwise(data)))
+
+    steps_per_epoch = -(-len(dataset.x_train) // BATCH_SIZE)
+    freeze = int(FLAGS.freeze_bn_epochs * steps_per_epoch)
+    for label, recipe, exportable in _schemes():
+        _log(f"[{name}] {label}: fine-tuning {FLAGS.qat_epochs} epochs ...")
+        keras.utils.set_random_seed(1)
+        start = time.perf_counter()
+        qat_model = qat.quantize_model(model, recipe)
+        qat_model.compile(keras.optimizers.Adam(FLAGS.learning_rate),
+                          "sparse_categorical_crossentropy")
+        qat_model.fit(dataset.x_train, dataset.y_train, batch_size=BATCH_SIZE,
+                      epochs=FLAGS.qat_epochs, verbose=0,
+                      callbacks=[qat.QuantizationScheduler(quant_delay=0,
+                                                           freeze_bn_delay=freeze)])
+        seconds = time.perf_counter() - start
+        simulated = qat_model.predict(x_test, verbose=0)
+        row = dict(scheme=label, keras=_accuracy(simulated, y_test), int8=None,
+                   seconds=seconds)
+        if exportable:
+            result = tfquant.convert_model(qat_model, show_progress=False)
+            exported = runtime.Runner(result.model, resolver="reference").predict(x_test)
+            row.update(int8=_accuracy(exported, y_test),
+                       agreement=float(np.mean(np.argmax(simulated, -1)
+                                               == np.argmax(exported, -1))),
+                       steps=float(np.mean(np.abs(simulated - exported)) / _output_step(result)),
+                       depthwise=_depthwise(result.model))
+        else:
+            row["note"] = "simulation only: TFLite int8 weights have zero point 0"
+        rows.append(row)
+
+    if FLAGS.peers:
+        import tf_keras
+
+        from tfquant import peers
+        _log(f"[{name}] tfmot QAT of the tf_keras copy: fine-tuning {FLAGS.qat_epochs} "
+             "epochs ...")
+        copy = zoo.build(name, keras_module=tf_keras, input_shape=dataset.input_shape)
+        copy.set_weights(model.get_weights())
+        same = np.abs(copy.predict(x_test[:64], verbose=0)
+                      - model.predict(x_test[:64], verbose=0)).max()
+        if same > 1e-4:
+            raise RuntimeError(f"the tf_keras copy differs from the Keras 3 model by {same}")
+        tf_keras.utils.set_random_seed(1)
+        start = time.perf_counter()
+        data, tfmot_model = peers.tfmot_qat(copy, dataset.x_train, dataset.y_train,
+                                            epochs=FLAGS.qat_epochs,
+                                            learning_rate=FLAGS.learning_rate,
+                                            batch_size=BATCH_SIZE)
+        seconds = time.perf_counter() - start
+        simulated = tfmot_model.predict(x_test, verbose=0)
+        exported = runtime.Runner(data, resolver="reference").predict(x_test)
+        rows.append(dict(scheme="tfmot QAT 8w/8a (TFLiteConverter)",
+                         keras=_accuracy(simulated, y_test), int8=_accuracy(exported, y_test),
+                         agreement=float(np.mean(np.argmax(simulated, -1)
+                                                 == np.argmax(exported, -1))),
+                         depthwise=_depthwise(data), seconds=seconds))
+    for row in rows:
+        row["delta"] = None
+        best = row["int8"] if row["int8"] is not None else row["keras"]
+        if row["scheme"] != "float (Keras)":
+            row["delta"] = 100.0 * (best - float_acc)
+    return rows, fidelity
+
+
+def _format(results) -> str:
+    def pct(v):
+        return "-" if v is None else f"{100 * v:.2f}"
+
+    lines = []
+    for name, (rows, fidelity) in results.items():
+        lines += [f"### {name} (MNIST-5k test, 1000 images)", "",
+                  f"Batch-norm fold with quantization off: max relative difference to the float "
+                  f"model {fidelity[0]:.1e} in training mode (before the freeze), "
+                  f"{fidelity[1]:.1e} in inference mode (after it).", "",
+                  "| scheme | Keras acc % | int8 TFLite acc % | vs float (pt) | "
+                  "QAT/int8 top-1 agreement % | mean abs output diff (steps) | "
+                  "depthwise weights | train s |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for r in rows:
+            delta = "-" if r["delta"] is None else f"{r['delta']:+.2f}"
+            agreement = pct(r.get("agreement"))
+            steps = "-" if r.get("steps") is None else f"{r['steps']:.3f}"
+            seconds = "-" if r.get("seconds") is None else f"{r['seconds']:.0f}"
+            scheme = r["scheme"] + (f" ({r['note']})" if r.get("note") else "")
+            lines.append(f"| {scheme} | {pct(r['keras'])} | {pct(r['int8'])} | {delta} | "
+                         f"{agreement} | {steps} | {r.get('depthwise', '-')} | {seconds} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _plot(results, path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(results), figsize=(7 * len(results), 4.5), squeeze=False)
+    for ax, (name, (rows, _)) in zip(axes[0], results.items()):
+        labels = [r["scheme"] for r in rows]
+        values = [100 * (r["int8"] if r["int8"] is not None else r["keras"]) for r in rows]
+        colors = ["gray" if r["scheme"].startswith("float") else
+                  "tab:orange" if "tfmot" in r["scheme"] else
+                  "tab:blue" if r["scheme"].startswith("QAT") else "tab:green" for r in rows]
+        ax.barh(labels, values, color=colors)
+        low = min(values) - 1.0
+        ax.set_xlim(low, 100)
+        for i, v in enumerate(values):
+            ax.text(v, i, f" {v:.1f}", va="center", fontsize=8)
+        ax.axvline(values[0], color="gray", linestyle="--", linewidth=1)
+        ax.invert_yaxis()
+        ax.set_title(f"{name}: accuracy (int8 TFLite where exported)")
+        ax.set_xlabel("MNIST-5k test accuracy %")
+    fig.tight_layout()
+    import io
+
+    import tfquant
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110)
+    tfquant.save_atomically(buffer.getvalue(), path)
+
+
+def main(argv):
+    del argv
+    import tfquant
+    from tfquant.models import data
+
+    dataset = data.load_mnist_5k()
+    results = {}
+    for name in FLAGS.architecture:
+        results[name] = _evaluate(name, dataset)
+    table = _format(results)
+    print(table)
+    if FLAGS.output:
+        command = "tfquant-qat-compare " + " ".join(sys.argv[1:])
+        tfquant.save_atomically(
+            f"# Quantization-aware training on MNIST-5k\n\nMade by `{command.strip()}`.\n\n"
+            f"{table}\n".encode(), FLAGS.output)
+    if FLAGS.plot:
+        _plot(results, FLAGS.plot)
+    return 0
+
+
+def run():
+    """Console-script entry point (tfquant-qat-compare)."""
+    for flag in FLAGS.get_flags_for_module(__name__):
+        FLAGS.register_key_flag_for_module(sys.argv[0], flag)
+    sys.modules["__main__"].__doc__ = __doc__
+    app.run(main)
+
+
+if __name__ == "__main__":
+    run()
