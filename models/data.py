@@ -62,3 +62,29 @@ def load_digits() -> Dataset:
     images = (np.asarray(bunch.data, np.float32) / 16.0).reshape(-1, 8, 8, 1)
     num_train = int(0.8 * len(images))
     return _split(images, np.asarray(bunch.target, np.int64), num_train=num_train)
+
+
+def load_photo_crops(count: int, size: int, seed: int = 0) -> np.ndarray:
+    """`count` random square crops of real photographs, resized to size x size, as float32
+    NHWC RGB in [0, 255] (apply the model's own preprocess_input).
+
+    The photos are scikit-learn's two bundled sample images (427x640); each crop takes a random
+    side of 30-100% of the shorter edge at a random position, flipped half of the time, so the
+    crops cover textures, edges and flat regions like ImageNet-style inputs. Offline.
+    """
+    import tensorflow as tf
+    from sklearn.datasets import load_sample_images
+
+    photos = load_sample_images().images
+    rng = np.random.default_rng(seed)
+    crops = np.empty((count, size, size, 3), np.float32)
+    for i in range(count):
+        photo = photos[rng.integers(len(photos))]
+        height, width = photo.shape[:2]
+        side = int(rng.uniform(0.3, 1.0) * min(height, width))
+        top, left = rng.integers(height - side + 1), rng.integers(width - side + 1)
+        crop = photo[top:top + side, left:left + side].astype(np.float32)
+        if rng.random() < 0.5:
+            crop = crop[:, ::-1]
+        crops[i] = tf.image.resize(crop, (size, size), antialias=True).numpy()
+    return np.clip(crops, 0.0, 255.0)

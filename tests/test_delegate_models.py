@@ -1,27 +1,16 @@
 """The DSP delegate on whole models: the MNIST zoo architectures tfquant emits and
-keras.applications MobileNet, MobileNetV2 and ResNet50 (weights=None, 96x96, calibrated on
-image-like data), converted by tfquant. On every runtime the delegate claims every node and
+keras.applications MobileNet, MobileNetV2 and ResNet50 (weights=None, batch-norm statistics from
+photos, 96x96, calibrated on photo crops), converted by tfquant. On every runtime the delegate claims every node and
 every output element equals the reference kernels'."""
 
-import keras
 import numpy as np
 import pytest
 
 import tfquant
 from test_delegate_ops import RUNTIMES, check_exact
-from tfquant.models import data, zoo
+from tfquant.models import applications, data, zoo
 
 _models = {}
-
-
-def image_like(n, size, channels, seed):
-    """Smooth random images in [-1, 1] (low-frequency noise, upsampled), like preprocessed
-    photos rather than white noise."""
-    rng = np.random.default_rng(seed)
-    coarse = rng.uniform(-1, 1, (n, size // 8 + 1, size // 8 + 1, channels))
-    images = np.repeat(np.repeat(coarse, 8, axis=1), 8, axis=2)[:, :size, :size]
-    images = images + rng.normal(0, 0.1, images.shape)
-    return np.clip(images, -1, 1).astype(np.float32)
 
 
 def zoo_model(name):
@@ -36,21 +25,14 @@ def zoo_model(name):
 
 
 def application_model(name, include_top=True):
+    """tfquant's int8 model of the application, calibrated on 16 photo crops, and 2 other
+    crops to run."""
     key = (name, include_top)
     if key not in _models:
-        keras.utils.set_random_seed(0)
-        builder = getattr(keras.applications, name)
-        model = builder(weights=None, input_shape=(96, 96, 3), classes=10,
-                        include_top=include_top)
-        calibration = image_like(16, 96, 3, 0)
-        # Batch-norm statistics from the data (one training-mode pass with momentum 0), so the
-        # random network keeps live activations instead of collapsing some layers to zero.
-        for layer in model.layers:
-            if isinstance(layer, keras.layers.BatchNormalization):
-                layer.momentum = 0.0
-        model(calibration, training=True)
-        _models[key] = (tfquant.convert(model, calibration, show_progress=False),
-                        image_like(2, 96, 3, 1))
+        model = applications.build_application(name, 96, include_top=include_top)
+        calibration = applications.preprocess(name, data.load_photo_crops(16, 96, seed=0))
+        test = applications.preprocess(name, data.load_photo_crops(2, 96, seed=1))
+        _models[key] = (tfquant.convert(model, calibration, show_progress=False), test)
     return _models[key]
 
 

@@ -54,7 +54,8 @@ def test_installed_versions_match_pins():
 
 def test_console_scripts_installed():
     bindir = os.path.dirname(sys.executable)
-    for script in ("tfquant-convert", "tfquant-compare"):
+    for script in ("tfquant-convert", "tfquant-compare", "tfquant-qat-compare",
+                   "tfquant-delegate-check"):
         assert shutil.which(script, path=bindir), script
 
 
@@ -62,7 +63,9 @@ def test_every_tool_runs_and_documents_its_flags():
     import subprocess
     for module, flag in (("tfquant.tools.convert", "--calibration_data"),
                          ("tfquant.tools.compare_converters", "--architecture"),
-                         ("tfquant.tools.demo", "--output_dir")):
+                         ("tfquant.tools.demo", "--output_dir"),
+                         ("tfquant.tools.qat_compare", "--freeze_bn_epochs"),
+                         ("tfquant.tools.delegate_check", "--applications")):
         proc = subprocess.run([sys.executable, "-m", module, "--help"], capture_output=True,
                               text=True, timeout=300)
         assert flag in proc.stdout + proc.stderr, module

@@ -159,7 +159,9 @@ _MIRRORED = textwrap.dedent("""
     agreement = np.mean(np.argmax(simulated, 1) == np.argmax(int8, 1))
     accuracy = np.mean(np.argmax(int8, 1) == mnist.y_test)
     print("agreement", agreement, "accuracy", accuracy)
-    assert agreement >= 0.99 and accuracy >= 0.5
+    # A short from-scratch run leaves many near-ties; export exactness proper (>= 99.5%) is
+    # tested on fine-tuned models (test_qat_rewrite, test_qat_export).
+    assert agreement >= 0.98 and accuracy >= 0.8
 """)
 
 

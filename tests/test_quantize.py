@@ -259,3 +259,24 @@ def test_degenerate_weights_and_huge_bias():
     step = (expected.max() - expected.min()) / 255  # one output quantization step
     assert np.abs(got - expected).max() <= 2 * step
     assert np.all(np.isfinite(got))
+
+
+def test_tiny_relu6_ranges_are_widened_so_the_runtimes_accept_the_model(caplog):
+    # A layer the calibration data hardly excites (here: weights ~1e-12) gets an output scale
+    # so small that 6 / scale overflows int32; every runtime then refuses the model at
+    # allocation ("no_integer_overflow_from_quantization"). The converter widens the range.
+    keras.utils.set_random_seed(0)
+    x = keras.Input((8, 8, 3))
+    y = keras.layers.Conv2D(4, 3, kernel_initializer=keras.initializers.RandomNormal(
+        stddev=1e-12), name="quiet")(x)
+    y = keras.layers.ReLU(6.0, name="quiet_relu6")(y)
+    model = keras.Model(x, keras.layers.Conv2D(4, 3)(y))
+    data = np.random.default_rng(0).random((16, 8, 8, 3)).astype(np.float32)
+    with caplog.at_level("WARNING", logger="tfquant"):
+        result = tfquant.convert_model(model, data, show_progress=False)
+    assert "too small for TFLite's int8 activation clamp" in caplog.text
+    conv = next(op for op in result.graph.ops if op.options.get("fused_activation") == "RELU6")
+    assert result.graph.tensors[conv.outputs[0]].quant.scale[0] >= 6.0 / 2 ** 31
+    for name in runtime.available_runtimes():
+        out = runtime.Runner(result.model, name, "reference").predict(data[:2])
+        assert out.shape == (2, 4, 4, 4) and np.all(np.isfinite(out))

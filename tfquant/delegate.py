@@ -66,3 +66,32 @@ def load(runtime: str = "litert", num_threads: int = 1, ops: Optional[Sequence[s
     """
     return _runtime.load_delegate(library_path(),
                                   options(runtime, num_threads, ops, verbose, isa), runtime)
+
+
+def claimed_nodes(model, runtime: str = "litert", **load_options) -> tuple:
+    """(claimed, total): how many of the model's nodes the delegate takes, from its verbose
+    report (read from the process's stderr while the interpreter is built)."""
+    import os
+    import re
+    import sys
+    import tempfile
+
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile(mode="w+b") as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            delegate = load(runtime, verbose=True, **load_options)
+            interpreter = _runtime.make_interpreter(model, runtime, "reference",
+                                                    delegates=[delegate])
+            interpreter.allocate_tensors()
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        captured.seek(0)
+        report = captured.read().decode(errors="replace")
+    found = re.findall(r"tfquant_dsp: claimed (\d+) of (\d+) nodes", report)
+    if not found:
+        raise RuntimeError(f"the delegate printed no partition report: {report[-500:]!r}")
+    claimed, total = found[-1]
+    return int(claimed), int(total)

@@ -110,7 +110,31 @@ def _activation_params(graph: ir.Graph, ranges: dict) -> dict:
         for name in group:
             params[name] = group_params
     _guard_softmax_inputs(graph, params)
+    _guard_activation_clamps(graph, params)
     return params
+
+
+# Upper clamp of the fused activations with one; TFLite's kernels compute zp + round(bound / scale)
+# in int32 and refuse the model at allocation when that overflows.
+_CLAMP_BOUNDS = {"RELU6": 6.0, "RELU_N1_TO_1": 1.0}
+
+
+def _guard_activation_clamps(graph: ir.Graph, params: dict):
+    for op in graph.ops:
+        bound = _CLAMP_BOUNDS.get(op.options.get("fused_activation", "NONE"))
+        if bound is None or op.stays_float or op.outputs[0] not in params:
+            continue
+        current = params[op.outputs[0]]
+        minimum = bound / 2.0 ** 30
+        if current.scale[0] >= minimum:
+            continue
+        log.warning("%s: output range is too small for TFLite's int8 activation clamp (scale "
+                    "%.3g; the calibration data hardly excites this layer); widening it to "
+                    "scale %.3g", op.label, current.scale[0], minimum)
+        widened = QuantParams.per_tensor(minimum, int(current.zero_point[0]))
+        for name, p in params.items():
+            if p is current:
+                params[name] = widened
 
 
 def _guard_softmax_inputs(graph: ir.Graph, params: dict):

@@ -384,6 +384,12 @@ def _identity(b: _Builder, layer, inputs, out_shape):
     return b.op("IDENTITY", inputs[:1], out_shape, layer.name, layer)
 
 
+def _training_only(b: _Builder, layer, inputs, out_shape):
+    """Dropout and noise layers: identities at inference (the layer is kept for QAT)."""
+    return b.op("IDENTITY", inputs[:1], out_shape, layer.name, layer,
+                {"training_layer": ir.SharedRef(layer)})
+
+
 def _rescaling(b: _Builder, layer, inputs, out_shape):
     scale = np.asarray(layer.scale, np.float32)
     offset = np.asarray(layer.offset, np.float32)
@@ -470,9 +476,9 @@ _CONVERTERS: dict[str, Callable] = {
     "Flatten": _reshape,
     "Reshape": _reshape,
     "ZeroPadding2D": _zero_padding2d,
-    "Dropout": _identity,
-    "SpatialDropout2D": _identity,
-    "GaussianNoise": _identity,
+    "Dropout": _training_only,
+    "SpatialDropout2D": _training_only,
+    "GaussianNoise": _training_only,
     "Rescaling": _rescaling,
     "FoldedBatchNorm": _folded_batch_norm,
     "ActivationQuantizer": _activation_quantizer,

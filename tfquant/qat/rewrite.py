@@ -34,9 +34,11 @@ from tfquant.qat.constant_operand import ConstantOperand
 log = logging.getLogger("tfquant")
 
 _LINEAR = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
+# A layer that only acts in training (Dropout, GaussianNoise): an identity in the int8 model.
+TRAINING_ONLY = "TRAINING_ONLY"
 # Ops whose int8 output reuses the input's params (no new quantizer) or has fixed params.
 _NO_OUTPUT_QUANTIZER = ("MAX_POOL_2D", "AVERAGE_POOL_2D", "RESHAPE", "PAD", "SOFTMAX",
-                        "LOGISTIC", "TANH")
+                        "LOGISTIC", "TANH", TRAINING_ONLY)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,7 +82,11 @@ def _attach_batch_norm(graph: ir.Graph) -> ir.Graph:
 def qat_graph(model) -> ir.Graph:
     """The IR the QAT model is rendered from. Unsupported layers become KERAS_LAYER ops;
     a batch norm with no conv / dense to fold into becomes MUL + ADD, as in the int8 model."""
-    graph = remove_identity(from_keras(model, keep_keras_layers=True))
+    graph = from_keras(model, keep_keras_layers=True)
+    for op in graph.ops_of_type("IDENTITY"):
+        if "training_layer" in op.options:  # dropout regularizes the fine-tuning too
+            op.type = TRAINING_ONLY
+    graph = remove_identity(graph)
     graph = lower_batch_norm(_attach_batch_norm(graph))
     return merge_reshapes(fuse_activation(graph))
 
@@ -138,15 +144,16 @@ class _Renderer:
                         if n and self.graph.tensors[n].is_const)
         return ConstantOperand(op.type.lower(), constant, name=name)(x[0])
 
-    def float_layer(self, op: ir.Op, x):
-        """A copy of the source layer, run in float (Keras 3 even when the source is tf_keras)."""
-        layer = op.options["keras_layer"].value
+    def copy_layer(self, layer, x):
+        """A copy of a source layer (Keras 3 even when the source is tf_keras), applied to x."""
         try:
             if isinstance(layer, keras.layers.Layer):
                 clone = type(layer).from_config(layer.get_config())
-            else:
-                clone = keras.layers.deserialize({"class_name": type(layer).__name__,
-                                                  "config": layer.get_config()})
+            else:  # tf_keras: the Keras 3 layer class of the same name
+                keras3_class = getattr(keras.layers, type(layer).__name__, None)
+                if keras3_class is None:
+                    raise ValueError("Keras 3 has no layer of that name")
+                clone = keras3_class.from_config(layer.get_config())
         except Exception as e:  # the layer's own message says what did not carry over
             raise UnsupportedLayerError(
                 [(layer.name, type(layer).__name__)],
@@ -160,8 +167,10 @@ class _Renderer:
         x = [self.values[n] for n in op.inputs if n and not self.graph.tensors[n].is_const]
         o = op.options
         name = op.outputs[0].replace("/", "_")
-        if op.type == KERAS_LAYER:
-            y = self.float_layer(op, x)
+        if op.type == TRAINING_ONLY:
+            y = self.copy_layer(op.options["training_layer"].value, x)
+        elif op.type == KERAS_LAYER:
+            y = self.copy_layer(op.options["keras_layer"].value, x)
             if len(op.outputs) > 1:
                 raise UnsupportedLayerError([(op.source[0], "layer with several outputs")],
                                             "quantization-aware training keeps single-output "
@@ -246,7 +255,8 @@ _QUANTIZED_LAYER_TYPES = (
     keras.layers.Add, keras.layers.Concatenate, keras.layers.MaxPooling2D,
     keras.layers.AveragePooling2D, keras.layers.GlobalAveragePooling2D, keras.layers.Reshape,
     keras.layers.ZeroPadding2D, keras.layers.Activation, keras.layers.ReLU,
-    keras.layers.LeakyReLU)
+    keras.layers.LeakyReLU, keras.layers.Dropout, keras.layers.SpatialDropout2D,
+    keras.layers.GaussianNoise)
 
 
 def float_layers(qat_model) -> list:

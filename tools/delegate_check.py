@@ -1,0 +1,149 @@
+"""tfquant-delegate-check: is the DSP delegate bit-exact with TFLite's reference kernels?
+
+Runs each int8 model twice on every runtime - reference kernels (BUILTIN_REF) alone, and with
+tfquant's DSP delegate in front of them - and compares every output element. Prints, per model
+and runtime: nodes claimed by the delegate / total, elements compared, elements that differ.
+
+Models: any .tflite (--model), the MNIST-5k zoo architectures (--zoo; trained briefly, converted
+by tfquant) and keras.applications networks (--applications; weights=None with batch-norm
+statistics from photos, converted by tfquant, calibrated on photo crops).
+
+Examples:
+  tfquant-delegate-check --zoo=mobilenet_v1,mobilenet_v2,resnet \
+      --applications=MobileNet,MobileNetV2,ResNet50
+  tfquant-delegate-check --model=my_int8.tflite --runtimes=litert
+"""
+
+import sys
+
+from absl import app, flags
+
+FLAGS = flags.FLAGS
+
+flags.DEFINE_list("model", [], ".tflite files to check (inputs: random in the input range).")
+flags.DEFINE_list("zoo", [], "MNIST-5k zoo architectures: mobilenet_v1, mobilenet_v2, resnet.")
+flags.DEFINE_list("applications", [], "keras.applications networks: MobileNet, MobileNetV2, "
+                  "ResNet50, ...")
+flags.DEFINE_integer("size", 96, "Input size of the keras.applications networks.",
+                     lower_bound=32)
+flags.DEFINE_integer("images", 4, "Images per comparison.", lower_bound=1)
+flags.DEFINE_list("runtimes", None, "Runtimes (default: every installed one).")
+flags.DEFINE_integer("zoo_epochs", 1, "Training epochs of the zoo models.", lower_bound=1)
+
+
+def _log(message):
+    print(message, file=sys.stderr, flush=True)
+
+
+def _encode(interpreter, x):
+    import numpy as np
+    detail = interpreter.get_input_details()[0]
+    if detail["dtype"] == np.float32:
+        return x.astype(np.float32)
+    scale, zero_point = detail["quantization"]
+    info = np.iinfo(detail["dtype"])
+    return np.clip(np.round(x / scale) + zero_point, info.min, info.max).astype(detail["dtype"])
+
+
+def _run(model, x, runtime_name, delegates=()):
+    from tfquant import runtime
+    interpreter = runtime.make_interpreter(model, runtime_name, "reference",
+                                           delegates=delegates)
+    detail = interpreter.get_input_details()[0]
+    x = _encode(interpreter, x)
+    if tuple(detail["shape"]) != x.shape:
+        interpreter.resize_tensor_input(detail["index"], x.shape)
+    interpreter.allocate_tensors()
+    interpreter.set_tensor(detail["index"], x)
+    interpreter.invoke()
+    return [interpreter.get_tensor(d["index"]).copy()
+            for d in interpreter.get_output_details()]
+
+
+def compare(model, x, runtime_name) -> dict:
+    """Reference kernels vs delegate on `x`: claimed/total nodes, elements, differing ones."""
+    import numpy as np
+
+    import tfquant.delegate
+    want = _run(model, x, runtime_name)
+    delegate = tfquant.delegate.load(runtime_name)
+    got = _run(model, x, runtime_name, [delegate])
+    claimed, total = tfquant.delegate.claimed_nodes(model, runtime_name)
+    differ = sum(int(np.count_nonzero(w != g)) for w, g in zip(want, got))
+    largest = max(int(np.abs(w.astype(np.int64) - g.astype(np.int64)).max())
+                  if w.dtype.kind in "iu" else float(np.abs(w - g).max())
+                  for w, g in zip(want, got))
+    return dict(claimed=claimed, total=total, elements=sum(w.size for w in want),
+                differ=differ, largest=largest)
+
+
+def _models():
+    """(label, tflite bytes, float inputs) for every requested model."""
+    import numpy as np
+
+    import tfquant
+    from tfquant.models import applications, data, zoo
+
+    for path in FLAGS.model:
+        with open(path, "rb") as f:
+            model = f.read()
+        from tfquant import runtime
+        interpreter = runtime.make_interpreter(model, "litert", "reference")
+        detail = interpreter.get_input_details()[0]
+        shape = [FLAGS.images] + [int(d) for d in detail["shape"][1:]]
+        scale, zero_point = detail["quantization"]
+        low, high = ((-128 - zero_point) * scale, (127 - zero_point) * scale) if scale else \
+            (-1.0, 1.0)
+        x = np.random.default_rng(0).uniform(low, high, shape).astype(np.float32)
+        yield path, model, x
+    if FLAGS.zoo:
+        mnist = data.load_mnist_5k()
+        for name in FLAGS.zoo:
+            _log(f"training {name} on MNIST-5k ({FLAGS.zoo_epochs} epoch(s)) and converting ...")
+            keras_model = zoo.trained_model(name, mnist, epochs=FLAGS.zoo_epochs)
+            model = tfquant.convert(keras_model, mnist.x_train[:512], show_progress=False)
+            yield name, model, mnist.x_test[:FLAGS.images]
+    for name in FLAGS.applications:
+        _log(f"building keras.applications.{name} ({FLAGS.size}x{FLAGS.size}) and "
+             "converting ...")
+        keras_model = applications.build_application(name, FLAGS.size)
+        calibration = applications.preprocess(name, data.load_photo_crops(32, FLAGS.size))
+        model = tfquant.convert(keras_model, calibration, show_progress=False)
+        test = applications.preprocess(name, data.load_photo_crops(FLAGS.images, FLAGS.size,
+                                                                   seed=1))
+        yield f"{name} {FLAGS.size}x{FLAGS.size}", model, test
+
+
+def main(argv):
+    del argv
+    import tfquant  # noqa: F401  (loads before tensorflow; see tfquant/__init__.py)
+    from tfquant import runtime
+
+    runtimes = FLAGS.runtimes or runtime.available_runtimes()
+    if not (FLAGS.model or FLAGS.zoo or FLAGS.applications):
+        raise app.UsageError("name at least one model: --model, --zoo or --applications")
+    lines = ["| model | runtime | nodes claimed | elements compared | elements differing | "
+             "largest difference |", "|---|---|---|---|---|---|"]
+    exact = True
+    for label, model, x in _models():
+        for runtime_name in runtimes:
+            _log(f"  {label} on {runtime_name} ...")
+            r = compare(model, x, runtime_name)
+            exact = exact and r["differ"] == 0
+            lines.append(f"| {label} | {runtime_name} | {r['claimed']}/{r['total']} | "
+                         f"{r['elements']} | {r['differ']} | {r['largest']} |")
+    print("\n".join(lines))
+    print(f"\nbit-exact with the reference kernels: {'yes' if exact else 'NO'}")
+    return 0 if exact else 1
+
+
+def run():
+    """Console-script entry point (tfquant-delegate-check)."""
+    for flag in FLAGS.get_flags_for_module(__name__):
+        FLAGS.register_key_flag_for_module(sys.argv[0], flag)
+    sys.modules["__main__"].__doc__ = __doc__
+    app.run(main)
+
+
+if __name__ == "__main__":
+    run()
