@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import os
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, Optional
 
 import numpy as np
 
@@ -20,37 +20,92 @@ from tfquant.progress import Progress
 
 DEFAULT_NUM_BATCHES = 100
 DEFAULT_BATCH_SIZE = 32
-ESTIMATORS = ("minmax", "ema")
+ESTIMATORS = ("minmax", "ema", "percentile", "mse")
+# Values kept per tensor and batch for the percentile and MSE estimators (a uniform sample).
+SAMPLE_PER_BATCH = 4096
 
 
 @dataclasses.dataclass
 class TensorRange:
     min: float
     max: float
+    # Mean of each channel (last axis) over the calibration data, when requested.
+    channel_mean: Optional[np.ndarray] = None
+    samples: int = 0
 
 
 class _RangeEstimator:
     """Tracks min/max over batches: absolute extremes ("minmax") or an exponential moving
-    average of per-batch extremes ("ema", the paper's estimator for activations)."""
+    average of per-batch extremes ("ema", the paper's estimator for activations). The
+    "percentile" and "mse" estimators also keep a uniform sample of each tensor's values and
+    choose the range from it at the end (see finish)."""
 
-    def __init__(self, method: str, decay: float):
+    def __init__(self, method: str, decay: float, percentile: float = 99.99, seed: int = 0,
+                 channel_means: bool = False):
         if method not in ESTIMATORS:
             raise ValueError(f"unknown range estimator {method!r}; use one of {ESTIMATORS}")
         if not 0.0 <= decay < 1.0:
             raise ValueError(f"ema decay must be in [0, 1), got {decay}")
-        self.method, self.decay = method, decay
+        if not 50.0 < percentile <= 100.0:
+            raise ValueError(f"percentile must be in (50, 100], got {percentile}")
+        self.method, self.decay, self.percentile = method, decay, percentile
+        self.channel_means = channel_means
         self.ranges: dict[str, TensorRange] = {}
+        self.samples: dict[str, list] = {}
+        self._rng = np.random.default_rng(seed)
+
+    @property
+    def needs_values(self) -> bool:
+        return self.method in ("percentile", "mse")
 
     def update(self, name: str, batch_min: float, batch_max: float):
         current = self.ranges.get(name)
         if current is None:
             self.ranges[name] = TensorRange(batch_min, batch_max)
-        elif self.method == "minmax":
-            current.min = min(current.min, batch_min)
-            current.max = max(current.max, batch_max)
-        else:
+        elif self.method == "ema":
             current.min = self.decay * current.min + (1 - self.decay) * batch_min
             current.max = self.decay * current.max + (1 - self.decay) * batch_max
+        else:
+            current.min = min(current.min, batch_min)
+            current.max = max(current.max, batch_max)
+
+    def observe_means(self, name: str, values: np.ndarray):
+        """Running per-channel (last axis) mean, weighted by the number of values."""
+        current = self.ranges[name]
+        if values.ndim == 0:
+            return
+        rows = values.reshape(-1, values.shape[-1]).astype(np.float64)
+        mean = rows.mean(axis=0)
+        if current.channel_mean is None:
+            current.channel_mean, current.samples = mean, len(rows)
+        else:
+            total = current.samples + len(rows)
+            current.channel_mean = (current.channel_mean * current.samples
+                                    + mean * len(rows)) / total
+            current.samples = total
+
+    def observe(self, name: str, values: np.ndarray):
+        flat = values.reshape(-1)
+        if flat.size > SAMPLE_PER_BATCH:
+            flat = flat[self._rng.integers(0, flat.size, SAMPLE_PER_BATCH)]
+        self.samples.setdefault(name, []).append(np.array(flat, np.float32))
+
+    def finish(self) -> dict:
+        """The final ranges: percentile clipping or the MSE-optimal clipping of each sample,
+        never wider than the observed extremes."""
+        if not self.needs_values:
+            return self.ranges
+        from tfquant import spec
+        for name, current in self.ranges.items():
+            sample = np.concatenate(self.samples.get(name, [np.zeros(1, np.float32)]))
+            if self.method == "percentile":
+                low = float(np.percentile(sample, 100.0 - self.percentile))
+                high = float(np.percentile(sample, self.percentile))
+            else:
+                low, high = spec.mse_optimal_range(sample, current.min, current.max,
+                                                   spec.INT8_ACTIVATION)
+            current.min, current.max = max(current.min, low), min(current.max, high)
+        return self.ranges
 
 
 def _as_batches(data, batch_size: int, num_inputs: int) -> Iterator:
@@ -115,18 +170,29 @@ def _check_batch(batch: tuple, graph: ir.Graph, index: int) -> tuple:
     return tuple(checked)
 
 
-def _extremes(interpreter, tensor_index: int):
-    """(min, max) of a tensor after invoke, or None if it is empty. Reads through a view that
-    dies with this frame: the interpreter refuses to invoke while one is alive."""
+def _observe(interpreter, tensor_index: int, estimator: "_RangeEstimator", name: str,
+             batch: int):
+    """Feed one tensor's values after invoke to the estimator. Reads through a view that dies
+    with this frame: the interpreter refuses to invoke while one is alive."""
     values = interpreter.tensor(tensor_index)()
     if values.size == 0:
-        return None
-    return float(values.min()), float(values.max())
+        return
+    extremes = float(values.min()), float(values.max())
+    if not all(np.isfinite(extremes)):
+        raise CalibrationDataError(
+            f"tensor {name!r} became NaN or inf on calibration batch {batch}: the float "
+            "model overflows on this data")
+    estimator.update(name, *extremes)
+    if estimator.needs_values:
+        estimator.observe(name, values)
+    if estimator.channel_means:
+        estimator.observe_means(name, values)
 
 
 def calibrate(graph: ir.Graph, data, *, num_batches: int = DEFAULT_NUM_BATCHES,
               batch_size: int = DEFAULT_BATCH_SIZE, method: str = "minmax",
-              ema_decay: float = 0.9, show_progress: bool = True) -> dict:
+              ema_decay: float = 0.9, percentile: float = 99.99, channel_means: bool = False,
+              show_progress: bool = True) -> dict:
     """Ranges {tensor name: TensorRange} of every activation tensor of a float graph.
 
     Args:
@@ -135,11 +201,14 @@ def calibrate(graph: ir.Graph, data, *, num_batches: int = DEFAULT_NUM_BATCHES,
         tf.data.Dataset, iterable or generator function yielding batches (an (x, y) pair's
         labels are ignored).
       num_batches: at most this many batches are used (the paper: about 100 suffice).
-      method: "minmax" (extremes over all batches) or "ema" (moving average of batch extremes).
+      method: "minmax" (extremes over all batches), "ema" (moving average of batch extremes),
+        "percentile" (the `percentile` and 100 - `percentile` percentiles of the values) or
+        "mse" (the clipping range that minimizes the int8 quantization error of the values).
+      channel_means: also record each tensor's per-channel mean (for bias correction).
     """
     from ai_edge_litert.interpreter import Interpreter
 
-    estimator = _RangeEstimator(method, ema_decay)
+    estimator = _RangeEstimator(method, ema_decay, percentile, channel_means=channel_means)
     names = graph.activation_tensors()
     # Every activation tensor is a model output, so the interpreter keeps them all while its
     # fast kernels (XNNPACK) and threads stay on; tensor indices are the IR's order.
@@ -166,18 +235,11 @@ def calibrate(graph: ir.Graph, data, *, num_batches: int = DEFAULT_NUM_BATCHES,
             interpreter.set_tensor(detail["index"], array)
         interpreter.invoke()
         for name in names:
-            extremes = _extremes(interpreter, index[name])
-            if extremes is None:
-                continue
-            if not all(np.isfinite(extremes)):
-                raise CalibrationDataError(
-                    f"tensor {name!r} became NaN or inf on calibration batch {i}: the float "
-                    "model overflows on this data")
-            estimator.update(name, *extremes)
+            _observe(interpreter, index[name], estimator, name, i)
         seen += 1
         progress.update()
     progress.close()
     if seen == 0:
         raise CalibrationDataError(
             "calibration data is empty: give at least one batch of representative inputs")
-    return estimator.ranges
+    return estimator.finish()

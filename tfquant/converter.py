@@ -53,6 +53,9 @@ def convert_model(model, representative_data=None, recipe: Optional[Recipe] = No
         # A QAT model's float layers were trained float: they stay float in the export.
         graph = from_keras(model, float_fallback=recipe.float_fallback or bool(qat))
     float_graph = passes.canonicalize(graph)
+    if recipe.cross_layer_equalization and recipe.mode != "float":
+        float_graph = passes.cross_layer_equalization(
+            float_graph, relu6_to_relu=recipe.equalize_through_relu6)
     ranges = {}
     if recipe.mode == "float":
         out_graph = float_graph
@@ -71,7 +74,8 @@ def convert_model(model, representative_data=None, recipe: Optional[Recipe] = No
         ranges = calibration.calibrate(
             float_graph, representative_data, num_batches=recipe.num_calibration_batches,
             batch_size=recipe.calibration_batch_size, method=recipe.calibration_method,
-            ema_decay=recipe.ema_decay, show_progress=show_progress)
+            ema_decay=recipe.ema_decay, percentile=recipe.percentile,
+            channel_means=recipe.bias_correction, show_progress=show_progress)
         out_graph = quantize.quantize_int8(float_graph, ranges, recipe)
     data = writer.write_tflite(out_graph)
     return ConversionResult(data, out_graph, float_graph, ranges, time.perf_counter() - start)

@@ -180,7 +180,10 @@ def _weight_params(graph: ir.Graph, op: ir.Op, recipe: Recipe):
         if weight_spec.bits > 8:
             raise ConversionError(f"{op.label} was trained with {weight_spec.bits}-bit weights; "
                                   "TFLite int8 models hold weights of at most 8 bits")
-    rmin, rmax = spec.weight_range(weights.data, weight_spec.axis)
+    if recipe.weight_range_method == "mse" and trained is None:
+        rmin, rmax = spec.mse_optimal_weight_range(weights.data, weight_spec.axis, weight_spec)
+    else:
+        rmin, rmax = spec.weight_range(weights.data, weight_spec.axis)
     params = spec.params_from_range(rmin, rmax, weight_spec)
     return weights, weight_spec, params
 
@@ -212,6 +215,29 @@ def _quantize_weights_and_bias(graph, op, input_scale, weights, weight_spec, wei
     bias.dtype = np.dtype(np.int32)
     bias.quant = QuantParams(bias_scale, np.zeros(bias_scale.size, np.int64),
                              0 if bias_scale.size > 1 else None)
+
+
+def _correct_bias(graph, op, weights, weight_spec, weight_params, ranges):
+    """Empirical bias correction (Nagel et al. 2019): the quantized weights shift each output
+    channel's mean by sum((W_q - W) * E[x]); subtract that shift from the float bias. E[x] is the
+    calibration data's per-channel mean of the op's input (zero-padded borders are ignored)."""
+    observed = ranges.get(op.inputs[0])
+    if observed is None or observed.channel_mean is None:
+        return
+    mean = np.asarray(observed.channel_mean, np.float64)
+    w = weights.data.astype(np.float64)
+    error = spec.fake_quantize(w, weight_params, weight_spec).astype(np.float64) - w
+    if op.type == "DEPTHWISE_CONV_2D":  # [1, kh, kw, in * multiplier]
+        multiplier = op.options.get("depth_multiplier", 1)
+        shift = error.sum(axis=(0, 1, 2)) * np.repeat(mean, multiplier)
+    elif op.type == "CONV_2D":  # [out, kh, kw, in]
+        shift = (error.sum(axis=(1, 2)) * mean[None, :]).sum(axis=1)
+    else:  # FULLY_CONNECTED [out, in]
+        if mean.size != error.shape[1]:
+            return
+        shift = error @ mean
+    bias = graph.tensors[op.inputs[constraint(op.type).bias_input]]
+    bias.data = (bias.data.astype(np.float64) - shift).astype(np.float32)
 
 
 def _quantize_const_operand(tensor: ir.Tensor):
@@ -301,6 +327,8 @@ def quantize_int8(graph: ir.Graph, ranges: dict, recipe: Recipe) -> ir.Graph:
         c = constraint(op.type)
         if c.weight_input is not None:
             weights, weight_spec, weight_params = _weight_params(graph, op, recipe)
+            if recipe.bias_correction:
+                _correct_bias(graph, op, weights, weight_spec, weight_params, ranges)
             input_scale = float(graph.tensors[op.inputs[0]].quant.scale[0])
             _quantize_weights_and_bias(graph, op, input_scale, weights, weight_spec,
                                        weight_params)

@@ -7,6 +7,8 @@ from typing import Optional
 
 MODES = ("float", "int8", "weights_only")
 IO_TYPES = ("float32", "int8", "uint8")
+CALIBRATION_METHODS = ("minmax", "ema", "percentile", "mse")
+WEIGHT_RANGE_METHODS = ("minmax", "mse")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -22,10 +24,21 @@ class Recipe:
         Older consumers (microcontrollers, some NPUs) want per-tensor FC.
       inference_input_type / inference_output_type: the model's I/O type in int8 mode: float32
         (QUANTIZE / DEQUANTIZE ops inside the model), int8 or uint8.
-      calibration_method: "minmax" or "ema" range estimator for activations.
+      calibration_method: activation range estimator: "minmax" (extremes), "ema" (moving
+        average of batch extremes), "percentile" (clip at the `percentile`) or "mse" (the
+        clipping range with the smallest int8 quantization error).
       ema_decay: decay of the "ema" estimator.
+      percentile: upper percentile of the "percentile" estimator (the lower one is 100 - p).
+      weight_range_method: "minmax" (each channel's max |w|) or "mse" (the per-channel clipping
+        with the smallest quantization error).
       num_calibration_batches: at most this many representative batches are used.
       calibration_batch_size: batch size used when representative data is one big array.
+      cross_layer_equalization: equalize the weight ranges of consecutive conv / dense layers
+        (Nagel et al. 2019) before quantizing; helps per-tensor weights most.
+      equalize_through_relu6: also equalize across ReLU6 by turning it into ReLU (AIMET's
+        choice; changes the float model, so measure it).
+      bias_correction: correct each conv / dense bias for the mean output shift its weight
+        quantization causes, E[(W_q - W) x], from the calibration data's channel means.
       float_fallback: layers tfquant cannot quantize stay float (real float TFLite ops with
         DEQUANTIZE / QUANTIZE around them) instead of failing the conversion.
     """
@@ -37,8 +50,13 @@ class Recipe:
     inference_output_type: str = "float32"
     calibration_method: str = "minmax"
     ema_decay: float = 0.9
+    percentile: float = 99.99
+    weight_range_method: str = "minmax"
     num_calibration_batches: int = 100
     calibration_batch_size: int = 32
+    cross_layer_equalization: bool = False
+    equalize_through_relu6: bool = False
+    bias_correction: bool = False
     float_fallback: bool = False
 
     def __post_init__(self):
@@ -51,6 +69,14 @@ class Recipe:
         if self.mode != "int8" and (self.inference_input_type != "float32"
                                     or self.inference_output_type != "float32"):
             raise ValueError("integer model inputs/outputs need mode='int8'")
+        if self.calibration_method not in CALIBRATION_METHODS:
+            raise ValueError(f"calibration_method must be one of {CALIBRATION_METHODS}, got "
+                             f"{self.calibration_method!r}")
+        if not 50.0 < self.percentile <= 100.0:
+            raise ValueError(f"percentile must be in (50, 100], got {self.percentile}")
+        if self.weight_range_method not in WEIGHT_RANGE_METHODS:
+            raise ValueError(f"weight_range_method must be one of {WEIGHT_RANGE_METHODS}, got "
+                             f"{self.weight_range_method!r}")
         if self.num_calibration_batches < 1:
             raise ValueError("num_calibration_batches must be at least 1")
         if self.calibration_batch_size < 1:

@@ -196,3 +196,64 @@ def sqnr_db(reference: np.ndarray, approximation: np.ndarray) -> float:
     if signal == 0:
         return float("-inf")
     return float(10.0 * np.log10(signal / noise))
+
+
+def _quantization_mse(centers, counts, rmin, rmax, spec: QuantSpec) -> float:
+    params = params_from_range(rmin, rmax, spec)
+    error = centers - fake_quantize(centers, params, spec).astype(np.float64)
+    return float(np.sum(counts * error * error))
+
+
+def mse_optimal_range(values: np.ndarray, rmin: float, rmax: float, spec: QuantSpec,
+                      bins: int = 2048, steps: int = 64) -> tuple:
+    """The clipping range inside [rmin, rmax] whose quantization (clipping plus rounding)
+    error on `values` is smallest, per tensor.
+
+    Works on a histogram of the values: first both ends shrink together toward 0, then each end
+    moves alone (the other fixed), on a grid of `steps` fractions.
+    """
+    rmin, rmax = float(min(rmin, 0.0)), float(max(rmax, 0.0))
+    if rmax - rmin <= 0:
+        return rmin, rmax
+    counts, edges = np.histogram(np.asarray(values, np.float64), bins=bins, range=(rmin, rmax))
+    centers = 0.5 * (edges[:-1] + edges[1:])
+    keep = counts > 0
+    centers, counts = centers[keep], counts[keep].astype(np.float64)
+    fractions = np.linspace(1.0 / steps, 1.0, steps)
+
+    def best(candidates):
+        errors = [_quantization_mse(centers, counts, lo, hi, spec) for lo, hi in candidates]
+        return candidates[int(np.argmin(errors))]
+
+    low, high = best([(f * rmin, f * rmax) for f in fractions])
+    low, high = best([(low, f * rmax) for f in fractions if f * rmax >= 0] + [(low, high)])
+    low, high = best([(f * rmin, high) for f in fractions] + [(low, high)])
+    return low, high
+
+
+def mse_optimal_weight_range(weights: np.ndarray, axis: Optional[int], spec: QuantSpec,
+                             steps: int = 50):
+    """Per-channel (or per-tensor) symmetric clipping bounds of `weights` minimizing the
+    quantization error of each channel: (-bound, bound) arrays as weight_range returns them.
+
+    Searches bound = f * max|w| for f on a grid in [0.5, 1] (weights rarely gain from more)."""
+    if not spec.symmetric:
+        raise ValueError("mse_optimal_weight_range searches symmetric weight ranges")
+    w = np.asarray(weights, np.float64)
+    if axis is None:
+        w = w.reshape(1, -1)
+    else:
+        w = np.moveaxis(w, axis % w.ndim, 0).reshape(w.shape[axis % w.ndim], -1)
+    peak = np.abs(w).max(axis=1)
+    best_error = np.full(peak.shape, np.inf)
+    best_bound = peak.copy()
+    for f in np.linspace(0.5, 1.0, steps):
+        bound = f * peak
+        scale = np.where(bound > 0, bound / spec.qmax, 1.0)[:, None]
+        exact = w / scale
+        codes = np.clip(np.sign(exact) * np.floor(np.abs(exact) + 0.5), spec.qmin, spec.qmax)
+        error = np.sum((w - codes * scale) ** 2, axis=1)
+        better = error < best_error
+        best_error = np.where(better, error, best_error)
+        best_bound = np.where(better, bound, best_bound)
+    return -best_bound, best_bound

@@ -36,10 +36,22 @@ flags.DEFINE_integer("num_calibration_batches", 100, "At most this many batches 
                      "calibration (the paper: about 100 suffice).", lower_bound=1)
 flags.DEFINE_integer("calibration_batch_size", 32, "Batch size for calibration.",
                      lower_bound=1)
-flags.DEFINE_enum("calibration_method", "minmax", ["minmax", "ema"],
-                  "Activation range estimator: absolute min/max, or a moving average of "
-                  "per-batch min/max.")
+flags.DEFINE_enum("calibration_method", "minmax", ["minmax", "ema", "percentile", "mse"],
+                  "Activation range estimator: absolute min/max, a moving average of "
+                  "per-batch min/max, a percentile of the values, or the range with the "
+                  "smallest int8 quantization error.")
 flags.DEFINE_float("ema_decay", 0.9, "Decay of the 'ema' range estimator.")
+flags.DEFINE_float("percentile", 99.99, "Percentile of the 'percentile' range estimator.")
+flags.DEFINE_bool("cross_layer_equalization", False, "Equalize the weight ranges of "
+                  "consecutive conv / dense layers before quantizing (helps per-tensor "
+                  "weights).")
+flags.DEFINE_bool("equalize_through_relu6", False, "With --cross_layer_equalization, also "
+                  "equalize across ReLU6 by turning it into ReLU (changes the float model).")
+flags.DEFINE_bool("bias_correction", False, "Correct biases for the mean output shift of "
+                  "weight quantization, from the calibration data.")
+flags.DEFINE_enum("weight_range_method", "minmax", ["minmax", "mse"],
+                  "Weight ranges: each channel's max |w|, or the clipping with the smallest "
+                  "quantization error.")
 flags.DEFINE_enum("inference_type", "float", ["float", "int8", "uint8"],
                   "Type of the int8 model's inputs and outputs: float (QUANTIZE/DEQUANTIZE "
                   "inside the model), int8 or uint8. Overridden per side by "
@@ -114,6 +126,10 @@ def main(argv):
                 inference_input_type=_io_type(FLAGS.inference_input_type),
                 inference_output_type=_io_type(FLAGS.inference_output_type),
                 calibration_method=FLAGS.calibration_method, ema_decay=FLAGS.ema_decay,
+                percentile=FLAGS.percentile, weight_range_method=FLAGS.weight_range_method,
+                cross_layer_equalization=FLAGS.cross_layer_equalization,
+                equalize_through_relu6=FLAGS.equalize_through_relu6,
+                bias_correction=FLAGS.bias_correction,
                 num_calibration_batches=FLAGS.num_calibration_batches,
                 calibration_batch_size=FLAGS.calibration_batch_size,
                 float_fallback=FLAGS.float_fallback)

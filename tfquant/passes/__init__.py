@@ -1,5 +1,6 @@
 """Graph -> Graph passes. Each is a pure function in its own module."""
 
+from tfquant.passes.cross_layer_equalization import cross_layer_equalization
 from tfquant.passes.fold_batch_norm import fold_batch_norm
 from tfquant.passes.fuse_activation import fuse_activation
 from tfquant.passes.merge_reshapes import merge_reshapes
@@ -15,5 +16,5 @@ def canonicalize(graph):
     return merge_reshapes(graph)
 
 
-__all__ = ["canonicalize", "fold_batch_norm", "fuse_activation", "merge_reshapes",
-           "remove_identity"]
+__all__ = ["canonicalize", "cross_layer_equalization", "fold_batch_norm", "fuse_activation",
+           "merge_reshapes", "remove_identity"]

@@ -1,0 +1,94 @@
+"""Range estimators beyond min/max: percentile and MSE-optimal clipping, for activations
+(calibration) and weights (per channel)."""
+
+import keras
+import numpy as np
+import pytest
+
+import tfquant
+from tfquant import runtime, spec
+
+
+def _mse(values, rmin, rmax, s):
+    params = spec.params_from_range(rmin, rmax, s)
+    return float(np.mean((values - spec.fake_quantize(values, params, s)) ** 2))
+
+
+def test_mse_range_clips_heavy_tails_and_lowers_the_error():
+    # Laplace(0, 1): the MSE-optimal 8-bit clipping is about 9.9 (Banner et al., ACIQ), while
+    # the extremes of 400k samples lie near +-13.
+    values = np.random.default_rng(0).laplace(0, 1, 400_000)
+    low, high = spec.mse_optimal_range(values, values.min(), values.max(),
+                                       spec.INT8_ACTIVATION)
+    assert 8.0 < high < 11.5 and -11.5 < low < -8.0, (low, high)
+    assert _mse(values, low, high, spec.INT8_ACTIVATION) < \
+        0.9 * _mse(values, values.min(), values.max(), spec.INT8_ACTIVATION)
+
+
+def test_mse_range_keeps_a_uniform_distribution_whole():
+    values = np.random.default_rng(1).uniform(-2, 3, 100_000)
+    low, high = spec.mse_optimal_range(values, values.min(), values.max(),
+                                       spec.INT8_ACTIVATION)
+    assert low <= -1.8 and high >= 2.7
+
+
+def test_mse_weight_ranges_never_lose_to_min_max_per_channel():
+    rng = np.random.default_rng(2)
+    w = rng.standard_t(3, size=(16, 3, 3, 8))  # heavy tails: clipping pays on some channels
+    s = spec.int8_weight(0)
+    low, high = spec.mse_optimal_weight_range(w, 0, s)
+    peak = np.abs(w).reshape(16, -1).max(1)
+    assert np.all(high <= peak + 1e-12) and np.all(high >= 0.5 * peak) and np.all(low == -high)
+    for c in range(16):
+        channel = w[c].ravel()
+        best = _mse(channel, -high[c], high[c], spec.int8_weight(None))
+        full = _mse(channel, -peak[c], peak[c], spec.int8_weight(None))
+        assert best <= full + 1e-15
+
+
+def _sqnr(model, calibration, test, **recipe):
+    result = tfquant.convert_model(model, calibration, tfquant.Recipe(**recipe),
+                                   show_progress=False)
+    got = runtime.Runner(result.model, resolver="reference").predict(test)
+    return spec.sqnr_db(model.predict(test, verbose=0), got), result
+
+
+def _dense_model():
+    keras.utils.set_random_seed(0)
+    x = keras.Input((64,))
+    y = keras.layers.Dense(64, activation="relu")(x)
+    return keras.Model(x, keras.layers.Dense(10)(y))
+
+
+def test_percentile_ignores_rare_glitches_in_calibration_data():
+    model = _dense_model()
+    rng = np.random.default_rng(0)
+    calibration = rng.normal(size=(3200, 64)).astype(np.float32)
+    calibration[rng.integers(0, 3200, 3), rng.integers(0, 64, 3)] = 400.0  # rare glitches
+    test = rng.normal(size=(500, 64)).astype(np.float32)
+    minmax, _ = _sqnr(model, calibration, test)
+    percentile, result = _sqnr(model, calibration, test, calibration_method="percentile")
+    assert result.ranges[result.float_graph.inputs[0]].max < 10.0  # glitches clipped away
+    assert percentile > minmax + 6.0, (percentile, minmax)
+
+
+def test_mse_calibration_on_heavy_tailed_inputs():
+    model = _dense_model()
+    rng = np.random.default_rng(0)
+    calibration = rng.laplace(size=(3200, 64)).astype(np.float32)
+    test = rng.laplace(size=(1000, 64)).astype(np.float32)
+    minmax, _ = _sqnr(model, calibration, test)
+    mse, result = _sqnr(model, calibration, test, calibration_method="mse",
+                        weight_range_method="mse")
+    input_range = result.ranges[result.float_graph.inputs[0]]
+    assert input_range.max < 0.95 * calibration.max()  # the tails are clipped
+    assert mse > minmax, (mse, minmax)
+
+
+def test_bad_estimator_settings_are_clear_errors():
+    with pytest.raises(ValueError, match="calibration_method"):
+        tfquant.Recipe(calibration_method="kl")
+    with pytest.raises(ValueError, match="percentile"):
+        tfquant.Recipe(calibration_method="percentile", percentile=20.0)
+    with pytest.raises(ValueError, match="weight_range_method"):
+        tfquant.Recipe(weight_range_method="percentile")

@@ -1,0 +1,118 @@
+"""Cross-layer equalization (Nagel et al. 2019, "Data-free quantization"; what AIMET does to fix
+per-layer PTQ of MobileNets without training).
+
+For two linear ops in a row, A -> [ReLU] -> [PAD] -> B, where A's output channel i feeds only
+B's input channel i, the function is unchanged when A's channel i is divided by s_i and B's
+input channel i is multiplied by s_i (ReLU and zero padding commute with positive scaling).
+Choosing s_i = sqrt(r1_i / r2_i), with r1 the range of A's output channel and r2 the range of
+B's input channel, makes both ranges sqrt(r1_i r2_i): channels whose folded batch norm made them
+tiny no longer waste a per-layer (per-tensor) weight grid. Runs on the canonical float graph
+(batch norms already folded), repeating over all pairs until the scales settle.
+
+ReLU6 clamps at 6, which scaling would move; such pairs are equalized only with
+`relu6_to_relu=True`, which replaces the clamp by a plain ReLU (as AIMET does) - a change of the
+float model that the caller should measure.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from tfquant import ir
+
+log = logging.getLogger("tfquant")
+
+_LINEAR = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
+_MIN_RANGE = 1e-12
+
+
+def _output_channel_range(op: ir.Op, w: np.ndarray) -> np.ndarray:
+    if op.type == "DEPTHWISE_CONV_2D":  # [1, kh, kw, c]
+        return np.abs(w).max(axis=(0, 1, 2))
+    return np.abs(w).reshape(w.shape[0], -1).max(axis=1)  # [out, ...]
+
+
+def _input_channel_range(op: ir.Op, w: np.ndarray) -> np.ndarray:
+    if op.type == "FULLY_CONNECTED":  # [out, in]
+        return np.abs(w).max(axis=0)
+    return np.abs(w).reshape(-1, w.shape[-1]).max(axis=0)  # [.., in] / [1, kh, kw, c]
+
+
+def _scale_output_channels(op: ir.Op, w: np.ndarray, factor: np.ndarray) -> np.ndarray:
+    if op.type == "DEPTHWISE_CONV_2D":
+        return w * factor.reshape(1, 1, 1, -1)
+    return w * factor.reshape((-1,) + (1,) * (w.ndim - 1))
+
+
+def _scale_input_channels(op: ir.Op, w: np.ndarray, factor: np.ndarray) -> np.ndarray:
+    if op.type == "FULLY_CONNECTED":
+        return w * factor.reshape(1, -1)
+    return w * factor.reshape((1,) * (w.ndim - 1) + (-1,))
+
+
+def _pairs(graph: ir.Graph, relu6_to_relu: bool) -> list:
+    """(A, B) pairs that can be equalized."""
+    pairs = []
+    for a in graph.ops:
+        if a.type not in _LINEAR or a.stays_float:
+            continue
+        if a.type == "DEPTHWISE_CONV_2D" and a.options.get("depth_multiplier", 1) != 1:
+            continue
+        activation = a.options.get("fused_activation", "NONE")
+        if activation not in ("NONE", "RELU") and not (activation == "RELU6" and relu6_to_relu):
+            continue
+        tensor = a.outputs[0]
+        consumers = graph.consumers(tensor)
+        if len(consumers) != 1 or tensor in graph.outputs:
+            continue
+        b = consumers[0]
+        if b.type == "PAD":  # zero padding commutes with scaling
+            padded = b.outputs[0]
+            if len(graph.consumers(padded)) != 1 or padded in graph.outputs:
+                continue
+            b = graph.consumers(padded)[0]
+        if b.type not in _LINEAR or b.stays_float or b.options.get("fused_activation") == \
+                "RELU_N1_TO_1":
+            continue
+        if b.type == "DEPTHWISE_CONV_2D" and b.options.get("depth_multiplier", 1) != 1:
+            continue
+        if b.type == "FULLY_CONNECTED" and len(graph.tensors[tensor].shape) != 2:
+            continue
+        pairs.append((a, b))
+    return pairs
+
+
+def cross_layer_equalization(graph: ir.Graph, iterations: int = 20,
+                             relu6_to_relu: bool = False) -> ir.Graph:
+    graph = graph.copy()
+    pairs = _pairs(graph, relu6_to_relu)
+    for a, _ in pairs:
+        if a.options.get("fused_activation") == "RELU6":
+            a.options["fused_activation"] = "RELU"
+    # Private copies of the constants this pass rewrites (they may be shared).
+    for op in {id(o): o for pair in pairs for o in pair}.values():
+        for i in (1, 2):
+            t = graph.tensors[op.inputs[i]]
+            op.inputs[i] = graph.add_const(t.name + "/equalized", t.data)
+    for _ in range(iterations):
+        largest_change = 0.0
+        for a, b in pairs:
+            wa, ba = graph.tensors[a.inputs[1]], graph.tensors[a.inputs[2]]
+            wb = graph.tensors[b.inputs[1]]
+            r1 = _output_channel_range(a, wa.data.astype(np.float64))
+            r2 = _input_channel_range(b, wb.data.astype(np.float64))
+            live = (r1 > _MIN_RANGE) & (r2 > _MIN_RANGE)
+            s = np.ones_like(r1)
+            s[live] = np.sqrt(r1[live] / r2[live])
+            wa.data = _scale_output_channels(a, wa.data, 1.0 / s).astype(np.float32)
+            ba.data = (ba.data / s).astype(np.float32)
+            wb.data = _scale_input_channels(b, wb.data, s).astype(np.float32)
+            largest_change = max(largest_change, float(np.abs(np.log(s)).max(initial=0.0)))
+        if largest_change < 1e-6:
+            break
+    if pairs:
+        log.info("cross-layer equalization: %d layer pairs", len(pairs))
+    graph.validate()
+    return graph
