@@ -12,6 +12,7 @@ from tfquant import calibrate as calibration
 from tfquant import ir, passes, quantize, writer
 from tfquant.errors import CalibrationDataError, ModelLoadError, TfquantError
 from tfquant.frontends.keras_model import from_keras
+from tfquant.frontends.tflite_model import from_tflite, is_tflite_model, load_tflite_bytes
 from tfquant.recipe import Recipe
 
 
@@ -34,10 +35,12 @@ class ConversionResult:
 
 def convert_model(model, representative_data=None, recipe: Optional[Recipe] = None, *,
                   show_progress: bool = True) -> ConversionResult:
-    """Convert a Keras 3 or tf_keras model.
+    """Convert a Keras 3 or tf_keras model, or a float TFLite model.
 
     Args:
-      model: a built Keras model (Sequential, Functional, nested models), or its IR graph.
+      model: a built Keras model (Sequential, Functional, nested models), a float TFLite
+        model (flatbuffer bytes or a .tflite path; ops tfquant cannot quantize stay float), or
+        an IR graph.
       representative_data: calibration inputs for int8 mode (numpy array, tuple of arrays,
         tf.data.Dataset or generator); ignored by the other modes.
       recipe: what to produce; defaults to full int8 with per-channel weights.
@@ -46,6 +49,8 @@ def convert_model(model, representative_data=None, recipe: Optional[Recipe] = No
     start = time.perf_counter()
     if isinstance(model, ir.Graph):
         graph = model
+    elif is_tflite_model(model):
+        graph = from_tflite(model)
     else:
         qat = _qat_layers(model)
         if qat and recipe.mode == "int8":
@@ -56,6 +61,8 @@ def convert_model(model, representative_data=None, recipe: Optional[Recipe] = No
     if recipe.cross_layer_equalization and recipe.mode != "float":
         float_graph = passes.cross_layer_equalization(
             float_graph, relu6_to_relu=recipe.equalize_through_relu6)
+    if recipe.float_layers and recipe.mode == "int8":
+        float_graph = passes.keep_float(float_graph, recipe.float_layers)
     ranges = {}
     if recipe.mode == "float":
         out_graph = float_graph
@@ -108,10 +115,16 @@ def convert(model, representative_data=None, recipe: Optional[Recipe] = None, *,
 def load_keras_model(path: str):
     """Load a .keras / .h5 file or a SavedModel directory holding a Keras model.
 
-    Tries Keras 3 first, then tf_keras (Keras 2), so models saved by either load.
+    Tries Keras 3 first, then tf_keras (Keras 2), so models saved by either load. A .tflite
+    file is returned as its flatbuffer bytes, checked by the TFLite frontend (convert_model
+    takes them), so tools that load then convert accept float .tflite models too.
     """
     if not os.path.exists(path):
         raise ModelLoadError(f"model file {path!r} does not exist")
+    if is_tflite_model(path):
+        data = load_tflite_bytes(path)
+        from_tflite(data)  # a corrupt file fails here, before any work
+        return data
     errors = []
     loaders = []
     import keras
@@ -125,7 +138,8 @@ def load_keras_model(path: str):
         loaders = [("tf_keras", lambda: tf_keras.models.load_model(path, compile=False)),
                    ("keras", lambda: keras.models.load_model(path, compile=False))]
     else:
-        raise ModelLoadError(f"{path!r} is not a .keras or .h5 file or a SavedModel directory")
+        raise ModelLoadError(f"{path!r} is not a .keras, .h5 or .tflite file or a SavedModel "
+                             "directory")
     for name, load in loaders:
         try:
             return load()

@@ -39,6 +39,8 @@ class Recipe:
         choice; changes the float model, so measure it).
       bias_correction: correct each conv / dense bias for the mean output shift its weight
         quantization causes, E[(W_q - W) x], from the calibration data's channel means.
+      float_layers: names of layers to keep float in int8 mode (with the ops reading their
+        outputs), e.g. the worst layers tfquant.debugger finds.
       float_fallback: layers tfquant cannot quantize stay float (real float TFLite ops with
         DEQUANTIZE / QUANTIZE around them) instead of failing the conversion.
     """
@@ -57,6 +59,7 @@ class Recipe:
     cross_layer_equalization: bool = False
     equalize_through_relu6: bool = False
     bias_correction: bool = False
+    float_layers: tuple = ()
     float_fallback: bool = False
 
     def __post_init__(self):
@@ -77,6 +80,9 @@ class Recipe:
         if self.weight_range_method not in WEIGHT_RANGE_METHODS:
             raise ValueError(f"weight_range_method must be one of {WEIGHT_RANGE_METHODS}, got "
                              f"{self.weight_range_method!r}")
+        if isinstance(self.float_layers, str):
+            object.__setattr__(self, "float_layers", (self.float_layers,))
+        object.__setattr__(self, "float_layers", tuple(self.float_layers))
         if self.num_calibration_batches < 1:
             raise ValueError("num_calibration_batches must be at least 1")
         if self.calibration_batch_size < 1:

@@ -3,6 +3,7 @@
 from tfquant.passes.cross_layer_equalization import cross_layer_equalization
 from tfquant.passes.fold_batch_norm import fold_batch_norm
 from tfquant.passes.fuse_activation import fuse_activation
+from tfquant.passes.keep_float import keep_float
 from tfquant.passes.merge_reshapes import merge_reshapes
 from tfquant.passes.remove_identity import remove_identity
 
@@ -17,4 +18,4 @@ def canonicalize(graph):
 
 
 __all__ = ["canonicalize", "cross_layer_equalization", "fold_batch_norm", "fuse_activation",
-           "merge_reshapes", "remove_identity"]
+           "keep_float", "merge_reshapes", "remove_identity"]

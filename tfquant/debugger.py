@@ -1,0 +1,189 @@
+"""Per-layer quantization debugger: where does the int8 model lose accuracy?
+
+Runs the float and the int8 TFLite models of one conversion on the same inputs with every
+tensor kept, and compares each quantized activation tensor (dequantized) with the float tensor
+of the same name: SQNR over the whole tensor and per channel, error statistics and the error
+in quantization steps. Errors accumulate through the graph, so the ranking is by the damage an
+op adds: how far the median channel SQNR of its output falls below that of its inputs. The
+worst ops name the layers to keep float (Recipe.float_layers) - like TFLite's
+QuantizationDebugger, for tfquant's own graphs.
+
+  report = tfquant.debugger.compare_layers(model, calibration, inputs=x_test[:256])
+  print(tfquant.debugger.format_report(report, top=10))
+  tfquant.convert(model, calibration, tfquant.Recipe(float_layers=worst_layers(report, 1)))
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Optional, Sequence
+
+import numpy as np
+
+from tfquant import spec, writer
+from tfquant.converter import ConversionResult, convert_model
+from tfquant.recipe import Recipe
+
+
+@dataclasses.dataclass
+class TensorReport:
+    """How one int8 activation tensor differs from its float twin."""
+
+    tensor: str
+    layer: str  # the source layer(s) of the op that writes it
+    op_type: str
+    sqnr_db: float
+    channel_sqnr_db: float  # median over the channels (last axis): a channel drowned by
+    # another's range shows here, not in sqnr_db
+    sqnr_drop_db: float  # how much this op lowers the median channel SQNR of its inputs
+    max_abs_error: float
+    mean_error: float  # signed: a systematic shift shows here
+    rms_error_steps: float  # root-mean-square error in units of the tensor's scale
+
+
+def _all_tensors(model_bytes: bytes, batch: np.ndarray, runtime_name: str) -> list:
+    from tfquant import runtime
+    interpreter = runtime.make_interpreter(model_bytes, runtime_name, "reference",
+                                           preserve_all_tensors=True)
+    detail = interpreter.get_input_details()[0]
+    if detail["dtype"] != np.float32:
+        scale, zero_point = detail["quantization"]
+        info = np.iinfo(detail["dtype"])
+        batch = np.clip(np.round(batch / scale) + zero_point, info.min, info.max)
+    batch = batch.astype(detail["dtype"])
+    interpreter.resize_tensor_input(detail["index"], batch.shape)
+    interpreter.allocate_tensors()
+    interpreter.set_tensor(detail["index"], batch)
+    interpreter.invoke()
+    return interpreter
+
+
+def compare_layers(model, representative_data=None, recipe: Optional[Recipe] = None, *,
+                   inputs: Optional[np.ndarray] = None, batch_size: int = 64,
+                   runtime: str = "litert", result: Optional[ConversionResult] = None,
+                   show_progress: bool = False) -> list:
+    """Reports for every int8 activation tensor, the op that adds most damage first.
+
+    Args:
+      model / representative_data / recipe: what to convert (as tfquant.convert_model), or
+        pass an existing `result` of convert_model instead.
+      inputs: the inputs to compare on (default: the first 256 calibration samples, when the
+        representative data is one array).
+    """
+    if result is None:
+        result = convert_model(model, representative_data, recipe, show_progress=show_progress)
+    if inputs is None:
+        if not isinstance(representative_data, np.ndarray):
+            raise ValueError("pass inputs= (an array of model inputs) to compare on")
+        inputs = representative_data[:256]
+    graph, float_graph = result.graph, result.float_graph
+    if len(graph.inputs) != 1:
+        raise ValueError("the debugger compares single-input models")
+    float_bytes = writer.write_tflite(float_graph)
+    int8_index, float_index = writer.tensor_index(graph), writer.tensor_index(float_graph)
+    producers = {out: op for op in graph.ops for out in op.outputs}
+    names = [n for n, t in graph.tensors.items()
+             if t.quant is not None and not t.is_const and t.dtype == np.int8
+             and n in float_graph.tensors and n in producers]
+    totals = {n: np.zeros(5) for n in names}  # signal, noise, max|e|, sum e, count
+    channels = {n: [0.0, 0.0] for n in names}  # per-channel signal, noise
+    for start in range(0, len(inputs), batch_size):
+        batch = np.asarray(inputs[start:start + batch_size], np.float32)
+        reference = _all_tensors(float_bytes, batch, runtime)
+        quantized = _all_tensors(result.model, batch, runtime)
+        for name in names:
+            want = reference.get_tensor(float_index[name]).astype(np.float64)
+            t = graph.tensors[name]
+            got = spec.dequantize(quantized.get_tensor(int8_index[name]), t.quant)
+            error = got.astype(np.float64) - want
+            acc = totals[name]
+            acc[0] += np.sum(want ** 2)
+            acc[1] += np.sum(error ** 2)
+            acc[2] = max(acc[2], float(np.abs(error).max(initial=0.0)))
+            acc[3] += error.sum()
+            acc[4] += error.size
+            last = want.shape[-1] if want.ndim else 1
+            channels[name][0] += np.sum(want.reshape(-1, last) ** 2, axis=0)
+            channels[name][1] += np.sum(error.reshape(-1, last) ** 2, axis=0)
+    reports = []
+    for name in names:
+        signal, noise, largest, total, count = totals[name]
+        op = producers[name]
+        scale = float(graph.tensors[name].quant.scale[0])
+        reports.append(TensorReport(
+            tensor=name, layer="/".join(op.source) or name, op_type=op.type,
+            sqnr_db=_sqnr(signal, noise), channel_sqnr_db=float(np.median(
+                [_sqnr(a, b) for a, b in zip(np.atleast_1d(channels[name][0]),
+                                             np.atleast_1d(channels[name][1]))])),
+            sqnr_drop_db=0.0, max_abs_error=float(largest),
+            mean_error=float(total / max(count, 1)),
+            rms_error_steps=float(np.sqrt(noise / max(count, 1)) / scale)))
+    by_tensor = {r.tensor: r for r in reports}
+    for r in reports:
+        inputs = [by_tensor[n].channel_sqnr_db for n in producers[r.tensor].inputs
+                  if n in by_tensor]
+        before = min([_SQNR_CAP] + inputs)
+        r.sqnr_drop_db = max(0.0, before - min(r.channel_sqnr_db, _SQNR_CAP))
+    reports.sort(key=lambda r: (-r.sqnr_drop_db, r.channel_sqnr_db))
+    return reports
+
+
+# SQNR of inputs the report does not cover (the model input), and the cap of any SQNR in the
+# drop computation (an exact tensor has infinite SQNR).
+_SQNR_CAP = 60.0
+
+
+def _sqnr(signal: float, noise: float) -> float:
+    if noise == 0:
+        return float("inf")
+    if signal == 0:
+        return float("-inf")
+    return float(10 * np.log10(signal / noise))
+
+
+def worst_layers(reports: Sequence[TensorReport], count: int) -> list:
+    """The source layers of the `count` worst tensors (first source layer of each op)."""
+    layers = []
+    for r in reports:
+        first = r.layer.split("/")[0]
+        if first not in layers:
+            layers.append(first)
+        if len(layers) == count:
+            break
+    return layers
+
+
+def format_report(reports: Sequence[TensorReport], top: Optional[int] = None) -> str:
+    lines = ["| rank | layer | op | SQNR drop dB | median channel SQNR dB | SQNR dB | "
+             "max abs error | mean error | RMS error (steps) |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for rank, r in enumerate(reports[:top] if top else reports, start=1):
+        lines.append(f"| {rank} | {r.layer} | {r.op_type} | {r.sqnr_drop_db:.1f} | "
+                     f"{r.channel_sqnr_db:.1f} | {r.sqnr_db:.1f} | {r.max_abs_error:.4g} | "
+                     f"{r.mean_error:+.3g} | {r.rms_error_steps:.2f} |")
+    return "\n".join(lines)
+
+
+def plot_sqnr(reports: Sequence[TensorReport], path: str, title: str = "per-layer SQNR"):
+    """A PNG bar chart of each tensor's median channel SQNR, in the report's order."""
+    import io
+
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from tfquant.converter import save_atomically
+    ordered = list(reports)
+    fig, ax = plt.subplots(figsize=(8, max(3.0, 0.22 * len(ordered) + 1)))
+    values = [min(r.channel_sqnr_db, 80.0) for r in ordered]
+    ax.barh([f"{r.layer} ({r.op_type})" for r in ordered], values,
+            color=["tab:red" if v < 20 else "tab:blue" for v in values])
+    ax.invert_yaxis()
+    ax.set_xlabel("median channel SQNR of the int8 tensor vs float (dB; red < 20 dB)")
+    ax.set_title(title)
+    ax.tick_params(axis="y", labelsize=7)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110)
+    plt.close(fig)
+    save_atomically(buffer.getvalue(), path)
