@@ -53,15 +53,15 @@ def convert_model(model, representative_data=None, recipe: Optional[Recipe] = No
         graph = from_tflite(model)
     else:
         qat = _qat_layers(model)
-        if qat and recipe.mode == "int8":
-            _check_qat_activation_bits(qat)
+        if qat and recipe.mode in ("int8", "int16x8"):
+            _check_qat_activation_bits(qat, 16 if recipe.mode == "int16x8" else 8)
         # A QAT model's float layers were trained float: they stay float in the export.
         graph = from_keras(model, float_fallback=recipe.float_fallback or bool(qat))
     float_graph = passes.canonicalize(graph)
     if recipe.cross_layer_equalization and recipe.mode != "float":
         float_graph = passes.cross_layer_equalization(
             float_graph, relu6_to_relu=recipe.equalize_through_relu6)
-    if recipe.float_layers and recipe.mode == "int8":
+    if recipe.float_layers and recipe.mode in ("int8", "int16x8"):
         float_graph = passes.keep_float(float_graph, recipe.float_layers)
     ranges = {}
     if recipe.mode == "float":
@@ -95,14 +95,16 @@ def _qat_layers(model) -> list:
             if type(layer).__name__ in ("ActivationQuantizer", "FoldedBatchNorm")]
 
 
-def _check_qat_activation_bits(qat_layers):
+def _check_qat_activation_bits(qat_layers, bits: int):
     other = [f"{layer.name} ({layer.bits} bits)" for layer in qat_layers
-             if type(layer).__name__ == "ActivationQuantizer" and layer.bits != 8]
+             if type(layer).__name__ == "ActivationQuantizer" and layer.bits != bits]
     if other:
+        mode = "int8" if bits == 8 else "int16x8"
         raise TfquantError(
-            "int8 export needs 8-bit activations, but these QAT quantizers simulate other "
-            f"widths: {', '.join(other[:5])}{' ...' if len(other) > 5 else ''}; such models "
-            "are simulation only - train with QatRecipe(activation_bits=8) to export")
+            f"{mode} export needs {bits}-bit activations, but these QAT quantizers simulate "
+            f"other widths: {', '.join(other[:5])}{' ...' if len(other) > 5 else ''}; export "
+            "8-bit activations as int8 and 16-bit ones as int16x8 (other widths are "
+            "simulation only)")
 
 
 def convert(model, representative_data=None, recipe: Optional[Recipe] = None, *,

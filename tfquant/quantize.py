@@ -23,6 +23,7 @@ from tfquant.spec import QuantParams
 log = logging.getLogger("tfquant")
 
 _INT32_MAX = 2 ** 31 - 1
+_ACTIVATION_DTYPES = (np.dtype(np.int8), np.dtype(np.int16))
 # The reference SOFTMAX kernel aborts when beta * input_scale * 2^26 <= 1
 # (notes/tflite-int8.md section 2); keep a margin above that bound.
 _SOFTMAX_MIN_SCALE_TIMES_BETA = 2.0 / 2 ** 26
@@ -77,7 +78,7 @@ def _inside_float_island(graph: ir.Graph, name: str, producers: dict) -> bool:
             and all(c.stays_float for c in graph.consumers(name)))
 
 
-def _activation_params(graph: ir.Graph, ranges: dict) -> dict:
+def _activation_params(graph: ir.Graph, ranges: dict, bits: int = 8) -> dict:
     """Params of every activation tensor: fixed where the op dictates, else from ranges."""
     producers = {out: op for op in graph.ops for out in op.outputs}
     params = {}
@@ -87,7 +88,7 @@ def _activation_params(graph: ir.Graph, ranges: dict) -> dict:
             op = producers.get(name)
             if op is not None and not op.stays_float and op.type in OP_CONSTRAINTS and \
                     constraint(op.type).fixed_output:
-                fixed.add(constraint(op.type).fixed_output[8])
+                fixed.add(constraint(op.type).fixed_output[bits])
         if len(fixed) > 1:
             raise ConversionError(
                 f"tensors {sorted(group)} must share quantization params but come from ops "
@@ -106,12 +107,18 @@ def _activation_params(graph: ir.Graph, ranges: dict) -> dict:
                     "produces it")
             group_params = spec.params_from_range(min(r.min for r in known),
                                                   max(r.max for r in known),
-                                                  spec.INT8_ACTIVATION)
+                                                  _activation_spec(bits))
         for name in group:
             params[name] = group_params
-    _guard_softmax_inputs(graph, params)
+    if bits == 8:
+        _guard_softmax_inputs(graph, params)
     _guard_activation_clamps(graph, params)
     return params
+
+
+def _activation_spec(bits: int):
+    """int8 asymmetric activations, or int16 symmetric ones (16x8 mode)."""
+    return spec.INT8_ACTIVATION if bits == 8 else spec.INT16_ACTIVATION
 
 
 # Upper clamp of the fused activations with one; TFLite's kernels compute zp + round(bound / scale)
@@ -188,7 +195,8 @@ def _weight_params(graph: ir.Graph, op: ir.Op, recipe: Recipe):
     return weights, weight_spec, params
 
 
-def _quantize_weights_and_bias(graph, op, input_scale, weights, weight_spec, weight_params):
+def _quantize_weights_and_bias(graph, op, input_scale, weights, weight_spec, weight_params,
+                               bias_dtype=np.int32):
     """int8 weights and an int32 bias with scale input_scale * weight_scale; weight scales of
     channels whose bias would overflow int32 are raised so that it fits."""
     c = constraint(op.type)
@@ -211,8 +219,9 @@ def _quantize_weights_and_bias(graph, op, input_scale, weights, weight_spec, wei
     bias_scale = (input_scale * weight_params.scale.astype(np.float64)).astype(np.float32)
     bias_scale_b = np.broadcast_to(bias_scale, b.shape).astype(np.float64)
     codes = np.sign(b) * np.floor(np.abs(b) / bias_scale_b + 0.5)
-    bias.data = np.clip(codes, -_INT32_MAX, _INT32_MAX).astype(np.int32)
-    bias.dtype = np.dtype(np.int32)
+    limit = _INT32_MAX if bias_dtype == np.int32 else 2 ** 63 - 1024
+    bias.data = np.clip(codes, -limit, limit).astype(bias_dtype)
+    bias.dtype = np.dtype(bias_dtype)
     bias.quant = QuantParams(bias_scale, np.zeros(bias_scale.size, np.int64),
                              0 if bias_scale.size > 1 else None)
 
@@ -240,13 +249,15 @@ def _correct_bias(graph, op, weights, weight_spec, weight_params, ranges):
     bias.data = (bias.data.astype(np.float64) - shift).astype(np.float32)
 
 
-def _quantize_const_operand(tensor: ir.Tensor):
-    """A constant operand of an elementwise op (MUL/ADD/SUB): int8 asymmetric per-tensor."""
+def _quantize_const_operand(tensor: ir.Tensor, bits: int = 8):
+    """A constant operand of an elementwise op (MUL/ADD/SUB): quantized per-tensor like the
+    activations (int8 asymmetric, or int16 symmetric in 16x8 mode)."""
     data = tensor.data.astype(np.float64)
+    activation_spec = _activation_spec(bits)
     params = spec.params_from_range(data.min(initial=0.0), data.max(initial=0.0),
-                                    spec.INT8_ACTIVATION)
-    tensor.data = spec.quantize(data, params, spec.INT8_ACTIVATION)
-    tensor.dtype, tensor.quant = np.dtype(np.int8), params
+                                    activation_spec)
+    tensor.data = spec.quantize(data, params, activation_spec)
+    tensor.dtype, tensor.quant = activation_spec.storage_dtype(), params
 
 
 def _unshare_constants(graph: ir.Graph):
@@ -278,8 +289,7 @@ def _quantize_io(graph: ir.Graph, recipe: Recipe):
             new_inputs.append(name)
             continue
         inner = graph.unique_name(name + "/int8")
-        graph.tensors[inner] = ir.Tensor(inner, tensor.shape, np.dtype(np.int8),
-                                         quant=tensor.quant)
+        graph.tensors[inner] = ir.Tensor(inner, tensor.shape, tensor.dtype, quant=tensor.quant)
         graph.replace_uses(name, inner)
         if kind == "uint8":
             tensor.dtype = np.dtype(np.uint8)
@@ -296,8 +306,7 @@ def _quantize_io(graph: ir.Graph, recipe: Recipe):
         if kind == "int8" or tensor.dtype == np.float32:  # float outputs of float-fallback ops
             continue
         inner = graph.unique_name(name + "/int8")
-        graph.tensors[inner] = ir.Tensor(inner, tensor.shape, np.dtype(np.int8),
-                                         quant=tensor.quant)
+        graph.tensors[inner] = ir.Tensor(inner, tensor.shape, tensor.dtype, quant=tensor.quant)
         for op in graph.ops:
             op.outputs = [inner if n == name else n for n in op.outputs]
             op.inputs = [inner if n == name else n for n in op.inputs]
@@ -315,10 +324,11 @@ def quantize_int8(graph: ir.Graph, ranges: dict, recipe: Recipe) -> ir.Graph:
     graph = graph.copy()
     _check_supported(graph)
     _unshare_constants(graph)
-    params = _activation_params(graph, ranges)
+    bits = 16 if recipe.mode == "int16x8" else 8
+    params = _activation_params(graph, ranges, bits)
     for name, p in params.items():
         tensor = graph.tensors[name]
-        tensor.dtype, tensor.quant = np.dtype(np.int8), p
+        tensor.dtype, tensor.quant = _activation_spec(bits).storage_dtype(), p
 
     _isolate_float_ops(graph)
     for op in graph.ops:
@@ -331,7 +341,7 @@ def quantize_int8(graph: ir.Graph, ranges: dict, recipe: Recipe) -> ir.Graph:
                 _correct_bias(graph, op, weights, weight_spec, weight_params, ranges)
             input_scale = float(graph.tensors[op.inputs[0]].quant.scale[0])
             _quantize_weights_and_bias(graph, op, input_scale, weights, weight_spec,
-                                       weight_params)
+                                       weight_params, np.int32 if bits == 8 else np.int64)
             continue
         for i, name in enumerate(op.inputs):
             tensor = graph.tensors[name] if name else None
@@ -339,7 +349,7 @@ def quantize_int8(graph: ir.Graph, ranges: dict, recipe: Recipe) -> ir.Graph:
                 continue
             if tensor.dtype != np.float32:
                 continue
-            _quantize_const_operand(tensor)
+            _quantize_const_operand(tensor, bits)
     _quantize_io(graph, recipe)
     graph.toposort()
     graph.validate()
@@ -355,24 +365,24 @@ def _isolate_float_ops(graph: ir.Graph):
     for op in float_ops:
         for name in op.outputs:
             tensor = graph.tensors[name]
-            if tensor.dtype == np.int8:
-                int8_params[name] = tensor.quant
+            if tensor.dtype in _ACTIVATION_DTYPES:
+                int8_params[name] = (tensor.quant, tensor.dtype)
                 tensor.dtype, tensor.quant = np.dtype(np.float32), None
     dequantized = {}
     for op in float_ops:
         for i, name in enumerate(op.inputs):
             tensor = graph.tensors[name] if name else None
-            if tensor is None or tensor.is_const or tensor.dtype != np.int8:
+            if tensor is None or tensor.is_const or tensor.dtype not in _ACTIVATION_DTYPES:
                 continue
             if name not in dequantized:
                 twin = graph.add_tensor(name + "/dequantized", tensor.shape)
                 graph.ops.append(ir.Op("DEQUANTIZE", [name], [twin], source=op.source))
                 dequantized[name] = twin
             op.inputs[i] = dequantized[name]
-    for name, params in int8_params.items():
+    for name, (params, dtype) in int8_params.items():
         quantized_readers = [c for c in graph.consumers(name) if not c.stays_float]
         if quantized_readers:
-            twin = graph.add_tensor(name + "/quantized", graph.tensors[name].shape, np.int8)
+            twin = graph.add_tensor(name + "/quantized", graph.tensors[name].shape, dtype)
             graph.tensors[twin].quant = params
             graph.ops.append(ir.Op("QUANTIZE", [name], [twin],
                                    source=graph.producer(name).source))

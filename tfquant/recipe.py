@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Optional
 
-MODES = ("float", "int8", "weights_only")
+MODES = ("float", "int8", "int16x8", "weights_only")
 IO_TYPES = ("float32", "int8", "uint8")
 CALIBRATION_METHODS = ("minmax", "ema", "percentile", "mse")
 WEIGHT_RANGE_METHODS = ("minmax", "mse")
@@ -16,8 +16,9 @@ class Recipe:
     """How a model is converted.
 
     Attributes:
-      mode: "float" (float32 export), "int8" (full integer: int8 weights and activations) or
-        "weights_only" (int8 weights, float activations: TFLite's dynamic-range kernels).
+      mode: "float" (float32 export), "int8" (full integer: int8 weights and activations),
+        "int16x8" (int16 symmetric activations, int8 weights, int64 bias: TFLite's 16x8
+        mode) or "weights_only" (int8 weights, float activations: dynamic-range kernels).
       per_channel: per-channel weights for convolutions (the paper's recommendation). False
         gives one scale per weight tensor.
       per_channel_dense: per-channel weights for FULLY_CONNECTED; None follows `per_channel`.
@@ -94,4 +95,4 @@ class Recipe:
 
     @property
     def needs_calibration(self) -> bool:
-        return self.mode == "int8"
+        return self.mode in ("int8", "int16x8")

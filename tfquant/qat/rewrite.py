@@ -97,8 +97,10 @@ class _Renderer:
         self.values = {}
 
     def quantizer(self, name):
-        return ActivationQuantizer(bits=self.recipe.activation_bits, decay=self.recipe.ema_decay,
-                                   name=f"{name}_quant")
+        # 16-bit activations are symmetric, as TFLite's 16x8 mode stores them.
+        return ActivationQuantizer(bits=self.recipe.activation_bits,
+                                   symmetric=self.recipe.activation_bits == 16,
+                                   decay=self.recipe.ema_decay, name=f"{name}_quant")
 
     def linear(self, op: ir.Op):
         w = self.graph.tensors[op.inputs[1]].data

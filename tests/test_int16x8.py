@@ -1,0 +1,69 @@
+"""16x8 mode: int16 symmetric activations, int8 weights, int64 biases (TFLite's
+EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8), against TFLiteConverter's own."""
+
+import contextlib
+import io
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from ai_edge_litert import schema_py_generated as schema
+
+import tfquant
+from tfquant import runtime, spec
+from tfquant.models import data, zoo
+
+
+def _tflite_converter_16x8(model, calibration):
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = lambda: ([calibration[i:i + 32]]
+                                                for i in range(0, len(calibration), 32))
+    converter.target_spec.supported_ops = [
+        tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
+    with contextlib.redirect_stdout(io.StringIO()):
+        return converter.convert()
+
+
+def _op_versions(model_bytes):
+    model = schema.ModelT.InitFromPackedBuf(model_bytes, 0)
+    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+    return {names[max(c.builtinCode, c.deprecatedBuiltinCode)]: c.version
+            for c in model.operatorCodes}
+
+
+@pytest.mark.parametrize("name", ["mobilenet_v2", "resnet"])
+def test_int16x8_matches_tflite_converter(name):
+    mnist = data.load_mnist_5k()
+    model = zoo.trained_model(name, mnist, epochs=1)
+    calibration, test = mnist.x_train[:512], mnist.x_test[:256]
+    expected = model.predict(test, verbose=0)
+    result = tfquant.convert_model(model, calibration, tfquant.Recipe(mode="int16x8"),
+                                   show_progress=False)
+    int8 = tfquant.convert(model, calibration, show_progress=False)
+    theirs = _tflite_converter_16x8(model, calibration)
+
+    activations = [t for t in result.graph.tensors.values() if t.quant is not None
+                   and not t.is_const]
+    assert activations and all(t.dtype == np.int16 and not np.any(t.quant.zero_point)
+                               for t in activations)
+    biases = [result.graph.tensors[op.inputs[2]] for op in result.graph.ops
+              if op.type in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")]
+    assert biases and all(b.dtype == np.int64 for b in biases)
+    # TFLiteConverter declares the int8 versions for int16 ops (CONV_2D 3, ADD 2, ...);
+    # tfquant declares the int16 versions of the op-version table (CONV_2D 4, ADD 3, ...),
+    # never lower, and every runtime below accepts them.
+    ours_versions, their_versions = _op_versions(result.model), _op_versions(theirs)
+    assert all(ours_versions[k] >= v for k, v in their_versions.items() if k in ours_versions)
+
+    for runtime_name in runtime.available_runtimes():
+        ours = spec.sqnr_db(expected, runtime.Runner(result.model, runtime_name,
+                                                     "reference").predict(test))
+        reference = spec.sqnr_db(expected, runtime.Runner(theirs, runtime_name,
+                                                          "reference").predict(test))
+        eight = spec.sqnr_db(expected, runtime.Runner(int8, runtime_name,
+                                                      "reference").predict(test))
+        print(f"{name} {runtime_name}: SQNR 16x8 tfquant {ours:.1f} dB, TFLiteConverter "
+              f"{reference:.1f} dB, int8 {eight:.1f} dB")
+        assert ours >= reference - 0.5
+        assert ours > eight + 3.0
