@@ -68,6 +68,8 @@ def convert_model(model, representative_data=None, recipe: Optional[Recipe] = No
         out_graph = float_graph
     elif recipe.mode == "weights_only":
         out_graph = quantize.quantize_weights_only(float_graph, recipe)
+    elif recipe.mode == "float16":
+        out_graph = quantize.quantize_float16(float_graph)
     elif float_graph.qat_ranges and representative_data is None:
         # A trained QAT model: its learned ranges, no calibration (paper 3.2).
         ranges = {name: calibration.TensorRange(*r)

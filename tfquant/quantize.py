@@ -421,3 +421,28 @@ def quantize_weights_only(graph: ir.Graph, recipe: Recipe) -> ir.Graph:
             op.options["asymmetric_quantize_inputs"] = True
     graph.validate()
     return graph
+
+
+def quantize_float16(graph: ir.Graph) -> ir.Graph:
+    """float16 weights: every float32 constant becomes a float16 constant read through a
+    DEQUANTIZE op (half the size; the kernels still compute in float32), as TFLiteConverter's
+    float16 quantization writes it."""
+    graph = graph.copy()
+    _unshare_constants(graph)
+    for op in list(graph.ops):
+        if op.stays_float and op.type not in OP_CONSTRAINTS:
+            continue  # opaque float-fallback ops keep their own constants
+        c = OP_CONSTRAINTS.get(op.type)
+        for i, name in enumerate(op.inputs):
+            tensor = graph.tensors[name] if name else None
+            if (tensor is None or not tensor.is_const or tensor.dtype != np.float32
+                    or (c is not None and i in c.int_inputs)):
+                continue
+            half = graph.add_const(name + "/fp16", tensor.data.astype(np.float16), np.float16)
+            widened = graph.add_tensor(name + "/dequantized", tensor.shape)
+            graph.ops.append(ir.Op("DEQUANTIZE", [half], [widened], source=op.source))
+            op.inputs[i] = widened
+    graph.toposort()
+    graph.prune()
+    graph.validate()
+    return graph

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Optional
 
-MODES = ("float", "int8", "int16x8", "weights_only")
+MODES = ("float", "float16", "int8", "int16x8", "weights_only")
 IO_TYPES = ("float32", "int8", "uint8")
 CALIBRATION_METHODS = ("minmax", "ema", "percentile", "mse")
 WEIGHT_RANGE_METHODS = ("minmax", "mse")
@@ -18,7 +18,8 @@ class Recipe:
     Attributes:
       mode: "float" (float32 export), "int8" (full integer: int8 weights and activations),
         "int16x8" (int16 symmetric activations, int8 weights, int64 bias: TFLite's 16x8
-        mode) or "weights_only" (int8 weights, float activations: dynamic-range kernels).
+        mode), "weights_only" (int8 weights, float activations: dynamic-range kernels) or
+        "float16" (float16 weights behind DEQUANTIZE, float32 compute).
       per_channel: per-channel weights for convolutions (the paper's recommendation). False
         gives one scale per weight tensor.
       per_channel_dense: per-channel weights for FULLY_CONNECTED; None follows `per_channel`.

@@ -18,7 +18,7 @@ flags.DEFINE_string("model", None, "Keras model to convert: a .keras or .h5 file
                     "SavedModel directory holding a Keras model.")
 flags.DEFINE_string("output", None, "Path of the .tflite file to write. Written atomically: "
                     "a failed run leaves no file and never damages an existing one.")
-flags.DEFINE_enum("mode", "int8", ["float", "int8", "int16x8", "weights_only"],
+flags.DEFINE_enum("mode", "int8", ["float", "float16", "int8", "int16x8", "weights_only"],
                   "float: float32 model. int8: full integer (int8 weights and activations, "
                   "needs calibration data). weights_only: int8 weights, float activations "
                   "(TFLite dynamic-range kernels).")
