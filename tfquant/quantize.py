@@ -13,11 +13,11 @@ import logging
 
 import numpy as np
 
-from tfquant import ir, spec
+from tfquant import ir, spec, writer
 from tfquant.calibrate import TensorRange
 from tfquant.errors import ConversionError
 from tfquant.op_constraints import OP_CONSTRAINTS, constraint
-from tfquant.recipe import Recipe
+from tfquant.recipe import INT4_PACKING, Recipe
 from tfquant.spec import QuantParams
 
 log = logging.getLogger("tfquant")
@@ -173,7 +173,8 @@ def _weight_params(graph: ir.Graph, op: ir.Op, recipe: Recipe):
     per channel along the op's weight axis unless the recipe says per-tensor."""
     c = constraint(op.type)
     weights = graph.tensors[op.inputs[c.weight_input]]
-    weight_spec = spec.int8_weight(_weight_axis(op, recipe))
+    weight_spec = dataclasses.replace(spec.int8_weight(_weight_axis(op, recipe)),
+                                      bits=recipe.weight_bits)
     trained = op.options.get("qat_weights")
     if trained is not None:  # a QAT layer: the grid it trained on
         if not trained["symmetric"]:
@@ -342,6 +343,9 @@ def quantize_int8(graph: ir.Graph, ranges: dict, recipe: Recipe) -> ir.Graph:
             input_scale = float(graph.tensors[op.inputs[0]].quant.scale[0])
             _quantize_weights_and_bias(graph, op, input_scale, weights, weight_spec,
                                        weight_params, np.int32 if bits == 8 else np.int64)
+            if weight_spec.bits <= 4 and op.type in INT4_PACKING[recipe.int4_packing]:
+                weights.data = weights.data.astype(writer.INT4)
+                weights.dtype = writer.INT4
             continue
         for i, name in enumerate(op.inputs):
             tensor = graph.tensors[name] if name else None

@@ -9,6 +9,9 @@ MODES = ("float", "float16", "int8", "int16x8", "weights_only")
 IO_TYPES = ("float32", "int8", "uint8")
 CALIBRATION_METHODS = ("minmax", "ema", "percentile", "mse")
 WEIGHT_RANGE_METHODS = ("minmax", "mse")
+# Op types whose weights each int4_packing setting stores as packed TFLite INT4.
+INT4_PACKING = {"none": (), "portable": ("CONV_2D",),
+                "litert": ("CONV_2D", "FULLY_CONNECTED")}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,6 +36,12 @@ class Recipe:
       percentile: upper percentile of the "percentile" estimator (the lower one is 100 - p).
       weight_range_method: "minmax" (each channel's max |w|) or "mse" (the per-channel clipping
         with the smallest quantization error).
+      weight_bits: 2..8 bits per weight (symmetric, narrow range) in int8 / int16x8 mode.
+      int4_packing: how weights of 4 bits or fewer are stored: "portable" packs CONV_2D
+        weights as TFLite INT4 (accepted by ai-edge-litert 2.3, tflite-runtime 2.14 and
+        tf.lite), "litert" also FULLY_CONNECTED (not loadable by tflite-runtime 2.14), "none"
+        keeps int8 containers. DEPTHWISE_CONV_2D always keeps int8 containers (XNNPACK-era
+        kernels disagree with the reference on INT4 depthwise weights).
       num_calibration_batches: at most this many representative batches are used.
       calibration_batch_size: batch size used when representative data is one big array.
       cross_layer_equalization: equalize the weight ranges of consecutive conv / dense layers
@@ -56,6 +65,8 @@ class Recipe:
     ema_decay: float = 0.9
     percentile: float = 99.99
     weight_range_method: str = "minmax"
+    weight_bits: int = 8
+    int4_packing: str = "portable"
     num_calibration_batches: int = 100
     calibration_batch_size: int = 32
     cross_layer_equalization: bool = False
@@ -82,6 +93,11 @@ class Recipe:
         if self.weight_range_method not in WEIGHT_RANGE_METHODS:
             raise ValueError(f"weight_range_method must be one of {WEIGHT_RANGE_METHODS}, got "
                              f"{self.weight_range_method!r}")
+        if not 2 <= self.weight_bits <= 8:
+            raise ValueError(f"weight_bits must be in 2..8, got {self.weight_bits}")
+        if self.int4_packing not in INT4_PACKING:
+            raise ValueError(f"int4_packing must be one of {INT4_PACKING}, got "
+                             f"{self.int4_packing!r}")
         if isinstance(self.float_layers, str):
             object.__setattr__(self, "float_layers", (self.float_layers,))
         object.__setattr__(self, "float_layers", tuple(self.float_layers))

@@ -9,6 +9,7 @@ translates, it makes no quantization decision. Tensor i of the flatbuffer is the
 from __future__ import annotations
 
 import flatbuffers
+import ml_dtypes
 import numpy as np
 from ai_edge_litert import schema_py_generated as schema
 
@@ -16,7 +17,11 @@ from tfquant import ir
 from tfquant.errors import ConversionError
 from tfquant.frontends.float_fallback import TFLITE_OPTIONS
 
+# Packed 4-bit weights: IR tensors of this dtype hold int8 values in [-8, 7].
+INT4 = np.dtype(ml_dtypes.int4)
+
 _TENSOR_TYPES = {
+    INT4: schema.TensorType.INT4,
     np.dtype(np.float32): schema.TensorType.FLOAT32,
     np.dtype(np.float16): schema.TensorType.FLOAT16,
     np.dtype(np.int32): schema.TensorType.INT32,
@@ -185,7 +190,7 @@ def op_version(op: ir.Op, graph: ir.Graph) -> int:
     if op.type == "DEQUANTIZE":
         if x == np.dtype(np.float16):
             return 3
-        return 2 if x == int8 else 1
+        return 2 if x in (int8, int16) else 1
     if op.type in ("RESHAPE", "HARD_SWISH"):
         return 1
     if op.type == "LEAKY_RELU":  # TFLiteConverter writes 1 for int8 too
@@ -241,6 +246,18 @@ def _quantization(tensor: ir.Tensor):
     return q
 
 
+def _buffer_bytes(tensor: ir.Tensor) -> np.ndarray:
+    """A constant's bytes; INT4 tensors pack two values per byte, the even element in the low
+    nibble (TFLite's packed int4 layout)."""
+    if tensor.dtype == INT4:
+        values = np.asarray(tensor.data, np.int8).reshape(-1)
+        if values.size % 2:
+            values = np.append(values, np.int8(0))
+        packed = (values[0::2] & 0x0F) | ((values[1::2] & 0x0F) << 4)
+        return packed.astype(np.uint8)
+    return np.frombuffer(np.ascontiguousarray(tensor.data).tobytes(), np.uint8)
+
+
 def _tensor(tensor: ir.Tensor, buffer: int):
     if tensor.dtype not in _TENSOR_TYPES:
         raise ConversionError(f"tensor {tensor.name!r} has dtype {tensor.dtype}, which the "
@@ -272,7 +289,7 @@ def write_tflite(graph: ir.Graph, description: str = "tfquant") -> bytes:
         buffer = 0
         if tensor.is_const:
             data = schema.BufferT()
-            data.data = np.frombuffer(np.ascontiguousarray(tensor.data).tobytes(), np.uint8)
+            data.data = _buffer_bytes(tensor)
             model.buffers.append(data)
             buffer = len(model.buffers) - 1
         subgraph.tensors.append(_tensor(tensor, buffer))
@@ -306,20 +323,37 @@ def write_tflite(graph: ir.Graph, description: str = "tfquant") -> bytes:
     model.operatorCodes = opcodes
     model.subgraphs = [subgraph]
 
-    signature = schema.SignatureDefT()
-    signature.signatureKey = "serving_default"
-    signature.subgraphIndex = 0
-    signature.inputs = [_tensor_map(n, index) for n in graph.inputs]
-    signature.outputs = [_tensor_map(n, index) for n in graph.outputs]
-    model.signatureDefs = [signature]
+    model.signatureDefs = [_signature(graph, index)]
+    for name, value in (getattr(graph, "metadata", None) or {}).items():
+        data = schema.BufferT()  # metadata carried over from a source .tflite, byte for byte
+        data.data = np.frombuffer(bytes(value), np.uint8)
+        model.buffers.append(data)
+        entry = schema.MetadataT()
+        entry.name, entry.buffer = name, len(model.buffers) - 1
+        model.metadata = (model.metadata or []) + [entry]
 
     builder = _ModelBuilder(1024)
     builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
     return bytes(builder.Output())
 
 
-def _tensor_map(name, index):
+def _signature(graph: ir.Graph, index: dict):
+    """The serving signature: IR tensor names, or the names a source model's signature gave
+    the graph's inputs and outputs (`graph.signature`, set by the TFLite frontend: its key and
+    one name per input and per output, by position)."""
+    source = getattr(graph, "signature", None) or {}
+    signature = schema.SignatureDefT()
+    signature.signatureKey = source.get("key", "serving_default")
+    signature.subgraphIndex = 0
+    signature.inputs = [_tensor_map(n, index, source.get("inputs", ()), i)
+                        for i, n in enumerate(graph.inputs)]
+    signature.outputs = [_tensor_map(n, index, source.get("outputs", ()), i)
+                         for i, n in enumerate(graph.outputs)]
+    return signature
+
+
+def _tensor_map(name, index, aliases=(), position=0):
     m = schema.TensorMapT()
-    m.name = name
+    m.name = aliases[position] if position < len(aliases) else name
     m.tensorIndex = index[name]
     return m

@@ -49,6 +49,12 @@ flags.DEFINE_bool("equalize_through_relu6", False, "With --cross_layer_equalizat
                   "equalize across ReLU6 by turning it into ReLU (changes the float model).")
 flags.DEFINE_bool("bias_correction", False, "Correct biases for the mean output shift of "
                   "weight quantization, from the calibration data.")
+flags.DEFINE_integer("weight_bits", 8, "Bits per weight (2..8).", lower_bound=2,
+                     upper_bound=8)
+flags.DEFINE_enum("int4_packing", "portable", ["none", "portable", "litert"],
+                  "Storage of weights of 4 bits or fewer: TFLite INT4 for CONV_2D (portable), "
+                  "also FULLY_CONNECTED (litert: not loadable by tflite-runtime 2.14), or int8 "
+                  "containers (none).")
 flags.DEFINE_enum("weight_range_method", "minmax", ["minmax", "mse"],
                   "Weight ranges: each channel's max |w|, or the clipping with the smallest "
                   "quantization error.")
@@ -127,6 +133,7 @@ def main(argv):
                 inference_output_type=_io_type(FLAGS.inference_output_type),
                 calibration_method=FLAGS.calibration_method, ema_decay=FLAGS.ema_decay,
                 percentile=FLAGS.percentile, weight_range_method=FLAGS.weight_range_method,
+                weight_bits=FLAGS.weight_bits, int4_packing=FLAGS.int4_packing,
                 cross_layer_equalization=FLAGS.cross_layer_equalization,
                 equalize_through_relu6=FLAGS.equalize_through_relu6,
                 bias_correction=FLAGS.bias_correction,
