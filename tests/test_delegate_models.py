@@ -3,7 +3,6 @@ keras.applications MobileNet, MobileNetV2 and ResNet50 (weights=None, batch-norm
 photos, 96x96, calibrated on photo crops), converted by tfquant. On every runtime the delegate claims every node and
 every output element equals the reference kernels'."""
 
-import numpy as np
 import pytest
 
 import tfquant

@@ -166,13 +166,11 @@ def format_report(reports: Sequence[TensorReport], top: Optional[int] = None) ->
 
 def plot_sqnr(reports: Sequence[TensorReport], path: str, title: str = "per-layer SQNR"):
     """A PNG bar chart of each tensor's median channel SQNR, in the report's order."""
-    import io
-
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from tfquant.converter import save_atomically
+    from tfquant.plotting import save_png
     ordered = list(reports)
     fig, ax = plt.subplots(figsize=(8, max(3.0, 0.22 * len(ordered) + 1)))
     values = [min(r.channel_sqnr_db, 80.0) for r in ordered]
@@ -183,7 +181,4 @@ def plot_sqnr(reports: Sequence[TensorReport], path: str, title: str = "per-laye
     ax.set_title(title)
     ax.tick_params(axis="y", labelsize=7)
     fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110)
-    plt.close(fig)
-    save_atomically(buffer.getvalue(), path)
+    save_png(fig, path)

@@ -14,7 +14,6 @@ import logging
 import numpy as np
 
 from tfquant import ir, spec, writer
-from tfquant.calibrate import TensorRange
 from tfquant.errors import ConversionError
 from tfquant.op_constraints import OP_CONSTRAINTS, constraint
 from tfquant.recipe import INT4_PACKING, Recipe

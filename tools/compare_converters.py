@@ -12,7 +12,9 @@ Examples:
 
 import sys
 
-from absl import app, flags
+from absl import flags
+
+from tfquant.tools import _app
 
 FLAGS = flags.FLAGS
 
@@ -60,10 +62,7 @@ def main(argv):
 
 def run():
     """Console-script entry point (tfquant-compare)."""
-    for flag in FLAGS.get_flags_for_module(__name__):
-        FLAGS.register_key_flag_for_module(sys.argv[0], flag)
-    sys.modules["__main__"].__doc__ = __doc__
-    app.run(main)
+    _app.run(main, __name__, __doc__)
 
 
 if __name__ == "__main__":

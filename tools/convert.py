@@ -12,6 +12,8 @@ import sys
 
 from absl import app, flags
 
+from tfquant.tools import _app
+
 FLAGS = flags.FLAGS
 
 flags.DEFINE_string("model", None, "Keras model to convert: a .keras or .h5 file, or a "
@@ -165,12 +167,7 @@ def main(argv):
 
 def run():
     """Console-script entry point (tfquant-convert)."""
-    # absl's --help lists the flags of the main module (sys.argv[0]); under a console script
-    # that is the wrapper, so declare this module's flags as its key flags.
-    for flag in FLAGS.get_flags_for_module(__name__):
-        FLAGS.register_key_flag_for_module(sys.argv[0], flag)
-    sys.modules["__main__"].__doc__ = __doc__  # the usage text --help prints
-    app.run(main)
+    _app.run(main, __name__, __doc__)
 
 
 if __name__ == "__main__":

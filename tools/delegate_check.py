@@ -18,6 +18,8 @@ import sys
 
 from absl import app, flags
 
+from tfquant.tools import _app
+
 FLAGS = flags.FLAGS
 
 flags.DEFINE_list("model", [], ".tflite files to check (inputs: random in the input range).")
@@ -139,10 +141,7 @@ def main(argv):
 
 def run():
     """Console-script entry point (tfquant-delegate-check)."""
-    for flag in FLAGS.get_flags_for_module(__name__):
-        FLAGS.register_key_flag_for_module(sys.argv[0], flag)
-    sys.modules["__main__"].__doc__ = __doc__
-    app.run(main)
+    _app.run(main, __name__, __doc__)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,10 @@ after batch-norm folding (--fold_plot: why per-layer quantization collapses).
 
 import sys
 
-from absl import app, flags
+from absl import flags
+
+from tfquant.plotting import save_png
+from tfquant.tools import _app
 
 FLAGS = flags.FLAGS
 
@@ -141,15 +144,6 @@ def format_tables(results: dict) -> str:
     return "\n".join(lines)
 
 
-def _save_figure(fig, path):
-    import io
-
-    import tfquant
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110)
-    tfquant.save_atomically(buffer.getvalue(), path)
-
-
 def plot_sqnr(results: dict, path: str):
     import matplotlib
     matplotlib.use("Agg")
@@ -168,7 +162,7 @@ def plot_sqnr(results: dict, path: str):
     ax.set_xlabel("output SQNR vs float model (dB, MNIST-5k test)")
     ax.legend()
     fig.tight_layout()
-    _save_figure(fig, path)
+    save_png(fig, path)
 
 
 def plot_fold_ranges(dataset, path: str):
@@ -200,7 +194,7 @@ def plot_fold_ranges(dataset, path: str):
     fig.suptitle("Folding batch norm spreads the channel ranges: one per-layer grid "
                  "(red) wastes most levels on the narrow channels", fontsize=9)
     fig.tight_layout()
-    _save_figure(fig, path)
+    save_png(fig, path)
 
 
 def main(argv):
@@ -227,10 +221,7 @@ def main(argv):
 
 def run():
     """Console-script entry point (tfquant-ptq-grid)."""
-    for flag in FLAGS.get_flags_for_module(__name__):
-        FLAGS.register_key_flag_for_module(sys.argv[0], flag)
-    sys.modules["__main__"].__doc__ = __doc__
-    app.run(main)
+    _app.run(main, __name__, __doc__)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,10 @@ Examples:
 import sys
 import time
 
-from absl import app, flags
+from absl import flags
+
+from tfquant.plotting import save_png
+from tfquant.tools import _app
 
 FLAGS = flags.FLAGS
 
@@ -273,12 +276,7 @@ def _plot(results, path):
         ax.set_title(f"{name}: accuracy (int8 TFLite where exported)")
         ax.set_xlabel("MNIST-5k test accuracy %")
     fig.tight_layout()
-    import io
-
-    import tfquant
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110)
-    tfquant.save_atomically(buffer.getvalue(), path)
+    save_png(fig, path)
 
 
 def main(argv):
@@ -304,10 +302,7 @@ def main(argv):
 
 def run():
     """Console-script entry point (tfquant-qat-compare)."""
-    for flag in FLAGS.get_flags_for_module(__name__):
-        FLAGS.register_key_flag_for_module(sys.argv[0], flag)
-    sys.modules["__main__"].__doc__ = __doc__
-    app.run(main)
+    _app.run(main, __name__, __doc__)
 
 
 if __name__ == "__main__":

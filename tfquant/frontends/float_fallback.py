@@ -73,7 +73,6 @@ def splice_float_layer(graph: ir.Graph, layer, in_names: list, inputs, outputs) 
     for position, index in enumerate(subgraph.inputs):
         names[index] = in_names[position]
     for position, index in enumerate(subgraph.outputs):
-        t = subgraph.tensors[index]
         names[index] = graph.add_tensor(layer.name, (-1,) + tuple(int(d) for d in
                                                                   _shape_of(outputs[position])))
     builtin_names = {v: k for k, v in vars(schema.BuiltinOperator).items()

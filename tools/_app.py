@@ -1,0 +1,16 @@
+"""Plumbing shared by the absl tools: the console-script entry point."""
+
+import sys
+
+from absl import app, flags
+
+
+def run(main, module_name: str, doc: str):
+    """Run an absl `main` as a console script: absl's --help lists the flags of the main module
+    (sys.argv[0]), which under a console script is the wrapper, so declare the tool module's
+    flags as its key flags and use the tool's docstring as the usage text."""
+    for flag in flags.FLAGS.get_flags_for_module(module_name):
+        flags.FLAGS.register_key_flag_for_module(sys.argv[0], flag)
+    sys.modules["__main__"].__doc__ = doc
+    app.run(main)
+
