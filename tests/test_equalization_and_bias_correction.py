@@ -50,6 +50,7 @@ def test_equalization_preserves_the_function_and_equalizes_ranges():
     r_stem = _output_channel_range(ops["stem"], equalized.tensors[ops["stem"].inputs[1]].data)
     r_dw = _input_channel_range(ops["dw"], equalized.tensors[ops["dw"].inputs[1]].data)
     np.testing.assert_allclose(r_stem, r_dw, rtol=1e-3)
+    assert len(equalized.tensors) == len(graph.tensors)  # copies replace, not add
     spread_before = _output_channel_range(
         before["stem"], graph.tensors[before["stem"].inputs[1]].data)
     assert spread_before.max() / spread_before.min() > 1e3

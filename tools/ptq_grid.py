@@ -56,8 +56,9 @@ def schemes():
     return [
         ("int8, weights per-channel", {}),
         ("int8, weights per-layer", {"per_channel": False}),
-        ("int8, weights per-layer + CLE + bias correction",
-         {"per_channel": False, "cross_layer_equalization": True, "bias_correction": True}),
+        ("int8, weights per-layer + CLE (ReLU6 -> ReLU) + bias correction",
+         {"per_channel": False, "cross_layer_equalization": True,
+          "equalize_through_relu6": True, "bias_correction": True}),
         ("int8, weights per-channel, MSE ranges",
          {"calibration_method": "mse", "weight_range_method": "mse"}),
         ("4-bit weights per-channel, int8 activations", {"weight_bits": 4}),

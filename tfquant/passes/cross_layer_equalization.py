@@ -114,5 +114,6 @@ def cross_layer_equalization(graph: ir.Graph, iterations: int = 20,
             break
     if pairs:
         log.info("cross-layer equalization: %d layer pairs", len(pairs))
+    graph.prune()  # the original constants, replaced by the equalized copies
     graph.validate()
     return graph
