@@ -16,8 +16,8 @@ from tfquant.tools import _app
 
 FLAGS = flags.FLAGS
 
-flags.DEFINE_string("model", None, "Keras model to convert: a .keras or .h5 file, or a "
-                    "SavedModel directory holding a Keras model.")
+flags.DEFINE_string("model", None, "Model to convert: a .keras or .h5 file, a SavedModel "
+                    "directory holding a Keras model, or a float .tflite file.")
 flags.DEFINE_string("output", None, "Path of the .tflite file to write. Written atomically: "
                     "a failed run leaves no file and never damages an existing one.")
 flags.DEFINE_enum("mode", "int8", ["float", "float16", "int8", "int16x8", "weights_only"],

@@ -1,0 +1,214 @@
+"""tfquant-compare-tflite: quantize the same float .tflite with tfquant and with AI Edge Quantizer
+(static int8 recipe, `ai-edge-quantizer`), on the same calibration data, and print per-output
+SQNR against the float model and conversion time side by side (markdown on stdout, progress on
+stderr). TFLiteConverter's own int8 PTQ of the Keras model is shown as a third column.
+
+The float models are keras.applications networks (weights=None, batch-norm statistics from
+photos; tfquant.models.applications) converted by TFLiteConverter, with fp32 weights and
+re-saved with fp16 weights; calibration and test images are disjoint photo crops.
+
+Example:
+  tfquant-compare-tflite --applications=MobileNetV2,ResNet50 --size=96 --weights=fp32,fp16
+"""
+
+import contextlib
+import io
+import sys
+import time
+
+from absl import app, flags
+
+from tfquant.tools import _app
+
+FLAGS = flags.FLAGS
+APPLICATIONS = ("MobileNetV2", "MobileNetV3Small", "EfficientNetB0", "ResNet50")
+
+flags.DEFINE_list("applications", list(APPLICATIONS), "keras.applications networks to compare.")
+flags.DEFINE_integer("size", 96, "Input height and width.", lower_bound=32)
+flags.DEFINE_list("weights", ["fp32", "fp16"], "Float .tflite variants: fp32 and/or fp16 "
+                  "weights (TFLiteConverter with supported_types=[tf.float16]).")
+flags.DEFINE_integer("num_calibration", 64, "Calibration images (photo crops).", lower_bound=1)
+flags.DEFINE_integer("batch_size", 16, "Calibration batch size.", lower_bound=1)
+flags.DEFINE_integer("num_test", 32, "Test images for the SQNR (disjoint from calibration).",
+                     lower_bound=1)
+flags.DEFINE_boolean("tflite_converter", True, "Also run TFLiteConverter's int8 PTQ of the "
+                     "Keras model.")
+
+
+def log(message: str):
+    print(message, file=sys.stderr, flush=True)
+
+
+def float_tflite(model, float16: bool = False) -> bytes:
+    """TFLiteConverter's float model of a Keras model (fp16 weights behind DEQUANTIZE if
+    `float16`)."""
+    import tensorflow as tf
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    if float16:
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.target_spec.supported_types = [tf.float16]
+    with contextlib.redirect_stdout(io.StringIO()):
+        return converter.convert()
+
+
+def run_outputs(model: bytes, inputs, rt: str = "litert", resolver: str = "reference") -> list:
+    """Every output of a model (float, dequantized if integer) for a batch per input."""
+    import numpy as np
+
+    from tfquant import runtime
+    inputs = inputs if isinstance(inputs, (list, tuple)) else [inputs]
+    interpreter = runtime.make_interpreter(model, rt, resolver)
+    details = sorted(interpreter.get_input_details(), key=lambda d: d["index"])
+    for detail, x in zip(details, inputs):
+        interpreter.resize_tensor_input(detail["index"], x.shape)
+    interpreter.allocate_tensors()
+    for detail, x in zip(details, inputs):
+        if detail["dtype"] == np.float32:
+            interpreter.set_tensor(detail["index"], x.astype(np.float32))
+        else:
+            scale, zero_point = detail["quantization"]
+            info = np.iinfo(detail["dtype"])
+            q = np.clip(np.round(x / scale) + zero_point, info.min, info.max)
+            interpreter.set_tensor(detail["index"], q.astype(detail["dtype"]))
+    interpreter.invoke()
+    outputs = []
+    for out in interpreter.get_output_details():
+        y = interpreter.get_tensor(out["index"]).astype(np.float32)
+        if out["dtype"] != np.float32:
+            scale, zero_point = out["quantization"]
+            y = (y - zero_point) * scale
+        outputs.append(y)
+    return outputs
+
+
+def quantize_with_ai_edge_quantizer(float_model: bytes, batches: list) -> bytes:
+    """AI Edge Quantizer's static int8 recipe (int8 weights and activations, min/max
+    calibration) on a single-input float .tflite, calibrated on `batches`."""
+    from ai_edge_litert.interpreter import Interpreter
+    from ai_edge_quantizer import quantizer, recipe
+
+    signatures = Interpreter(model_content=float_model).get_signature_list()
+    key, signature = next(iter(signatures.items()))
+    (input_name,) = signature["inputs"]
+    quantizer_ = quantizer.Quantizer(bytearray(float_model), recipe.static_wi8_ai8())
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        calibration = quantizer_.calibrate({key: [{input_name: b} for b in batches]},
+                                           num_threads=1)
+        result = quantizer_.quantize(calibration, enable_progress_bar=False,
+                                     enable_progress_report=False)
+    return bytes(result.quantized_model)
+
+
+def quantize_with_tfquant(float_model: bytes, batches: list) -> bytes:
+    import tfquant
+    return tfquant.convert(float_model, batches,
+                           tfquant.Recipe(num_calibration_batches=len(batches)),
+                           show_progress=False)
+
+
+def _timed(fn):
+    start = time.perf_counter()
+    result = fn()
+    return result, time.perf_counter() - start
+
+
+def compare_application(name: str, size: int, weights: list, num_calibration: int,
+                        batch_size: int, num_test: int, tflite_converter: bool = True) -> list:
+    """Rows {model, weights, sqnr: {quantizer: [per output]}, seconds: {quantizer: s},
+    errors: {quantizer: reason it failed}}."""
+    import numpy as np
+
+    from tfquant import peers, spec
+    from tfquant.models import applications, data
+
+    log(f"{name}: building ({size}x{size}) ...")
+    model = applications.build_application(name, size)
+    calibration = applications.preprocess(name, data.load_photo_crops(num_calibration, size,
+                                                                      seed=1))
+    test = applications.preprocess(name, data.load_photo_crops(num_test, size, seed=2))
+    batches = [calibration[i:i + batch_size] for i in range(0, num_calibration, batch_size)]
+    reference = [np.asarray(model.predict(test, verbose=0))]
+
+    def sqnr(quantized):
+        return [spec.sqnr_db(r, y) for r, y in zip(reference, run_outputs(quantized, test))]
+
+    peer = None
+    if tflite_converter:
+        log(f"{name}: TFLiteConverter int8 PTQ of the Keras model ...")
+        peer = _timed(lambda: peers.convert_with_tflite_converter(model, batches))
+    rows = []
+    for variant in weights:
+        log(f"{name} {variant}: float .tflite ...")
+        source = float_tflite(model, float16=variant == "fp16")
+        log(f"{name} {variant}: tfquant ...")
+        ours, ours_s = _timed(lambda: quantize_with_tfquant(source, batches))
+        log(f"{name} {variant}: AI Edge Quantizer ...")
+        row = {"model": name, "weights": variant, "sqnr": {"tfquant": sqnr(ours)},
+               "seconds": {"tfquant": ours_s}, "errors": {}}
+        try:
+            theirs, theirs_s = _timed(lambda: quantize_with_ai_edge_quantizer(source, batches))
+            row["sqnr"]["ai_edge_quantizer"] = sqnr(theirs)
+            row["seconds"]["ai_edge_quantizer"] = theirs_s
+        except Exception as e:  # noqa: BLE001  the peer's failure is a result to report
+            reason = f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e) else ''}"
+            log(f"{name} {variant}: AI Edge Quantizer failed: {reason}")
+            row["errors"]["ai_edge_quantizer"] = reason
+        if peer is not None:
+            row["sqnr"]["tflite_converter"] = sqnr(peer[0])
+            row["seconds"]["tflite_converter"] = peer[1]
+        rows.append(row)
+    return rows
+
+
+def format_table(rows: list) -> str:
+    """Markdown table of compare_application rows ('-' where TFLiteConverter was skipped)."""
+    def db(r, key):
+        values = r["sqnr"].get(key)
+        if values is None:
+            error = r.get("errors", {}).get(key)
+            return f"fails ({error[:60]})" if error else "-"
+        return ", ".join(f"{v:.2f}" for v in values)
+
+    def seconds(r, key):
+        value = r["seconds"].get(key)
+        return "-" if value is None else f"{value:.1f}"
+
+    keys = ("tfquant", "ai_edge_quantizer", "tflite_converter")
+    lines = ["| model | weights | SQNR dB tfquant | SQNR dB AI Edge Quantizer | "
+             "SQNR dB TFLiteConverter (Keras) | s tfquant | s AI Edge Quantizer | "
+             "s TFLiteConverter |", "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['model']} | {r['weights']} | "
+                     + " | ".join(db(r, k) for k in keys) + " | "
+                     + " | ".join(seconds(r, k) for k in keys) + " |")
+    return "\n".join(lines)
+
+
+def main(argv):
+    del argv
+    import tfquant  # noqa: F401  (loads before tensorflow; see tfquant/__init__.py)
+    for name in FLAGS.applications:
+        if name not in APPLICATIONS:
+            raise app.UsageError(f"unknown application {name!r}; choose from {APPLICATIONS}")
+    for variant in FLAGS.weights:
+        if variant not in ("fp32", "fp16"):
+            raise app.UsageError(f"--weights takes fp32 and/or fp16, not {variant!r}")
+    rows = []
+    for name in FLAGS.applications:
+        rows += compare_application(name, FLAGS.size, FLAGS.weights, FLAGS.num_calibration,
+                                    FLAGS.batch_size, FLAGS.num_test, FLAGS.tflite_converter)
+    print(f"Per-output SQNR vs the float Keras model on {FLAGS.num_test} photo crops "
+          f"({FLAGS.size}x{FLAGS.size}), litert reference kernels; {FLAGS.num_calibration} "
+          f"calibration crops in batches of {FLAGS.batch_size}, the same for every quantizer. "
+          "Conversion time includes calibration (TFLiteConverter's: from the Keras model).\n")
+    print(format_table(rows))
+    return 0
+
+
+def run():
+    """Console-script entry point (tfquant-compare-tflite)."""
+    _app.run(main, __name__, __doc__)
+
+
+if __name__ == "__main__":
+    run()
