@@ -95,6 +95,15 @@ def build(name):
         x = keras.Input((12, 12, 40))
         y = L.DepthwiseConv2D((3, 2), dilation_rate=2, padding="valid", activation="relu6")(x)
         return keras.Model(x, y), (1, 12, 12, 40), int8_io
+    if name == "depthwise_64ch_unpadded_paths":
+        # Channels a multiple of 32 and multiplier 1: interior windows are read in place,
+        # border windows copied (3x3 same, stride 2, dilated 5x3, valid 2x2; batch 2).
+        x = keras.Input((9, 7, 64))
+        y = L.DepthwiseConv2D(3, padding="same", activation="relu")(x)
+        y = L.DepthwiseConv2D(3, strides=2, padding="same")(y)
+        y = L.DepthwiseConv2D((5, 3), padding="same", dilation_rate=(1, 2))(y)
+        y = L.DepthwiseConv2D(2, padding="valid", activation="relu6")(y)
+        return keras.Model(x, y), (2, 9, 7, 64), int8_io
     if name in ("dense_per_channel", "dense_per_tensor"):
         x = keras.Input((4, 5, 3))
         y = L.Flatten()(x)
@@ -155,6 +164,7 @@ def build(name):
 
 CASES = ["conv_same_stride2_relu", "conv_valid_dilated_relu6", "conv_1x1_stride2_65_channels",
          "conv_5x5_same_dilated", "depthwise_multiplier3_stride2", "depthwise_dilated_valid_40ch",
+         "depthwise_64ch_unpadded_paths",
          "dense_per_channel", "dense_per_tensor", "dense_wide_per_channel",
          "dense_wide_per_tensor", "add_residual_and_batchnorm", "pools",
          "mean_and_softmax", "sigmoid_hard_swish", "pad_reshape_concat"]

@@ -55,7 +55,8 @@ def test_installed_versions_match_pins():
 def test_console_scripts_installed():
     bindir = os.path.dirname(sys.executable)
     for script in ("tfquant-convert", "tfquant-compare", "tfquant-qat-compare",
-                   "tfquant-delegate-check", "tfquant-ptq-grid", "tfquant-compare-tflite"):
+                   "tfquant-delegate-check", "tfquant-ptq-grid", "tfquant-compare-tflite",
+                   "tfquant-benchmark"):
         assert shutil.which(script, path=bindir), script
 
 
@@ -67,7 +68,8 @@ def test_every_tool_runs_and_documents_its_flags():
                          ("tfquant.tools.qat_compare", "--freeze_bn_epochs"),
                          ("tfquant.tools.delegate_check", "--applications"),
                          ("tfquant.tools.ptq_grid", "--fold_plot"),
-                         ("tfquant.tools.compare_tflite_quantizers", "--weights")):
+                         ("tfquant.tools.compare_tflite_quantizers", "--weights"),
+                         ("tfquant.tools.benchmark", "--threads")):
         proc = subprocess.run([sys.executable, "-m", module, "--help"], capture_output=True,
                               text=True, timeout=300)
         assert flag in proc.stdout + proc.stderr, module

@@ -34,7 +34,7 @@ def library_path() -> str:
 
 
 def options(runtime: str = "litert", num_threads: int = 1, ops: Optional[Sequence[str]] = None,
-            verbose: bool = False, isa: str = "auto") -> dict:
+            verbose: bool = False, isa: str = "auto", profile: Optional[str] = None) -> dict:
     """The load_delegate options for these settings (all values are strings)."""
     if runtime not in FC_REQUANT:
         raise ValueError(f"unknown runtime {runtime!r}; use one of {tuple(FC_REQUANT)}")
@@ -51,21 +51,48 @@ def options(runtime: str = "litert", num_threads: int = 1, ops: Optional[Sequenc
         if not ops or not all(ops):
             raise ValueError("ops must name at least one op, e.g. ['CONV_2D', 'ADD']")
         result["ops"] = ",".join(ops)
+    if profile:
+        result["profile"] = str(profile)
     return result
 
 
 def load(runtime: str = "litert", num_threads: int = 1, ops: Optional[Sequence[str]] = None,
-         verbose: bool = False, isa: str = "auto"):
+         verbose: bool = False, isa: str = "auto", profile: Optional[str] = None):
     """The runtime's Delegate object for the DSP delegate.
 
     runtime: "litert", "tflite_runtime" or "tf" (decides the FULLY_CONNECTED requantization
     formula the delegate reproduces); ops: an allow-list of TFLite op names (default: every op
     the delegate supports); verbose: print what is claimed and why the rest is not; isa: force
-    an ISA implementation ("scalar", "avx2", "avx512"; default the best the CPU has).
+    an ISA implementation ("scalar", "avx2", "avx512"; default the best the CPU has);
+    profile: a file path: when an interpreter using the delegate is destroyed, the delegate
+    appends one line per op it ran (see read_profile).
     Raises ValueError for bad options (the delegate's message included).
     """
     return _runtime.load_delegate(library_path(),
-                                  options(runtime, num_threads, ops, verbose, isa), runtime)
+                                  options(runtime, num_threads, ops, verbose, isa, profile),
+                                  runtime)
+
+
+PROFILE_FIELDS = ("node", "op", "output_shape", "invokes", "total_us", "min_us", "macs", "vrmpy",
+                  "vmpy", "valu", "vshift", "vload", "vstore")
+
+
+def read_profile(path) -> list:
+    """The delegate's profile file as dicts, one per op it ran: node (the TFLite node index),
+    op, output_shape, invokes (timed ones: the first invoke is not timed), total_us (summed over
+    them), min_us (the fastest), macs, and the emulated HVX instructions one invoke issues by
+    class (vrmpy, vmpy, valu, vshift, vload, vstore; the DSP cost model's input)."""
+    rows = []
+    for line in Path(path).read_text().splitlines():
+        fields = line.split("\t")
+        if len(fields) != len(PROFILE_FIELDS):
+            raise ValueError(f"{path}: unexpected profile line {line!r}")
+        row = dict(zip(PROFILE_FIELDS, fields))
+        for key in PROFILE_FIELDS:
+            if key not in ("op", "output_shape"):
+                row[key] = float(row[key]) if key.endswith("_us") else int(row[key])
+        rows.append(row)
+    return rows
 
 
 def claimed_nodes(model, runtime: str = "litert", **load_options) -> tuple:

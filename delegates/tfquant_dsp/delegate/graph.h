@@ -9,6 +9,7 @@
 
 #include "abi/tflite_abi.h"
 #include "isa/hvx.h"
+#include "kernels/kernels.h"
 
 namespace tfq::delegate {
 
@@ -22,6 +23,8 @@ struct Options {
   bool verbose = false;
   FcMode fc_mode = FcMode::kDouble;
   const isa::Ops* isa = nullptr;
+  kernels::ThreadPool* pool = nullptr;  // owned by the delegate; null for one thread
+  std::string profile;  // if set: per-op times and HVX counts appended to this file (TSV)
 };
 
 // An op the delegate runs. `inputs` are the tensors read at run time (activations, and constant
@@ -31,12 +34,18 @@ class OpNode {
   virtual ~OpNode() = default;
   std::vector<int> inputs, outputs;
   std::vector<TfLiteType> output_types;
+  const char* name = "?";              // the TFLite op
+  kernels::ThreadPool* pool = nullptr;  // for kernels that split their work
   // Output shapes from input shapes; false (with a reason) if the shapes are unsupported.
   virtual bool InferShapes(const std::vector<Shape>& in, std::vector<Shape>* out,
                            std::string* why) const = 0;
   virtual void Run(const isa::Ops& ops, const std::vector<const void*>& in,
                    const std::vector<Shape>& in_shapes, const std::vector<void*>& out,
                    const std::vector<Shape>& out_shapes) const = 0;
+  // The emulated HVX instructions one Run issues for these shapes (the DSP cost model). The
+  // default is a data-movement pass over the outputs.
+  virtual kernels::HvxCount Count(const std::vector<Shape>& in,
+                                  const std::vector<Shape>& out) const;
 };
 
 // Whether the node can be run exactly (why = the reason if not). With `create`, also builds it.

@@ -202,6 +202,12 @@ bool Rank4Positive(const Shape& s, std::string* why) {
 
 // ---- the op nodes -------------------------------------------------------------------------------
 
+int64_t Total(const std::vector<Shape>& shapes) {
+  int64_t n = 0;
+  for (const auto& s : shapes) n += NumElements(s);
+  return n;
+}
+
 class ConvNode : public OpNode {
  public:
   std::unique_ptr<kernels::Conv2D> k;
@@ -215,7 +221,10 @@ class ConvNode : public OpNode {
   }
   void Run(const isa::Ops& ops, const std::vector<const void*>& in, const std::vector<Shape>& is,
            const std::vector<void*>& out, const std::vector<Shape>&) const override {
-    k->Run(ops, static_cast<const int8_t*>(in[0]), is[0].data(), static_cast<int8_t*>(out[0]));
+    k->Run(ops, pool, static_cast<const int8_t*>(in[0]), is[0].data(), static_cast<int8_t*>(out[0]));
+  }
+  kernels::HvxCount Count(const std::vector<Shape>& in, const std::vector<Shape>&) const override {
+    return k->Count(in[0].data());
   }
 };
 
@@ -234,7 +243,10 @@ class DepthwiseNode : public OpNode {
   }
   void Run(const isa::Ops& ops, const std::vector<const void*>& in, const std::vector<Shape>& is,
            const std::vector<void*>& out, const std::vector<Shape>&) const override {
-    k->Run(ops, static_cast<const int8_t*>(in[0]), is[0].data(), static_cast<int8_t*>(out[0]));
+    k->Run(ops, pool, static_cast<const int8_t*>(in[0]), is[0].data(), static_cast<int8_t*>(out[0]));
+  }
+  kernels::HvxCount Count(const std::vector<Shape>& in, const std::vector<Shape>&) const override {
+    return k->Count(in[0].data());
   }
 };
 
@@ -260,6 +272,9 @@ class FcNode : public OpNode {
            const std::vector<void*>& out, const std::vector<Shape>&) const override {
     k->Run(ops, static_cast<const int8_t*>(in[0]), static_cast<int>(NumElements(is[0]) / depth),
            static_cast<int8_t*>(out[0]));
+  }
+  kernels::HvxCount Count(const std::vector<Shape>& in, const std::vector<Shape>&) const override {
+    return k->Count(static_cast<int>(NumElements(in[0]) / depth));
   }
 };
 
@@ -289,8 +304,11 @@ class AddNode : public OpNode {
            const std::vector<void*>& out, const std::vector<Shape>& os) const override {
     int a[4], b[4], o[4];
     To4D(is[0], a); To4D(is[1], b); To4D(os[0], o);
-    kernels::Add(ops, p, static_cast<const int8_t*>(in[0]), a, static_cast<const int8_t*>(in[1]), b,
+    kernels::Add(ops, pool, p, static_cast<const int8_t*>(in[0]), a, static_cast<const int8_t*>(in[1]), b,
                  static_cast<int8_t*>(out[0]), o);
+  }
+  kernels::HvxCount Count(const std::vector<Shape>&, const std::vector<Shape>& out) const override {
+    return kernels::ElementwiseCount(Total(out), 10, 6, 10, 2);
   }
 };
 
@@ -310,6 +328,9 @@ class MulNode : public OpNode {
     kernels::Mul(p, static_cast<const int8_t*>(in[0]), a, static_cast<const int8_t*>(in[1]), b,
                  static_cast<int8_t*>(out[0]), o);
   }
+  kernels::HvxCount Count(const std::vector<Shape>&, const std::vector<Shape>& out) const override {
+    return kernels::ElementwiseCount(Total(out), 6, 3, 6, 2);
+  }
 };
 
 class PoolNode : public OpNode {
@@ -324,10 +345,24 @@ class PoolNode : public OpNode {
     out->assign(1, Shape(o, o + 4));
     return true;
   }
-  void Run(const isa::Ops&, const std::vector<const void*>& in, const std::vector<Shape>& is,
+  void Run(const isa::Ops& ops, const std::vector<const void*>& in, const std::vector<Shape>& is,
            const std::vector<void*>& out, const std::vector<Shape>&) const override {
-    (max ? kernels::MaxPool : kernels::AveragePool)(p, static_cast<const int8_t*>(in[0]),
-                                                    is[0].data(), static_cast<int8_t*>(out[0]));
+    if (max) {
+      kernels::MaxPool(ops, p, static_cast<const int8_t*>(in[0]), is[0].data(),
+                       static_cast<int8_t*>(out[0]));
+    } else {
+      kernels::AveragePool(p, static_cast<const int8_t*>(in[0]), is[0].data(),
+                           static_cast<int8_t*>(out[0]));
+    }
+  }
+  kernels::HvxCount Count(const std::vector<Shape>&, const std::vector<Shape>& out) const override {
+    // Per output vector: one load and max/add per window tap (byte lanes, 128 per vector).
+    const int taps = p.filter_h * p.filter_w;
+    kernels::HvxCount h = kernels::ElementwiseCount(Total(out), 0, max ? 0 : 1, max ? 0 : 2, 0);
+    const int64_t v = (Total(out) + 127) / 128;
+    h.vload += v * taps;
+    h.valu += v * taps * (max ? 1 : 4);
+    return h;
   }
 };
 
@@ -345,6 +380,14 @@ class MeanNode : public OpNode {
     kernels::MeanHW(in_q, out_q, static_cast<const int8_t*>(in[0]), is[0].data(),
                     static_cast<int8_t*>(out[0]));
   }
+  kernels::HvxCount Count(const std::vector<Shape>& in, const std::vector<Shape>& out) const override {
+    kernels::HvxCount h = kernels::ElementwiseCount(Total(out), 6, 2, 4, 0);
+    const int64_t v = (Total(in) + 127) / 128;
+    h.vload += v;
+    h.valu += 4 * v;   // widening adds into 32-bit sums
+    h.vshift += 4 * v;
+    return h;
+  }
 };
 
 class UnaryNode : public OpNode {  // same-shape ops
@@ -359,7 +402,7 @@ class UnaryNode : public OpNode {  // same-shape ops
     out->assign(1, in[0]);
     return true;
   }
-  void Run(const isa::Ops&, const std::vector<const void*>& in, const std::vector<Shape>& is,
+  void Run(const isa::Ops& ops, const std::vector<const void*>& in, const std::vector<Shape>& is,
            const std::vector<void*>& out, const std::vector<Shape>&) const override {
     const int n = static_cast<int>(NumElements(is[0]));
     const auto* x = static_cast<const int8_t*>(in[0]);
@@ -372,9 +415,18 @@ class UnaryNode : public OpNode {  // same-shape ops
       }
       case kLogistic: kernels::Logistic(logistic, x, n, y); break;
       case kHardSwish: kernels::HardSwish(hard_swish, x, n, y); break;
-      case kQuantize: kernels::Quantize(q, static_cast<const float*>(in[0]), n, y); break;
+      case kQuantize: kernels::Quantize(ops, q, static_cast<const float*>(in[0]), n, y); break;
       case kDequantize: kernels::Dequantize(q, x, n, static_cast<float*>(out[0])); break;
       case kCopy: memcpy(y, x, n); break;
+    }
+  }
+  kernels::HvxCount Count(const std::vector<Shape>&, const std::vector<Shape>& out) const override {
+    // The fixed-point exp / reciprocal / logistic polynomials: about 40 multiplies and 60 ALU
+    // and shift instructions per 32 lanes (gemmlowp's sequences); hard swish about a quarter.
+    switch (kind) {
+      case kSoftmax: case kLogistic: return kernels::ElementwiseCount(Total(out), 60, 40, 60, 1);
+      case kHardSwish: return kernels::ElementwiseCount(Total(out), 15, 10, 15, 1);
+      default: return kernels::ElementwiseCount(Total(out), 2, 1, 4, 1);
     }
   }
 };
@@ -498,6 +550,10 @@ bool ReadIntTensor(const TfLiteTensor* t, std::vector<int64_t>* out) {
 }
 
 }  // namespace
+
+kernels::HvxCount OpNode::Count(const std::vector<Shape>&, const std::vector<Shape>& out) const {
+  return kernels::ElementwiseCount(Total(out), 0, 0, 0, 1);
+}
 
 const char* OpName(int32_t code) {
   const OpInfo* op = FindOp(code);
@@ -827,6 +883,8 @@ bool AnalyzeNode(TfLiteContext* ctx, const TfLiteNode* node, const TfLiteRegistr
       return false;
   }
   if (create) {
+    made->name = info->name;
+    made->pool = options.pool;
     made->outputs = {out_index};
     made->output_types = {out_type};
     *created = std::move(made);

@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <algorithm>
+#include <chrono>
 #include <map>
 #include <memory>
 #include <new>
@@ -21,6 +23,7 @@ const char kKernelName[] = "TfQuantDspDelegate";
 struct DelegateState {
   TfLiteDelegate delegate;
   Options options;
+  std::unique_ptr<kernels::ThreadPool> pool;  // created once, for num_threads > 1
 };
 
 int64_t NumElements(const Shape& s) {
@@ -49,6 +52,14 @@ struct Partition {
   std::map<int, Shape> shapes;            // every tensor the ops touch, after Prepare
   std::map<int, std::vector<uint8_t>> internal;  // tensors produced and consumed inside
   std::map<int, Shape> prepared_inputs;
+  // Profile (options->profile): per op, the node index, HVX counts at the prepared shapes, and
+  // the accumulated run time.
+  std::vector<int> node_index;
+  std::vector<kernels::HvxCount> counts;
+  std::vector<Shape> out_shapes;
+  std::vector<double> op_seconds, op_min_seconds;
+  int64_t invokes = 0;
+  bool first_invoke_done = false;
 
   bool IsOutput(int t) const {
     for (int o : outputs) if (o == t) return true;
@@ -75,6 +86,7 @@ void* KernelInit(TfLiteContext* ctx, const char* buffer, size_t) {
       return nullptr;
     }
     part->ops.push_back(std::move(op));
+    part->node_index.push_back(params->nodes_to_replace->data[i]);
   }
   if (params->input_tensors) {
     part->inputs.assign(params->input_tensors->data,
@@ -87,7 +99,36 @@ void* KernelInit(TfLiteContext* ctx, const char* buffer, size_t) {
   return part.release();
 }
 
-void KernelFree(TfLiteContext*, void* buffer) { delete static_cast<Partition*>(buffer); }
+// Appends the partition's profile to options->profile: one TSV line per op.
+void WriteProfile(const Partition& part) {
+  FILE* f = fopen(part.options->profile.c_str(), "a");
+  if (!f) return;
+  for (size_t i = 0; i < part.ops.size(); ++i) {
+    std::string shape;
+    if (i < part.out_shapes.size()) {
+      for (size_t d = 0; d < part.out_shapes[i].size(); ++d) {
+        shape += (d ? "x" : "") + std::to_string(part.out_shapes[i][d]);
+      }
+    }
+    const kernels::HvxCount h = i < part.counts.size() ? part.counts[i] : kernels::HvxCount();
+    const double seconds = i < part.op_seconds.size() ? part.op_seconds[i] : 0.0;
+    const double fastest = part.invokes > 0 && i < part.op_min_seconds.size() ? part.op_min_seconds[i] : 0.0;
+    fprintf(f, "%d\t%s\t%s\t%lld\t%.3f\t%.3f\t%lld\t%lld\t%lld\t%lld\t%lld\t%lld\t%lld\n",
+            part.node_index[i], part.ops[i]->name, shape.empty() ? "-" : shape.c_str(),
+            static_cast<long long>(part.invokes), seconds * 1e6, fastest * 1e6,
+            static_cast<long long>(h.macs),
+            static_cast<long long>(h.vrmpy), static_cast<long long>(h.vmpy),
+            static_cast<long long>(h.valu), static_cast<long long>(h.vshift),
+            static_cast<long long>(h.vload), static_cast<long long>(h.vstore));
+  }
+  fclose(f);
+}
+
+void KernelFree(TfLiteContext*, void* buffer) {
+  auto* part = static_cast<Partition*>(buffer);
+  if (part && part->options && !part->options->profile.empty()) WriteProfile(*part);
+  delete part;
+}
 
 TfLiteStatus KernelPrepare(TfLiteContext* ctx, TfLiteNode* node) {
   auto* part = static_cast<Partition*>(node->user_data);
@@ -117,6 +158,20 @@ TfLiteStatus KernelPrepare(TfLiteContext* ctx, TfLiteNode* node) {
       return kTfLiteError;
     }
     for (size_t i = 0; i < op->outputs.size(); ++i) part->shapes[op->outputs[i]] = out_shapes[i];
+    if (!part->options->profile.empty()) {
+      part->counts.push_back(op->Count(in_shapes, out_shapes));
+      part->out_shapes.push_back(out_shapes.empty() ? Shape() : out_shapes[0]);
+    }
+  }
+  if (!part->options->profile.empty()) {
+    // Counts for the shapes of this Prepare (the last one is what the profile reports).
+    const size_t n = part->ops.size();
+    part->counts.erase(part->counts.begin(), part->counts.end() - n);
+    part->out_shapes.erase(part->out_shapes.begin(), part->out_shapes.end() - n);
+    part->op_seconds.assign(n, 0.0);
+    part->op_min_seconds.assign(n, 1e30);
+    part->invokes = 0;
+    part->first_invoke_done = false;
   }
   // Boundary outputs: resize the runtime's tensors if needed; intermediates: private buffers.
   part->internal.clear();
@@ -151,6 +206,11 @@ TfLiteStatus KernelInvoke(TfLiteContext* ctx, TfLiteNode* node) {
     }
   }
   const isa::Ops& ops = *part->options->isa;
+  // Profiles time every invoke but the first (buffers are allocated on first use).
+  const bool profile = !part->options->profile.empty() && part->first_invoke_done;
+  if (profile) ++part->invokes;
+  part->first_invoke_done = true;
+  size_t op_number = 0;
   std::vector<const void*> in;
   std::vector<void*> out;
   std::vector<Shape> in_shapes, out_shapes;
@@ -171,7 +231,17 @@ TfLiteStatus KernelInvoke(TfLiteContext* ctx, TfLiteNode* node) {
         return kTfLiteError;
       }
     }
-    op->Run(ops, in, in_shapes, out, out_shapes);
+    if (profile) {
+      const auto start = std::chrono::steady_clock::now();
+      op->Run(ops, in, in_shapes, out, out_shapes);
+      const double t =
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      part->op_seconds[op_number] += t;
+      part->op_min_seconds[op_number] = std::min(part->op_min_seconds[op_number], t);
+    } else {
+      op->Run(ops, in, in_shapes, out, out_shapes);
+    }
+    ++op_number;
   }
   return kTfLiteOk;
 }
@@ -261,6 +331,8 @@ bool ParseOptions(const char* const* keys, const char* const* values, size_t n, 
       if (v == "fixed_point") o->fc_mode = FcMode::kFixedPoint;
       else if (v == "double") o->fc_mode = FcMode::kDouble;
       else { *error = "fc_requant must be fixed_point or double, got '" + v + "'"; return false; }
+    } else if (k == "profile") {
+      o->profile = v;
     } else if (k == "isa") {
       if (v != "auto") {
         o->isa = isa::ByName(v.c_str());
@@ -270,7 +342,7 @@ bool ParseOptions(const char* const* keys, const char* const* values, size_t n, 
         }
       }
     } else {
-      *error = "unknown option '" + k + "' (known: num_threads, ops, verbose, fc_requant, isa)";
+      *error = "unknown option '" + k + "' (known: num_threads, ops, verbose, fc_requant, isa, profile)";
       return false;
     }
   }
@@ -293,6 +365,15 @@ __attribute__((visibility("default"))) TfLiteDelegate* tflite_plugin_create_dele
     if (report_error) report_error(("tfquant_dsp: " + error).c_str());
     delete state;
     return nullptr;
+  }
+  if (state->options.num_threads > 1) {
+    try {
+      state->pool = std::make_unique<tfq::kernels::ThreadPool>(state->options.num_threads);
+    } catch (...) {  // threads unavailable: run on the caller's thread only
+      state->pool.reset();
+      if (report_error) report_error("tfquant_dsp: could not start worker threads; using one");
+    }
+    state->options.pool = state->pool.get();
   }
   memset(&state->delegate, 0, sizeof(state->delegate));
   state->delegate.data_ = state;

@@ -90,6 +90,20 @@ inline int32_t SaturatingRoundingMultiplyByPot(int32_t x, int exponent) {
 
 inline int32_t SaturateInt8(int32_t v) { return v < -128 ? -128 : (v > 127 ? 127 : v); }
 
+// TFLite's QUANTIZE of one float to int8: saturate(round_half_away(x / scale) + zero_point).
+// roundf without a libm call: truncate, then correct by the exact remainder x - t. |x| >= 2^23
+// (and NaN, which the reference's float -> int conversion sends to INT32_MIN) saturate.
+inline int8_t QuantizeFloat(float value, float scale, int32_t zero_point) {
+  const float x = value / scale;
+  if (x > -8388608.0f && x < 8388608.0f) {
+    const int32_t t = static_cast<int32_t>(x);
+    const float d = x - static_cast<float>(t);
+    return static_cast<int8_t>(
+        SaturateInt8(t + (d >= 0.5f ? 1 : 0) - (d <= -0.5f ? 1 : 0) + zero_point));
+  }
+  return static_cast<int8_t>(x >= 8388608.0f ? 127 : -128);
+}
+
 }  // namespace tfq::fp
 
 #endif  // TFQUANT_DSP_ISA_FIXED_POINT_H_

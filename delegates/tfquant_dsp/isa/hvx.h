@@ -10,6 +10,7 @@
 #ifndef TFQUANT_DSP_ISA_HVX_H_
 #define TFQUANT_DSP_ISA_HVX_H_
 
+#include <stddef.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -21,6 +22,62 @@ struct alignas(64) VecI8 { int8_t b[128]; };     // 128 x int8
 struct alignas(64) VecU8 { uint8_t b[128]; };    // 128 x uint8
 struct alignas(64) VecI16 { int16_t h[64]; };    // 64 x int16
 struct alignas(64) VecI32 { int32_t w[32]; };    // 32 x int32
+
+// Requantization of int32 accumulators to int8, per channel (TFLite's
+// MultiplyByQuantizedMultiplier, + zero point, clamp): for channel c,
+//   y = min(max(rdbpot(srdhm(shl(acc, left_shift[c]), multiplier[c]), right_shift[c]) + zp,
+//               act_min), act_max), then the two saturating packs to int8.
+// The arrays hold 32 entries per block of 32 channels.
+struct RequantArgs {
+  const int32_t* multiplier;
+  const int32_t* left_shift;
+  const int32_t* right_shift;
+  int32_t zero_point, act_min, act_max;
+};
+
+// A GEMM tile with fused requantization (the inner loops of CONV_2D): `rows` rows of u8
+// activations (row r at a + r * a_stride, 4 * groups bytes) times `blocks` blocks of packed
+// weights (w[blk * groups + g]: 32 channels x 4 consecutive k, as vrmpy_splat_acc_n wants).
+struct GemmArgs {
+  const uint8_t* a;
+  ptrdiff_t a_stride;
+  int rows, groups;
+  const VecI8* w;       // [blocks][groups]
+  const VecI32* bias;   // [blocks]
+  int blocks;
+  int channels;         // channels written: min(32, channels - 32 * blk) of block blk
+  RequantArgs rq;       // indexed from channel 0 of block 0
+  int8_t* out;          // row r, channel c at out + r * out_stride + c
+  ptrdiff_t out_stride;
+};
+
+// Depthwise rows (the inner loops of DEPTHWISE_CONV_2D): `pixels` output pixels; pixel p reads
+// the int8 window at in + p * pixel_stride, tap (ky, kx) at + ky * tap_dy + kx * tap_dx,
+// channel c at + c (the caller pads the input with its zero point).
+struct DepthwiseArgs {
+  const int8_t* in;
+  ptrdiff_t pixel_stride, tap_dy, tap_dx;
+  int kernel_h, kernel_w, pixels;
+  const VecI32* w;      // [kernel_h * kernel_w][blocks] widened weights
+  const VecI32* bias;   // [blocks]
+  int blocks, channels;
+  RequantArgs rq;
+  int8_t* out;          // pixel p, channel c at out + p * out_stride + c
+  ptrdiff_t out_stride;
+};
+
+// Element-wise ADD of two int8 streams (TFLite's int8 ADD): for each input,
+// x = rdbpot(srdhm(shl(x + offset, shl), mult), rshift); then
+// out = clamp(rdbpot(srdhm(shl(xa + xb, out_shl), out_mult), out_rshift) + out_offset).
+struct AddArgs {
+  const int8_t* a;
+  const int8_t* b;
+  int8_t* out;
+  int n;
+  int32_t a_offset, a_shl, a_mult, a_rshift;
+  int32_t b_offset, b_shl, b_mult, b_rshift;
+  int32_t out_shl, out_mult, out_rshift, out_offset, act_min, act_max;
+};
 
 // One implementation of the ISA. Lane i of the result is defined from lane i of the operands
 // unless the comment says otherwise. Pointers may alias only where noted (r == a is allowed for
@@ -54,6 +111,29 @@ struct Ops {
   void (*pack_h_b_sat)(VecI8* r, const VecI16* lo, const VecI16* hi);
   // Sign-extends 32 int8 values at p into the 32 int32 lanes of r.
   void (*unpack_b_w)(VecI32* r, const int8_t* p);
+
+  // ---- Micro-kernels: whole inner loops, so a kernel calls the ISA once per tile instead of
+  // once per vector. Each is DEFINED as the composition of the operations above written in
+  // isa/compose.h (the scalar table runs exactly that); a SIMD table may compute it any way
+  // that gives the same bits, which tests/isa_test.cc checks.
+  //
+  // For r < rows, blk < blocks: acc = bias[blk]; vrmpy_splat_acc_n(acc, a + r * a_stride,
+  // w + blk * groups, groups); requantize (RequantArgs) and store the first
+  // min(32, channels - 32 * blk) bytes at out + r * out_stride + 32 * blk.
+  void (*gemm_requant)(const GemmArgs& args);
+  // For p < pixels, blk < blocks: acc = bias[blk]; for each tap t = ky * kernel_w + kx:
+  // unpack_b_w(x, window(p, ky, kx) + 32 * blk); mac_w(acc, x, w[t * blocks + blk]); then
+  // requantize and store as gemm_requant does.
+  void (*depthwise_rows)(const DepthwiseArgs& args);
+  // For each chunk of 32 elements (the last one partial: lanes beyond n read as 0 and are not
+  // stored): unpack_b_w both inputs, then per input add_w offset, shl_w, srdhm_w, rdbpot_w
+  // (splatted params), add_w the two, shl_w, srdhm_w, rdbpot_w, add_w out_offset, max_w,
+  // min_w, the two packs, store.
+  void (*add_requant)(const AddArgs& args);
+  // Byte max over a row (HVX vmax.b): acc[i] = max(acc[i], x[i]) for i < n (MAX_POOL_2D).
+  void (*max_b_n)(int8_t* acc, const int8_t* x, int n);
+  // QUANTIZE at a float boundary of the model: out[i] = fp::QuantizeFloat(in[i], scale, zp).
+  void (*quantize_f32)(const float* in, int n, float scale, int32_t zero_point, int8_t* out);
 };
 
 // Operations whose every implementation is the scalar one (data movement).

@@ -11,6 +11,9 @@
 
 #pragma GCC push_options
 #pragma GCC target("avx2")
+// After the pragma: the compositions instantiated here are compiled for AVX2 and inline the
+// vector operations below.
+#include "isa/compose.h"
 
 namespace tfq::isa {
 namespace {
@@ -147,6 +150,23 @@ void UnpackBW(VecI32* r, const int8_t* p) {
   }
 }
 
+constexpr VectorPrims kPrims = {VrmpySplatAccN, AddW, MacW, ShlW, SrdhmW, RdbpotW,
+                                MaxW, MinW, PackWHSat, PackHBSat, UnpackBW};
+
+// The micro-kernels: the compositions of isa/compose.h over this file's vector operations
+// (compiled here, under the AVX2 target, so the calls inline).
+void GemmRequant(const GemmArgs& g) { ComposedGemmRequant<kPrims>(g); }
+void DepthwiseRows(const DepthwiseArgs& d) { ComposedDepthwiseRows<kPrims>(d); }
+void AddRequant(const AddArgs& g) { ComposedAddRequant<kPrims>(g); }
+void MaxBN(int8_t* acc, const int8_t* x, int n) {
+  int i = 0;
+  for (; i + 32 <= n; i += 32) St(acc + i, 0, _mm256_max_epi8(Ld(acc + i, 0), Ld(x + i, 0)));
+  ScalarMaxBN(acc + i, x + i, n - i);
+}
+void QuantizeF32(const float* in, int n, float scale, int32_t zp, int8_t* out) {
+  ScalarQuantizeF32(in, n, scale, zp, out);
+}
+
 }  // namespace
 }  // namespace tfq::isa
 
@@ -156,7 +176,8 @@ namespace tfq::isa {
 namespace {
 const Ops kAvx2 = {
     "avx2", VrmpyAcc, VrmpySplatAccN, AddW, SubW, MulW, MacW, ShlW, SrdhmW, RdbpotW,
-    MaxW,   MinW,     PackWHSat,      PackHBSat, UnpackBW,
+    MaxW,   MinW,     PackWHSat,      PackHBSat, UnpackBW,   GemmRequant, DepthwiseRows,
+    AddRequant, MaxBN, QuantizeF32,
 };
 }  // namespace
 const Ops* Avx2() { return &kAvx2; }

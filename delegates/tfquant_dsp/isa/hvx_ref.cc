@@ -1,5 +1,6 @@
 // The scalar definitions of the ISA's operations: the specification every SIMD implementation is
 // tested against, and the implementation used where no SIMD is available (or TFQUANT_DSP_ISA=scalar).
+#include "isa/compose.h"
 #include "isa/fixed_point.h"
 #include "isa/hvx.h"
 
@@ -70,9 +71,14 @@ void UnpackBW(VecI32* r, const int8_t* p) {
   for (int i = 0; i < 32; ++i) r->w[i] = p[i];
 }
 
+constexpr VectorPrims kPrims = {VrmpySplatAccN, AddW, MacW, ShlW, SrdhmW, RdbpotW,
+                                MaxW, MinW, PackWHSat, PackHBSat, UnpackBW};
+
 const Ops kScalar = {
     "scalar", VrmpyAcc, VrmpySplatAccN, AddW, SubW, MulW, MacW, ShlW, SrdhmW, RdbpotW,
     MaxW,     MinW,     PackWHSat,      PackHBSat, UnpackBW,
+    ComposedGemmRequant<kPrims>, ComposedDepthwiseRows<kPrims>, ComposedAddRequant<kPrims>,
+    ScalarMaxBN, ScalarQuantizeF32,
 };
 
 }  // namespace

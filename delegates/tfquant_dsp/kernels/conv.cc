@@ -10,7 +10,6 @@
 namespace tfq::kernels {
 namespace {
 
-using isa::VecI16;
 using isa::VecI32;
 using isa::VecI8;
 
@@ -38,28 +37,6 @@ Requant MakeRequant(int channels, const double* real_multipliers, int32_t output
 
 }  // namespace
 
-void RequantizeStore(const isa::Ops& ops, const VecI32& acc, const Requant& rq, int block, int n,
-                     int8_t* out) {
-  VecI32 x = acc, t;
-  isa::LoadW(&t, &rq.left_shift[block * 32]);
-  ops.shl_w(&x, &x, &t);
-  isa::LoadW(&t, &rq.multiplier[block * 32]);
-  ops.srdhm_w(&x, &x, &t);
-  isa::LoadW(&t, &rq.right_shift[block * 32]);
-  ops.rdbpot_w(&x, &x, &t);
-  isa::SplatW(&t, rq.output_zero_point);
-  ops.add_w(&x, &x, &t);
-  isa::SplatW(&t, rq.act_min);
-  ops.max_w(&x, &x, &t);
-  isa::SplatW(&t, rq.act_max);
-  ops.min_w(&x, &x, &t);
-  VecI16 h;
-  ops.pack_w_h_sat(&h, &x, &x);
-  VecI8 b;
-  ops.pack_h_b_sat(&b, &h, &h);
-  isa::StorePartialB(out, b, n);
-}
-
 // ---- PackedGemm ---------------------------------------------------------------------------------
 
 PackedGemm::PackedGemm(const int8_t* filter, int out, int depth, const int32_t* bias,
@@ -80,15 +57,6 @@ PackedGemm::PackedGemm(const int8_t* filter, int out, int depth, const int32_t* 
     }
     const int32_t b = (c < out && bias) ? bias[c] : 0;
     bias_[blk].w[lane] = fp::WrapSub(b, fp::WrapMul(128 + input_zero_point, sum));
-  }
-}
-
-void PackedGemm::RowTimesWeights(const isa::Ops& ops, const uint8_t* row, const Requant& rq,
-                                 int8_t* out_row) const {
-  for (int blk = 0; blk < blocks_; ++blk) {
-    VecI32 acc = bias_[blk];
-    ops.vrmpy_splat_acc_n(&acc, row, &packed_[static_cast<size_t>(blk) * groups_], groups_);
-    RequantizeStore(ops, acc, rq, blk, std::min(32, out_ - blk * 32), out_row + blk * 32);
   }
 }
 
@@ -128,70 +96,185 @@ void Conv2D::OutputShape(const int in[4], int out[4]) const {
 
 namespace {
 
-// The input as u8 (x + 128) with the padding (and any row/column the filter window can reach
-// beyond the image) filled with the input zero point, plus a few bytes of slack so that reads of
-// a whole number of 4-byte groups stay inside the buffer.
-struct PaddedInput {
-  std::vector<uint8_t> data;
-  int hp, wp, pad_top, pad_left;
-};
-
-PaddedInput PadInputU8(const int8_t* in, const int s[4], int out_h, int out_w,
-                       const ConvGeometry& g, int32_t zero_point) {
-  PaddedInput p;
-  p.pad_top = PaddingBefore(s[1], g.kernel_h, g.stride_h, g.dilation_h, out_h);
-  p.pad_left = PaddingBefore(s[2], g.kernel_w, g.stride_w, g.dilation_w, out_w);
-  const int need_h = (out_h - 1) * g.stride_h + (g.kernel_h - 1) * g.dilation_h + 1;
-  const int need_w = (out_w - 1) * g.stride_w + (g.kernel_w - 1) * g.dilation_w + 1;
-  p.hp = std::max(need_h, p.pad_top + s[1]);
-  p.wp = std::max(need_w, p.pad_left + s[2]);
-  const int c = s[3];
-  p.data.assign(static_cast<size_t>(s[0]) * p.hp * p.wp * c + 64,
-                static_cast<uint8_t>(zero_point + 128));
-  for (int n = 0; n < s[0]; ++n) {
-    for (int y = 0; y < s[1]; ++y) {
-      const int8_t* src = in + ((static_cast<size_t>(n) * s[1] + y) * s[2]) * c;
-      uint8_t* dst = &p.data[((static_cast<size_t>(n) * p.hp + y + p.pad_top) * p.wp + p.pad_left) * c];
-      for (int i = 0; i < s[2] * c; ++i) dst[i] = static_cast<uint8_t>(src[i] ^ 0x80);
-    }
+// dst[i] = src[i] + 128 as u8 (x ^ 0x80), 8 bytes at a time.
+void ToU8(const int8_t* src, int n, uint8_t* dst) {
+  int i = 0;
+  for (; i + 8 <= n; i += 8) {
+    uint64_t v;
+    memcpy(&v, src + i, 8);
+    v ^= 0x8080808080808080ull;
+    memcpy(dst + i, &v, 8);
   }
-  return p;
+  for (; i < n; ++i) dst[i] = static_cast<uint8_t>(src[i] ^ 0x80);
+}
+
+// memcpy for the short copies of an im2col row (a few channels x kernel_w taps), inline: two
+// overlapping word copies instead of a library call.
+inline void CopySmall(uint8_t* d, const uint8_t* s, size_t n) {
+  if (n >= 16) {
+    memcpy(d, s, n);
+  } else if (n >= 8) {
+    uint64_t a, b;
+    memcpy(&a, s, 8);
+    memcpy(&b, s + n - 8, 8);
+    memcpy(d, &a, 8);
+    memcpy(d + n - 8, &b, 8);
+  } else if (n >= 4) {
+    uint32_t a, b;
+    memcpy(&a, s, 4);
+    memcpy(&b, s + n - 4, 4);
+    memcpy(d, &a, 4);
+    memcpy(d + n - 4, &b, 4);
+  } else {
+    for (size_t i = 0; i < n; ++i) d[i] = s[i];
+  }
+}
+
+// Runs fn(i) for i in [0, n), split into at most `tasks` contiguous chunks over the pool.
+template <typename F>
+void ForEachChunk(ThreadPool* pool, int n, int tasks, F fn) {
+  tasks = std::max(1, std::min(n, tasks));
+  ParallelFor(pool, tasks, [&](int t) {
+    const int begin = static_cast<int>(static_cast<int64_t>(n) * t / tasks);
+    const int end = static_cast<int>(static_cast<int64_t>(n) * (t + 1) / tasks);
+    for (int i = begin; i < end; ++i) fn(i);
+  });
+}
+
+constexpr int kRowTile = 6;       // rows of the AVX-512 register tile
+constexpr int kBlockChunk = 2;    // blocks of 32 channels per gemm_requant call
+
+int TaskRows(int64_t rows, ThreadPool* pool) {
+  // Enough tasks for every thread to get a few (dynamic balance on shared cores), each a
+  // multiple of the register tile, at most 48 rows (its u8 rows stay in L1/L2).
+  const int threads = pool ? pool->threads() : 1;
+  int64_t t = (rows + 3 * threads - 1) / (3 * threads);
+  t = (t + kRowTile - 1) / kRowTile * kRowTile;
+  return static_cast<int>(std::max<int64_t>(kRowTile, std::min<int64_t>(48, t)));
 }
 
 }  // namespace
 
-void Conv2D::Run(const isa::Ops& ops, const int8_t* input, const int s[4], int8_t* output) const {
+isa::GemmArgs PackedGemm::Args(const uint8_t* a, ptrdiff_t a_stride, int rows, int blk0,
+                               int blocks, const Requant& rq, int8_t* out,
+                               ptrdiff_t out_stride) const {
+  isa::GemmArgs g;
+  g.a = a;
+  g.a_stride = a_stride;
+  g.rows = rows;
+  g.groups = groups_;
+  g.w = &packed_[static_cast<size_t>(blk0) * groups_];
+  g.bias = &bias_[blk0];
+  g.blocks = blocks;
+  g.channels = out_ - 32 * blk0;
+  g.rq = {&rq.multiplier[32 * blk0], &rq.left_shift[32 * blk0], &rq.right_shift[32 * blk0],
+          rq.output_zero_point, rq.act_min, rq.act_max};
+  g.out = out + 32 * blk0;
+  g.out_stride = out_stride;
+  return g;
+}
+
+void Conv2D::Run(const isa::Ops& ops, ThreadPool* pool, const int8_t* input, const int s[4],
+                 int8_t* output) const {
   int o[4];
   OutputShape(s, o);
   if (o[1] <= 0 || o[2] <= 0) return;
-  const PaddedInput p = PadInputU8(input, s, o[1], o[2], g_, input_zero_point_);
   const int c = in_channels_;
-  const bool pointwise = g_.kernel_h == 1 && g_.kernel_w == 1;
-  std::vector<uint8_t> row(gemm_.padded_depth() + 64, 0);
-  for (int n = 0; n < o[0]; ++n) {
-    for (int oy = 0; oy < o[1]; ++oy) {
-      for (int ox = 0; ox < o[2]; ++ox) {
-        int8_t* out = output + ((static_cast<size_t>(n) * o[1] + oy) * o[2] + ox) * out_channels_;
-        const size_t base = static_cast<size_t>(n) * p.hp;
-        if (pointwise) {
-          const uint8_t* src =
-              &p.data[((base + oy * g_.stride_h) * p.wp + ox * g_.stride_w) * c];
-          gemm_.RowTimesWeights(ops, src, rq_, out);
-          continue;
+  const int kp = gemm_.padded_depth();
+  const int64_t rows = static_cast<int64_t>(o[0]) * o[1] * o[2];
+  const int pad_top = PaddingBefore(s[1], g_.kernel_h, g_.stride_h, g_.dilation_h, o[1]);
+  const int pad_left = PaddingBefore(s[2], g_.kernel_w, g_.stride_w, g_.dilation_w, o[2]);
+  const uint8_t pad_value = static_cast<uint8_t>(input_zero_point_ + 128);
+  const bool pointwise = g_.kernel_h == 1 && g_.kernel_w == 1 && g_.stride_h == 1 &&
+                         g_.stride_w == 1 && pad_top == 0 && pad_left == 0;
+  // Width of the zero-point-padded input line the taps of one output row read.
+  const int wp = std::max((o[2] - 1) * g_.stride_w + (g_.kernel_w - 1) * g_.dilation_w + 1,
+                          pad_left + s[2]);
+  if (a_.size() < static_cast<size_t>(rows) * kp + 64) a_.resize(static_cast<size_t>(rows) * kp + 64);
+  const int task_rows = TaskRows(rows, pool);
+  const int tasks = static_cast<int>((rows + task_rows - 1) / task_rows);
+  ParallelFor(pool, tasks, [&](int task) {
+    const int64_t r0 = static_cast<int64_t>(task) * task_rows;
+    const int n_rows = static_cast<int>(std::min<int64_t>(task_rows, rows - r0));
+    // im2col of these rows as u8: out-of-image taps hold the input zero point, the depth
+    // padding zero (its weights are zero). For a general convolution each needed input row is
+    // converted once per output row into `line` (zero-point padded left and right), and each
+    // output pixel then copies its kernel_w taps from it (one copy when not dilated).
+    const int k_used = g_.kernel_h * g_.kernel_w * c;
+    std::vector<uint8_t> line;
+    if (!pointwise) line.assign(static_cast<size_t>(wp) * c + 8, pad_value);
+    int64_t r = r0;
+    if (pointwise && kp == c) {  // the rows are contiguous on both sides: one pass
+      ToU8(input + static_cast<size_t>(r0) * c, n_rows * c, &a_[static_cast<size_t>(r0) * kp]);
+      r = r0 + n_rows;
+    }
+    while (r < r0 + n_rows) {
+      if (pointwise) {
+        uint8_t* dst = &a_[static_cast<size_t>(r) * kp];
+        ToU8(input + static_cast<size_t>(r) * c, c, dst);
+        memset(dst + c, 0, kp - c);
+        ++r;
+        continue;
+      }
+      // The run of pixels of this task on output row (n, oy).
+      const int ox0 = static_cast<int>(r % o[2]);
+      const int oy = static_cast<int>((r / o[2]) % o[1]);
+      const int n = static_cast<int>(r / (static_cast<int64_t>(o[2]) * o[1]));
+      const int ox1 = static_cast<int>(std::min<int64_t>(o[2], ox0 + (r0 + n_rows - r)));
+      for (int ky = 0; ky < g_.kernel_h; ++ky) {
+        const int y = oy * g_.stride_h - pad_top + ky * g_.dilation_h;
+        const bool row_in = y >= 0 && y < s[1];
+        if (row_in) {
+          ToU8(input + ((static_cast<size_t>(n) * s[1] + y) * s[2]) * c, s[2] * c,
+               line.data() + static_cast<size_t>(pad_left) * c);
         }
-        uint8_t* dst = row.data();
-        for (int ky = 0; ky < g_.kernel_h; ++ky) {
-          const int y = oy * g_.stride_h + ky * g_.dilation_h;
-          for (int kx = 0; kx < g_.kernel_w; ++kx) {
-            const int x = ox * g_.stride_w + kx * g_.dilation_w;
-            memcpy(dst, &p.data[((base + y) * p.wp + x) * c], c);
-            dst += c;
+        for (int ox = ox0; ox < ox1; ++ox) {
+          uint8_t* d = &a_[static_cast<size_t>(r + ox - ox0) * kp] +
+                       static_cast<size_t>(ky) * g_.kernel_w * c;
+          if (!row_in) {
+            memset(d, pad_value, static_cast<size_t>(g_.kernel_w) * c);
+          } else if (g_.dilation_w == 1) {
+            CopySmall(d, line.data() + static_cast<size_t>(ox * g_.stride_w) * c,
+                      static_cast<size_t>(g_.kernel_w) * c);
+          } else {
+            for (int kx = 0; kx < g_.kernel_w; ++kx) {
+              memcpy(d + kx * c,
+                     line.data() + static_cast<size_t>(ox * g_.stride_w + kx * g_.dilation_w) * c, c);
+            }
           }
         }
-        gemm_.RowTimesWeights(ops, row.data(), rq_, out);
       }
+      for (int ox = ox0; ox < ox1; ++ox) {
+        uint8_t* tail = &a_[static_cast<size_t>(r + ox - ox0) * kp] + k_used;
+        for (int i = 0; i < kp - k_used; ++i) tail[i] = 0;  // at most 3 bytes
+      }
+      r += ox1 - ox0;
     }
-  }
+    const uint8_t* a = &a_[static_cast<size_t>(r0) * kp];
+    int8_t* out = output + static_cast<size_t>(r0) * out_channels_;
+    for (int blk = 0; blk < gemm_.blocks(); blk += kBlockChunk) {
+      const int nb = std::min(kBlockChunk, gemm_.blocks() - blk);
+      ops.gemm_requant(gemm_.Args(a, kp, n_rows, blk, nb, rq_, out, out_channels_));
+    }
+  });
+}
+
+HvxCount Conv2D::Count(const int s[4]) const {
+  int o[4];
+  OutputShape(s, o);
+  HvxCount h;
+  const int64_t rows = static_cast<int64_t>(o[0]) * o[1] * o[2];
+  const int64_t k = static_cast<int64_t>(g_.kernel_h) * g_.kernel_w * in_channels_;
+  h.macs = rows * out_channels_ * k;
+  // im2col: one load, one XOR and one store per 128 bytes of u8 rows.
+  const int64_t a_vectors = (rows * gemm_.padded_depth() + 127) / 128;
+  h.vload += a_vectors; h.valu += a_vectors; h.vstore += a_vectors;
+  // vrmpy (vector x scalar) per row, block and group of 4 depth values; a weight vector is
+  // loaded once per 4 rows (register blocking over rows).
+  h.vrmpy = rows * gemm_.blocks() * gemm_.groups();
+  h.vload += (rows + 3) / 4 * gemm_.blocks() * gemm_.groups();
+  h += RequantCount(rows * gemm_.blocks());
+  return h;
 }
 
 // ---- DEPTHWISE_CONV_2D --------------------------------------------------------------------------
@@ -237,8 +320,8 @@ void DepthwiseConv2D::OutputShape(const int in[4], int out[4]) const {
   out[3] = out_channels_;
 }
 
-void DepthwiseConv2D::Run(const isa::Ops& ops, const int8_t* input, const int s[4],
-                          int8_t* output) const {
+void DepthwiseConv2D::Run(const isa::Ops& ops, ThreadPool* pool, const int8_t* input,
+                          const int s[4], int8_t* output) const {
   int o[4];
   OutputShape(s, o);
   if (o[1] <= 0 || o[2] <= 0) return;
@@ -248,45 +331,160 @@ void DepthwiseConv2D::Run(const isa::Ops& ops, const int8_t* input, const int s[
                           pad_top + s[1]);
   const int wp = std::max((o[2] - 1) * g_.stride_w + (g_.kernel_w - 1) * g_.dilation_w + 1,
                           pad_left + s[2]);
+  if (multiplier_ == 1 && padded_channels_ == in_channels_) {
+    RunUnpadded(ops, pool, input, s, o, pad_top, pad_left, output);
+    return;
+  }
   const int cp = padded_channels_;
-  // Zero-point-padded input with channels expanded to the output channels (c reads c / m).
-  std::vector<int8_t> buf(static_cast<size_t>(s[0]) * hp * wp * cp,
-                          static_cast<int8_t>(input_zero_point_));
-  for (int n = 0; n < s[0]; ++n) {
-    for (int y = 0; y < s[1]; ++y) {
+  // Zero-point-padded input with channels expanded to the output channels (c reads c / m),
+  // 64 bytes of slack for the last vector loads.
+  const size_t size = static_cast<size_t>(s[0]) * hp * wp * cp + 64;
+  if (buf_.size() < size) buf_.resize(size);
+  const int8_t zp = static_cast<int8_t>(input_zero_point_);
+  const bool direct_rows = multiplier_ == 1 && cp == in_channels_;
+  const int threads = pool ? pool->threads() : 1;
+  ForEachChunk(pool, s[0] * hp, 3 * threads, [&](int row) {
+    const int n = row / hp, yp = row % hp, y = yp - pad_top;
+    int8_t* dst = &buf_[(static_cast<size_t>(row) * wp) * cp];
+    if (y < 0 || y >= s[1]) {
+      memset(dst, zp, static_cast<size_t>(wp) * cp);
+      return;
+    }
+    const int8_t* src = input + ((static_cast<size_t>(n) * s[1] + y) * s[2]) * in_channels_;
+    memset(dst, zp, static_cast<size_t>(pad_left) * cp);
+    if (direct_rows) {
+      memcpy(dst + static_cast<size_t>(pad_left) * cp, src, static_cast<size_t>(s[2]) * cp);
+    } else {
       for (int x = 0; x < s[2]; ++x) {
-        const int8_t* src = input + ((static_cast<size_t>(n) * s[1] + y) * s[2] + x) * in_channels_;
-        int8_t* dst = &buf[((static_cast<size_t>(n) * hp + y + pad_top) * wp + x + pad_left) * cp];
+        int8_t* d = dst + static_cast<size_t>(x + pad_left) * cp;
+        const int8_t* p = src + static_cast<size_t>(x) * in_channels_;
         if (multiplier_ == 1) {
-          memcpy(dst, src, in_channels_);
+          memcpy(d, p, in_channels_);
         } else {
-          for (int c = 0; c < out_channels_; ++c) dst[c] = src[c / multiplier_];
+          for (int c = 0; c < out_channels_; ++c) d[c] = p[c / multiplier_];
         }
+        memset(d + out_channels_, zp, cp - out_channels_);
       }
     }
-  }
-  const int blocks = cp / 32;
-  for (int n = 0; n < o[0]; ++n) {
-    for (int oy = 0; oy < o[1]; ++oy) {
-      for (int ox = 0; ox < o[2]; ++ox) {
-        int8_t* out = output + ((static_cast<size_t>(n) * o[1] + oy) * o[2] + ox) * out_channels_;
-        for (int blk = 0; blk < blocks; ++blk) {
-          VecI32 acc = bias_[blk], x;
-          int t = 0;
-          for (int ky = 0; ky < g_.kernel_h; ++ky) {
-            const int y = oy * g_.stride_h + ky * g_.dilation_h;
-            for (int kx = 0; kx < g_.kernel_w; ++kx, ++t) {
-              const int xx = ox * g_.stride_w + kx * g_.dilation_w;
-              ops.unpack_b_w(&x, &buf[((static_cast<size_t>(n) * hp + y) * wp + xx) * cp + blk * 32]);
-              ops.mac_w(&acc, &x, &weights_[static_cast<size_t>(t) * blocks + blk]);
+    const int right = wp - pad_left - s[2];
+    memset(dst + static_cast<size_t>(pad_left + s[2]) * cp, zp, static_cast<size_t>(right) * cp);
+  });
+  isa::DepthwiseArgs d;
+  d.pixel_stride = static_cast<ptrdiff_t>(g_.stride_w) * cp;
+  d.tap_dy = static_cast<ptrdiff_t>(g_.dilation_h) * wp * cp;
+  d.tap_dx = static_cast<ptrdiff_t>(g_.dilation_w) * cp;
+  d.kernel_h = g_.kernel_h;
+  d.kernel_w = g_.kernel_w;
+  d.pixels = o[2];
+  d.w = weights_.data();
+  d.bias = bias_.data();
+  d.blocks = cp / 32;
+  d.channels = out_channels_;
+  d.rq = {rq_.multiplier.data(), rq_.left_shift.data(), rq_.right_shift.data(),
+          rq_.output_zero_point, rq_.act_min, rq_.act_max};
+  d.out_stride = out_channels_;
+  ForEachChunk(pool, o[0] * o[1], 3 * threads, [&](int row) {
+    const int n = row / o[1], oy = row % o[1];
+    isa::DepthwiseArgs r = d;
+    r.in = &buf_[((static_cast<size_t>(n) * hp + oy * g_.stride_h) * wp) * cp];
+    r.out = output + static_cast<size_t>(row) * o[2] * out_channels_;
+    ops.depthwise_rows(r);
+  });
+}
+
+void DepthwiseConv2D::RunUnpadded(const isa::Ops& ops, ThreadPool* pool, const int8_t* input,
+                                  const int s[4], const int o[4], int pad_top, int pad_left,
+                                  int8_t* output) const {
+  const int c = in_channels_, kh = g_.kernel_h, kw = g_.kernel_w;
+  const int sh = g_.stride_h, sw = g_.stride_w, dh = g_.dilation_h, dw = g_.dilation_w;
+  isa::DepthwiseArgs base;
+  base.kernel_h = kh;
+  base.kernel_w = kw;
+  base.w = weights_.data();
+  base.bias = bias_.data();
+  base.blocks = c / 32;
+  base.channels = out_channels_;
+  base.rq = {rq_.multiplier.data(), rq_.left_shift.data(), rq_.right_shift.data(),
+             rq_.output_zero_point, rq_.act_min, rq_.act_max};
+  base.out_stride = c;
+  // Output columns [ox_lo, ox_hi) have their whole window inside the image horizontally.
+  int ox_lo = 0, ox_hi = o[2];
+  while (ox_lo < o[2] && ox_lo * sw - pad_left < 0) ++ox_lo;
+  while (ox_hi > ox_lo && (ox_hi - 1) * sw - pad_left + (kw - 1) * dw >= s[2]) --ox_hi;
+  const int8_t zp = static_cast<int8_t>(input_zero_point_);
+  const size_t window = static_cast<size_t>(kh) * kw * c;
+  const int threads = pool ? pool->threads() : 1;
+  ForEachChunk(pool, o[0] * o[1], 3 * threads, [&](int row) {
+    const int n = row / o[1], oy = row % o[1];
+    const int y0 = oy * sh - pad_top;
+    int8_t* out_row = output + static_cast<size_t>(row) * o[2] * c;
+    auto pixel = [&](int y, int x) {
+      return input + ((static_cast<size_t>(n) * s[1] + y) * s[2] + x) * c;
+    };
+    // Pixels [begin, end) whose windows leave the image: each window copied (zero point
+    // outside), one after the other, then one call for them all.
+    std::vector<int8_t> scratch;
+    auto run_windows = [&](int begin, int end) {
+      if (begin >= end) return;
+      scratch.resize(static_cast<size_t>(end - begin) * window + 64);
+      for (int ox = begin; ox < end; ++ox) {
+        int8_t* wdst = &scratch[static_cast<size_t>(ox - begin) * window];
+        for (int ky = 0; ky < kh; ++ky) {
+          const int y = y0 + ky * dh;
+          for (int kx = 0; kx < kw; ++kx) {
+            const int x = ox * sw - pad_left + kx * dw;
+            int8_t* d = wdst + (static_cast<size_t>(ky) * kw + kx) * c;
+            if (y < 0 || y >= s[1] || x < 0 || x >= s[2]) {
+              memset(d, zp, c);
+            } else {
+              memcpy(d, pixel(y, x), c);
             }
           }
-          RequantizeStore(ops, acc, rq_, blk, std::min(32, out_channels_ - blk * 32),
-                          out + blk * 32);
         }
       }
+      isa::DepthwiseArgs d = base;
+      d.in = scratch.data();
+      d.pixel_stride = static_cast<ptrdiff_t>(window);
+      d.tap_dy = static_cast<ptrdiff_t>(kw) * c;
+      d.tap_dx = c;
+      d.pixels = end - begin;
+      d.out = out_row + static_cast<size_t>(begin) * c;
+      ops.depthwise_rows(d);
+    };
+    const bool rows_in = y0 >= 0 && y0 + (kh - 1) * dh < s[1];
+    if (!rows_in || ox_lo >= ox_hi) {
+      run_windows(0, o[2]);
+      return;
     }
-  }
+    run_windows(0, ox_lo);
+    isa::DepthwiseArgs d = base;
+    d.in = pixel(y0, ox_lo * sw - pad_left);
+    d.pixel_stride = static_cast<ptrdiff_t>(sw) * c;
+    d.tap_dy = static_cast<ptrdiff_t>(dh) * s[2] * c;
+    d.tap_dx = static_cast<ptrdiff_t>(dw) * c;
+    d.pixels = ox_hi - ox_lo;
+    d.out = out_row + static_cast<size_t>(ox_lo) * c;
+    ops.depthwise_rows(d);
+    run_windows(ox_hi, o[2]);
+  });
+}
+
+HvxCount DepthwiseConv2D::Count(const int s[4]) const {
+  int o[4];
+  OutputShape(s, o);
+  HvxCount h;
+  const int64_t pixels = static_cast<int64_t>(o[0]) * o[1] * o[2];
+  const int64_t taps = static_cast<int64_t>(g_.kernel_h) * g_.kernel_w;
+  const int64_t blocks = padded_channels_ / 32;
+  h.macs = pixels * out_channels_ * taps;
+  // Padding copy: one load and one store per 128 bytes of the padded input.
+  const int64_t copy = (static_cast<int64_t>(s[0]) * s[1] * s[2] * padded_channels_ + 127) / 128;
+  h.vload += copy; h.vstore += copy;
+  // Per pixel, block and tap: a load, a byte -> word unpack, a 32-bit multiply-accumulate.
+  const int64_t steps = pixels * blocks * taps;
+  h.vload += steps; h.vshift += steps; h.vmpy += steps;
+  h += RequantCount(pixels * blocks);
+  return h;
 }
 
 // ---- FULLY_CONNECTED ----------------------------------------------------------------------------
@@ -327,7 +525,7 @@ void FullyConnected::Run(const isa::Ops& ops, const int8_t* input, int batches,
     for (int k = 0; k < depth_; ++k) row[k] = static_cast<uint8_t>(src[k] ^ 0x80);
     int8_t* dst = output + static_cast<size_t>(b) * out_;
     if (mode_ == FcRequant::kFixedPoint) {
-      gemm_.RowTimesWeights(ops, row.data(), rq_, dst);
+      ops.gemm_requant(gemm_.Args(row.data(), 0, 1, 0, gemm_.blocks(), rq_, dst, out_));
       continue;
     }
     gemm_.RowAccumulators(ops, row.data(), acc.data());
@@ -338,6 +536,35 @@ void FullyConnected::Run(const isa::Ops& ops, const int8_t* input, int batches,
       dst[c] = static_cast<int8_t>(clamped);
     }
   }
+}
+
+HvxCount FullyConnected::Count(int batches) const {
+  HvxCount h;
+  h.macs = static_cast<int64_t>(batches) * out_ * depth_;
+  h.vrmpy = static_cast<int64_t>(batches) * gemm_.blocks() * gemm_.groups();
+  h.vload = (batches + 3) / 4 * static_cast<int64_t>(gemm_.blocks()) * gemm_.groups();
+  h += RequantCount(static_cast<int64_t>(batches) * gemm_.blocks());
+  return h;
+}
+
+HvxCount RequantCount(int64_t n) {
+  HvxCount h;
+  h.vmpy = 2 * n;
+  h.valu = 5 * n;
+  h.vshift = 4 * n;
+  h.vstore = n;
+  return h;
+}
+
+HvxCount ElementwiseCount(int64_t n, int alu, int mpy, int shift, int loads) {
+  const int64_t v32 = (n + 31) / 32, v128 = (n + 127) / 128;
+  HvxCount h;
+  h.valu = v32 * alu;
+  h.vmpy = v32 * mpy;
+  h.vshift = v32 * shift;
+  h.vload = v128 * loads;
+  h.vstore = v128;
+  return h;
 }
 
 }  // namespace tfq::kernels

@@ -88,41 +88,40 @@ void ScaleInput(const isa::Ops& ops, VecI32* x, int32_t offset, int left_shift, 
 }
 }  // namespace
 
-void Add(const isa::Ops& ops, const AddParams& p, const int8_t* a, const int as[4],
+void Add(const isa::Ops& ops, ThreadPool* pool, const AddParams& p, const int8_t* a, const int as[4],
          const int8_t* b, const int bs[4], int8_t* out, const int os[4]) {
   if (SameShape(as, os) && SameShape(bs, os)) {
     const size_t n = static_cast<size_t>(os[0]) * os[1] * os[2] * os[3];
     // Left shifts of the inputs: (x + offset) * 2^20 * 2^max(shift, 0); the reference forms the
     // product with 2^20 first and then the multiplier's left shift (shifts <= 0 in practice).
-    for (size_t i = 0; i < n; i += 32) {
-      const int cnt = static_cast<int>(std::min<size_t>(32, n - i));
-      int8_t ta[32] = {0}, tb[32] = {0};
-      memcpy(ta, a + i, cnt);
-      memcpy(tb, b + i, cnt);
-      VecI32 xa, xb, t;
-      ops.unpack_b_w(&xa, ta);
-      ops.unpack_b_w(&xb, tb);
-      ScaleInput(ops, &xa, p.input1_offset, p.left_shift, p.input1_multiplier, p.input1_shift);
-      ScaleInput(ops, &xb, p.input2_offset, p.left_shift, p.input2_multiplier, p.input2_shift);
-      ops.add_w(&xa, &xa, &xb);
-      isa::SplatW(&t, p.output_shift > 0 ? p.output_shift : 0);
-      ops.shl_w(&xa, &xa, &t);
-      isa::SplatW(&t, p.output_multiplier);
-      ops.srdhm_w(&xa, &xa, &t);
-      isa::SplatW(&t, p.output_shift > 0 ? 0 : -p.output_shift);
-      ops.rdbpot_w(&xa, &xa, &t);
-      isa::SplatW(&t, p.output_offset);
-      ops.add_w(&xa, &xa, &t);
-      isa::SplatW(&t, p.act_min);
-      ops.max_w(&xa, &xa, &t);
-      isa::SplatW(&t, p.act_max);
-      ops.min_w(&xa, &xa, &t);
-      VecI16 h;
-      ops.pack_w_h_sat(&h, &xa, &xa);
-      VecI8 r;
-      ops.pack_h_b_sat(&r, &h, &h);
-      isa::StorePartialB(out + i, r, cnt);
-    }
+    isa::AddArgs g;
+    g.a_offset = p.input1_offset;
+    g.a_shl = p.left_shift + (p.input1_shift > 0 ? p.input1_shift : 0);
+    g.a_mult = p.input1_multiplier;
+    g.a_rshift = p.input1_shift > 0 ? 0 : -p.input1_shift;
+    g.b_offset = p.input2_offset;
+    g.b_shl = p.left_shift + (p.input2_shift > 0 ? p.input2_shift : 0);
+    g.b_mult = p.input2_multiplier;
+    g.b_rshift = p.input2_shift > 0 ? 0 : -p.input2_shift;
+    g.out_shl = p.output_shift > 0 ? p.output_shift : 0;
+    g.out_mult = p.output_multiplier;
+    g.out_rshift = p.output_shift > 0 ? 0 : -p.output_shift;
+    g.out_offset = p.output_offset;
+    g.act_min = p.act_min;
+    g.act_max = p.act_max;
+    // Chunks of whole 32-element vectors, one per task.
+    const int threads = pool ? pool->threads() : 1;
+    const size_t chunk = std::max<size_t>(4096, (n / (3 * threads) + 31) / 32 * 32);
+    const int tasks = static_cast<int>((n + chunk - 1) / chunk);
+    ParallelFor(pool, tasks, [&](int t) {
+      isa::AddArgs c = g;
+      const size_t begin = static_cast<size_t>(t) * chunk;
+      c.a = a + begin;
+      c.b = b + begin;
+      c.out = out + begin;
+      c.n = static_cast<int>(std::min(chunk, n - begin));
+      ops.add_requant(c);
+    });
     return;
   }
   ForEachBroadcast(as, bs, os, [&](size_t i, size_t ia, size_t ib) {
@@ -295,13 +294,8 @@ void HardSwish(const HardSwishParams& p, const int8_t* in, int n, int8_t* out) {
 
 // ---- QUANTIZE / DEQUANTIZE ----------------------------------------------------------------------
 
-void Quantize(QuantParams q, const float* in, int n, int8_t* out) {
-  for (int i = 0; i < n; ++i) {
-    const float v = roundf(in[i] / q.scale);
-    // Values beyond the int32 range clamp to the int8 range anyway.
-    const int32_t r = v >= 2147483520.0f ? 127 : (v <= -2147483648.0f ? -128 : static_cast<int32_t>(v) + q.zero_point);
-    out[i] = static_cast<int8_t>(SaturateInt8(r));
-  }
+void Quantize(const isa::Ops& ops, QuantParams q, const float* in, int n, int8_t* out) {
+  ops.quantize_f32(in, n, q.scale, q.zero_point, out);
 }
 
 void Dequantize(QuantParams q, const int8_t* in, int n, float* out) {

@@ -14,8 +14,33 @@
 
 #include "isa/hvx.h"
 #include "kernels/quant_util.h"
+#include "kernels/thread_pool.h"
 
 namespace tfq::kernels {
+
+// The emulated HVX instructions one run of a kernel issues, counted analytically from its loop
+// structure (no counting on the fast path), by instruction class of a Hexagon-class vector
+// unit: the DSP cost model turns them into cycles. macs are the useful multiply-accumulates.
+struct HvxCount {
+  int64_t macs = 0;
+  int64_t vrmpy = 0;   // 4-way byte multiply-accumulate (128 MACs each)
+  int64_t vmpy = 0;    // other multiplies (32-bit lane products, rounding doubling multiply)
+  int64_t valu = 0;    // add / sub / min / max / compare / logic
+  int64_t vshift = 0;  // shifts, packs, unpacks, permutes
+  int64_t vload = 0;   // 128-byte vector loads
+  int64_t vstore = 0;  // 128-byte vector stores
+  HvxCount& operator+=(const HvxCount& o) {
+    macs += o.macs; vrmpy += o.vrmpy; vmpy += o.vmpy; valu += o.valu; vshift += o.vshift;
+    vload += o.vload; vstore += o.vstore;
+    return *this;
+  }
+};
+// Requantizing n vectors of 32 accumulators (shl, srdhm = 2 multiplies, rdbpot = 2 ALU + 1
+// shift, + zero point, min, max, 2 packs, 1 store).
+HvxCount RequantCount(int64_t n);
+// An element-wise pass over n bytes with `alu` ALU, `mpy` multiply and `shift` shift-class
+// instructions per 32 lanes, `loads` input streams and one output stream.
+HvxCount ElementwiseCount(int64_t n, int alu, int mpy, int shift, int loads);
 
 // Requantization of an int32 accumulator to int8 for 32 output channels at a time.
 struct Requant {
@@ -41,23 +66,20 @@ class PackedGemm {
              int32_t input_zero_point);
   int out() const { return out_; }
   int depth() const { return depth_; }
-  // out_row[c] for c < out = requant(bias'[c] + sum_k row[k] * w[c][k]); row holds
-  // padded_depth() u8 values (entries beyond depth are ignored: their weights are zero).
-  void RowTimesWeights(const isa::Ops& ops, const uint8_t* row, const Requant& rq,
-                       int8_t* out_row) const;
   int padded_depth() const { return groups_ * 4; }
   // The int32 accumulators (bias and zero-point corrections included) for all out channels.
   void RowAccumulators(const isa::Ops& ops, const uint8_t* row, int32_t* acc) const;
+  // The GEMM tile arguments for rows of a (a_stride apart) and blocks [blk0, blk0 + blocks).
+  isa::GemmArgs Args(const uint8_t* a, ptrdiff_t a_stride, int rows, int blk0, int blocks,
+                     const Requant& rq, int8_t* out, ptrdiff_t out_stride) const;
+  int blocks() const { return blocks_; }
+  int groups() const { return groups_; }
 
  private:
   int out_, depth_, groups_, blocks_;
   std::vector<isa::VecI8> packed_;        // [blocks][groups]
   std::vector<isa::VecI32> bias_;         // [blocks]
 };
-
-// Writes requant(acc) for n <= 32 channels of block `block` to out (int8).
-void RequantizeStore(const isa::Ops& ops, const isa::VecI32& acc, const Requant& rq, int block,
-                     int n, int8_t* out);
 
 class Conv2D {
  public:
@@ -67,7 +89,10 @@ class Conv2D {
          const float* filter_scales, int num_scales, float output_scale,
          int32_t output_zero_point, Activation act);
   void OutputShape(const int in_shape[4], int out_shape[4]) const;
-  void Run(const isa::Ops& ops, const int8_t* input, const int in_shape[4], int8_t* output) const;
+  void Run(const isa::Ops& ops, ThreadPool* pool, const int8_t* input, const int in_shape[4],
+           int8_t* output) const;
+  HvxCount Count(const int in_shape[4]) const;
+  const PackedGemm& gemm() const { return gemm_; }
 
  private:
   int out_channels_, in_channels_;
@@ -75,6 +100,7 @@ class Conv2D {
   int32_t input_zero_point_;
   PackedGemm gemm_;
   Requant rq_;
+  mutable std::vector<uint8_t> a_;  // the u8 im2col rows of one Run (scratch)
 };
 
 class DepthwiseConv2D {
@@ -85,10 +111,16 @@ class DepthwiseConv2D {
                   const float* filter_scales, int num_scales, float output_scale,
                   int32_t output_zero_point, Activation act);
   void OutputShape(const int in_shape[4], int out_shape[4]) const;
-  void Run(const isa::Ops& ops, const int8_t* input, const int in_shape[4], int8_t* output) const;
+  void Run(const isa::Ops& ops, ThreadPool* pool, const int8_t* input, const int in_shape[4],
+           int8_t* output) const;
+  HvxCount Count(const int in_shape[4]) const;
 
  private:
   int in_channels_, multiplier_, out_channels_, padded_channels_;
+  mutable std::vector<int8_t> buf_;  // zero-point-padded input of one Run (scratch)
+  // multiplier 1 and channels a multiple of 32: interior windows read the input in place.
+  void RunUnpadded(const isa::Ops& ops, ThreadPool* pool, const int8_t* input, const int s[4],
+                   const int o[4], int pad_top, int pad_left, int8_t* output) const;
   ConvGeometry g_;
   int32_t input_zero_point_;
   std::vector<isa::VecI32> weights_;  // [kh*kw][blocks] widened filter values
@@ -106,6 +138,7 @@ class FullyConnected {
                  float output_scale, int32_t output_zero_point, Activation act, FcRequant mode);
   // input holds `batches` rows of depth values.
   void Run(const isa::Ops& ops, const int8_t* input, int batches, int8_t* output) const;
+  HvxCount Count(int batches) const;
 
  private:
   int out_, depth_;
@@ -134,7 +167,7 @@ struct AddParams {
   int32_t act_min, act_max;
 };
 AddParams MakeAddParams(QuantParams in1, QuantParams in2, QuantParams out, Activation act);
-void Add(const isa::Ops& ops, const AddParams& p, const int8_t* a, const int a_shape[4],
+void Add(const isa::Ops& ops, ThreadPool* pool, const AddParams& p, const int8_t* a, const int a_shape[4],
          const int8_t* b, const int b_shape[4], int8_t* out, const int out_shape[4]);
 
 struct MulParams {
@@ -153,7 +186,8 @@ struct PoolParams {
 };
 void PoolOutputShape(const PoolParams& p, const int in_shape[4], int out_shape[4]);
 void AveragePool(const PoolParams& p, const int8_t* in, const int in_shape[4], int8_t* out);
-void MaxPool(const PoolParams& p, const int8_t* in, const int in_shape[4], int8_t* out);
+void MaxPool(const isa::Ops& ops, const PoolParams& p, const int8_t* in, const int in_shape[4],
+             int8_t* out);
 
 // MEAN over H and W of an NHWC tensor; output [N][C].
 void MeanHW(QuantParams in, QuantParams out, const int8_t* input, const int in_shape[4],
@@ -183,7 +217,7 @@ struct HardSwishParams {
 bool MakeHardSwishParams(QuantParams in, QuantParams out, HardSwishParams* p);
 void HardSwish(const HardSwishParams& p, const int8_t* in, int n, int8_t* out);
 
-void Quantize(QuantParams out, const float* in, int n, int8_t* output);
+void Quantize(const isa::Ops& ops, QuantParams out, const float* in, int n, int8_t* output);
 void Dequantize(QuantParams in, const int8_t* input, int n, float* out);
 
 // PAD of an NHWC-or-lower-rank tensor given as 4-D with per-dimension (before, after) padding.

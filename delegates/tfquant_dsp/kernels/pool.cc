@@ -54,17 +54,44 @@ void AveragePool(const PoolParams& p, const int8_t* in, const int s[4], int8_t* 
   });
 }
 
-void MaxPool(const PoolParams& p, const int8_t* in, const int s[4], int8_t* out) {
-  Pool(p, in, s, out, [&](int n, int y0, int x0, int fy0, int fy1, int fx0, int fx1, int c,
-                          int8_t* dst) {
-    int32_t m = -128;
-    for (int fy = fy0; fy < fy1; ++fy) {
-      for (int fx = fx0; fx < fx1; ++fx) {
-        m = std::max<int32_t>(m, in[((static_cast<size_t>(n) * s[1] + y0 + fy) * s[2] + x0 + fx) * s[3] + c]);
+void MaxPool(const isa::Ops& ops, const PoolParams& p, const int8_t* in, const int s[4],
+             int8_t* out) {
+  // Per output pixel, the max of the in-image taps' channel rows (a window always holds at
+  // least one in-image tap), then the fused clamp.
+  int o[4];
+  PoolOutputShape(p, s, o);
+  const int pad_h = PaddingBefore(s[1], p.filter_h, p.stride_h, 1, o[1]);
+  const int pad_w = PaddingBefore(s[2], p.filter_w, p.stride_w, 1, o[2]);
+  const int c = s[3];
+  const bool clamp = p.act_min > -128 || p.act_max < 127;
+  for (int n = 0; n < o[0]; ++n) {
+    for (int oy = 0; oy < o[1]; ++oy) {
+      for (int ox = 0; ox < o[2]; ++ox) {
+        const int y0 = oy * p.stride_h - pad_h, x0 = ox * p.stride_w - pad_w;
+        const int fy0 = std::max(0, -y0), fy1 = std::min(p.filter_h, s[1] - y0);
+        const int fx0 = std::max(0, -x0), fx1 = std::min(p.filter_w, s[2] - x0);
+        int8_t* dst = out + ((static_cast<size_t>(n) * o[1] + oy) * o[2] + ox) * c;
+        bool first = true;
+        for (int fy = fy0; fy < fy1; ++fy) {
+          for (int fx = fx0; fx < fx1; ++fx) {
+            const int8_t* src = in + ((static_cast<size_t>(n) * s[1] + y0 + fy) * s[2] + x0 + fx) * c;
+            if (first) {
+              memcpy(dst, src, c);
+              first = false;
+            } else {
+              ops.max_b_n(dst, src, c);
+            }
+          }
+        }
+        if (first) memset(dst, -128, c);  // no in-image tap (not produced by TFLite's shapes)
+        if (clamp) {
+          for (int i = 0; i < c; ++i) {
+            dst[i] = static_cast<int8_t>(std::min<int32_t>(std::max<int32_t>(dst[i], p.act_min), p.act_max));
+          }
+        }
       }
     }
-    *dst = static_cast<int8_t>(std::min(std::max(m, p.act_min), p.act_max));
-  });
+  }
 }
 
 void MeanHW(QuantParams in, QuantParams out, const int8_t* input, const int s[4], int8_t* output) {
@@ -97,8 +124,16 @@ void Pad(const int8_t* in, const int s[4], const int pads[4][2], int8_t pad_valu
   int o[4];
   for (int d = 0; d < 4; ++d) o[d] = s[d] + pads[d][0] + pads[d][1];
   memset(out, pad_value, static_cast<size_t>(o[0]) * o[1] * o[2] * o[3]);
+  const bool whole_rows = pads[3][0] == 0 && pads[3][1] == 0;  // rows of W x C are contiguous
   for (int a = 0; a < s[0]; ++a) {
     for (int b = 0; b < s[1]; ++b) {
+      if (whole_rows) {
+        const int8_t* src = in + ((static_cast<size_t>(a) * s[1] + b) * s[2]) * s[3];
+        int8_t* dst = out + ((static_cast<size_t>(a + pads[0][0]) * o[1] + b + pads[1][0]) * o[2] +
+                             pads[2][0]) * o[3];
+        memcpy(dst, src, static_cast<size_t>(s[2]) * s[3]);
+        continue;
+      }
       for (int c = 0; c < s[2]; ++c) {
         const int8_t* src = in + ((static_cast<size_t>(a) * s[1] + b) * s[2] + c) * s[3];
         int8_t* dst = out + ((static_cast<size_t>(a + pads[0][0]) * o[1] + b + pads[1][0]) * o[2] +

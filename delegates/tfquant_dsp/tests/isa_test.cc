@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <cmath>
+#include <limits>
 #include <random>
 #include <vector>
 
@@ -131,6 +133,179 @@ void TestImpl(const Ops& s, const Ops& t, int trials) {
   }
 }
 
+// Random requantization params: shifts anywhere in [0, 31] (realistic ones too), multipliers
+// from the edge set, zero point and clamp range anywhere in (or around) int8.
+struct RqData {
+  std::vector<int32_t> mult, left, right;
+  RequantArgs args;
+  void Fill(int channels) {
+    mult.resize(channels); left.resize(channels); right.resize(channels);
+    const bool realistic = rng() % 2;
+    for (int c = 0; c < channels; ++c) {
+      mult[c] = realistic ? static_cast<int32_t>((1u << 30) + rng() % (1u << 30)) : EdgeOrRandom32();
+      left[c] = realistic ? (rng() % 4 == 0 ? rng() % 3 : 0) : rng() % 32;
+      right[c] = realistic ? rng() % 12 : rng() % 32;
+    }
+    int32_t lo = static_cast<int32_t>(rng() % 300) - 150, hi = static_cast<int32_t>(rng() % 300) - 150;
+    if (lo > hi) { const int32_t t = lo; lo = hi; hi = t; }
+    if (rng() % 4 == 0) {  // clamp bounds beyond int16 (and zero points that make lanes wrap)
+      lo = -100000 - static_cast<int32_t>(rng() % 1000);
+      hi = 100000 + static_cast<int32_t>(rng() % 1000);
+    }
+    args = {mult.data(), left.data(), right.data(), static_cast<int32_t>(rng() % 256) - 128, lo, hi};
+  }
+};
+
+// The micro-kernels against their compositions (the scalar table), on random tile shapes:
+// rows and blocks not multiples of the register tiles, channel counts not multiples of 32,
+// strides larger than the rows, and every output byte outside the written range checked too.
+void TestMicroKernels(const Ops& s, const Ops& t, int trials) {
+  for (int trial = 0; trial < trials; ++trial) {
+    const unsigned seed = 7000u * trial + 5u;
+    rng.seed(seed);
+    {
+      GemmArgs g;
+      g.rows = 1 + rng() % 15;
+      g.groups = 1 + rng() % 20;
+      g.blocks = 1 + rng() % 5;
+      g.channels = 32 * (g.blocks - 1) + 1 + rng() % 32;
+      g.a_stride = 4 * g.groups + rng() % 9;
+      g.out_stride = 32 * g.blocks + rng() % 7;
+      std::vector<uint8_t> a(g.rows * g.a_stride + 8);
+      for (auto& v : a) v = rng();
+      std::vector<VecI8> w(static_cast<size_t>(g.blocks) * g.groups);
+      for (auto& v : w) Fill(&v);
+      if (trial % 5 == 0) { for (auto& v : a) v = 255; for (auto& v : w) memset(v.b, 0x80, 128); }
+      std::vector<VecI32> bias(g.blocks);
+      for (auto& v : bias) Fill32(&v);
+      RqData rq;
+      rq.Fill(32 * g.blocks);
+      g.a = a.data(); g.w = w.data(); g.bias = bias.data(); g.rq = rq.args;
+      std::vector<int8_t> o1(g.rows * g.out_stride, 0x5A), o2(o1);
+      g.out = o1.data(); s.gemm_requant(g);
+      g.out = o2.data(); t.gemm_requant(g);
+      if (o1 != o2) {
+        fprintf(stderr, "FAIL %s.gemm_requant seed=%u rows=%d groups=%d blocks=%d channels=%d\n",
+                t.name, seed, g.rows, g.groups, g.blocks, g.channels);
+        ++failures;
+      }
+    }
+    {
+      DepthwiseArgs d;
+      d.kernel_h = 1 + rng() % 4;
+      d.kernel_w = 1 + rng() % 4;
+      if (trial % 2 == 0) d.kernel_h = d.kernel_w = 3;
+      d.pixels = 1 + rng() % 9;
+      d.blocks = 1 + rng() % 3;
+      d.channels = 32 * (d.blocks - 1) + 1 + rng() % 32;
+      const int cp = 32 * d.blocks;
+      d.tap_dx = cp;
+      d.tap_dy = cp * (d.kernel_w + 3);
+      d.pixel_stride = cp * (1 + rng() % 2);
+      d.out_stride = cp + rng() % 5;
+      std::vector<int8_t> in(d.pixels * d.pixel_stride + d.kernel_h * d.tap_dy + 64);
+      for (auto& v : in) v = static_cast<int8_t>(rng());
+      std::vector<VecI32> w(static_cast<size_t>(d.kernel_h) * d.kernel_w * d.blocks);
+      for (auto& v : w) {
+        if (trial % 3 == 0) Fill32(&v);  // any int32 weights (wrap-around products)
+        else for (int i = 0; i < 32; ++i) v.w[i] = static_cast<int8_t>(rng());
+      }
+      std::vector<VecI32> bias(d.blocks);
+      for (auto& v : bias) Fill32(&v);
+      RqData rq;
+      rq.Fill(cp);
+      d.in = in.data(); d.w = w.data(); d.bias = bias.data(); d.rq = rq.args;
+      std::vector<int8_t> o1(d.pixels * d.out_stride, 0x5A), o2(o1);
+      d.out = o1.data(); s.depthwise_rows(d);
+      d.out = o2.data(); t.depthwise_rows(d);
+      if (o1 != o2) {
+        fprintf(stderr, "FAIL %s.depthwise_rows seed=%u k=%dx%d pixels=%d channels=%d\n",
+                t.name, seed, d.kernel_h, d.kernel_w, d.pixels, d.channels);
+        ++failures;
+      }
+    }
+  }
+}
+
+void TestAdd(const Ops& s, const Ops& t, int trials) {
+  for (int trial = 0; trial < trials; ++trial) {
+    const unsigned seed = 9100u * trial + 3u;
+    rng.seed(seed);
+    AddArgs g;
+    g.n = 1 + rng() % 200;
+    std::vector<int8_t> a(g.n), b(g.n), o1(g.n + 8, 0x5A), o2(o1);
+    for (auto& v : a) v = static_cast<int8_t>(rng());
+    for (auto& v : b) v = static_cast<int8_t>(rng());
+    const bool realistic = rng() % 2;
+    auto mult = [&] { return realistic ? static_cast<int32_t>((1u << 30) + rng() % (1u << 30)) : EdgeOrRandom32(); };
+    auto shift = [&] { return static_cast<int32_t>(realistic ? rng() % 12 : rng() % 32); };
+    g.a_offset = static_cast<int32_t>(rng() % 256) - 128;
+    g.b_offset = static_cast<int32_t>(rng() % 256) - 128;
+    g.a_shl = realistic ? 20 : rng() % 32;
+    g.b_shl = realistic ? 20 : rng() % 32;
+    g.a_mult = mult(); g.b_mult = mult(); g.out_mult = mult();
+    g.a_rshift = shift(); g.b_rshift = shift(); g.out_rshift = realistic ? 20 + rng() % 8 : shift();
+    g.out_shl = realistic ? 0 : rng() % 32;
+    g.out_offset = static_cast<int32_t>(rng() % 256) - 128;
+    g.act_min = -128 + static_cast<int32_t>(rng() % 100);
+    g.act_max = 127 - static_cast<int32_t>(rng() % 100);
+    g.a = a.data(); g.b = b.data();
+    g.out = o1.data(); s.add_requant(g);
+    g.out = o2.data(); t.add_requant(g);
+    if (o1 != o2) {
+      fprintf(stderr, "FAIL %s.add_requant seed=%u n=%d\n", t.name, seed, g.n);
+      ++failures;
+    }
+  }
+}
+
+void TestMaxB(const Ops& s, const Ops& t, int trials) {
+  for (int trial = 0; trial < trials; ++trial) {
+    const unsigned seed = 5300u * trial + 1u;
+    rng.seed(seed);
+    const int n = 1 + rng() % 300;
+    std::vector<int8_t> acc(n + 8), x(n);
+    for (auto& v : acc) v = static_cast<int8_t>(rng());
+    for (auto& v : x) v = static_cast<int8_t>(rng());
+    std::vector<int8_t> a1(acc), a2(acc);
+    s.max_b_n(a1.data(), x.data(), n);
+    t.max_b_n(a2.data(), x.data(), n);
+    if (a1 != a2) {
+      fprintf(stderr, "FAIL %s.max_b_n seed=%u n=%d\n", t.name, seed, n);
+      ++failures;
+    }
+  }
+}
+
+void TestQuantize(const Ops& s, const Ops& t, int trials) {
+  static const float kEdges[] = {0.5f, -0.5f, 1.5f, -1.5f, 2.5f, -2.5f, 0.49999997f, -0.49999997f,
+                                 8388607.5f, -8388607.5f, 8388608.0f, -8388608.0f, 1e6f, -1e6f,
+                                 3e9f, -3e9f, 1e30f, -1e30f, 0.0f, -0.0f};
+  for (int trial = 0; trial < trials; ++trial) {
+    const unsigned seed = 4400u * trial + 9u;
+    rng.seed(seed);
+    const int n = 1 + rng() % 70;
+    const float scale = trial % 3 == 0 ? 1.0f : std::ldexp(1.0f + (rng() % 1000) / 1000.0f, -int(rng() % 10));
+    const int32_t zp = static_cast<int32_t>(rng() % 256) - 128;
+    std::vector<float> in(n);
+    for (auto& v : in) {
+      switch (rng() % 4) {
+        case 0: v = kEdges[rng() % (sizeof(kEdges) / sizeof(kEdges[0]))] * scale; break;
+        case 1: v = (static_cast<int>(rng() % 600) - 300 + 0.5f) * scale; break;  // ties
+        case 2: v = std::numeric_limits<float>::quiet_NaN(); break;
+        default: v = (static_cast<float>(rng()) / 4294967296.0f - 0.5f) * 400.0f * scale;
+      }
+    }
+    std::vector<int8_t> o1(n + 4, 0x5A), o2(o1);
+    s.quantize_f32(in.data(), n, scale, zp, o1.data());
+    t.quantize_f32(in.data(), n, scale, zp, o2.data());
+    if (o1 != o2) {
+      fprintf(stderr, "FAIL %s.quantize_f32 seed=%u\n", t.name, seed);
+      ++failures;
+    }
+  }
+}
+
 // A few hand-checked values of the scalar definitions themselves.
 void TestSpec() {
   const Ops& s = *Scalar();
@@ -167,6 +342,10 @@ int main(int argc, char** argv) {
       continue;
     }
     TestImpl(*Scalar(), *impls[i], trials);
+    TestMicroKernels(*Scalar(), *impls[i], trials / 3 + 1);
+    TestAdd(*Scalar(), *impls[i], trials / 3 + 1);
+    TestQuantize(*Scalar(), *impls[i], trials / 3 + 1);
+    TestMaxB(*Scalar(), *impls[i], trials / 3 + 1);
     printf("%s: %d trials compared with scalar\n", impls[i]->name, trials);
     ++tested;
   }

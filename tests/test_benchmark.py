@@ -1,0 +1,128 @@
+"""tfquant-benchmark end to end on a tiny model (few runs; no timing is asserted), and the DSP
+cost model: the delegate's analytic HVX instruction counts agree with the ops' shapes, and the
+cycle estimate is positive and grows with the counts."""
+
+import keras
+import numpy as np
+import pytest
+from absl import flags
+
+import tfquant
+import tfquant.delegate
+from tfquant import runtime
+from tfquant.tools import benchmark
+
+FLAGS = flags.FLAGS
+L = keras.layers
+
+
+def _tiny_model():
+    keras.utils.set_random_seed(0)
+    x = keras.Input((20, 18, 8))
+    y = L.Conv2D(40, 3, strides=2, padding="same", activation="relu")(x)   # 10x9x40
+    y = L.DepthwiseConv2D(3, padding="same", activation="relu6")(y)        # 10x9x40
+    y = L.Conv2D(70, 1, activation="relu")(y)                              # 10x9x70, 1x1
+    y = L.GlobalAveragePooling2D()(y)
+    y = L.Dense(10, activation="softmax")(y)
+    return keras.Model(x, y)
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    model = _tiny_model()
+    calibration = np.random.default_rng(0).uniform(-1, 1, (8, 20, 18, 8)).astype(np.float32)
+    root = tmp_path_factory.mktemp("bench")
+    int8 = tfquant.convert(model, calibration, show_progress=False)
+    float32 = tfquant.convert(model, recipe=tfquant.Recipe(mode="float"), show_progress=False)
+    (root / "tiny_int8.tflite").write_bytes(int8)
+    (root / "tiny_float.tflite").write_bytes(float32)
+    return root, int8
+
+
+def test_benchmark_prints_every_section(tiny, capsys):
+    root, _ = tiny
+    output = root / "report.md"
+    FLAGS.unparse_flags()
+    FLAGS(["tfquant-benchmark", f"--model={root / 'tiny_int8.tflite'}",
+           f"--float_model={root / 'tiny_float.tflite'}", "--threads=1,2", "--runs=2",
+           "--warmup=1", "--profile_runs=2", f"--output={output}"])
+    try:
+        assert benchmark.main([]) == 0
+    finally:
+        FLAGS.unparse_flags()
+    out = capsys.readouterr().out
+    for section in ("## Latency (ms)", "## Ratios", "## Multi-thread speed-ups",
+                    "## Bit-exactness", "## Delegate profile", "## Largest 1x1 convolution",
+                    "## DSP cost model"):
+        assert section in out, section
+    for config in benchmark.CONFIGS:
+        assert config in out
+    assert "bit-exact: yes (tiny_int8.tflite, 1 thread(s))" in out
+    assert "bit-exact: yes (tiny_int8.tflite, 2 thread(s))" in out
+    assert "CONV_2D" in out and "DEPTHWISE_CONV_2D" in out
+    assert output.read_text().strip() == out.strip()
+
+
+def _profile(model, threads=1):
+    return benchmark.profile_delegate(model, threads, runs=2)
+
+
+def test_cost_model_counts_match_the_shapes(tiny):
+    _, int8 = tiny
+    rows = _profile(int8)
+    by_op = {}
+    for r in rows:
+        by_op.setdefault(r["op"], []).append(r)
+    conv3, conv1 = by_op["CONV_2D"]
+    # 3x3 stride 2 conv: 10x9 outputs x 40 channels x (3*3*8) taps.
+    assert conv3["output_shape"] == "1x10x9x40"
+    assert conv3["macs"] == 10 * 9 * 40 * 3 * 3 * 8
+    # vrmpy: per output pixel, 32-channel block (2 for 40) and group of 4 depth values (72 / 4).
+    assert conv3["vrmpy"] == 10 * 9 * 2 * (3 * 3 * 8 // 4)
+    assert conv1["macs"] == 10 * 9 * 70 * 40
+    assert conv1["vrmpy"] == 10 * 9 * 3 * 10
+    (dw,) = by_op["DEPTHWISE_CONV_2D"]
+    assert dw["macs"] == 10 * 9 * 40 * 9 and dw["vmpy"] > 0
+    (fc,) = by_op["FULLY_CONNECTED"]
+    assert fc["macs"] == 70 * 10
+    for r in rows:
+        assert r["invokes"] == 2 and r["total_us"] >= r["min_us"] >= 0
+        assert min(r[k] for k in ("vrmpy", "vmpy", "valu", "vshift", "vload", "vstore")) >= 0
+        assert r["vload"] + r["vstore"] > 0
+    # Each vrmpy is 128 MACs: the counted vrmpy cover the useful MACs (padding included).
+    for r in (conv3, conv1):
+        assert 128 * r["vrmpy"] >= r["macs"]
+
+
+def test_dsp_cycles_positive_and_monotonic():
+    p = benchmark.DspParams()
+    zero = dict(vrmpy=0, vmpy=0, valu=0, vshift=0, vload=0, vstore=0)
+    assert benchmark.dsp_cycles(zero, p) == p.op_overhead > 0
+    conv = dict(zero, vrmpy=1000, vload=300, valu=50)
+    assert benchmark.dsp_cycles(conv, p) == p.op_overhead + 1000 / p.mpy_units
+    more = dict(conv, vrmpy=2000)
+    assert benchmark.dsp_cycles(more, p) > benchmark.dsp_cycles(conv, p)
+    two = benchmark.DspParams(contexts=2)
+    assert benchmark.dsp_cycles(conv, two) == p.op_overhead + 1000 / p.mpy_units / 2
+
+
+def _outputs(model, x, delegate):
+    interpreter = runtime.make_interpreter(model, "litert", "reference", delegates=[delegate]
+                                           if delegate else ())
+    detail = interpreter.get_input_details()[0]
+    interpreter.resize_tensor_input(detail["index"], x.shape)
+    interpreter.allocate_tensors()
+    interpreter.set_tensor(detail["index"], x)
+    interpreter.invoke()
+    return interpreter.get_tensor(interpreter.get_output_details()[0]["index"]).copy()
+
+
+def test_thread_pool_gives_the_single_thread_bits(tiny):
+    _, int8 = tiny
+    rng = np.random.default_rng(5)
+    x = rng.uniform(-1, 1, (3, 20, 18, 8)).astype(np.float32)  # batch 3: uneven splits
+    reference = _outputs(int8, x, None)
+    for threads in (1, 2, 3, 5):
+        delegate = tfquant.delegate.load("litert", num_threads=threads)
+        got = _outputs(int8, x, delegate)
+        np.testing.assert_array_equal(got, reference, err_msg=f"{threads} threads")

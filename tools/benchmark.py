@@ -1,0 +1,498 @@
+"""tfquant-benchmark: the DSP delegate against TFLite's own int8 and float paths, in one run.
+
+For each model and thread count, on ai-edge-litert, side by side and interleaved (one invoke of
+each configuration per round, so a noisy neighbour slows all of them alike):
+  float32 + XNNPACK | int8 built-in kernels (no XNNPACK) | int8 + XNNPACK |
+  int8 + tfquant DSP delegate (reference kernels underneath: anything the delegate does not
+  claim runs TFLite's reference kernels)
+with median and p10/p90 latency, the ratios, the 2-thread speed-ups, whether the delegate's
+outputs equal the reference kernels' bit for bit, a per-op profile of the delegate (time, MACs,
+achieved MACs/cycle against the 128 MAC/cycle AVX-512 VNNI peak), and the DSP cost model: the
+emulated HVX instructions each op issues turned into estimated cycles and latency on a
+Hexagon-class DSP (see --dsp_* flags for the assumptions).
+
+Progress goes to stderr, markdown tables to stdout (and to --output).
+
+Examples:
+  tfquant-benchmark --keras_application=MobileNet,MobileNetV2,ResNet50 --size=224 --threads=1,2
+  tfquant-benchmark --model=model_int8.tflite --float_model=model_float.tflite --runs=50
+"""
+
+import dataclasses
+import gc
+import os
+import sys
+import tempfile
+import time
+
+from absl import app, flags
+
+from tfquant.tools import _app
+
+FLAGS = flags.FLAGS
+
+flags.DEFINE_list("model", [], "int8 .tflite files to benchmark.")
+flags.DEFINE_string("float_model", None, "A float32 .tflite for the float32 + XNNPACK column "
+                    "when a single --model is given (otherwise that column is n/a).")
+flags.DEFINE_list("keras_application", [], "keras.applications models built on the fly "
+                  "(weights=None, BN statistics from calibration images), converted to int8 "
+                  "and float32 by tfquant: e.g. MobileNet,MobileNetV2,ResNet50.")
+flags.DEFINE_integer("size", 224, "Input size of --keras_application models.", lower_bound=32)
+flags.DEFINE_integer("classes", 1000, "Classes of --keras_application models.", lower_bound=2)
+flags.DEFINE_integer("calibration_images", 16, "Calibration images for conversion.",
+                     lower_bound=1)
+flags.DEFINE_list("threads", ["1", "2"], "Thread counts.")
+flags.DEFINE_integer("runs", 30, "Timed invokes per configuration.", lower_bound=1)
+flags.DEFINE_integer("warmup", 5, "Untimed invokes per configuration first.", lower_bound=0)
+flags.DEFINE_integer("profile_runs", 20, "Invokes of the profiled delegate run.", lower_bound=1)
+flags.DEFINE_boolean("check_exact", True, "Compare the delegate's outputs with the reference "
+                     "kernels' (bit-exact: yes/no).")
+flags.DEFINE_integer("top_ops", 12, "Ops listed individually in the per-op tables.",
+                     lower_bound=0)
+flags.DEFINE_string("output", None, "Also write the tables to this markdown file.")
+flags.DEFINE_float("cpu_ghz", None, "CPU clock for MACs/cycle (default: /proc/cpuinfo).")
+flags.DEFINE_float("dsp_clock_ghz", 1.0, "Cost model: DSP clock.", lower_bound=0.01)
+flags.DEFINE_integer("dsp_contexts", 1, "Cost model: HVX contexts an op is split over.",
+                     lower_bound=1)
+flags.DEFINE_integer("dsp_slots", 4, "Cost model: HVX instructions per packet (cycle).",
+                     lower_bound=1)
+flags.DEFINE_integer("dsp_mpy_units", 2, "Cost model: multiply-class (vrmpy, vmpy) per cycle.",
+                     lower_bound=1)
+flags.DEFINE_integer("dsp_alu_units", 2, "Cost model: ALU instructions per cycle.",
+                     lower_bound=1)
+flags.DEFINE_integer("dsp_shift_units", 1, "Cost model: shift/pack/permute per cycle.",
+                     lower_bound=1)
+flags.DEFINE_integer("dsp_load_units", 1, "Cost model: vector loads per cycle.", lower_bound=1)
+flags.DEFINE_integer("dsp_store_units", 1, "Cost model: vector stores per cycle.",
+                     lower_bound=1)
+flags.DEFINE_integer("dsp_op_overhead", 2000, "Cost model: fixed cycles per op (dispatch, "
+                     "synchronisation).", lower_bound=0)
+
+CONFIGS = ("float32 + XNNPACK", "int8 built-in", "int8 + XNNPACK", "int8 + delegate")
+PEAK_MACS_PER_CYCLE = 128  # AVX-512 VNNI: 64 int8 MACs per VPDPBUSD, two per cycle
+# The paper's Table 7 (Pixel 2, ms): int8 CPU / int8 Hexagon DSP.
+PAPER_TABLE7 = {"MobileNet": (68.0, 16.0), "MobileNetV2": (63.0, 15.5)}
+
+
+def log(message):
+    print(message, file=sys.stderr, flush=True)
+
+
+# ---- models ------------------------------------------------------------------------------------
+
+def image_like(n, size, channels, seed):
+    """Smooth random images in [-1, 1], like preprocessed photos rather than white noise."""
+    import numpy as np
+    rng = np.random.default_rng(seed)
+    coarse = rng.uniform(-1, 1, (n, size // 8 + 1, size // 8 + 1, channels))
+    images = np.repeat(np.repeat(coarse, 8, axis=1), 8, axis=2)[:, :size, :size]
+    images = images + rng.normal(0, 0.1, images.shape)
+    return np.clip(images, -1, 1).astype(np.float32)
+
+
+def build_application(name, size, classes, n_calibration):
+    """(int8 bytes, float32 bytes) of keras.applications.<name>, weights=None, with batch-norm
+    statistics set from the calibration images (one training-mode pass, momentum 0)."""
+    import keras
+    import tfquant
+    keras.utils.set_random_seed(0)
+    model = getattr(keras.applications, name)(weights=None, input_shape=(size, size, 3),
+                                              classes=classes)
+    calibration = image_like(n_calibration, size, 3, 0)
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.momentum = 0.0
+    model(calibration, training=True)
+    int8 = tfquant.convert(model, calibration, show_progress=False)
+    float32 = tfquant.convert(model, recipe=tfquant.Recipe(mode="float"), show_progress=False)
+    return int8, float32
+
+
+def op_details(model):
+    """{node index: (op name, filter shape or None)} of the first subgraph, read with the
+    flatbuffer object API shipped in ai-edge-litert (node i is operator i of the subgraph)."""
+    from ai_edge_litert import schema_py_generated as schema
+    m = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(model, 0))
+    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+    graph = m.subgraphs[0]
+    details = {}
+    for i, op in enumerate(graph.operators):
+        code = m.operatorCodes[op.opcodeIndex]
+        builtin = max(code.builtinCode, code.deprecatedBuiltinCode)
+        inputs = list(op.inputs) if op.inputs is not None else []
+        filter_shape = None
+        if len(inputs) > 1 and inputs[1] >= 0 and graph.tensors[inputs[1]].shape is not None:
+            filter_shape = tuple(int(d) for d in graph.tensors[inputs[1]].shape)
+        details[i] = (names.get(builtin, str(builtin)), filter_shape)
+    return details
+
+
+# ---- measuring ---------------------------------------------------------------------------------
+
+def cpu_clock_ghz():
+    """(GHz, where it came from)."""
+    if FLAGS.cpu_ghz:
+        return FLAGS.cpu_ghz, "--cpu_ghz"
+    try:
+        with open("/proc/cpuinfo") as f:
+            mhz = [float(line.split(":")[1]) for line in f if line.startswith("cpu MHz")]
+        if mhz:
+            return sum(mhz) / len(mhz) / 1e3, "/proc/cpuinfo 'cpu MHz' (mean over cores)"
+    except OSError:
+        pass
+    return 3.0, "assumed (no /proc/cpuinfo)"
+
+
+def random_input(detail, seed=0):
+    import numpy as np
+    rng = np.random.default_rng(seed)
+    shape = tuple(detail["shape"])
+    if detail["dtype"] == np.float32:
+        return rng.uniform(-1, 1, shape).astype(np.float32)
+    info = np.iinfo(detail["dtype"])
+    return rng.integers(info.min, info.max + 1, shape).astype(detail["dtype"])
+
+
+def interpreter_for(model, resolver, threads, delegates=()):
+    from tfquant import runtime
+    interpreter = runtime.make_interpreter(model, "litert", resolver, threads,
+                                           delegates=delegates)
+    interpreter.allocate_tensors()
+    for detail in interpreter.get_input_details():
+        interpreter.set_tensor(detail["index"], random_input(detail))
+    return interpreter
+
+
+def time_interleaved(interpreters, runs, warmup):
+    """{name: (median, p10, p90) ms}; one invoke of each interpreter per round."""
+    import numpy as np
+    for _ in range(warmup):
+        for interpreter in interpreters.values():
+            interpreter.invoke()
+    times = {name: [] for name in interpreters}
+    for _ in range(runs):
+        for name, interpreter in interpreters.items():
+            start = time.perf_counter()
+            interpreter.invoke()
+            times[name].append((time.perf_counter() - start) * 1e3)
+    return {name: (float(np.median(t)), float(np.percentile(t, 10)), float(np.percentile(t, 90)))
+            for name, t in times.items()}
+
+
+def outputs(interpreter):
+    return [interpreter.get_tensor(d["index"]).copy() for d in interpreter.get_output_details()]
+
+
+def check_bit_exact(model, threads):
+    """(bit-exact, claimed, total): the delegate against the reference kernels, same input."""
+    import numpy as np
+    import tfquant.delegate
+    claimed, total = tfquant.delegate.claimed_nodes(model, "litert", num_threads=threads)
+    reference = interpreter_for(model, "reference", 1)
+    reference.invoke()
+    delegate = tfquant.delegate.load("litert", num_threads=threads)
+    mine = interpreter_for(model, "reference", threads, [delegate])
+    mine.invoke()
+    same = all(a.dtype == b.dtype and np.array_equal(a, b)
+               for a, b in zip(outputs(reference), outputs(mine)))
+    del mine, reference
+    return same, claimed, total
+
+
+def profile_delegate(model, threads, runs):
+    """The delegate's per-op profile (tfquant.delegate.read_profile rows) over `runs` invokes."""
+    import tfquant.delegate
+    fd, path = tempfile.mkstemp(suffix=".tsv", prefix="tfquant_profile_")
+    os.close(fd)
+    try:
+        delegate = tfquant.delegate.load("litert", num_threads=threads, profile=path)
+        interpreter = interpreter_for(model, "reference", threads, [delegate])
+        interpreter.invoke()  # warm-up: the delegate does not time its first invoke
+        for _ in range(runs):
+            interpreter.invoke()
+        del interpreter
+        gc.collect()
+        rows = tfquant.delegate.read_profile(path)
+        del delegate
+    finally:
+        os.unlink(path)
+    return rows
+
+
+# ---- the DSP cost model ------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class DspParams:
+    """A Hexagon-class vector DSP for the cost model (defaults: an HVX unit at 1 GHz issuing up
+    to 4 vector instructions per packet, 2 of them multiply-class, 2 ALU, 1 shift/permute, one
+    vector load and one store per cycle, one HVX context, 2000 cycles of overhead per op)."""
+    clock_ghz: float = 1.0
+    contexts: int = 1
+    slots: int = 4
+    mpy_units: int = 2
+    alu_units: int = 2
+    shift_units: int = 1
+    load_units: int = 1
+    store_units: int = 1
+    op_overhead: int = 2000
+
+
+def dsp_params_from_flags():
+    return DspParams(FLAGS.dsp_clock_ghz, FLAGS.dsp_contexts, FLAGS.dsp_slots,
+                     FLAGS.dsp_mpy_units, FLAGS.dsp_alu_units, FLAGS.dsp_shift_units,
+                     FLAGS.dsp_load_units, FLAGS.dsp_store_units, FLAGS.dsp_op_overhead)
+
+
+def dsp_cycles(row, p: DspParams):
+    """Estimated cycles of one op on a Hexagon-class DSP from its emulated HVX instruction
+    counts: every instruction class is limited by its units per cycle and the packet by its
+    slots; perfect packing and no stalls (a lower bound), split over the HVX contexts, plus a
+    fixed per-op overhead."""
+    bounds = [
+        (row["vrmpy"] + row["vmpy"]) / p.mpy_units,
+        row["valu"] / p.alu_units,
+        row["vshift"] / p.shift_units,
+        row["vload"] / p.load_units,
+        row["vstore"] / p.store_units,
+        sum(row[k] for k in ("vrmpy", "vmpy", "valu", "vshift", "vload", "vstore")) / p.slots,
+    ]
+    return max(bounds) / p.contexts + p.op_overhead
+
+
+def cost_model_assumptions(p: DspParams):
+    return (f"DSP cost model: {p.clock_ghz:g} GHz, {p.contexts} HVX context(s), "
+            f"{p.slots} vector instructions per packet, per cycle {p.mpy_units} "
+            f"multiply-class (vrmpy = 128 MACs), {p.alu_units} ALU, "
+            f"{p.shift_units} shift/pack, {p.load_units} load, "
+            f"{p.store_units} store; perfect packing, no stalls, "
+            f"{p.op_overhead} cycles per op. Counts are the emulated kernels' own "
+            "instructions (computed from their loop structure at prepare time).")
+
+
+# ---- tables ------------------------------------------------------------------------------------
+
+def fmt_latency(t):
+    return "n/a" if t is None else f"{t[0]:.2f} [{t[1]:.2f}, {t[2]:.2f}]"
+
+
+def ratio(a, b):
+    return "n/a" if a is None or b is None else f"{a[0] / b[0]:.2f}x"
+
+
+def table(header, rows):
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def macs_per_cycle(macs, us, ghz):
+    return macs / (us * 1e-6 * ghz * 1e9) if macs and us else 0.0
+
+
+def by_op_type(rows, ghz, dsp, threads=1):
+    groups = {}
+    for r in rows:
+        g = groups.setdefault(r["op"], {"n": 0, "us": 0.0, "min": 0.0, "macs": 0, "dsp": 0.0})
+        g["n"] += 1
+        g["us"] += r["total_us"] / max(r["invokes"], 1)
+        g["min"] += r["min_us"]
+        g["macs"] += r["macs"]
+        g["dsp"] += dsp_cycles(r, dsp)
+    total = sum(g["us"] for g in groups.values()) or 1.0
+    out = []
+    for op, g in sorted(groups.items(), key=lambda kv: -kv[1]["us"]):
+        mpc = macs_per_cycle(g["macs"], g["min"], ghz)
+        out.append([op, g["n"], f"{g['us'] / 1e3:.3f}", f"{g['min'] / 1e3:.3f}",
+                    f"{100 * g['us'] / total:.1f}%",
+                    f"{g['macs'] / 1e6:.1f}", f"{mpc:.1f}" if g["macs"] else "-",
+                    f"{100 * mpc / (PEAK_MACS_PER_CYCLE * threads):.0f}%" if g["macs"] else "-",
+                    f"{g['dsp'] / 1e3:.0f}", f"{g['dsp'] / (dsp.clock_ghz * 1e6):.3f}"])
+    return out
+
+
+def per_op(rows, ghz, details, top, dsp):
+    out = []
+    for r in sorted(rows, key=lambda r: -r["total_us"])[:top]:
+        us = r["total_us"] / max(r["invokes"], 1)
+        mpc = macs_per_cycle(r["macs"], r["min_us"], ghz)
+        filt = details.get(r["node"], (None, None))[1]
+        kind = r["op"] + (f" {filt[1]}x{filt[2]}" if r["op"] == "CONV_2D" and filt else "")
+        out.append([r["node"], kind, r["output_shape"], f"{us / 1e3:.3f}",
+                    f"{r['min_us'] / 1e3:.3f}",
+                    f"{r['macs'] / 1e6:.1f}", f"{mpc:.1f}" if r["macs"] else "-",
+                    r["vrmpy"], f"{dsp_cycles(r, dsp) / 1e3:.0f}"])
+    return out
+
+
+def largest_pointwise(rows, details):
+    """The 1x1 CONV_2D with the most MACs (ties: the most weights)."""
+    best, best_key = None, None
+    for r in rows:
+        filt = details.get(r["node"], (None, None))[1]
+        if r["op"] == "CONV_2D" and filt and len(filt) == 4 and filt[1] == filt[2] == 1:
+            key = (r["macs"], filt[0] * filt[3])
+            if best is None or key > best_key:
+                best, best_key = r, key
+    return best
+
+
+# ---- main --------------------------------------------------------------------------------------
+
+def benchmark_model(name, int8, float32, thread_counts, ghz):
+    import tfquant.delegate
+    result = {"latency": {}, "exact": {}, "profile": {}, "details": op_details(int8)}
+    for threads in thread_counts:
+        log(f"{name}: {threads} thread(s): building interpreters ...")
+        delegate = tfquant.delegate.load("litert", num_threads=threads)
+        interpreters = {}
+        if float32 is not None:
+            interpreters[CONFIGS[0]] = interpreter_for(float32, "default", threads)
+        interpreters[CONFIGS[1]] = interpreter_for(int8, "no_xnnpack", threads)
+        interpreters[CONFIGS[2]] = interpreter_for(int8, "default", threads)
+        interpreters[CONFIGS[3]] = interpreter_for(int8, "reference", threads, [delegate])
+        log(f"{name}: {threads} thread(s): timing {len(interpreters)} configurations, "
+            f"{FLAGS.warmup} + {FLAGS.runs} invokes each, interleaved ...")
+        result["latency"][threads] = time_interleaved(interpreters, FLAGS.runs, FLAGS.warmup)
+        del interpreters
+        if FLAGS.check_exact:
+            log(f"{name}: {threads} thread(s): checking bit-exactness against BUILTIN_REF ...")
+            result["exact"][threads] = check_bit_exact(int8, threads)
+        log(f"{name}: {threads} thread(s): profiling the delegate ...")
+        result["profile"][threads] = profile_delegate(int8, threads, FLAGS.profile_runs)
+    return result
+
+
+def report(results, thread_counts, ghz, ghz_source, dsp: DspParams):
+    out = ["# tfquant-benchmark (ai-edge-litert)", "",
+           f"Delegate configuration: tfquant DSP delegate over the reference resolver "
+           f"(BUILTIN_REF: unclaimed ops run TFLite's reference kernels). Latency in ms: median "
+           f"[p10, p90] over {FLAGS.runs} interleaved runs after {FLAGS.warmup} warm-up runs. "
+           f"CPU clock {ghz:.2f} GHz from {ghz_source}. Per-op profile: the delegate times "
+           f"each op over {FLAGS.profile_runs} invokes (after one untimed); 'mean ms' is the "
+           "average, 'min ms' the fastest invoke, and MACs/cycle use 'min ms' unless labelled "
+           "(the CPU is shared: the fastest invoke is the best estimate of the kernel itself).",
+           ""]
+    lat_rows, ratio_rows, exact_rows = [], [], []
+    for name, r in results.items():
+        for threads in thread_counts:
+            lat = r["latency"][threads]
+            lat_rows.append([name, threads] + [fmt_latency(lat.get(c)) for c in CONFIGS])
+            d = lat.get(CONFIGS[3])
+            ratio_rows.append([name, threads, ratio(d, lat.get(CONFIGS[2])),
+                               ratio(d, lat.get(CONFIGS[1])), ratio(d, lat.get(CONFIGS[0]))])
+            if threads in r["exact"]:
+                same, claimed, total = r["exact"][threads]
+                exact_rows.append([name, threads, f"{claimed}/{total}",
+                                   "yes" if same else "no"])
+    out += ["## Latency (ms)", "", table(["model", "threads", *CONFIGS], lat_rows), ""]
+    out += ["## Ratios (delegate latency / other)", "",
+            table(["model", "threads", "delegate / XNNPACK int8", "delegate / built-in int8",
+                   "delegate / float32 XNNPACK"], ratio_rows), ""]
+    if len(thread_counts) > 1:
+        t0, speed_rows = thread_counts[0], []
+        for name, r in results.items():
+            for t in thread_counts[1:]:
+                speed_rows.append([name, f"{t} vs {t0}"] + [
+                    ratio(r["latency"][t0].get(c), r["latency"][t].get(c)) for c in CONFIGS])
+        out += ["## Multi-thread speed-ups (latency at fewer threads / at more)", "",
+                table(["model", "threads", *CONFIGS], speed_rows), ""]
+    if exact_rows:
+        out += ["## Bit-exactness (delegate vs BUILTIN_REF, every output element)", "",
+                table(["model", "threads", "claimed/total nodes", "bit-exact"], exact_rows), ""]
+        for row in exact_rows:
+            out.append(f"bit-exact: {row[3]} ({row[0]}, {row[1]} thread(s))")
+        out.append("")
+    point_rows, dsp_rows = [], []
+    for name, r in results.items():
+        for threads in thread_counts:
+            rows = r["profile"][threads]
+            out += [f"## Delegate profile: {name}, {threads} thread(s), by op type", "",
+                    table(["op", "count", "mean ms", "min ms", "share", "MMACs", "MACs/cycle",
+                           f"of peak ({PEAK_MACS_PER_CYCLE} x threads)", "DSP kcycles", "DSP ms"],
+                          by_op_type(rows, ghz, dsp, threads)), ""]
+            if FLAGS.top_ops:
+                out += [f"### Slowest {FLAGS.top_ops} ops ({name}, {threads} thread(s))", "",
+                        table(["node", "op", "output", "mean ms", "min ms", "MMACs", "MACs/cycle",
+                               "vrmpy",
+                               "DSP kcycles"], per_op(rows, ghz, r["details"], FLAGS.top_ops, dsp)),
+                        ""]
+            best = largest_pointwise(rows, r["details"])
+            if best:
+                us = best["total_us"] / max(best["invokes"], 1)
+                mpc_mean = macs_per_cycle(best["macs"], us, ghz)
+                mpc = macs_per_cycle(best["macs"], best["min_us"], ghz)
+                point_rows.append([name, threads, best["node"], best["output_shape"],
+                                   f"{best['macs'] / 1e6:.1f}", f"{us / 1e3:.3f}",
+                                   f"{best['min_us'] / 1e3:.3f}", f"{mpc_mean:.1f}",
+                                   f"{mpc:.1f}",
+                                   f"{100 * mpc / (PEAK_MACS_PER_CYCLE * threads):.0f}%"])
+        rows = r["profile"][thread_counts[0]]
+        cycles = sum(dsp_cycles(row, dsp) for row in rows)
+        dsp_ms = cycles / (dsp.clock_ghz * 1e6)
+        cpu = r["latency"][thread_counts[0]].get(CONFIGS[1])
+        cpu_ratio = f"{cpu[0] / dsp_ms:.2f}x" if cpu else "n/a"
+        paper = PAPER_TABLE7.get(name)
+        dsp_rows.append([name, f"{sum(row['macs'] for row in rows) / 1e6:.0f}",
+                         f"{sum(row['vrmpy'] for row in rows) / 1e6:.2f}",
+                         f"{cycles / 1e6:.2f}", f"{dsp_ms:.2f}",
+                         f"{cpu[0]:.2f}" if cpu else "n/a", cpu_ratio,
+                         f"{paper[0] / paper[1]:.2f}x ({paper[0]:g} / {paper[1]:g} ms)"
+                         if paper else "n/a"])
+    if point_rows:
+        out += ["## Largest 1x1 convolution", "",
+                table(["model", "threads", "node", "output", "MMACs", "mean ms", "min ms",
+                       "MACs/cycle (mean)", "MACs/cycle (min)",
+                       f"of peak ({PEAK_MACS_PER_CYCLE} x threads)"],
+                      point_rows), ""]
+    out += ["## DSP cost model (per model)", "", cost_model_assumptions(dsp), "",
+            table(["model", "MMACs", "M vrmpy", "DSP Mcycles", "est. DSP ms",
+                   f"int8 CPU built-in ms ({thread_counts[0]} thr.)",
+                   "CPU / DSP", "paper Table 7 CPU / DSP"], dsp_rows), ""]
+    return "\n".join(out)
+
+
+def main(argv):
+    del argv
+    import tfquant  # noqa: F401  (loads before tensorflow; see tfquant/__init__.py)
+    try:
+        thread_counts = [int(t) for t in FLAGS.threads]
+    except ValueError:
+        raise app.UsageError(f"--threads must be integers, got {FLAGS.threads}")
+    if not thread_counts or min(thread_counts) < 1:
+        raise app.UsageError("--threads must list positive integers")
+    if not FLAGS.model and not FLAGS.keras_application:
+        raise app.UsageError("give --model and/or --keras_application")
+    if FLAGS.float_model and len(FLAGS.model) != 1:
+        raise app.UsageError("--float_model needs exactly one --model")
+    ghz, ghz_source = cpu_clock_ghz()
+    models = {}
+    for path in FLAGS.model:
+        with open(path, "rb") as f:
+            int8 = f.read()
+        float32 = None
+        if FLAGS.float_model:
+            with open(FLAGS.float_model, "rb") as f:
+                float32 = f.read()
+        models[os.path.basename(path)] = (int8, float32)
+    for name in FLAGS.keras_application:
+        log(f"building and converting {name} at {FLAGS.size}x{FLAGS.size} ...")
+        start = time.perf_counter()
+        models[name] = build_application(name, FLAGS.size, FLAGS.classes,
+                                         FLAGS.calibration_images)
+        log(f"  done in {time.perf_counter() - start:.0f} s")
+    results = {name: benchmark_model(name, int8, float32, thread_counts, ghz)
+               for name, (int8, float32) in models.items()}
+    text = report(results, thread_counts, ghz, ghz_source, dsp_params_from_flags())
+    print(text)
+    if FLAGS.output:
+        with open(FLAGS.output, "w") as f:
+            f.write(text + "\n")
+    return 0
+
+
+def run():
+    """Console-script entry point (tfquant-benchmark)."""
+    _app.run(main, __name__, __doc__)
+
+if __name__ == "__main__":
+    run()
