@@ -1,0 +1,114 @@
+"""Measuring the DSP delegate: bit-exactness against the reference kernels, its per-op
+profile, and the DSP cost model that turns the emulated HVX instruction counts of each op into
+estimated cycles on a Hexagon-class DSP. Used by tfquant-benchmark and the tests."""
+
+from __future__ import annotations
+
+import dataclasses
+import gc
+import os
+import tempfile
+
+PEAK_MACS_PER_CYCLE = 128  # AVX-512 VNNI: 64 int8 MACs per VPDPBUSD, two per cycle
+
+
+def random_input(detail, seed=0):
+    import numpy as np
+    rng = np.random.default_rng(seed)
+    shape = tuple(detail["shape"])
+    if detail["dtype"] == np.float32:
+        return rng.uniform(-1, 1, shape).astype(np.float32)
+    info = np.iinfo(detail["dtype"])
+    return rng.integers(info.min, info.max + 1, shape).astype(detail["dtype"])
+
+
+def interpreter_for(model, resolver, threads, delegates=()):
+    from tfquant import runtime
+    interpreter = runtime.make_interpreter(model, "litert", resolver, threads,
+                                           delegates=delegates)
+    interpreter.allocate_tensors()
+    for detail in interpreter.get_input_details():
+        interpreter.set_tensor(detail["index"], random_input(detail))
+    return interpreter
+
+
+def outputs(interpreter):
+    return [interpreter.get_tensor(d["index"]).copy() for d in interpreter.get_output_details()]
+
+
+def check_bit_exact(model, threads):
+    """(bit-exact, claimed, total): the delegate against the reference kernels, same input."""
+    import numpy as np
+    import tfquant.delegate
+    claimed, total = tfquant.delegate.claimed_nodes(model, "litert", num_threads=threads)
+    reference = interpreter_for(model, "reference", 1)
+    reference.invoke()
+    delegate = tfquant.delegate.load("litert", num_threads=threads)
+    mine = interpreter_for(model, "reference", threads, [delegate])
+    mine.invoke()
+    same = all(a.dtype == b.dtype and np.array_equal(a, b)
+               for a, b in zip(outputs(reference), outputs(mine)))
+    del mine, reference
+    return same, claimed, total
+
+
+def profile_delegate(model, threads, runs):
+    """The delegate's per-op profile (tfquant.delegate.read_profile rows) over `runs` invokes."""
+    import tfquant.delegate
+    fd, path = tempfile.mkstemp(suffix=".tsv", prefix="tfquant_profile_")
+    os.close(fd)
+    try:
+        delegate = tfquant.delegate.load("litert", num_threads=threads, profile=path)
+        interpreter = interpreter_for(model, "reference", threads, [delegate])
+        interpreter.invoke()  # warm-up: the delegate does not time its first invoke
+        for _ in range(runs):
+            interpreter.invoke()
+        del interpreter
+        gc.collect()
+        rows = tfquant.delegate.read_profile(path)
+        del delegate
+    finally:
+        os.unlink(path)
+    return rows
+
+
+@dataclasses.dataclass(frozen=True)
+class DspParams:
+    """A Hexagon-class vector DSP for the cost model (defaults: an HVX unit at 1 GHz issuing up
+    to 4 vector instructions per packet, 2 of them multiply-class, 2 ALU, 1 shift/permute, one
+    vector load and one store per cycle, one HVX context, 2000 cycles of overhead per op)."""
+    clock_ghz: float = 1.0
+    contexts: int = 1
+    slots: int = 4
+    mpy_units: int = 2
+    alu_units: int = 2
+    shift_units: int = 1
+    load_units: int = 1
+    store_units: int = 1
+    op_overhead: int = 2000
+
+
+def dsp_cycles(row, p: DspParams):
+    """Estimated cycles of one op on a Hexagon-class DSP from its emulated HVX instruction
+    counts: every instruction class is limited by its units per cycle and the packet by its
+    slots; perfect packing and no stalls (a lower bound), split over the HVX contexts, plus a
+    fixed per-op overhead."""
+    bounds = [
+        (row["vrmpy"] + row["vmpy"]) / p.mpy_units,
+        row["valu"] / p.alu_units,
+        row["vshift"] / p.shift_units,
+        row["vload"] / p.load_units,
+        row["vstore"] / p.store_units,
+        sum(row[k] for k in ("vrmpy", "vmpy", "valu", "vshift", "vload", "vstore")) / p.slots,
+    ]
+    return max(bounds) / p.contexts + p.op_overhead
+
+
+def cost_model_assumptions(p: DspParams):
+    return (f"DSP cost model: {p.clock_ghz:g} GHz, {p.contexts} HVX context(s), "
+            f"{p.slots} vector instructions per packet, per cycle {p.mpy_units} "
+            f"multiply-class (vrmpy = 128 MACs), {p.alu_units} ALU, "
+            f"{p.shift_units} shift/pack, {p.load_units} load, "
+            f"{p.store_units} store; perfect packing, no stalls, "
+            f"{p.op_overhead} cycles per op. Counts are the emulated kernels' own "
+            "instructions (computed from their loop structure at prepare time).")
