@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import tfquant
-from tfquant import qat, runtime
+from tfquant import qat, runtime, writer
 from tfquant.errors import ConversionError, TfquantError
 from tfquant.models import data, mobilenet_v1, train
 
@@ -52,7 +52,9 @@ def test_exported_weights_are_on_the_trained_grid(recipe, float_model, mnist):
     result = tfquant.convert_model(qat_model, show_progress=False)
     limit = 2 ** (recipe.weight_bits - 1) - 1
     for op, weights in _weight_tensors(result.graph):
-        assert weights.dtype == np.int8
+        # 4-bit convolution weights are packed TFLite INT4 (Recipe.int4_packing "portable")
+        packed = recipe.weight_bits <= 4 and op.type == "CONV_2D"
+        assert weights.dtype == (writer.INT4 if packed else np.int8), op.label
         assert np.abs(weights.data.astype(int)).max() <= limit, op.label
         # the largest weight of each channel (or of the tensor) sits on the top code
         assert np.abs(weights.data.astype(int)).max() >= limit - 1, op.label
@@ -131,7 +133,7 @@ _MIRRORED = textwrap.dedent("""
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     import keras
-    from tfquant import qat, runtime
+    from tfquant import qat, runtime, writer
     from tfquant.models import data, mobilenet_v1
 
     strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
