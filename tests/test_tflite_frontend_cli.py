@@ -6,21 +6,11 @@ import os
 import keras
 import numpy as np
 import pytest
-from absl import flags
 
 import tfquant
 from tfquant import runtime
-from tfquant.tools import convert as cli
+from test_cli import run_cli
 
-FLAGS = flags.FLAGS
-
-
-def run_cli(capsys, *args):
-    FLAGS.unparse_flags()
-    FLAGS(["tfquant-convert", *args])
-    code = cli.main([])
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 @pytest.fixture(scope="module")

@@ -22,9 +22,9 @@ def random_input(detail, seed=0):
     return rng.integers(info.min, info.max + 1, shape).astype(detail["dtype"])
 
 
-def interpreter_for(model, resolver, threads, delegates=()):
+def interpreter_for(model, resolver, threads, delegates=(), runtime_name="litert"):
     from tfquant import runtime
-    interpreter = runtime.make_interpreter(model, "litert", resolver, threads,
+    interpreter = runtime.make_interpreter(model, runtime_name, resolver, threads,
                                            delegates=delegates)
     interpreter.allocate_tensors()
     for detail in interpreter.get_input_details():
@@ -36,20 +36,57 @@ def outputs(interpreter):
     return [interpreter.get_tensor(d["index"]).copy() for d in interpreter.get_output_details()]
 
 
+def _encode(detail, x):
+    """A float batch in the input's type (quantized with its params for integer inputs)."""
+    import numpy as np
+    if detail["dtype"] == np.float32:
+        return x.astype(np.float32)
+    scale, zero_point = detail["quantization"]
+    info = np.iinfo(detail["dtype"])
+    return np.clip(np.round(x / scale) + zero_point, info.min, info.max).astype(detail["dtype"])
+
+
+def _invoke(model, runtime_name, threads, delegates, x):
+    """Every output after one invoke: on `x` (a float batch for the first input), or on the
+    seeded random inputs of interpreter_for when `x` is None."""
+    from tfquant import runtime
+    if x is None:
+        interpreter = interpreter_for(model, "reference", threads, delegates, runtime_name)
+    else:
+        interpreter = runtime.make_interpreter(model, runtime_name, "reference", threads,
+                                               delegates=delegates)
+        detail = interpreter.get_input_details()[0]
+        x = _encode(detail, x)
+        if tuple(detail["shape"]) != x.shape:
+            interpreter.resize_tensor_input(detail["index"], x.shape)
+        interpreter.allocate_tensors()
+        interpreter.set_tensor(detail["index"], x)
+    interpreter.invoke()
+    return outputs(interpreter)
+
+
+def compare_with_reference(model, x=None, runtime_name: str = "litert", threads: int = 1) -> dict:
+    """The delegate against TFLite's reference kernels on the same input: nodes claimed / total,
+    output elements compared, how many differ and the largest difference."""
+    import numpy as np
+
+    import tfquant.delegate
+    want = _invoke(model, runtime_name, 1, (), x)
+    delegate = tfquant.delegate.load(runtime_name, num_threads=threads)
+    got = _invoke(model, runtime_name, threads, [delegate], x)
+    claimed, total = tfquant.delegate.claimed_nodes(model, runtime_name, num_threads=threads)
+    differ = sum(int(np.count_nonzero(w != g)) if w.shape == g.shape and w.dtype == g.dtype
+                 else w.size for w, g in zip(want, got))
+    largest = max((float(np.abs(w.astype(np.float64) - g.astype(np.float64)).max())
+                   if w.shape == g.shape and w.size else 0.0) for w, g in zip(want, got))
+    return dict(claimed=claimed, total=total, elements=sum(w.size for w in want),
+                differ=differ, largest=largest)
+
+
 def check_bit_exact(model, threads):
     """(bit-exact, claimed, total): the delegate against the reference kernels, same input."""
-    import numpy as np
-    import tfquant.delegate
-    claimed, total = tfquant.delegate.claimed_nodes(model, "litert", num_threads=threads)
-    reference = interpreter_for(model, "reference", 1)
-    reference.invoke()
-    delegate = tfquant.delegate.load("litert", num_threads=threads)
-    mine = interpreter_for(model, "reference", threads, [delegate])
-    mine.invoke()
-    same = all(a.dtype == b.dtype and np.array_equal(a, b)
-               for a, b in zip(outputs(reference), outputs(mine)))
-    del mine, reference
-    return same, claimed, total
+    r = compare_with_reference(model, threads=threads)
+    return r["differ"] == 0, r["claimed"], r["total"]
 
 
 def profile_delegate(model, threads, runs):

@@ -1,4 +1,4 @@
-"""Plumbing shared by the absl tools: the console-script entry point."""
+"""Plumbing shared by the absl tools: the console-script entry point and reports."""
 
 import sys
 
@@ -14,3 +14,10 @@ def run(main, module_name: str, doc: str):
     sys.modules["__main__"].__doc__ = doc
     app.run(main)
 
+
+
+def write_report(path: str, title: str, body: str, tool: str):
+    """Write a markdown report atomically, headed by the command line that made it."""
+    import tfquant
+    command = " ".join([tool] + sys.argv[1:])
+    tfquant.save_atomically(f"# {title}\n\nMade by `{command}`{body}\n".encode(), path)

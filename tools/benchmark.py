@@ -93,7 +93,7 @@ def build_application(name, size, classes, n_calibration):
     """(int8 bytes, float32 bytes) of keras.applications.<name>, weights=None, with batch-norm
     statistics set from the calibration images (one training-mode pass, momentum 0)."""
     import keras
-    import tfquant
+    import tfquant  # noqa: F401  (loads tflite_runtime before tensorflow)
     keras.utils.set_random_seed(0)
     model = getattr(keras.applications, name)(weights=None, input_shape=(size, size, 3),
                                               classes=classes)

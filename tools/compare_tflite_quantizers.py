@@ -100,7 +100,7 @@ def quantize_with_ai_edge_quantizer(float_model: bytes, batches: list) -> bytes:
 
 
 def quantize_with_tfquant(float_model: bytes, batches: list) -> bytes:
-    import tfquant
+    import tfquant  # noqa: F401  (loads tflite_runtime before tensorflow)
     return tfquant.convert(float_model, batches,
                            tfquant.Recipe(num_calibration_batches=len(batches)),
                            show_progress=False)

@@ -18,6 +18,7 @@ import sys
 
 from absl import app, flags
 
+from tfquant.delegate_profiling import compare_with_reference
 from tfquant.tools import _app
 
 FLAGS = flags.FLAGS
@@ -37,53 +38,11 @@ def _log(message):
     print(message, file=sys.stderr, flush=True)
 
 
-def _encode(interpreter, x):
-    import numpy as np
-    detail = interpreter.get_input_details()[0]
-    if detail["dtype"] == np.float32:
-        return x.astype(np.float32)
-    scale, zero_point = detail["quantization"]
-    info = np.iinfo(detail["dtype"])
-    return np.clip(np.round(x / scale) + zero_point, info.min, info.max).astype(detail["dtype"])
-
-
-def _run(model, x, runtime_name, delegates=()):
-    from tfquant import runtime
-    interpreter = runtime.make_interpreter(model, runtime_name, "reference",
-                                           delegates=delegates)
-    detail = interpreter.get_input_details()[0]
-    x = _encode(interpreter, x)
-    if tuple(detail["shape"]) != x.shape:
-        interpreter.resize_tensor_input(detail["index"], x.shape)
-    interpreter.allocate_tensors()
-    interpreter.set_tensor(detail["index"], x)
-    interpreter.invoke()
-    return [interpreter.get_tensor(d["index"]).copy()
-            for d in interpreter.get_output_details()]
-
-
-def compare(model, x, runtime_name) -> dict:
-    """Reference kernels vs delegate on `x`: claimed/total nodes, elements, differing ones."""
-    import numpy as np
-
-    import tfquant.delegate
-    want = _run(model, x, runtime_name)
-    delegate = tfquant.delegate.load(runtime_name)
-    got = _run(model, x, runtime_name, [delegate])
-    claimed, total = tfquant.delegate.claimed_nodes(model, runtime_name)
-    differ = sum(int(np.count_nonzero(w != g)) for w, g in zip(want, got))
-    largest = max(int(np.abs(w.astype(np.int64) - g.astype(np.int64)).max())
-                  if w.dtype.kind in "iu" else float(np.abs(w - g).max())
-                  for w, g in zip(want, got))
-    return dict(claimed=claimed, total=total, elements=sum(w.size for w in want),
-                differ=differ, largest=largest)
-
-
 def _models():
     """(label, tflite bytes, float inputs) for every requested model."""
     import numpy as np
 
-    import tfquant
+    import tfquant  # noqa: F401  (loads tflite_runtime before tensorflow)
     from tfquant.models import applications, data, zoo
 
     for path in FLAGS.model:
@@ -130,7 +89,7 @@ def main(argv):
     for label, model, x in _models():
         for runtime_name in runtimes:
             _log(f"  {label} on {runtime_name} ...")
-            r = compare(model, x, runtime_name)
+            r = compare_with_reference(model, x, runtime_name)
             exact = exact and r["differ"] == 0
             lines.append(f"| {label} | {runtime_name} | {r['claimed']}/{r['total']} | "
                          f"{r['elements']} | {r['differ']} | {r['largest']} |")

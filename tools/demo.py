@@ -28,7 +28,7 @@ def evaluate(name, model, dataset, output_dir, runs, log=print) -> dict:
     """Convert `model` to float and int8 TFLite and measure both against Keras."""
     import numpy as np
 
-    import tfquant
+    import tfquant  # noqa: F401  (loads tflite_runtime before tensorflow)
     from tfquant import runtime
 
     x_test, y_test = dataset.x_test, dataset.y_test

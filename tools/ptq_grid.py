@@ -105,7 +105,7 @@ def _peer_models(model, calibration):
 def evaluate(name, dataset) -> list:
     import numpy as np
 
-    import tfquant
+    import tfquant  # noqa: F401  (loads tflite_runtime before tensorflow)
     from tfquant import runtime, spec
 
     model = _trained_model(name, dataset)
@@ -200,7 +200,7 @@ def plot_fold_ranges(dataset, path: str):
 
 def main(argv):
     del argv
-    import tfquant
+    import tfquant  # noqa: F401  (loads tflite_runtime before tensorflow)
     from tfquant.models import data
 
     dataset = data.load_mnist_5k()
@@ -208,11 +208,9 @@ def main(argv):
     tables = format_tables(results)
     print(tables)
     if FLAGS.output:
-        command = "tfquant-ptq-grid " + " ".join(sys.argv[1:])
-        tfquant.save_atomically(
-            f"# Post-training quantization grid on MNIST-5k\n\nMade by `{command.strip()}`; "
-            "int8 TFLite models on ai-edge-litert's reference kernels, 1000 test images.\n\n"
-            f"{tables}\n".encode(), FLAGS.output)
+        _app.write_report(FLAGS.output, "Post-training quantization grid on MNIST-5k",
+                          "; int8 TFLite models on ai-edge-litert's reference kernels, 1000 "
+                          f"test images.\n\n{tables}", "tfquant-ptq-grid")
     if FLAGS.plot:
         plot_sqnr(results, FLAGS.plot)
     if FLAGS.fold_plot:

@@ -132,7 +132,7 @@ def _evaluate(name, dataset):
     import keras
     import numpy as np
 
-    import tfquant
+    import tfquant  # noqa: F401  (loads tflite_runtime before tensorflow)
     from tfquant import qat, runtime
     from tfquant.models import zoo
 
@@ -281,7 +281,7 @@ def _plot(results, path):
 
 def main(argv):
     del argv
-    import tfquant
+    import tfquant  # noqa: F401  (loads tflite_runtime before tensorflow)
     from tfquant.models import data
 
     dataset = data.load_mnist_5k()
@@ -291,10 +291,8 @@ def main(argv):
     table = _format(results)
     print(table)
     if FLAGS.output:
-        command = "tfquant-qat-compare " + " ".join(sys.argv[1:])
-        tfquant.save_atomically(
-            f"# Quantization-aware training on MNIST-5k\n\nMade by `{command.strip()}`.\n\n"
-            f"{table}\n".encode(), FLAGS.output)
+        _app.write_report(FLAGS.output, "Quantization-aware training on MNIST-5k",
+                          f".\n\n{table}", "tfquant-qat-compare")
     if FLAGS.plot:
         _plot(results, FLAGS.plot)
     return 0

@@ -208,11 +208,15 @@ int64_t Total(const std::vector<Shape>& shapes) {
   return n;
 }
 
-class ConvNode : public OpNode {
+// CONV_2D and DEPTHWISE_CONV_2D: one int8 input, the kernel gives the output shape.
+template <typename Kernel>
+class SpatialNode : public OpNode {
  public:
-  std::unique_ptr<kernels::Conv2D> k;
+  std::unique_ptr<Kernel> k;
+  int in_channels = -1;  // checked when >= 0 (depthwise weights are per input channel)
   bool InferShapes(const std::vector<Shape>& in, std::vector<Shape>* out, std::string* why) const override {
     if (!Rank4Positive(in[0], why)) return false;
+    if (in_channels >= 0 && in[0][3] != in_channels) { *why = "input channels changed"; return false; }
     int o[4];
     k->OutputShape(in[0].data(), o);
     if (o[1] <= 0 || o[2] <= 0) { *why = "empty output"; return false; }
@@ -228,27 +232,8 @@ class ConvNode : public OpNode {
   }
 };
 
-class DepthwiseNode : public OpNode {
- public:
-  std::unique_ptr<kernels::DepthwiseConv2D> k;
-  int in_channels = 0;
-  bool InferShapes(const std::vector<Shape>& in, std::vector<Shape>* out, std::string* why) const override {
-    if (!Rank4Positive(in[0], why)) return false;
-    if (in[0][3] != in_channels) { *why = "input channels changed"; return false; }
-    int o[4];
-    k->OutputShape(in[0].data(), o);
-    if (o[1] <= 0 || o[2] <= 0) { *why = "empty output"; return false; }
-    out->assign(1, Shape(o, o + 4));
-    return true;
-  }
-  void Run(const isa::Ops& ops, const std::vector<const void*>& in, const std::vector<Shape>& is,
-           const std::vector<void*>& out, const std::vector<Shape>&) const override {
-    k->Run(ops, pool, static_cast<const int8_t*>(in[0]), is[0].data(), static_cast<int8_t*>(out[0]));
-  }
-  kernels::HvxCount Count(const std::vector<Shape>& in, const std::vector<Shape>&) const override {
-    return k->Count(in[0].data());
-  }
-};
+using ConvNode = SpatialNode<kernels::Conv2D>;
+using DepthwiseNode = SpatialNode<kernels::DepthwiseConv2D>;
 
 class FcNode : public OpNode {
  public:
