@@ -159,6 +159,20 @@ def build(name):
         y = L.Concatenate(axis=1)([f, g])
         y = L.Flatten()(y)
         return keras.Model(x, y), (2, 5, 6, 3), int8_io
+    if name == "biased_activations":
+        # Tensors read only by convolutions travel biased (u8) inside the delegate: a depthwise
+        # output read in place by a pointwise conv, a tensor read by three convs (im2col, strided
+        # 1x1, 1x1 with channels not a multiple of 4), one read by a conv and an ADD (int8).
+        x = keras.Input((10, 9, 8))
+        a = L.Conv2D(32, 3, padding="same", activation="relu")(x)
+        b = L.DepthwiseConv2D(3, padding="same")(a)
+        c = L.Conv2D(6, 1, activation="relu6")(b)
+        d = L.Conv2D(8, 3, strides=2, padding="same")(c)
+        f = L.Conv2D(8, 1, strides=2)(c)
+        g = L.Conv2D(5, 1)(c)
+        y = L.Add()([d, L.Conv2D(8, 1)(d)])
+        y = L.Concatenate()([y, f])
+        return keras.Model(x, [y, g]), (2, 10, 9, 8), int8_io
     raise KeyError(name)
 
 
@@ -167,7 +181,7 @@ CASES = ["conv_same_stride2_relu", "conv_valid_dilated_relu6", "conv_1x1_stride2
          "depthwise_64ch_unpadded_paths",
          "dense_per_channel", "dense_per_tensor", "dense_wide_per_channel",
          "dense_wide_per_tensor", "add_residual_and_batchnorm", "pools",
-         "mean_and_softmax", "sigmoid_hard_swish", "pad_reshape_concat"]
+         "mean_and_softmax", "sigmoid_hard_swish", "pad_reshape_concat", "biased_activations"]
 
 _converted = {}
 

@@ -10,7 +10,7 @@ import pytest
 import tfquant
 from tfquant import peers, runtime, spec
 from tfquant.models import applications, data
-from tfquant.tools.compare_tflite_quantizers import float_tflite, run_outputs
+from tfquant.tools.compare_tflite_quantizers import float_tflite, run_outputs, tfquant_recipe
 
 SIZE = 96
 NUM_CALIBRATION = 64
@@ -19,12 +19,15 @@ NUM_TEST = 16
 # Two of the four issue models keep `make test` short; `tfquant-compare-tflite` runs all four
 # (MobileNetV2, MobileNetV3Small, EfficientNetB0, ResNet50) and docs/tflite_frontend.md has them.
 APPLICATIONS = ["MobileNetV2", "MobileNetV3Small"]
-# These networks have random weights (weights=None): their outputs amplify any perturbation,
-# so two quantizations with near-identical parameters differ by a few dB at the output. The
-# same model re-saved with fp16 weights, quantized by tfquant, moved MobileNetV3Small's SQNR
-# by 6 dB. tfquant's per-output SQNR must therefore be at least TFLiteConverter's minus this
-# spread; both are printed, and the strict comparison is reported.
-NOISE_DB = 3.0
+# These networks have random weights (weights=None): their outputs amplify any perturbation of
+# the quantized parameters. Over five calibration draws (tfquant-compare-tflite
+# --calibration_seeds=1,11,21,31,41; docs/tflite_frontend.md) the paired difference tfquant -
+# TFLiteConverter on the same draw has a standard deviation of 0.6-3.5 dB per case although both
+# quantize every tensor with the same params except TFLiteConverter's widened residual-ADD
+# inputs. On this draw tfquant is at least TFLiteConverter's SQNR on 5 of the 8 issue cases
+# and at most 0.89 dB below on the others (MobileNetV3Small fp32); the test allows that, well
+# inside the seed noise, and prints the strict comparison.
+NOISE_DB = 1.0
 
 
 @pytest.fixture(scope="module", params=APPLICATIONS)
@@ -48,9 +51,8 @@ def test_tflite_application_quantizes_as_well_as_tflite_converter(application, w
     name = application["name"]
     source = float_tflite(application["model"], float16=weights == "fp16")
     batches = application["batches"]
-    result = tfquant.convert_model(
-        source, batches, tfquant.Recipe(num_calibration_batches=len(batches)),
-        show_progress=False)
+    recipe = tfquant_recipe(len(batches))  # the default int8 recipe, as the tool
+    result = tfquant.convert_model(source, batches, recipe, show_progress=False)
     assert not [op for op in result.graph.ops if op.stays_float], "ops left in float"
     test, reference = application["test"], application["reference"]
     sqnr = {}
@@ -60,7 +62,8 @@ def test_tflite_application_quantizes_as_well_as_tflite_converter(application, w
         sqnr[rt] = [spec.sqnr_db(r, y) for r, y in zip(reference, outputs)]
     ours = [min(s[i] for s in sqnr.values()) for i in range(len(reference))]
     theirs = application["peer_sqnr"]
-    print(f"\n{name} {weights} weights: per-output SQNR tfquant (from .tflite, worst runtime) "
+    print(f"\nrecipe {recipe}")
+    print(f"{name} {weights} weights: per-output SQNR tfquant (from .tflite, worst runtime) "
           f"{[round(s, 2) for s in ours]} dB, TFLiteConverter PTQ (Keras) "
           f"{[round(s, 2) for s in theirs]} dB (strictly at least: "
           f"{all(a >= b for a, b in zip(ours, theirs))}); per runtime "

@@ -72,7 +72,15 @@ def test_ai_edge_quantizer_comparison_helpers(files):
         assert tfquant.spec.sqnr_db(expected[0], got[0]) > 20, quantize.__name__
     row = {"model": "tiny", "weights": "fp32", "sqnr": {"tfquant": [30.0]},
            "seconds": {"tfquant": 0.1}}
-    assert "| tiny | fp32 | 30.00 | - | - | 0.1 | - | - |" in tool.format_table([row])
+    assert "| tiny | fp32 | 30.00 | - | - | 0.1 | - | - | - |" in tool.format_table([row])
+    # the paired difference to TFLiteConverter, per draw and over calibration draws
+    rows = [{"model": "tiny", "weights": "fp32", "seed": seed,
+             "sqnr": {"tfquant": [ours], "tflite_converter": [theirs]},
+             "seconds": {"tfquant": 0.1, "tflite_converter": 1.0}}
+            for seed, ours, theirs in ((1, 30.0, 29.0), (2, 28.0, 29.0))]
+    assert "| 29.00 | 0.1 | - | 1.0 | +1.00 |" in tool.format_table(rows[:1])
+    assert ("| tiny | fp32 | 2 | 29.00 +- 1.41 | - | 29.00 +- 0.00 | 0.00 +- 1.41 | -1.00 |"
+            in tool.format_seed_table(rows))
 
 
 def test_python_api_takes_a_tflite_path(files):

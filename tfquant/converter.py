@@ -9,7 +9,7 @@ import time
 from typing import Optional
 
 from tfquant import calibrate as calibration
-from tfquant import ir, passes, quantize, writer
+from tfquant import ir, mixed_precision, passes, quantize, writer
 from tfquant.errors import CalibrationDataError, ModelLoadError, TfquantError
 from tfquant.frontends.keras_model import from_keras
 from tfquant.frontends.tflite_model import from_tflite, is_tflite_model, load_tflite_bytes
@@ -74,7 +74,7 @@ def convert_model(model, representative_data=None, recipe: Optional[Recipe] = No
         # A trained QAT model: its learned ranges, no calibration (paper 3.2).
         ranges = {name: calibration.TensorRange(*r)
                   for name, r in float_graph.qat_ranges.items()}
-        out_graph = quantize.quantize_int8(float_graph, ranges, recipe)
+        out_graph = _quantize_integer(float_graph, ranges, recipe)
     else:
         if representative_data is None:
             raise CalibrationDataError(
@@ -85,9 +85,22 @@ def convert_model(model, representative_data=None, recipe: Optional[Recipe] = No
             batch_size=recipe.calibration_batch_size, method=recipe.calibration_method,
             ema_decay=recipe.ema_decay, percentile=recipe.percentile,
             channel_means=recipe.bias_correction, show_progress=show_progress)
-        out_graph = quantize.quantize_int8(float_graph, ranges, recipe)
+        out_graph = _quantize_integer(float_graph, ranges, recipe)
     data = writer.write_tflite(out_graph)
     return ConversionResult(data, out_graph, float_graph, ranges, time.perf_counter() - start)
+
+
+def _quantize_integer(float_graph, ranges, recipe: Recipe):
+    """int8 / int16x8 quantization; Recipe.int16_layers take their ops from a 16x8 pass (with
+    8-bit per-channel weights: the fallback layers get the most precise integer form)."""
+    out_graph = quantize.quantize_int8(float_graph, ranges, recipe)
+    if recipe.int16_layers:
+        wide = quantize.quantize_int8(
+            float_graph, ranges, dataclasses.replace(
+                recipe, mode="int16x8", int16_layers=(), weight_bits=8, per_channel=True,
+                per_channel_dense=None))
+        out_graph = mixed_precision.splice_int16_layers(out_graph, wide, recipe.int16_layers)
+    return out_graph
 
 
 def _qat_layers(model) -> list:

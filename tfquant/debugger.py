@@ -16,7 +16,7 @@ QuantizationDebugger, for tfquant's own graphs.
 from __future__ import annotations
 
 import dataclasses
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 
@@ -151,6 +151,64 @@ def worst_layers(reports: Sequence[TensorReport], count: int) -> list:
         if len(layers) == count:
             break
     return layers
+
+
+FALLBACKS = ("float", "int16")
+
+
+@dataclasses.dataclass
+class FallbackStep:
+    """One conversion tried by select_fallback."""
+
+    layers: list
+    score: float
+    size: int
+
+
+def select_fallback(model, representative_data, recipe: Optional[Recipe] = None, *,
+                    inputs: np.ndarray, target: float, fallback: str = "float",
+                    score: Optional[Callable[[np.ndarray], float]] = None,
+                    max_layers: int = 8, runtime: str = "litert",
+                    reports: Optional[Sequence[TensorReport]] = None) -> list:
+    """Keep the worst layers float (or at 16 bits) until the model reaches `target`.
+
+    Ranks the layers with compare_layers (or the given `reports`), then converts with the worst
+    1, 2, ... layers in Recipe.float_layers (fallback="float") or Recipe.int16_layers
+    (fallback="int16") until `score(outputs on inputs)` reaches `target`: by default the output
+    SQNR in dB against the float model; pass e.g. an accuracy function to target accuracy.
+    Returns the FallbackStep of every conversion tried, the last one meeting the target (the
+    first, with no layer, included); raises ConversionError when `max_layers` do not reach it.
+    """
+    from tfquant import runtime as runtimes
+    from tfquant.errors import ConversionError
+
+    if fallback not in FALLBACKS:
+        raise ValueError(f"fallback must be one of {FALLBACKS}, got {fallback!r}")
+    recipe = recipe or Recipe()
+    if score is None:
+        expected = np.asarray(model.predict(inputs, verbose=0))
+
+        def score(outputs):
+            return spec.sqnr_db(expected, outputs)
+
+    if reports is None:
+        reports = compare_layers(model, representative_data, recipe, inputs=inputs[:256],
+                                 runtime=runtime)
+    ranking = worst_layers(reports, max_layers)
+    steps = []
+    for count in range(len(ranking) + 1):
+        layers = ranking[:count]
+        field = "float_layers" if fallback == "float" else "int16_layers"
+        tried = dataclasses.replace(recipe, **{field: tuple(layers)})
+        data = convert_model(model, representative_data, tried, show_progress=False).model
+        outputs = runtimes.Runner(data, runtime, "reference").predict(inputs)
+        steps.append(FallbackStep(list(layers), float(score(outputs)), len(data)))
+        if steps[-1].score >= target:
+            return steps
+    raise ConversionError(
+        f"keeping the {len(ranking)} worst layers {fallback} reaches a score of "
+        f"{steps[-1].score:.2f}, below the target {target}: raise max_layers, lower the "
+        "target, or change the recipe (per-channel weights, better calibration)")
 
 
 def format_report(reports: Sequence[TensorReport], top: Optional[int] = None) -> str:

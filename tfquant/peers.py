@@ -30,6 +30,28 @@ def convert_with_tflite_converter(model, batches) -> bytes:
         return converter.convert()
 
 
+TFLITE_CONVERTER_MODES = ("int8", "int16x8", "weights_only")
+
+
+def tflite_converter_ptq(model, calibration, mode: str = "int8", batch_size: int = 32) -> bytes:
+    """TFLiteConverter's PTQ of a Keras model in one of its modes: "int8" (full integer),
+    "int16x8" (int16 activations, int8 weights) or "weights_only" (dynamic range)."""
+    import tensorflow as tf
+
+    if mode not in TFLITE_CONVERTER_MODES:
+        raise ValueError(f"mode must be one of {TFLITE_CONVERTER_MODES}, got {mode!r}")
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if mode != "weights_only":
+        converter.representative_dataset = lambda: (
+            [calibration[i:i + batch_size]] for i in range(0, len(calibration), batch_size))
+        converter.target_spec.supported_ops = [
+            tf.lite.OpsSet.TFLITE_BUILTINS_INT8 if mode == "int8" else
+            tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
+    with contextlib.redirect_stdout(io.StringIO()):
+        return converter.convert()
+
+
 def convert_with_tfquant(model, batches) -> bytes:
     import tfquant
     recipe = tfquant.Recipe(num_calibration_batches=len(batches))

@@ -52,6 +52,8 @@ class Recipe:
         quantization causes, E[(W_q - W) x], from the calibration data's channel means.
       float_layers: names of layers to keep float in int8 mode (with the ops reading their
         outputs), e.g. the worst layers tfquant.debugger finds.
+      int16_layers: names of layers to run in 16x8 mode (int16 activations, int8 weights)
+        inside an int8 model: the integer-only alternative to float_layers.
       float_fallback: layers tfquant cannot quantize stay float (real float TFLite ops with
         DEQUANTIZE / QUANTIZE around them) instead of failing the conversion.
     """
@@ -73,6 +75,7 @@ class Recipe:
     equalize_through_relu6: bool = False
     bias_correction: bool = False
     float_layers: tuple = ()
+    int16_layers: tuple = ()
     float_fallback: bool = False
 
     def __post_init__(self):
@@ -98,9 +101,18 @@ class Recipe:
         if self.int4_packing not in INT4_PACKING:
             raise ValueError(f"int4_packing must be one of {INT4_PACKING}, got "
                              f"{self.int4_packing!r}")
-        if isinstance(self.float_layers, str):
-            object.__setattr__(self, "float_layers", (self.float_layers,))
-        object.__setattr__(self, "float_layers", tuple(self.float_layers))
+        for field in ("float_layers", "int16_layers"):
+            names = getattr(self, field)
+            object.__setattr__(self, field, (names,) if isinstance(names, str) else tuple(names))
+        if self.int16_layers and self.mode != "int8":
+            raise ValueError("int16_layers mixes 16x8 layers into an int8 model: it needs "
+                             f"mode='int8', not {self.mode!r}")
+        if self.int16_layers and (self.inference_input_type != "float32"
+                                  or self.inference_output_type != "float32"):
+            raise ValueError("int16_layers needs float32 model inputs and outputs")
+        both = sorted(set(self.float_layers) & set(self.int16_layers))
+        if both:
+            raise ValueError(f"layers cannot be both float and int16: {', '.join(both)}")
         if self.num_calibration_batches < 1:
             raise ValueError("num_calibration_batches must be at least 1")
         if self.calibration_batch_size < 1:

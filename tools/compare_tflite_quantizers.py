@@ -7,6 +7,13 @@ The float models are keras.applications networks (weights=None, batch-norm stati
 photos; tfquant.models.applications) converted by TFLiteConverter, with fp32 weights and
 re-saved with fp16 weights; calibration and test images are disjoint photo crops.
 
+These networks have random weights, so their output SQNR moves by a few dB with any small
+change of the quantized parameters (another calibration draw, fp16-rounded weights).
+`--calibration_seeds=1,11,21,31,41` quantizes with several calibration draws (every quantizer
+sees the same draw) and prints a second table: each quantizer's mean and spread over the draws
+and the paired difference tfquant - TFLiteConverter, the seed noise that the comparison of
+one draw is subject to. The first table is the first seed's.
+
 Example:
   tfquant-compare-tflite --applications=MobileNetV2,ResNet50 --size=96 --weights=fp32,fp16
 """
@@ -31,6 +38,8 @@ flags.DEFINE_integer("num_calibration", 64, "Calibration images (photo crops).",
 flags.DEFINE_integer("batch_size", 16, "Calibration batch size.", lower_bound=1)
 flags.DEFINE_integer("num_test", 32, "Test images for the SQNR (disjoint from calibration).",
                      lower_bound=1)
+flags.DEFINE_list("calibration_seeds", ["1"], "Seeds of the calibration photo-crop draws; "
+                  "with more than one, a table of the mean and spread over the draws follows.")
 flags.DEFINE_boolean("tflite_converter", True, "Also run TFLiteConverter's int8 PTQ of the "
                      "Keras model.")
 
@@ -99,10 +108,16 @@ def quantize_with_ai_edge_quantizer(float_model: bytes, batches: list) -> bytes:
     return bytes(result.quantized_model)
 
 
+def tfquant_recipe(num_batches: int):
+    """The recipe tfquant quantizes with here (and in tests/test_tflite_frontend_applications.py):
+    the default int8 recipe (per-channel weights, min/max calibration) on every batch."""
+    import tfquant
+    return tfquant.Recipe(num_calibration_batches=num_batches)
+
+
 def quantize_with_tfquant(float_model: bytes, batches: list) -> bytes:
     import tfquant  # noqa: F401  (loads tflite_runtime before tensorflow)
-    return tfquant.convert(float_model, batches,
-                           tfquant.Recipe(num_calibration_batches=len(batches)),
+    return tfquant.convert(float_model, batches, tfquant_recipe(len(batches)),
                            show_progress=False)
 
 
@@ -113,38 +128,52 @@ def _timed(fn):
 
 
 def compare_application(name: str, size: int, weights: list, num_calibration: int,
-                        batch_size: int, num_test: int, tflite_converter: bool = True) -> list:
-    """Rows {model, weights, sqnr: {quantizer: [per output]}, seconds: {quantizer: s},
-    errors: {quantizer: reason it failed}}."""
+                        batch_size: int, num_test: int, tflite_converter: bool = True,
+                        calibration_seeds: tuple = (1,)) -> list:
+    """Rows {model, weights, seed, sqnr: {quantizer: [per output]}, seconds: {quantizer: s},
+    errors: {quantizer: reason it failed}}, one per weights variant and calibration seed."""
     import numpy as np
 
-    from tfquant import peers, spec
+    from tfquant import spec
     from tfquant.models import applications, data
 
     log(f"{name}: building ({size}x{size}) ...")
     model = applications.build_application(name, size)
-    calibration = applications.preprocess(name, data.load_photo_crops(num_calibration, size,
-                                                                      seed=1))
     test = applications.preprocess(name, data.load_photo_crops(num_test, size, seed=2))
-    batches = [calibration[i:i + batch_size] for i in range(0, num_calibration, batch_size)]
     reference = [np.asarray(model.predict(test, verbose=0))]
 
     def sqnr(quantized):
         return [spec.sqnr_db(r, y) for r, y in zip(reference, run_outputs(quantized, test))]
 
-    peer = None
-    if tflite_converter:
-        log(f"{name}: TFLiteConverter int8 PTQ of the Keras model ...")
-        peer = _timed(lambda: peers.convert_with_tflite_converter(model, batches))
-    rows = []
+    sources = {}
     for variant in weights:
         log(f"{name} {variant}: float .tflite ...")
-        source = float_tflite(model, float16=variant == "fp16")
-        log(f"{name} {variant}: tfquant ...")
+        sources[variant] = float_tflite(model, float16=variant == "fp16")
+    rows = []
+    for seed in calibration_seeds:
+        rows += _compare_draw(name, model, sources, sqnr, seed, num_calibration, size,
+                              batch_size, tflite_converter)
+    return rows
+
+
+def _compare_draw(name, model, sources, sqnr, seed, num_calibration, size, batch_size,
+                  tflite_converter) -> list:
+    from tfquant import peers
+    from tfquant.models import applications, data
+    calibration = applications.preprocess(name, data.load_photo_crops(num_calibration, size,
+                                                                      seed=seed))
+    batches = [calibration[i:i + batch_size] for i in range(0, num_calibration, batch_size)]
+    peer = None
+    if tflite_converter:
+        log(f"{name} (calibration seed {seed}): TFLiteConverter int8 PTQ of the Keras model ...")
+        peer = _timed(lambda: peers.convert_with_tflite_converter(model, batches))
+    rows = []
+    for variant, source in sources.items():
+        log(f"{name} {variant} (calibration seed {seed}): tfquant ...")
         ours, ours_s = _timed(lambda: quantize_with_tfquant(source, batches))
-        log(f"{name} {variant}: AI Edge Quantizer ...")
-        row = {"model": name, "weights": variant, "sqnr": {"tfquant": sqnr(ours)},
-               "seconds": {"tfquant": ours_s}, "errors": {}}
+        log(f"{name} {variant} (calibration seed {seed}): AI Edge Quantizer ...")
+        row = {"model": name, "weights": variant, "seed": seed,
+               "sqnr": {"tfquant": sqnr(ours)}, "seconds": {"tfquant": ours_s}, "errors": {}}
         try:
             theirs, theirs_s = _timed(lambda: quantize_with_ai_edge_quantizer(source, batches))
             row["sqnr"]["ai_edge_quantizer"] = sqnr(theirs)
@@ -158,6 +187,14 @@ def compare_application(name: str, size: int, weights: list, num_calibration: in
             row["seconds"]["tflite_converter"] = peer[1]
         rows.append(row)
     return rows
+
+
+def difference(row: dict, key: str = "tflite_converter"):
+    """Per-output SQNR tfquant - `key` in dB (None if `key` did not run)."""
+    theirs = row["sqnr"].get(key)
+    if theirs is None:
+        return None
+    return [a - b for a, b in zip(row["sqnr"]["tfquant"], theirs)]
 
 
 def format_table(rows: list) -> str:
@@ -176,11 +213,41 @@ def format_table(rows: list) -> str:
     keys = ("tfquant", "ai_edge_quantizer", "tflite_converter")
     lines = ["| model | weights | SQNR dB tfquant | SQNR dB AI Edge Quantizer | "
              "SQNR dB TFLiteConverter (Keras) | s tfquant | s AI Edge Quantizer | "
-             "s TFLiteConverter |", "|---|---|---|---|---|---|---|---|"]
+             "s TFLiteConverter | tfquant - TFLiteConverter dB |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
+        diff = difference(r)
         lines.append(f"| {r['model']} | {r['weights']} | "
                      + " | ".join(db(r, k) for k in keys) + " | "
-                     + " | ".join(seconds(r, k) for k in keys) + " |")
+                     + " | ".join(seconds(r, k) for k in keys) + " | "
+                     + ("-" if diff is None else ", ".join(f"{d:+.2f}" for d in diff)) + " |")
+    return "\n".join(lines)
+
+
+def format_seed_table(rows: list) -> str:
+    """Markdown table over calibration draws: per model and weights, each quantizer's mean and
+    standard deviation of the (first output's) SQNR, and the paired difference tfquant -
+    TFLiteConverter (mean, standard deviation, minimum)."""
+    import numpy as np
+
+    def stats(values):
+        if not values:
+            return "-"
+        return f"{np.mean(values):.2f} +- {np.std(values, ddof=1) if len(values) > 1 else 0:.2f}"
+
+    groups = {}
+    for r in rows:
+        groups.setdefault((r["model"], r["weights"]), []).append(r)
+    keys = ("tfquant", "ai_edge_quantizer", "tflite_converter")
+    lines = ["| model | weights | draws | SQNR dB tfquant | SQNR dB AI Edge Quantizer | "
+             "SQNR dB TFLiteConverter (Keras) | tfquant - TFLiteConverter dB | "
+             "min difference dB |", "|---|---|---|---|---|---|---|---|"]
+    for (model, weights), group in groups.items():
+        per_key = [stats([r["sqnr"][k][0] for r in group if k in r["sqnr"]]) for k in keys]
+        diffs = [difference(r)[0] for r in group if difference(r) is not None]
+        lines.append(f"| {model} | {weights} | {len(group)} | " + " | ".join(per_key)
+                     + f" | {stats(diffs)} | "
+                     + (f"{min(diffs):+.2f}" if diffs else "-") + " |")
     return "\n".join(lines)
 
 
@@ -193,15 +260,29 @@ def main(argv):
     for variant in FLAGS.weights:
         if variant not in ("fp32", "fp16"):
             raise app.UsageError(f"--weights takes fp32 and/or fp16, not {variant!r}")
+    try:
+        seeds = [int(s) for s in FLAGS.calibration_seeds]
+    except ValueError:
+        raise app.UsageError("--calibration_seeds takes integers") from None
+    if not seeds:
+        raise app.UsageError("--calibration_seeds needs at least one seed")
     rows = []
     for name in FLAGS.applications:
         rows += compare_application(name, FLAGS.size, FLAGS.weights, FLAGS.num_calibration,
-                                    FLAGS.batch_size, FLAGS.num_test, FLAGS.tflite_converter)
+                                    FLAGS.batch_size, FLAGS.num_test, FLAGS.tflite_converter,
+                                    seeds)
+    print(f"tfquant recipe: {tfquant_recipe(-(-FLAGS.num_calibration // FLAGS.batch_size))}\n")
     print(f"Per-output SQNR vs the float Keras model on {FLAGS.num_test} photo crops "
           f"({FLAGS.size}x{FLAGS.size}), litert reference kernels; {FLAGS.num_calibration} "
           f"calibration crops in batches of {FLAGS.batch_size}, the same for every quantizer. "
-          "Conversion time includes calibration (TFLiteConverter's: from the Keras model).\n")
-    print(format_table(rows))
+          "Conversion time includes calibration (TFLiteConverter's: from the Keras model). "
+          f"Calibration seed {seeds[0]}.\n")
+    print(format_table([r for r in rows if r["seed"] == seeds[0]]))
+    if len(seeds) > 1:
+        print(f"\nOver {len(seeds)} calibration draws (seeds {', '.join(map(str, seeds))}): "
+              "mean +- standard deviation of the first output's SQNR, and of the paired "
+              "difference on the same draw.\n")
+        print(format_seed_table(rows))
     return 0
 
 

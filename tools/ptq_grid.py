@@ -71,37 +71,6 @@ def schemes():
     ]
 
 
-def _peer_models(model, calibration):
-    import contextlib
-    import io
-
-    import tensorflow as tf
-
-    def convert(configure):
-        converter = tf.lite.TFLiteConverter.from_keras_model(model)
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        configure(converter)
-        with contextlib.redirect_stdout(io.StringIO()):
-            return converter.convert()
-
-    def representative(converter):
-        converter.representative_dataset = lambda: (
-            [calibration[i:i + 32]] for i in range(0, len(calibration), 32))
-
-    def int8(converter):
-        representative(converter)
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-
-    def int16x8(converter):
-        representative(converter)
-        converter.target_spec.supported_ops = [
-            tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
-
-    return [("TFLiteConverter int8", convert(int8)),
-            ("TFLiteConverter 16x8", convert(int16x8)),
-            ("TFLiteConverter weight-only", convert(lambda c: None))]
-
-
 def evaluate(name, dataset) -> list:
     import numpy as np
 
@@ -122,7 +91,11 @@ def evaluate(name, dataset) -> list:
                                               show_progress=False)))
     if FLAGS.peers:
         _log(f"[{name}] TFLiteConverter (int8, 16x8, weight-only) ...")
-        models += _peer_models(model, calibration)
+        from tfquant import peers
+        models += [(f"TFLiteConverter {label}",
+                    peers.tflite_converter_ptq(model, calibration, mode))
+                   for label, mode in (("int8", "int8"), ("16x8", "int16x8"),
+                                       ("weight-only", "weights_only"))]
     for label, data in models:
         got = runtime.Runner(data, resolver="reference").predict(x)
         rows.append(dict(scheme=label, accuracy=float(np.mean(np.argmax(got, 1) == y)),

@@ -129,7 +129,6 @@ def _depthwise(tflite_model) -> str:
 
 
 def _evaluate(name, dataset):
-    import keras
     import numpy as np
 
     import tfquant  # noqa: F401  (loads tflite_runtime before tensorflow)
@@ -160,16 +159,11 @@ def _evaluate(name, dataset):
         runs = []
         for seed in seeds:
             _log(f"[{name}] {label}: fine-tuning {FLAGS.qat_epochs} epochs (seed {seed}) ...")
-            keras.utils.set_random_seed(seed)
             start = time.perf_counter()
-            qat_model = qat.quantize_model(model, recipe)
-            qat_model.compile(keras.optimizers.Adam(FLAGS.learning_rate),
-                              "sparse_categorical_crossentropy")
-            schedule = qat.QuantizationScheduler(
-                quant_delay=0,
+            qat_model = qat.fine_tune(
+                model, dataset.x_train, dataset.y_train, recipe, epochs=FLAGS.qat_epochs,
+                learning_rate=FLAGS.learning_rate, batch_size=BATCH_SIZE, seed=seed,
                 freeze_bn_delay=int(FLAGS.freeze_bn_epochs * steps_per_epoch) if freeze else None)
-            qat_model.fit(dataset.x_train, dataset.y_train, batch_size=BATCH_SIZE,
-                          epochs=FLAGS.qat_epochs, verbose=0, callbacks=[schedule])
             seconds = time.perf_counter() - start
             simulated = qat_model.predict(x_test, verbose=0)
             run = dict(scheme=label, keras=_accuracy(simulated, y_test), int8=None,

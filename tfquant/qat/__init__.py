@@ -11,6 +11,9 @@ from tfquant.qat.batch_norm_folding import FoldedBatchNorm
 from tfquant.qat.callbacks import QuantizationScheduler
 from tfquant.qat.constant_operand import ConstantOperand
 from tfquant.qat.rewrite import QatRecipe, float_layers, quantize_model
+from tfquant.qat.simulation import calibrate_activation_ranges, simulate_ptq
+from tfquant.qat.training import fine_tune
 
 __all__ = ["ActivationQuantizer", "ConstantOperand", "FoldedBatchNorm", "QatRecipe",
-           "QuantizationScheduler", "float_layers", "quantize_model"]
+           "QuantizationScheduler", "calibrate_activation_ranges", "fine_tune", "float_layers", "quantize_model",
+           "simulate_ptq"]

@@ -26,6 +26,8 @@ class ActivationQuantizer(keras.layers.Layer):
         self.bits = int(bits)
         self.symmetric = bool(symmetric)
         self.decay = float(decay)
+        # Set by tfquant.qat.simulation while calibrating: called with each (eager) input.
+        self.observer = None
 
     @property
     def spec(self) -> QuantSpec:
@@ -53,6 +55,8 @@ class ActivationQuantizer(keras.layers.Layer):
         self.initialized.assign(tf.maximum(self.initialized, 1.0 - self.freeze_range))
 
     def call(self, x, training=False):
+        if self.observer is not None:
+            self.observer(x)
         if training:
             self._update_range(x)
         quantized = fake_quant.fake_quant(x, self.range_min, self.range_max, self.spec)

@@ -46,6 +46,12 @@ class OpNode {
   // default is a data-movement pass over the outputs.
   virtual kernels::HvxCount Count(const std::vector<Shape>& in,
                                   const std::vector<Shape>& out) const;
+  // Biased activations inside a partition (x + 128 as u8, see kernels::Conv2D::SetInputBiased):
+  // whether the op can write its output / read its input 0 that way, and switching it to.
+  virtual bool CanWriteBiased() const { return false; }
+  virtual bool CanReadBiased() const { return false; }
+  virtual void SetOutputBiased() {}
+  virtual void SetInputBiased() {}
 };
 
 // Whether the node can be run exactly (why = the reason if not). With `create`, also builds it.

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include <algorithm>
+#include <type_traits>
 
 #include "delegate/graph.h"
 #include "kernels/kernels.h"
@@ -229,6 +230,13 @@ class SpatialNode : public OpNode {
   }
   kernels::HvxCount Count(const std::vector<Shape>& in, const std::vector<Shape>&) const override {
     return k->Count(in[0].data());
+  }
+  static constexpr bool kIsConv = std::is_same_v<Kernel, kernels::Conv2D>;
+  bool CanWriteBiased() const override { return true; }
+  bool CanReadBiased() const override { return kIsConv; }
+  void SetOutputBiased() override { k->SetOutputBiased(); }
+  void SetInputBiased() override {
+    if constexpr (kIsConv) k->SetInputBiased();
   }
 };
 

@@ -67,6 +67,30 @@ struct Partition {
   }
 };
 
+// A tensor produced inside the partition by a convolution and read only as the input of
+// convolutions travels biased (kernels::Conv2D::SetInputBiased): its producer stores x + 128
+// as u8 and its consumers skip their conversion pass. Tensors leaving the partition stay int8.
+void BiasActivations(Partition* part) {
+  for (auto& producer : part->ops) {
+    if (!producer->CanWriteBiased() || producer->outputs.size() != 1) continue;
+    const int t = producer->outputs[0];
+    if (part->IsOutput(t)) continue;
+    bool read = false, all_biased = true;
+    for (const auto& op : part->ops) {
+      for (size_t i = 0; i < op->inputs.size(); ++i) {
+        if (op->inputs[i] != t) continue;
+        read = true;
+        if (i != 0 || !op->CanReadBiased()) all_biased = false;
+      }
+    }
+    if (!read || !all_biased) continue;
+    producer->SetOutputBiased();
+    for (auto& op : part->ops) {
+      if (!op->inputs.empty() && op->inputs[0] == t) op->SetInputBiased();
+    }
+  }
+}
+
 void* KernelInit(TfLiteContext* ctx, const char* buffer, size_t) {
   const auto* params = reinterpret_cast<const TfLiteDelegateParams*>(buffer);
   if (!params || !params->delegate || !params->nodes_to_replace) return nullptr;
@@ -96,6 +120,7 @@ void* KernelInit(TfLiteContext* ctx, const char* buffer, size_t) {
     part->outputs.assign(params->output_tensors->data,
                          params->output_tensors->data + params->output_tensors->size);
   }
+  BiasActivations(part.get());
   return part.release();
 }
 

@@ -51,6 +51,7 @@ inline void ComposedRequantStore(const VecI32& acc, const RequantArgs& rq, int b
   P.pack_w_h_sat(&h, &x, &x);
   VecI8 b;
   P.pack_h_b_sat(&b, &h, &h);
+  for (int i = 0; i < n; ++i) b.b[i] = static_cast<int8_t>(b.b[i] ^ rq.output_xor);
   StorePartialB(out, b, n);
 }
 
@@ -73,9 +74,9 @@ void ComposedGemmRequant(const GemmArgs& g) {
 }
 
 template <const VectorPrims& P>
-void ComposedDepthwiseRows(const DepthwiseArgs& d) {
+void ComposedDepthwiseRow(const DepthwiseArgs& d, const int8_t* in, int8_t* out) {
   for (int p = 0; p < d.pixels; ++p) {
-    const int8_t* window = d.in + p * d.pixel_stride;
+    const int8_t* window = in + p * d.pixel_stride;
     for (int blk = 0; blk < d.blocks; ++blk) {
       VecI32 acc = d.bias[blk], x;
       int t = 0;
@@ -86,8 +87,15 @@ void ComposedDepthwiseRows(const DepthwiseArgs& d) {
         }
       }
       ComposedRequantStore<P>(acc, d.rq, blk, BlockWidth(d.channels, blk),
-                              d.out + p * d.out_stride + 32 * blk);
+                              out + p * d.out_stride + 32 * blk);
     }
+  }
+}
+
+template <const VectorPrims& P>
+void ComposedDepthwiseRows(const DepthwiseArgs& d) {
+  for (int row = 0; row < d.rows; ++row) {
+    ComposedDepthwiseRow<P>(d, d.in + row * d.in_row_stride, d.out + row * d.out_row_stride);
   }
 }
 

@@ -26,13 +26,16 @@ struct alignas(64) VecI32 { int32_t w[32]; };    // 32 x int32
 // Requantization of int32 accumulators to int8, per channel (TFLite's
 // MultiplyByQuantizedMultiplier, + zero point, clamp): for channel c,
 //   y = min(max(rdbpot(srdhm(shl(acc, left_shift[c]), multiplier[c]), right_shift[c]) + zp,
-//               act_min), act_max), then the two saturating packs to int8.
+//               act_min), act_max), then the two saturating packs to int8 (XOR output_xor).
 // The arrays hold 32 entries per block of 32 channels.
 struct RequantArgs {
   const int32_t* multiplier;
   const int32_t* left_shift;
   const int32_t* right_shift;
   int32_t zero_point, act_min, act_max;
+  // XORed into every stored byte: 0, or 0x80 to store y + 128 as u8 (the form a CONV_2D's
+  // vrmpy reads its input in, so that a consumer need not convert it).
+  uint8_t output_xor = 0;
 };
 
 // A GEMM tile with fused requantization (the inner loops of CONV_2D): `rows` rows of u8
@@ -51,13 +54,16 @@ struct GemmArgs {
   ptrdiff_t out_stride;
 };
 
-// Depthwise rows (the inner loops of DEPTHWISE_CONV_2D): `pixels` output pixels; pixel p reads
-// the int8 window at in + p * pixel_stride, tap (ky, kx) at + ky * tap_dy + kx * tap_dx,
-// channel c at + c (the caller pads the input with its zero point).
+// Depthwise rows (the inner loops of DEPTHWISE_CONV_2D): `rows` rows of `pixels` output pixels;
+// pixel p of row r reads the int8 window at in + r * in_row_stride + p * pixel_stride, tap
+// (ky, kx) at + ky * tap_dy + kx * tap_dx, channel c at + c (the caller pads the input with its
+// zero point), and is written at out + r * out_row_stride + p * out_stride.
 struct DepthwiseArgs {
   const int8_t* in;
   ptrdiff_t pixel_stride, tap_dy, tap_dx;
   int kernel_h, kernel_w, pixels;
+  int rows = 1;
+  ptrdiff_t in_row_stride = 0, out_row_stride = 0;
   const VecI32* w;      // [kernel_h * kernel_w][blocks] widened weights
   const VecI32* bias;   // [blocks]
   int blocks, channels;
@@ -121,7 +127,7 @@ struct Ops {
   // w + blk * groups, groups); requantize (RequantArgs) and store the first
   // min(32, channels - 32 * blk) bytes at out + r * out_stride + 32 * blk.
   void (*gemm_requant)(const GemmArgs& args);
-  // For p < pixels, blk < blocks: acc = bias[blk]; for each tap t = ky * kernel_w + kx:
+  // For each row, p < pixels, blk < blocks: acc = bias[blk]; for each tap t = ky * kernel_w + kx:
   // unpack_b_w(x, window(p, ky, kx) + 32 * blk); mac_w(acc, x, w[t * blocks + blk]); then
   // requantize and store as gemm_requant does.
   void (*depthwise_rows)(const DepthwiseArgs& args);

@@ -15,8 +15,12 @@
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 
+#include "isa/requant_avx512.h"
+
 namespace tfq::isa {
 namespace {
+
+using avx512::RqFast;
 
 inline __m512i Ld(const void* p, int k) {
   return _mm512_loadu_si512(reinterpret_cast<const __m512i*>(p) + k);
@@ -123,10 +127,12 @@ void UnpackBW(VecI32* r, const int8_t* p) {
 
 // ---- micro-kernels ------------------------------------------------------------------------------
 // Register-blocked versions of the compositions in isa/compose.h (same bits, tested in
-// tests/isa_test.cc): accumulators stay in zmm registers across the whole reduction and the
-// requantization is applied in registers before one (masked) 32-byte store per row and block.
+// tests/isa_test.cc): accumulators stay in zmm registers across the whole reduction, then go
+// through a small buffer to the requantization: one rounding of a 64-bit sum
+// (isa/requant_avx512.h) for the blocks whose params allow it, else the lane-by-lane
+// definition below, and one (masked) store per row and block pair or pixel.
 
-// Requantization of 16 lanes (the per-lane semantics of shl_w, srdhm_w, rdbpot_w, add_w, max_w,
+// Requantization of 16 lanes, general params (the per-lane semantics of shl_w, srdhm_w, rdbpot_w, add_w, max_w,
 // min_w and the two saturating packs, which on a value already clamped into the int8 range,
 // or not, equal one saturating narrowing).
 // Per-channel values that depend only on the params are computed once per block (LoadRq);
@@ -196,17 +202,23 @@ inline Tail16 LoadTail16(const RequantArgs& rq) {
           _mm512_set1_epi16(static_cast<int16_t>(rq.act_min)),
           _mm512_set1_epi16(static_cast<int16_t>(rq.act_max))};
 }
-inline __m256i Requant32(__m512i x0, __m512i x1, const Rq16& q0, const Rq16& q1,
-                         const Tail16& t) {
-  // packs interleaves per 128-bit lane k: x0[4k..4k+3], x1[4k..4k+3].
-  __m512i h = _mm512_packs_epi32(_mm512_add_epi32(Rescale16(x0, q0), t.zp),
-                                 _mm512_add_epi32(Rescale16(x1, q1), t.zp));
+// Narrows 32 int32 lanes (y0: channels 0-15, y1: 16-31, zero point added) to int8, clamped.
+inline __m256i Narrow32(__m512i y0, __m512i y1, const Tail16& t) {
+  // packs interleaves per 128-bit lane k: y0[4k..4k+3], y1[4k..4k+3].
+  __m512i h = _mm512_packs_epi32(y0, y1);
   h = _mm512_min_epi16(_mm512_max_epi16(h, t.lo), t.hi);
   const __m512i b = _mm512_packs_epi16(h, h);  // lane k: dword 0 = x0 group k, dword 1 = x1's
   const __m512i order = _mm512_set_epi32(15, 11, 7, 3, 14, 10, 6, 2, 13, 9, 5, 1, 12, 8, 4, 0);
   return _mm512_castsi512_si256(_mm512_permutexvar_epi32(order, b));
 }
-inline void Store32v(int8_t* out, __m256i v, int n) {
+inline __m256i Requant32(__m512i x0, __m512i x1, const Rq16& q0, const Rq16& q1,
+                         const Tail16& t) {
+  return Narrow32(_mm512_add_epi32(Rescale16(x0, q0), t.zp),
+                  _mm512_add_epi32(Rescale16(x1, q1), t.zp), t);
+}
+
+inline void Store32v(int8_t* out, __m256i v, int n, uint8_t flip = 0) {
+  if (flip) v = _mm256_xor_si256(v, _mm256_set1_epi8(static_cast<char>(flip)));
   if (n >= 32) {
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(out), v);
     return;
@@ -214,7 +226,11 @@ inline void Store32v(int8_t* out, __m256i v, int n) {
   const __mmask64 m = n <= 0 ? 0 : ((uint64_t{1} << n) - 1);
   _mm512_mask_storeu_epi8(out, m, _mm512_castsi256_si512(v));
 }
-inline void Store32(int8_t* out, __m128i lo, __m128i hi, int n) {
+inline void Store32(int8_t* out, __m128i lo, __m128i hi, int n, uint8_t flip) {
+  if (flip) {
+    lo = _mm_xor_si128(lo, _mm_set1_epi8(static_cast<char>(flip)));
+    hi = _mm_xor_si128(hi, _mm_set1_epi8(static_cast<char>(flip)));
+  }
   if (n >= 32) {
     _mm_storeu_si128(reinterpret_cast<__m128i*>(out), lo);
     _mm_storeu_si128(reinterpret_cast<__m128i*>(out + 16), hi);
@@ -232,8 +248,51 @@ inline __m512i Bcast4(const uint8_t* p) {
 }
 
 // Requantizes rows x blocks x 32 accumulators (acc[r][b][32]) and stores them.
+// The fast requantization constants of one block (isa/requant_avx512.h), prepared once per
+// block and GEMM call.
+struct BlockRq {
+  bool fast;
+  RqFast f[2];
+};
+inline void LoadBlockRq(const RequantArgs& rq, int blk, BlockRq* b) {
+  b->fast = avx512::LoadRqFast(rq, 32 * blk, &b->f[0]) && avx512::LoadRqFast(rq, 32 * blk + 16, &b->f[1]);
+}
+
+// The fast requantization (isa/requant_avx512.h) of rows x blocks x 32 accumulators (blocks
+// <= 2), one row's 64 channels per narrowing.
+template <bool kRelu>
+void RequantRowsFast(const int32_t* acc, int rows, int blocks, const GemmArgs& g, int blk0,
+                     int8_t* out, const BlockRq* brq) {
+  const avx512::Clamp8 clamp = avx512::MakeClamp8(g.rq);
+  const __m512i order = avx512::OrderNatural();
+  const int n = g.channels - 32 * blk0 < 32 * blocks ? g.channels - 32 * blk0 : 32 * blocks;
+  for (int r = 0; r < rows; ++r) {
+    const int32_t* a = acc + static_cast<size_t>(r) * blocks * 32;
+    const __m512i y0 = avx512::RescaleFast16<kRelu>(a, brq[0].f[0]);
+    const __m512i y1 = avx512::RescaleFast16<kRelu>(a + 16, brq[0].f[1]);
+    __m512i y2 = _mm512_setzero_si512(), y3 = _mm512_setzero_si512();
+    if (blocks == 2) {
+      y2 = avx512::RescaleFast16<kRelu>(a + 32, brq[1].f[0]);
+      y3 = avx512::RescaleFast16<kRelu>(a + 48, brq[1].f[1]);
+    }
+    avx512::Store64(out + r * g.out_stride + 32 * blk0,
+                    avx512::Narrow64(y0, y1, y2, y3, order, clamp), n);
+  }
+}
+
+// Requantizes rows x blocks x 32 accumulators (acc[r][b][32], then 16 readable lanes more)
+// and stores them.
 __attribute__((noinline)) void RequantRows(const int32_t* acc, int rows, int blocks,
-                                           const GemmArgs& g, int blk0, int8_t* out) {
+                                           const GemmArgs& g, int blk0, int8_t* out,
+                                           const BlockRq* brq) {
+  if (brq[0].fast && (blocks == 1 || brq[1].fast)) {
+    if (brq[0].f[0].relu) {
+      RequantRowsFast<true>(acc, rows, blocks, g, blk0, out, brq);
+    } else {
+      RequantRowsFast<false>(acc, rows, blocks, g, blk0, out, brq);
+    }
+    return;
+  }
   for (int b = 0; b < blocks; ++b) {
     const int blk = blk0 + b;
     const int n = g.channels - 32 * blk;
@@ -243,21 +302,23 @@ __attribute__((noinline)) void RequantRows(const int32_t* acc, int rows, int blo
       for (int r = 0; r < rows; ++r) {
         const int32_t* a = acc + (static_cast<size_t>(r) * blocks + b) * 32;
         Store32v(out + r * g.out_stride + 32 * blk,
-                 Requant32(_mm512_load_si512(a), _mm512_load_si512(a + 16), q0, q1, t), n);
+                 Requant32(_mm512_load_si512(a), _mm512_load_si512(a + 16), q0, q1, t), n,
+                 g.rq.output_xor);
       }
       continue;
     }
     for (int r = 0; r < rows; ++r) {
       const int32_t* a = acc + (static_cast<size_t>(r) * blocks + b) * 32;
       Store32(out + r * g.out_stride + 32 * blk, Requant16(_mm512_load_si512(a), q0),
-              Requant16(_mm512_load_si512(a + 16), q1), n);
+              Requant16(_mm512_load_si512(a + 16), q1), n, g.rq.output_xor);
     }
   }
 }
 
 // R rows x B blocks (32 channels each = 2 zmm) of accumulators.
 template <int R, int B>
-inline void GemmTile(const GemmArgs& g, const uint8_t* a, int blk0, int8_t* out) {
+inline void GemmTile(const GemmArgs& g, const uint8_t* a, int blk0, int8_t* out,
+                     const BlockRq* brq) {
   __m512i acc[R][2 * B];
 #pragma GCC unroll 4
   for (int b = 0; b < B; ++b) {
@@ -286,36 +347,47 @@ inline void GemmTile(const GemmArgs& g, const uint8_t* a, int blk0, int8_t* out)
   }
   // Requantization in a separate (not inlined) function: its constants would otherwise be
   // hoisted above the reduction loop and push accumulators out of registers.
-  alignas(64) int32_t spill[R][2 * B][16];
+  alignas(64) int32_t spill[R * 2 * B + 1][16];  // + 16 lanes the requantization reads
 #pragma GCC unroll 16
   for (int r = 0; r < R; ++r) {
 #pragma GCC unroll 8
-    for (int j = 0; j < 2 * B; ++j) _mm512_store_si512(spill[r][j], acc[r][j]);
+    for (int j = 0; j < 2 * B; ++j) _mm512_store_si512(spill[r * 2 * B + j], acc[r][j]);
   }
-  RequantRows(&spill[0][0][0], R, B, g, blk0, out);
+  _mm512_store_si512(spill[R * 2 * B], _mm512_setzero_si512());
+  RequantRows(&spill[0][0], R, B, g, blk0, out, brq);
 }
 
 template <int B>
-inline void GemmRows(const GemmArgs& g, const uint8_t* a, int rows, int blk0, int8_t* out) {
+inline void GemmRows(const GemmArgs& g, const uint8_t* a, int rows, int blk0, int8_t* out,
+                     const BlockRq* brq) {
   switch (rows) {
-    case 1: GemmTile<1, B>(g, a, blk0, out); break;
-    case 2: GemmTile<2, B>(g, a, blk0, out); break;
-    case 3: GemmTile<3, B>(g, a, blk0, out); break;
-    case 4: GemmTile<4, B>(g, a, blk0, out); break;
-    case 5: GemmTile<5, B>(g, a, blk0, out); break;
-    default: GemmTile<6, B>(g, a, blk0, out); break;
+    case 1: GemmTile<1, B>(g, a, blk0, out, brq); break;
+    case 2: GemmTile<2, B>(g, a, blk0, out, brq); break;
+    case 3: GemmTile<3, B>(g, a, blk0, out, brq); break;
+    case 4: GemmTile<4, B>(g, a, blk0, out, brq); break;
+    case 5: GemmTile<5, B>(g, a, blk0, out, brq); break;
+    default: GemmTile<6, B>(g, a, blk0, out, brq); break;
   }
 }
 
 void GemmRequant(const GemmArgs& g) {
   constexpr int kRows = 6;
-  for (int r0 = 0; r0 < g.rows; r0 += kRows) {
-    const int rows = g.rows - r0 < kRows ? g.rows - r0 : kRows;
-    const uint8_t* a = g.a + r0 * g.a_stride;
-    int8_t* out = g.out + r0 * g.out_stride;
-    int blk = 0;
-    for (; blk + 2 <= g.blocks; blk += 2) GemmRows<2>(g, a, rows, blk, out);
-    if (blk < g.blocks) GemmRows<1>(g, a, rows, blk, out);
+  // Block pairs outside, rows inside: the pair's weights and requantization constants are
+  // reused by all rows (the rows of one call fit in L1).
+  for (int blk = 0; blk < g.blocks; blk += 2) {
+    const int nb = g.blocks - blk < 2 ? 1 : 2;
+    BlockRq brq[2];
+    for (int b = 0; b < nb; ++b) LoadBlockRq(g.rq, blk + b, &brq[b]);
+    for (int r0 = 0; r0 < g.rows; r0 += kRows) {
+      const int rows = g.rows - r0 < kRows ? g.rows - r0 : kRows;
+      const uint8_t* a = g.a + r0 * g.a_stride;
+      int8_t* out = g.out + r0 * g.out_stride;
+      if (nb == 2) {
+        GemmRows<2>(g, a, rows, blk, out, brq);
+      } else {
+        GemmRows<1>(g, a, rows, blk, out, brq);
+      }
+    }
   }
 }
 
@@ -323,12 +395,50 @@ inline __m512i Widen16(const int8_t* p) {
   return _mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
 }
 
-// Requantizes n pixels x 32 accumulators (acc[p][32]) and stores them out_stride apart.
+// The fast requantization (isa/requant_avx512.h) of n pixels x 32 accumulators, two pixels
+// per narrowing; `order` maps the packed dwords of pixels p, p + 1 to their 64 output bytes.
+template <bool kRelu>
+void RequantPixelsFastT(const int32_t* acc, int n, const RqFast& f0, const RqFast& f1,
+                        __m512i order, const RequantArgs& rq, int8_t* out, ptrdiff_t out_stride,
+                        int width) {
+  const avx512::Clamp8 clamp = avx512::MakeClamp8(rq);
+  for (int p = 0; p < n; p += 2) {
+    const int32_t* a = acc + 32 * p;
+    const __m512i y0 = avx512::RescaleFast16<kRelu>(a, f0);
+    const __m512i y1 = avx512::RescaleFast16<kRelu>(a + 16, f1);
+    __m512i y2 = _mm512_setzero_si512(), y3 = _mm512_setzero_si512();
+    if (p + 1 < n) {
+      y2 = avx512::RescaleFast16<kRelu>(a + 32, f0);
+      y3 = avx512::RescaleFast16<kRelu>(a + 48, f1);
+    }
+    const __m512i v = avx512::Narrow64(y0, y1, y2, y3, order, clamp);
+    Store32v(out + p * out_stride, _mm512_castsi512_si256(v), width);
+    if (p + 1 < n) Store32v(out + (p + 1) * out_stride, _mm512_extracti64x4_epi64(v, 1), width);
+  }
+}
+__attribute__((noinline)) void RequantPixelsFast(const int32_t* acc, int n, const RqFast& f0,
+                                                 const RqFast& f1, __m512i order,
+                                                 const RequantArgs& rq, int8_t* out,
+                                                 ptrdiff_t out_stride, int width) {
+  if (f0.relu) {
+    RequantPixelsFastT<true>(acc, n, f0, f1, order, rq, out, out_stride, width);
+  } else {
+    RequantPixelsFastT<false>(acc, n, f0, f1, order, rq, out, out_stride, width);
+  }
+}
+
+// Requantizes n pixels x 32 accumulators (acc[p][32], then 32 readable lanes more) and stores
+// them out_stride apart.
 // (The params are loaded here, into registers: passed in, they would be re-read from memory
 // for every vector.)
 __attribute__((noinline)) void RequantPixels(const int32_t* acc, int n, const RequantArgs& rq,
                                              int blk, int8_t* out, ptrdiff_t out_stride,
                                              int width) {
+  RqFast f0, f1;
+  if (avx512::LoadRqFast(rq, 32 * blk, &f0) && avx512::LoadRqFast(rq, 32 * blk + 16, &f1)) {
+    RequantPixelsFast(acc, n, f0, f1, avx512::OrderNatural(), rq, out, out_stride, width);
+    return;
+  }
   const Rq16 q0 = LoadRq(rq, blk, 0), q1 = LoadRq(rq, blk, 1);
   if (Int16Tail(rq)) {
     const Tail16 t = LoadTail16(rq);
@@ -336,13 +446,13 @@ __attribute__((noinline)) void RequantPixels(const int32_t* acc, int n, const Re
       Store32v(out + p * out_stride,
                Requant32(_mm512_load_si512(acc + 32 * p), _mm512_load_si512(acc + 32 * p + 16),
                          q0, q1, t),
-               width);
+               width, rq.output_xor);
     }
     return;
   }
   for (int p = 0; p < n; ++p) {
     Store32(out + p * out_stride, Requant16(_mm512_load_si512(acc + 32 * p), q0),
-            Requant16(_mm512_load_si512(acc + 32 * p + 16), q1), width);
+            Requant16(_mm512_load_si512(acc + 32 * p + 16), q1), width, rq.output_xor);
   }
 }
 
@@ -362,7 +472,8 @@ void DepthwiseBlock(const DepthwiseArgs& d, int blk) {
   }
   const __m512i bias0 = Ld(d.bias[blk].w, 0), bias1 = Ld(d.bias[blk].w, 1);
   const int n = d.channels - 32 * blk;
-  alignas(64) int32_t acc[kBatch][32];
+  alignas(64) int32_t acc[kBatch + 1][32];  // + the lanes RequantPixels reads past the end
+  memset(acc[kBatch], 0, sizeof(acc[kBatch]));
   for (int p0 = 0; p0 < d.pixels; p0 += kBatch) {
     const int count = d.pixels - p0 < kBatch ? d.pixels - p0 : kBatch;
     for (int i = 0; i < count; ++i) {
@@ -454,7 +565,8 @@ void DepthwiseBlockPairs(const DepthwiseArgs& d, int blk) {
   const __m512i bias0 = Ld(d.bias[blk].w, 0), bias1 = Ld(d.bias[blk].w, 1);
   const int n = d.channels - 32 * blk;
   constexpr int kBatch = 16;
-  alignas(64) int32_t acc[kBatch][32];
+  alignas(64) int32_t acc[kBatch + 1][32];  // + the lanes RequantPixels reads past the end
+  memset(acc[kBatch], 0, sizeof(acc[kBatch]));
   for (int p0 = 0; p0 < d.pixels; p0 += kBatch) {
     const int count = d.pixels - p0 < kBatch ? d.pixels - p0 : kBatch;
     for (int i = 0; i < count; ++i) {
@@ -473,6 +585,111 @@ void DepthwiseBlockPairs(const DepthwiseArgs& d, int blk) {
     }
     RequantPixels(&acc[0][0], count, d.rq, blk, d.out + p0 * d.out_stride + 32 * blk,
                   d.out_stride, n);
+  }
+}
+
+// 3x3 taps, not dilated, pixels S = 1 or 2 columns apart (pixel_stride == S * tap_dx): the same
+// 16-bit pair arithmetic as DepthwiseBlockPairs, but the pairs are formed once per input column
+// and shared by the output pixels whose windows overlap it. Column x gives
+//   P(x) = rows (0, 1) interleaved   -> tap pair (0, kx), (1, kx) of every pixel reading it,
+//   H(x) = row 2 at (x, x + 1)       -> tap pair (2, 0), (2, 1) of pixel x / S, and, with the
+//                                       weights (0, w(2, 2)), tap (2, 2) of pixel x / S - 1.
+// A pixel at column c = S * p then needs P(c), P(c + 1), P(c + 2), H(c), H(c + 1): five
+// VPDPWSSD per half as before, but per new column only three widenings and four interleaves
+// instead of ten and ten per pixel.
+// Channel of lane i of the pairs' lo / hi accumulators (see kPermuted below).
+inline __m512i PairIndexLo() {
+  return _mm512_set_epi32(27, 26, 25, 24, 19, 18, 17, 16, 11, 10, 9, 8, 3, 2, 1, 0);
+}
+inline __m512i PairIndexHi() {
+  return _mm512_set_epi32(31, 30, 29, 28, 23, 22, 21, 20, 15, 14, 13, 12, 7, 6, 5, 4);
+}
+struct Col16 {
+  __m512i p_lo, p_hi, r2;  // P(x) interleaved halves, row 2 widened
+};
+inline Col16 LoadCol16(const int8_t* x, ptrdiff_t dy) {
+  const __m512i a = WidenPair16(x), b = WidenPair16(x + dy);
+  return {_mm512_unpacklo_epi16(a, b), _mm512_unpackhi_epi16(a, b), WidenPair16(x + 2 * dy)};
+}
+
+// kPermuted: the accumulators stay in the interleaved channel order the pairs leave (lo lane
+// 4k + j = channel 8k + j, hi lane 4k + j = channel 8k + 4 + j) and the bias and requantization
+// constants f[0], f[1] are permuted to match instead (no un-permuting per pixel).
+template <int S, bool kPermuted>
+void DepthwiseBlock3x3(const DepthwiseArgs& d, int blk, const RqFast* f) {
+  auto w16 = [&](int ky, int kx) { return Narrow32To16(d.w[static_cast<size_t>(3 * ky + kx) * d.blocks + blk]); };
+  const __m512i zero = _mm512_setzero_si512();
+  __m512i wp_lo[3], wp_hi[3];
+  for (int kx = 0; kx < 3; ++kx) {
+    wp_lo[kx] = _mm512_unpacklo_epi16(w16(0, kx), w16(1, kx));
+    wp_hi[kx] = _mm512_unpackhi_epi16(w16(0, kx), w16(1, kx));
+  }
+  const __m512i wh0_lo = _mm512_unpacklo_epi16(w16(2, 0), w16(2, 1));
+  const __m512i wh0_hi = _mm512_unpackhi_epi16(w16(2, 0), w16(2, 1));
+  const __m512i wh1_lo = _mm512_unpacklo_epi16(zero, w16(2, 2));
+  const __m512i wh1_hi = _mm512_unpackhi_epi16(zero, w16(2, 2));
+  const __m512i order0 = _mm512_set_epi64(11, 10, 3, 2, 9, 8, 1, 0);
+  const __m512i order1 = _mm512_set_epi64(15, 14, 7, 6, 13, 12, 5, 4);
+  const __m512i bias0 = Ld(d.bias[blk].w, 0), bias1 = Ld(d.bias[blk].w, 1);
+  const __m512i bias_lo = _mm512_permutex2var_epi32(bias0, PairIndexLo(), bias1);
+  const __m512i bias_hi = _mm512_permutex2var_epi32(bias0, PairIndexHi(), bias1);
+  const ptrdiff_t dx = d.tap_dx, dy = d.tap_dy;
+  const int8_t* in_blk = d.in + 32 * blk;
+  const int n = d.channels - 32 * blk;
+  constexpr int kBatch = 16;
+  alignas(64) int32_t acc[kBatch + 1][32];  // + the lanes RequantPixels reads past the end
+  memset(acc[kBatch], 0, sizeof(acc[kBatch]));
+  for (int row = 0; row < d.rows; ++row) {
+    const int8_t* in = in_blk + row * d.in_row_stride;
+    int8_t* out_row = d.out + row * d.out_row_stride;
+    // c0..c2: the columns of the current pixel; for S = 1 the next pixel's first two are c1, c2.
+    Col16 c0 = LoadCol16(in, dy), c1 = LoadCol16(in + dx, dy), c2;
+    for (int p0 = 0; p0 < d.pixels; p0 += kBatch) {
+      const int count = d.pixels - p0 < kBatch ? d.pixels - p0 : kBatch;
+      for (int i = 0; i < count; ++i) {
+        const int8_t* col = in + static_cast<ptrdiff_t>(p0 + i) * S * dx;
+        c2 = LoadCol16(col + 2 * dx, dy);
+        const __m512i h0_lo = _mm512_unpacklo_epi16(c0.r2, c1.r2);
+        const __m512i h0_hi = _mm512_unpackhi_epi16(c0.r2, c1.r2);
+        const __m512i h1_lo = _mm512_unpacklo_epi16(c1.r2, c2.r2);
+        const __m512i h1_hi = _mm512_unpackhi_epi16(c1.r2, c2.r2);
+        __m512i lo = _mm512_dpwssd_epi32(kPermuted ? bias_lo : zero, c0.p_lo, wp_lo[0]);
+        __m512i hi = _mm512_dpwssd_epi32(kPermuted ? bias_hi : zero, c0.p_hi, wp_hi[0]);
+        __m512i lo2 = _mm512_dpwssd_epi32(zero, h0_lo, wh0_lo);
+        __m512i hi2 = _mm512_dpwssd_epi32(zero, h0_hi, wh0_hi);
+        lo = _mm512_dpwssd_epi32(lo, c1.p_lo, wp_lo[1]);
+        hi = _mm512_dpwssd_epi32(hi, c1.p_hi, wp_hi[1]);
+        lo2 = _mm512_dpwssd_epi32(lo2, h1_lo, wh1_lo);
+        hi2 = _mm512_dpwssd_epi32(hi2, h1_hi, wh1_hi);
+        lo = _mm512_dpwssd_epi32(lo, c2.p_lo, wp_lo[2]);
+        hi = _mm512_dpwssd_epi32(hi, c2.p_hi, wp_hi[2]);
+        lo = _mm512_add_epi32(lo, lo2);
+        hi = _mm512_add_epi32(hi, hi2);
+        if (kPermuted) {
+          _mm512_store_si512(acc[i], lo);
+          _mm512_store_si512(acc[i] + 16, hi);
+        } else {
+          _mm512_store_si512(acc[i], _mm512_add_epi32(bias0, _mm512_permutex2var_epi64(lo, order0, hi)));
+          _mm512_store_si512(acc[i] + 16,
+                             _mm512_add_epi32(bias1, _mm512_permutex2var_epi64(lo, order1, hi)));
+        }
+        if (S == 1) {
+          c0 = c1;
+          c1 = c2;
+        } else if (p0 + i + 1 < d.pixels) {
+          c0 = c2;
+          c1 = LoadCol16(col + 3 * dx, dy);
+        }
+      }
+      int8_t* out = out_row + p0 * d.out_stride + 32 * blk;
+      if (kPermuted) {
+        // Packed dwords of pixel p: 4k and 4k + 1 (channels 8k .. 8k + 7); of p + 1: 4k + 2, 4k + 3.
+        const __m512i order = _mm512_set_epi32(15, 14, 11, 10, 7, 6, 3, 2, 13, 12, 9, 8, 5, 4, 1, 0);
+        RequantPixelsFast(&acc[0][0], count, f[0], f[1], order, d.rq, out, d.out_stride, n);
+      } else {
+        RequantPixels(&acc[0][0], count, d.rq, blk, out, d.out_stride, n);
+      }
+    }
   }
 }
 
@@ -511,7 +728,59 @@ struct ScaleConst {
   }
 };
 
+// ADD with each of its three rescalings as one rounding (isa/requant_avx512.h): the inputs'
+// (no zero point, no clamp after them) exact, the output's with its zero point folded in.
+// a_shl / b_shl: the inputs' left shifts (one more for an input scaled by MakeRqFastHalf).
+template <bool kRelu>
+void AddRequantFast(const AddArgs& g, const RqFast& fa, const RqFast& fb, const RqFast& fo,
+                    int a_shift, int b_shift) {
+  const __m512i a_offset = _mm512_set1_epi32(g.a_offset), b_offset = _mm512_set1_epi32(g.b_offset);
+  const __m512i a_shl = _mm512_set1_epi32(a_shift), b_shl = _mm512_set1_epi32(b_shift);
+  const __m512i out_shl = _mm512_set1_epi32(g.out_shl & 31);
+  const __m512i lo = _mm512_set1_epi32(g.act_min), hi = _mm512_set1_epi32(g.act_max);
+  for (int i = 0; i < g.n; i += 16) {
+    const int cnt = g.n - i < 16 ? g.n - i : 16;
+    const __mmask64 m = cnt == 16 ? 0xFFFF : ((uint64_t{1} << cnt) - 1);
+    __m512i xa = _mm512_cvtepi8_epi32(_mm512_castsi512_si128(_mm512_maskz_loadu_epi8(m, g.a + i)));
+    __m512i xb = _mm512_cvtepi8_epi32(_mm512_castsi512_si128(_mm512_maskz_loadu_epi8(m, g.b + i)));
+    xa = avx512::RescaleFast16Reg<false>(_mm512_sllv_epi32(_mm512_add_epi32(xa, a_offset), a_shl), fa);
+    xb = avx512::RescaleFast16Reg<false>(_mm512_sllv_epi32(_mm512_add_epi32(xb, b_offset), b_shl), fb);
+    __m512i x = _mm512_sllv_epi32(_mm512_add_epi32(xa, xb), out_shl);
+    x = _mm512_min_epi32(_mm512_max_epi32(avx512::RescaleFast16Reg<kRelu>(x, fo), lo), hi);
+    _mm512_mask_storeu_epi8(g.out + i, m, _mm512_castsi128_si512(_mm512_cvtsepi32_epi8(x)));
+  }
+}
+
+// An input's rescaling as one rounding: a right shift >= 1 (MakeRqFast), or none, with the
+// input doubled by one more left shift when (x + offset) * 2^(shl + 1) cannot overflow (TFLite's
+// larger-scale input has the multiplier 0.5: shift 0).
+inline bool AddInputFast(int32_t offset, int32_t shl, int32_t mult, int32_t rshift, RqFast* f,
+                         int* shift) {
+  shl &= 31;
+  *shift = shl;
+  if ((rshift & 31) == 0) {
+    const int64_t reach = (128 + (offset < 0 ? -int64_t{offset} : int64_t{offset})) << (shl + 1);
+    *shift = shl + 1;
+    return reach <= (int64_t{1} << 31) && avx512::MakeRqFastHalf(mult, 0, f);
+  }
+  return avx512::MakeRqFast(_mm512_set1_epi32(mult), _mm512_setzero_si512(),
+                            _mm512_set1_epi32(rshift), 0, INT32_MIN, f);
+}
+
 void AddRequant(const AddArgs& g) {
+  RqFast fa, fb, fo;
+  int a_shift, b_shift;
+  if (AddInputFast(g.a_offset, g.a_shl, g.a_mult, g.a_rshift, &fa, &a_shift) &&
+      AddInputFast(g.b_offset, g.b_shl, g.b_mult, g.b_rshift, &fb, &b_shift) &&
+      avx512::MakeRqFast(_mm512_set1_epi32(g.out_mult), _mm512_setzero_si512(),
+                         _mm512_set1_epi32(g.out_rshift), g.out_offset, g.act_min, &fo)) {
+    if (fo.relu) {
+      AddRequantFast<true>(g, fa, fb, fo, a_shift, b_shift);
+    } else {
+      AddRequantFast<false>(g, fa, fb, fo, a_shift, b_shift);
+    }
+    return;
+  }
   const ScaleConst sa(g.a_offset, g.a_shl, g.a_mult, g.a_rshift);
   const ScaleConst sb(g.b_offset, g.b_shl, g.b_mult, g.b_rshift);
   const ScaleConst so(0, g.out_shl, g.out_mult, g.out_rshift);
@@ -562,14 +831,36 @@ void DepthwiseRows(const DepthwiseArgs& d) {
   const int taps = d.kernel_h * d.kernel_w;
   for (int blk = 0; blk < d.blocks; ++blk) {
     const bool pairs = taps <= kMaxPairTaps && WeightsFitInt16(d, taps, blk);
-    if (pairs && taps == 9) {
-      DepthwiseBlockPairs<9>(d, blk);
-    } else if (pairs) {
-      DepthwiseBlockPairs<0>(d, blk);
-    } else if (d.kernel_h == 3 && d.kernel_w == 3) {
-      DepthwiseBlock<3, 3>(d, blk);
+    const bool k3x3 = d.kernel_h == 3 && d.kernel_w == 3;
+    const int stride = d.pixel_stride == d.tap_dx ? 1 : d.pixel_stride == 2 * d.tap_dx ? 2 : 0;
+    RqFast f[2];
+    const bool permuted =
+        pairs && k3x3 && stride &&
+        avx512::LoadRqFastPermuted(d.rq, 32 * blk, PairIndexLo(), &f[0]) &&
+        avx512::LoadRqFastPermuted(d.rq, 32 * blk, PairIndexHi(), &f[1]);
+    if (permuted && stride == 1) {
+      DepthwiseBlock3x3<1, true>(d, blk, f);
+    } else if (permuted) {
+      DepthwiseBlock3x3<2, true>(d, blk, f);
+    } else if (pairs && k3x3 && stride == 1) {
+      DepthwiseBlock3x3<1, false>(d, blk, f);
+    } else if (pairs && k3x3 && stride == 2) {
+      DepthwiseBlock3x3<2, false>(d, blk, f);
     } else {
-      DepthwiseBlock<0, 0>(d, blk);
+      for (int row = 0; row < d.rows; ++row) {
+        DepthwiseArgs r = d;
+        r.in += row * d.in_row_stride;
+        r.out += row * d.out_row_stride;
+        if (pairs && taps == 9) {
+          DepthwiseBlockPairs<9>(r, blk);
+        } else if (pairs) {
+          DepthwiseBlockPairs<0>(r, blk);
+        } else if (k3x3) {
+          DepthwiseBlock<3, 3>(r, blk);
+        } else {
+          DepthwiseBlock<0, 0>(r, blk);
+        }
+      }
     }
   }
 }

@@ -96,9 +96,17 @@ void Conv2D::OutputShape(const int in[4], int out[4]) const {
 
 namespace {
 
-// dst[i] = src[i] + 128 as u8 (x ^ 0x80), 8 bytes at a time.
+// dst[i] = src[i] + 128 as u8 (x ^ 0x80), 64 bytes at a time (GCC vectors: SSE2 on any x86-64),
+// then 8.
 void ToU8(const int8_t* src, int n, uint8_t* dst) {
+  typedef uint8_t V16 __attribute__((vector_size(16)));
   int i = 0;
+  for (; i + 64 <= n; i += 64) {
+    V16 v[4];
+    memcpy(v, src + i, 64);
+    for (auto& x : v) x ^= 0x80;
+    memcpy(dst + i, v, 64);
+  }
   for (; i + 8 <= n; i += 8) {
     uint64_t v;
     memcpy(&v, src + i, 8);
@@ -168,7 +176,7 @@ isa::GemmArgs PackedGemm::Args(const uint8_t* a, ptrdiff_t a_stride, int rows, i
   g.blocks = blocks;
   g.channels = out_ - 32 * blk0;
   g.rq = {&rq.multiplier[32 * blk0], &rq.left_shift[32 * blk0], &rq.right_shift[32 * blk0],
-          rq.output_zero_point, rq.act_min, rq.act_max};
+          rq.output_zero_point, rq.act_min, rq.act_max, rq.output_xor};
   g.out = out + 32 * blk0;
   g.out_stride = out_stride;
   return g;
@@ -190,7 +198,23 @@ void Conv2D::Run(const isa::Ops& ops, ThreadPool* pool, const int8_t* input, con
   // Width of the zero-point-padded input line the taps of one output row read.
   const int wp = std::max((o[2] - 1) * g_.stride_w + (g_.kernel_w - 1) * g_.dilation_w + 1,
                           pad_left + s[2]);
-  if (a_.size() < static_cast<size_t>(rows) * kp + 64) a_.resize(static_cast<size_t>(rows) * kp + 64);
+  // A biased input (SetInputBiased) already holds the u8 rows of a pointwise convolution.
+  const bool in_place = input_biased_ && pointwise && kp == c;
+  auto to_u8 = [&](const int8_t* src, int n, uint8_t* dst) {
+    if (input_biased_) {
+      memcpy(dst, src, n);
+    } else {
+      ToU8(src, n, dst);
+    }
+  };
+  if (!in_place && a_.size() < static_cast<size_t>(rows) * kp + 64) {
+    a_.resize(static_cast<size_t>(rows) * kp + 64);
+  }
+  // Locals, not members: the byte stores below may alias anything, members would be reloaded.
+  const int kh = g_.kernel_h, kw = g_.kernel_w, sh = g_.stride_h, sw = g_.stride_w;
+  const int dh = g_.dilation_h, dw = g_.dilation_w;
+  const int seg = kw * c, k_used = kh * seg;  // bytes per kernel row, per im2col row
+  uint8_t* const a_base = a_.data();
   const int task_rows = TaskRows(rows, pool);
   const int tasks = static_cast<int>((rows + task_rows - 1) / task_rows);
   ParallelFor(pool, tasks, [&](int task) {
@@ -200,18 +224,20 @@ void Conv2D::Run(const isa::Ops& ops, ThreadPool* pool, const int8_t* input, con
     // padding zero (its weights are zero). For a general convolution each needed input row is
     // converted once per output row into `line` (zero-point padded left and right), and each
     // output pixel then copies its kernel_w taps from it (one copy when not dilated).
-    const int k_used = g_.kernel_h * g_.kernel_w * c;
     std::vector<uint8_t> line;
-    if (!pointwise) line.assign(static_cast<size_t>(wp) * c + 8, pad_value);
+    if (!pointwise) line.assign(static_cast<size_t>(wp) * c + 16, pad_value);
+    const uint8_t* ln = line.data();
     int64_t r = r0;
-    if (pointwise && kp == c) {  // the rows are contiguous on both sides: one pass
-      ToU8(input + static_cast<size_t>(r0) * c, n_rows * c, &a_[static_cast<size_t>(r0) * kp]);
+    if (in_place) {
+      r = r0 + n_rows;
+    } else if (pointwise && kp == c) {  // the rows are contiguous on both sides: one pass
+      to_u8(input + static_cast<size_t>(r0) * c, n_rows * c, a_base + r0 * kp);
       r = r0 + n_rows;
     }
     while (r < r0 + n_rows) {
       if (pointwise) {
-        uint8_t* dst = &a_[static_cast<size_t>(r) * kp];
-        ToU8(input + static_cast<size_t>(r) * c, c, dst);
+        uint8_t* dst = a_base + r * kp;
+        to_u8(input + static_cast<size_t>(r) * c, c, dst);
         memset(dst + c, 0, kp - c);
         ++r;
         continue;
@@ -221,36 +247,38 @@ void Conv2D::Run(const isa::Ops& ops, ThreadPool* pool, const int8_t* input, con
       const int oy = static_cast<int>((r / o[2]) % o[1]);
       const int n = static_cast<int>(r / (static_cast<int64_t>(o[2]) * o[1]));
       const int ox1 = static_cast<int>(std::min<int64_t>(o[2], ox0 + (r0 + n_rows - r)));
-      for (int ky = 0; ky < g_.kernel_h; ++ky) {
-        const int y = oy * g_.stride_h - pad_top + ky * g_.dilation_h;
+      for (int ky = 0; ky < kh; ++ky) {
+        const int y = oy * sh - pad_top + ky * dh;
         const bool row_in = y >= 0 && y < s[1];
         if (row_in) {
-          ToU8(input + ((static_cast<size_t>(n) * s[1] + y) * s[2]) * c, s[2] * c,
-               line.data() + static_cast<size_t>(pad_left) * c);
+          to_u8(input + ((static_cast<size_t>(n) * s[1] + y) * s[2]) * c, s[2] * c,
+                line.data() + static_cast<size_t>(pad_left) * c);
         }
-        for (int ox = ox0; ox < ox1; ++ox) {
-          uint8_t* d = &a_[static_cast<size_t>(r + ox - ox0) * kp] +
-                       static_cast<size_t>(ky) * g_.kernel_w * c;
+        uint8_t* d = a_base + r * kp + ky * seg;
+        const uint8_t* src = ln + static_cast<size_t>(ox0) * sw * c;
+        // A 16-byte copy may overrun into this row's later taps or depth padding (written
+        // afterwards), never into the next row.
+        const bool wide = dw == 1 && seg <= 16 && ky * seg + 16 <= kp;
+        for (int ox = ox0; ox < ox1; ++ox, d += kp, src += static_cast<size_t>(sw) * c) {
           if (!row_in) {
-            memset(d, pad_value, static_cast<size_t>(g_.kernel_w) * c);
-          } else if (g_.dilation_w == 1) {
-            CopySmall(d, line.data() + static_cast<size_t>(ox * g_.stride_w) * c,
-                      static_cast<size_t>(g_.kernel_w) * c);
+            memset(d, pad_value, seg);
+          } else if (wide) {
+            memcpy(d, src, 16);
+          } else if (dw == 1) {
+            CopySmall(d, src, seg);
           } else {
-            for (int kx = 0; kx < g_.kernel_w; ++kx) {
-              memcpy(d + kx * c,
-                     line.data() + static_cast<size_t>(ox * g_.stride_w + kx * g_.dilation_w) * c, c);
-            }
+            for (int kx = 0; kx < kw; ++kx) memcpy(d + kx * c, src + static_cast<size_t>(kx) * dw * c, c);
           }
         }
       }
       for (int ox = ox0; ox < ox1; ++ox) {
-        uint8_t* tail = &a_[static_cast<size_t>(r + ox - ox0) * kp] + k_used;
+        uint8_t* tail = a_base + (r + ox - ox0) * kp + k_used;
         for (int i = 0; i < kp - k_used; ++i) tail[i] = 0;  // at most 3 bytes
       }
       r += ox1 - ox0;
     }
-    const uint8_t* a = &a_[static_cast<size_t>(r0) * kp];
+    const uint8_t* a = in_place ? reinterpret_cast<const uint8_t*>(input) + r0 * kp
+                                : a_base + r0 * kp;
     int8_t* out = output + static_cast<size_t>(r0) * out_channels_;
     for (int blk = 0; blk < gemm_.blocks(); blk += kBlockChunk) {
       const int nb = std::min(kBlockChunk, gemm_.blocks() - blk);
@@ -266,14 +294,21 @@ HvxCount Conv2D::Count(const int s[4]) const {
   const int64_t rows = static_cast<int64_t>(o[0]) * o[1] * o[2];
   const int64_t k = static_cast<int64_t>(g_.kernel_h) * g_.kernel_w * in_channels_;
   h.macs = rows * out_channels_ * k;
-  // im2col: one load, one XOR and one store per 128 bytes of u8 rows.
-  const int64_t a_vectors = (rows * gemm_.padded_depth() + 127) / 128;
-  h.vload += a_vectors; h.valu += a_vectors; h.vstore += a_vectors;
+  // im2col: one load, one XOR (none for a biased input) and one store per 128 bytes of u8
+  // rows; a pointwise convolution of a biased input reads it in place.
+  const bool pointwise = g_.kernel_h == 1 && g_.kernel_w == 1 && g_.stride_h == 1 &&
+                         g_.stride_w == 1 && o[1] == s[1] && o[2] == s[2];
+  if (!(input_biased_ && pointwise && gemm_.padded_depth() == in_channels_)) {
+    const int64_t a_vectors = (rows * gemm_.padded_depth() + 127) / 128;
+    h.vload += a_vectors; h.vstore += a_vectors;
+    if (!input_biased_) h.valu += a_vectors;
+  }
   // vrmpy (vector x scalar) per row, block and group of 4 depth values; a weight vector is
   // loaded once per 4 rows (register blocking over rows).
   h.vrmpy = rows * gemm_.blocks() * gemm_.groups();
   h.vload += (rows + 3) / 4 * gemm_.blocks() * gemm_.groups();
   h += RequantCount(rows * gemm_.blocks());
+  if (rq_.output_xor) h.valu += (rows * gemm_.blocks() + 3) / 4;  // one XOR per 128 bytes
   return h;
 }
 
@@ -381,14 +416,27 @@ void DepthwiseConv2D::Run(const isa::Ops& ops, ThreadPool* pool, const int8_t* i
   d.blocks = cp / 32;
   d.channels = out_channels_;
   d.rq = {rq_.multiplier.data(), rq_.left_shift.data(), rq_.right_shift.data(),
-          rq_.output_zero_point, rq_.act_min, rq_.act_max};
+          rq_.output_zero_point, rq_.act_min, rq_.act_max, rq_.output_xor};
   d.out_stride = out_channels_;
-  ForEachChunk(pool, o[0] * o[1], 3 * threads, [&](int row) {
-    const int n = row / o[1], oy = row % o[1];
-    isa::DepthwiseArgs r = d;
-    r.in = &buf_[((static_cast<size_t>(n) * hp + oy * g_.stride_h) * wp) * cp];
-    r.out = output + static_cast<size_t>(row) * o[2] * out_channels_;
-    ops.depthwise_rows(r);
+  d.in_row_stride = static_cast<ptrdiff_t>(g_.stride_h) * wp * cp;
+  d.out_row_stride = static_cast<ptrdiff_t>(o[2]) * out_channels_;
+  // One call per task and image: the per-call setup (weights, requantization constants) is
+  // paid once for all its rows.
+  const int rows = o[0] * o[1];
+  const int tasks = std::max(1, std::min(rows, 3 * threads));
+  ParallelFor(pool, tasks, [&](int task) {
+    const int row0 = static_cast<int>(static_cast<int64_t>(rows) * task / tasks);
+    const int row1 = static_cast<int>(static_cast<int64_t>(rows) * (task + 1) / tasks);
+    for (int row = row0; row < row1;) {
+      const int n = row / o[1], oy = row % o[1];
+      const int end = std::min(row1, (n + 1) * o[1]);
+      isa::DepthwiseArgs r = d;
+      r.in = &buf_[((static_cast<size_t>(n) * hp + oy * g_.stride_h) * wp) * cp];
+      r.out = output + static_cast<size_t>(row) * o[2] * out_channels_;
+      r.rows = end - row;
+      ops.depthwise_rows(r);
+      row = end;
+    }
   });
 }
 
@@ -405,7 +453,7 @@ void DepthwiseConv2D::RunUnpadded(const isa::Ops& ops, ThreadPool* pool, const i
   base.blocks = c / 32;
   base.channels = out_channels_;
   base.rq = {rq_.multiplier.data(), rq_.left_shift.data(), rq_.right_shift.data(),
-             rq_.output_zero_point, rq_.act_min, rq_.act_max};
+             rq_.output_zero_point, rq_.act_min, rq_.act_max, rq_.output_xor};
   base.out_stride = c;
   // Output columns [ox_lo, ox_hi) have their whole window inside the image horizontally.
   int ox_lo = 0, ox_hi = o[2];
@@ -414,58 +462,95 @@ void DepthwiseConv2D::RunUnpadded(const isa::Ops& ops, ThreadPool* pool, const i
   const int8_t zp = static_cast<int8_t>(input_zero_point_);
   const size_t window = static_cast<size_t>(kh) * kw * c;
   const int threads = pool ? pool->threads() : 1;
-  ForEachChunk(pool, o[0] * o[1], 3 * threads, [&](int row) {
-    const int n = row / o[1], oy = row % o[1];
-    const int y0 = oy * sh - pad_top;
-    int8_t* out_row = output + static_cast<size_t>(row) * o[2] * c;
-    auto pixel = [&](int y, int x) {
+  const int rows = o[0] * o[1];
+  const int tasks = std::max(1, std::min(rows, 3 * threads));
+  ParallelFor(pool, tasks, [&](int task) {
+    const int row0 = static_cast<int>(static_cast<int64_t>(rows) * task / tasks);
+    const int row1 = static_cast<int>(static_cast<int64_t>(rows) * (task + 1) / tasks);
+    auto pixel = [&](int n, int y, int x) {
       return input + ((static_cast<size_t>(n) * s[1] + y) * s[2] + x) * c;
     };
-    // Pixels [begin, end) whose windows leave the image: each window copied (zero point
-    // outside), one after the other, then one call for them all.
+    // Windows that leave the image are copied (zero point outside) one after the other into
+    // `scratch`; windows_out[i] is where window i's output goes. Windows whose outputs lie
+    // evenly apart go through one depthwise_rows call: a whole row, or the same edge column of
+    // all the task's rows (one call each instead of two per row: the per-call setup of the
+    // weights and requantization constants is what such short calls cost).
     std::vector<int8_t> scratch;
-    auto run_windows = [&](int begin, int end) {
-      if (begin >= end) return;
-      scratch.resize(static_cast<size_t>(end - begin) * window + 64);
-      for (int ox = begin; ox < end; ++ox) {
-        int8_t* wdst = &scratch[static_cast<size_t>(ox - begin) * window];
-        for (int ky = 0; ky < kh; ++ky) {
-          const int y = y0 + ky * dh;
-          for (int kx = 0; kx < kw; ++kx) {
-            const int x = ox * sw - pad_left + kx * dw;
-            int8_t* d = wdst + (static_cast<size_t>(ky) * kw + kx) * c;
-            if (y < 0 || y >= s[1] || x < 0 || x >= s[2]) {
-              memset(d, zp, c);
-            } else {
-              memcpy(d, pixel(y, x), c);
-            }
+    auto copy_window = [&](int8_t* wdst, int n, int oy, int ox) {
+      const int y0 = oy * sh - pad_top;
+      for (int ky = 0; ky < kh; ++ky) {
+        const int y = y0 + ky * dh;
+        for (int kx = 0; kx < kw; ++kx) {
+          const int x = ox * sw - pad_left + kx * dw;
+          int8_t* d = wdst + (static_cast<size_t>(ky) * kw + kx) * c;
+          if (y < 0 || y >= s[1] || x < 0 || x >= s[2]) {
+            memset(d, zp, c);
+          } else {
+            memcpy(d, pixel(n, y, x), c);
           }
         }
       }
+    };
+    auto run_windows = [&](int count, int8_t* out, ptrdiff_t out_stride) {
       isa::DepthwiseArgs d = base;
       d.in = scratch.data();
       d.pixel_stride = static_cast<ptrdiff_t>(window);
       d.tap_dy = static_cast<ptrdiff_t>(kw) * c;
       d.tap_dx = c;
-      d.pixels = end - begin;
-      d.out = out_row + static_cast<size_t>(begin) * c;
+      d.pixels = count;
+      d.out = out;
+      d.out_stride = out_stride;
       ops.depthwise_rows(d);
     };
-    const bool rows_in = y0 >= 0 && y0 + (kh - 1) * dh < s[1];
-    if (!rows_in || ox_lo >= ox_hi) {
-      run_windows(0, o[2]);
-      return;
+    auto rows_in = [&](int row) {
+      const int y0 = (row % o[1]) * sh - pad_top;
+      return y0 >= 0 && y0 + (kh - 1) * dh < s[1] && ox_lo < ox_hi;
+    };
+    auto out_row = [&](int row) { return output + static_cast<size_t>(row) * o[2] * c; };
+    // The interior of rows inside the image, in place, one call per run of such rows of one
+    // image; rows crossing the top or bottom edge entirely as windows.
+    for (int row = row0; row < row1;) {
+      const int n = row / o[1], oy = row % o[1];
+      if (!rows_in(row)) {
+        scratch.resize(static_cast<size_t>(o[2]) * window + 64);
+        for (int ox = 0; ox < o[2]; ++ox) copy_window(&scratch[ox * window], n, oy, ox);
+        run_windows(o[2], out_row(row), c);
+        ++row;
+        continue;
+      }
+      int end = row + 1;
+      while (end < row1 && end / o[1] == n && rows_in(end)) ++end;
+      isa::DepthwiseArgs d = base;
+      d.in = pixel(n, oy * sh - pad_top, ox_lo * sw - pad_left);
+      d.pixel_stride = static_cast<ptrdiff_t>(sw) * c;
+      d.tap_dy = static_cast<ptrdiff_t>(dh) * s[2] * c;
+      d.tap_dx = static_cast<ptrdiff_t>(dw) * c;
+      d.pixels = ox_hi - ox_lo;
+      d.rows = end - row;
+      d.in_row_stride = static_cast<ptrdiff_t>(sh) * s[2] * c;
+      d.out_row_stride = static_cast<ptrdiff_t>(o[2]) * c;
+      d.out = out_row(row) + static_cast<size_t>(ox_lo) * c;
+      ops.depthwise_rows(d);
+      row = end;
     }
-    run_windows(0, ox_lo);
-    isa::DepthwiseArgs d = base;
-    d.in = pixel(y0, ox_lo * sw - pad_left);
-    d.pixel_stride = static_cast<ptrdiff_t>(sw) * c;
-    d.tap_dy = static_cast<ptrdiff_t>(dh) * s[2] * c;
-    d.tap_dx = static_cast<ptrdiff_t>(dw) * c;
-    d.pixels = ox_hi - ox_lo;
-    d.out = out_row + static_cast<size_t>(ox_lo) * c;
-    ops.depthwise_rows(d);
-    run_windows(ox_hi, o[2]);
+    // The left and right edge columns of the rows inside, one call per column over runs of
+    // consecutive such rows.
+    for (int ox = 0; ox < o[2]; ++ox) {
+      if (ox == ox_lo) ox = std::max(ox_hi, ox_lo);
+      if (ox >= o[2]) break;
+      for (int row = row0; row < row1;) {
+        if (!rows_in(row)) { ++row; continue; }
+        int end = row;
+        while (end < row1 && rows_in(end)) ++end;
+        scratch.resize(static_cast<size_t>(end - row) * window + 64);
+        for (int r = row; r < end; ++r) {
+          copy_window(&scratch[(r - row) * window], r / o[1], r % o[1], ox);
+        }
+        run_windows(end - row, out_row(row) + static_cast<size_t>(ox) * c,
+                    static_cast<ptrdiff_t>(o[2]) * c);
+        row = end;
+      }
+    }
   });
 }
 
@@ -484,6 +569,7 @@ HvxCount DepthwiseConv2D::Count(const int s[4]) const {
   const int64_t steps = pixels * blocks * taps;
   h.vload += steps; h.vshift += steps; h.vmpy += steps;
   h += RequantCount(pixels * blocks);
+  if (rq_.output_xor) h.valu += (pixels * blocks + 3) / 4;  // one XOR per 128 bytes
   return h;
 }
 

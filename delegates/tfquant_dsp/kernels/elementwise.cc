@@ -73,19 +73,6 @@ int32_t AddOne(const AddParams& p, int8_t a, int8_t b) {
   return std::min(std::max(r, p.act_min), p.act_max);
 }
 
-// One input's contribution on 32 lanes: MBQM((x + offset) << left_shift, m, shift).
-void ScaleInput(const isa::Ops& ops, VecI32* x, int32_t offset, int left_shift, int32_t m,
-                int shift) {
-  VecI32 t;
-  isa::SplatW(&t, offset);
-  ops.add_w(x, x, &t);
-  isa::SplatW(&t, left_shift + (shift > 0 ? shift : 0));
-  ops.shl_w(x, x, &t);
-  isa::SplatW(&t, m);
-  ops.srdhm_w(x, x, &t);
-  isa::SplatW(&t, shift > 0 ? 0 : -shift);
-  ops.rdbpot_w(x, x, &t);
-}
 }  // namespace
 
 void Add(const isa::Ops& ops, ThreadPool* pool, const AddParams& p, const int8_t* a, const int as[4],

@@ -46,6 +46,7 @@ HvxCount ElementwiseCount(int64_t n, int alu, int mpy, int shift, int loads);
 struct Requant {
   std::vector<int32_t> multiplier, left_shift, right_shift;  // per channel, padded to 32
   int32_t output_zero_point = 0, act_min = -128, act_max = 127;
+  uint8_t output_xor = 0;  // 0x80: the output is stored biased (x + 128 as u8), see Conv2D
 };
 
 // ---- GEMM-based: CONV_2D and FULLY_CONNECTED --------------------------------------------------
@@ -93,11 +94,17 @@ class Conv2D {
            int8_t* output) const;
   HvxCount Count(const int in_shape[4]) const;
   const PackedGemm& gemm() const { return gemm_; }
+  // Biased activations: x + 128 stored as u8 (x ^ 0x80), the form vrmpy reads. With a biased
+  // input the im2col needs no conversion (a pointwise convolution reads the input in place);
+  // a biased output is for consumers that are all such convolutions (the delegate decides).
+  void SetInputBiased() { input_biased_ = true; }
+  void SetOutputBiased() { rq_.output_xor = 0x80; }
 
  private:
   int out_channels_, in_channels_;
   ConvGeometry g_;
   int32_t input_zero_point_;
+  bool input_biased_ = false;
   PackedGemm gemm_;
   Requant rq_;
   mutable std::vector<uint8_t> a_;  // the u8 im2col rows of one Run (scratch)
@@ -114,6 +121,7 @@ class DepthwiseConv2D {
   void Run(const isa::Ops& ops, ThreadPool* pool, const int8_t* input, const int in_shape[4],
            int8_t* output) const;
   HvxCount Count(const int in_shape[4]) const;
+  void SetOutputBiased() { rq_.output_xor = 0x80; }  // see Conv2D
 
  private:
   int in_channels_, multiplier_, out_channels_, padded_channels_;

@@ -123,8 +123,27 @@ void MeanHW(QuantParams in, QuantParams out, const int8_t* input, const int s[4]
 void Pad(const int8_t* in, const int s[4], const int pads[4][2], int8_t pad_value, int8_t* out) {
   int o[4];
   for (int d = 0; d < 4; ++d) o[d] = s[d] + pads[d][0] + pads[d][1];
-  memset(out, pad_value, static_cast<size_t>(o[0]) * o[1] * o[2] * o[3]);
   const bool whole_rows = pads[3][0] == 0 && pads[3][1] == 0;  // rows of W x C are contiguous
+  if (whole_rows) {
+    // Each output row once: the padding memset, the rest copied (no write twice).
+    const size_t row = static_cast<size_t>(o[2]) * o[3];
+    const size_t left = static_cast<size_t>(pads[2][0]) * o[3], body = static_cast<size_t>(s[2]) * s[3];
+    for (int a = 0; a < o[0]; ++a) {
+      for (int b = 0; b < o[1]; ++b) {
+        int8_t* dst = out + (static_cast<size_t>(a) * o[1] + b) * row;
+        const int ia = a - pads[0][0], ib = b - pads[1][0];
+        if (ia < 0 || ia >= s[0] || ib < 0 || ib >= s[1]) {
+          memset(dst, pad_value, row);
+          continue;
+        }
+        memset(dst, pad_value, left);
+        memcpy(dst + left, in + (static_cast<size_t>(ia) * s[1] + ib) * body, body);
+        memset(dst + left + body, pad_value, row - left - body);
+      }
+    }
+    return;
+  }
+  memset(out, pad_value, static_cast<size_t>(o[0]) * o[1] * o[2] * o[3]);
   for (int a = 0; a < s[0]; ++a) {
     for (int b = 0; b < s[1]; ++b) {
       if (whole_rows) {

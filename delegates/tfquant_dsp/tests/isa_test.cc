@@ -140,11 +140,17 @@ struct RqData {
   RequantArgs args;
   void Fill(int channels) {
     mult.resize(channels); left.resize(channels); right.resize(channels);
-    const bool realistic = rng() % 2;
+    const int mode = rng() % 3;
+    const bool realistic = mode != 0;
     for (int c = 0; c < channels; ++c) {
       mult[c] = realistic ? static_cast<int32_t>((1u << 30) + rng() % (1u << 30)) : EdgeOrRandom32();
       left[c] = realistic ? (rng() % 4 == 0 ? rng() % 3 : 0) : rng() % 32;
       right[c] = realistic ? rng() % 12 : rng() % 32;
+      if (mode == 2) {  // what conv layers have (multipliers below 0.5; zero: padding channels)
+        left[c] = 0;
+        right[c] = 1 + rng() % 23;
+        if (rng() % 16 == 0) mult[c] = 0, right[c] = rng() % 32;
+      }
     }
     int32_t lo = static_cast<int32_t>(rng() % 300) - 150, hi = static_cast<int32_t>(rng() % 300) - 150;
     if (lo > hi) { const int32_t t = lo; lo = hi; hi = t; }
@@ -152,9 +158,39 @@ struct RqData {
       lo = -100000 - static_cast<int32_t>(rng() % 1000);
       hi = 100000 + static_cast<int32_t>(rng() % 1000);
     }
-    args = {mult.data(), left.data(), right.data(), static_cast<int32_t>(rng() % 256) - 128, lo, hi};
+    args = {mult.data(), left.data(), right.data(), static_cast<int32_t>(rng() % 256) - 128, lo, hi,
+            static_cast<uint8_t>(rng() % 2 ? 0x80 : 0)};
+  }
+  // Rounding ties of rdbpot on tiny accumulators (multipliers near 0.5, shifts 1-3), with the
+  // lower clamp bound at, just below or just above the zero point.
+  void FillTies(int channels) {
+    Fill(channels);
+    for (int c = 0; c < channels; ++c) {
+      mult[c] = static_cast<int32_t>((1u << 30) + rng() % 4);
+      left[c] = 0;
+      right[c] = 1 + rng() % 3;
+    }
+    args.act_min = args.zero_point + static_cast<int32_t>(rng() % 3) - 1;
+    args.act_max = 127;
   }
 };
+
+// Weights 0 and accumulators (the bias) in [-8, 8]: every requantized value is near zero.
+template <typename W>
+void TinyAccumulators(std::vector<W>* w, std::vector<VecI32>* bias) {
+  for (auto& v : *w) memset(&v, 0, sizeof(v));
+  for (auto& v : *bias) {
+    for (int i = 0; i < 32; ++i) v.w[i] = static_cast<int32_t>(rng() % 17) - 8;
+  }
+}
+
+// Accumulators of realistic size, so that requantized values land inside the clamp range (and
+// rounding ties decide output bytes) instead of saturating.
+void SmallBias(std::vector<VecI32>* bias) {
+  for (auto& v : *bias) {
+    for (int i = 0; i < 32; ++i) v.w[i] = static_cast<int32_t>(rng() % 8192) - 4096;
+  }
+}
 
 // The micro-kernels against their compositions (the scalar table), on random tile shapes:
 // rows and blocks not multiples of the register tiles, channel counts not multiples of 32,
@@ -178,8 +214,13 @@ void TestMicroKernels(const Ops& s, const Ops& t, int trials) {
       if (trial % 5 == 0) { for (auto& v : a) v = 255; for (auto& v : w) memset(v.b, 0x80, 128); }
       std::vector<VecI32> bias(g.blocks);
       for (auto& v : bias) Fill32(&v);
+      if (trial % 4 == 1) SmallBias(&bias);
       RqData rq;
       rq.Fill(32 * g.blocks);
+      if (trial % 4 == 3) {
+        TinyAccumulators(&w, &bias);
+        rq.FillTies(32 * g.blocks);
+      }
       g.a = a.data(); g.w = w.data(); g.bias = bias.data(); g.rq = rq.args;
       std::vector<int8_t> o1(g.rows * g.out_stride, 0x5A), o2(o1);
       g.out = o1.data(); s.gemm_requant(g);
@@ -203,7 +244,10 @@ void TestMicroKernels(const Ops& s, const Ops& t, int trials) {
       d.tap_dy = cp * (d.kernel_w + 3);
       d.pixel_stride = cp * (1 + rng() % 2);
       d.out_stride = cp + rng() % 5;
-      std::vector<int8_t> in(d.pixels * d.pixel_stride + d.kernel_h * d.tap_dy + 64);
+      d.rows = 1 + rng() % 3;
+      d.in_row_stride = d.tap_dy * (1 + rng() % 2);
+      std::vector<int8_t> in((d.rows - 1) * d.in_row_stride + d.pixels * d.pixel_stride +
+                             d.kernel_h * d.tap_dy + 64);
       for (auto& v : in) v = static_cast<int8_t>(rng());
       std::vector<VecI32> w(static_cast<size_t>(d.kernel_h) * d.kernel_w * d.blocks);
       for (auto& v : w) {
@@ -212,15 +256,21 @@ void TestMicroKernels(const Ops& s, const Ops& t, int trials) {
       }
       std::vector<VecI32> bias(d.blocks);
       for (auto& v : bias) Fill32(&v);
+      if (trial % 4 == 1) SmallBias(&bias);
       RqData rq;
       rq.Fill(cp);
+      if (trial % 4 == 3) {
+        TinyAccumulators(&w, &bias);
+        rq.FillTies(cp);
+      }
       d.in = in.data(); d.w = w.data(); d.bias = bias.data(); d.rq = rq.args;
-      std::vector<int8_t> o1(d.pixels * d.out_stride, 0x5A), o2(o1);
+      d.out_row_stride = d.pixels * d.out_stride + rng() % 5;
+      std::vector<int8_t> o1(d.rows * d.out_row_stride, 0x5A), o2(o1);
       d.out = o1.data(); s.depthwise_rows(d);
       d.out = o2.data(); t.depthwise_rows(d);
       if (o1 != o2) {
-        fprintf(stderr, "FAIL %s.depthwise_rows seed=%u k=%dx%d pixels=%d channels=%d\n",
-                t.name, seed, d.kernel_h, d.kernel_w, d.pixels, d.channels);
+        fprintf(stderr, "FAIL %s.depthwise_rows seed=%u k=%dx%d rows=%d pixels=%d channels=%d\n",
+                t.name, seed, d.kernel_h, d.kernel_w, d.rows, d.pixels, d.channels);
         ++failures;
       }
     }

@@ -1,0 +1,112 @@
+"""Mixed precision: named layers of an int8 model run in 16x8 mode (int16 activations).
+
+The selective fallback that keeps accuracy without leaving the integer path: the layers the
+debugger names as most damaging compute with int16 activations and int8 weights (TFLite's 16x8
+kernels, int64 bias), the rest of the model stays int8. Both halves come from the same float
+graph and calibrated ranges (quantize_int8 in int8 and in int16x8 mode); this module splices
+the 16x8 version of the named ops into the int8 graph and converts at the borders:
+int8 -> int16 through DEQUANTIZE + QUANTIZE (QUANTIZE has no int8 -> int16 kernel on every
+runtime), int16 -> int8 with one QUANTIZE (a requantization every runtime has).
+"""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+import numpy as np
+
+from tfquant import ir
+from tfquant.errors import ConversionError
+
+_BOUNDARY_OPS = ("QUANTIZE", "DEQUANTIZE")
+
+
+def _marked_ops(graph: ir.Graph, names: list) -> set:
+    """Indices of the ops of the named layers and of the ops reading their outputs (a wide
+    tensor helps only if its readers read it wide, as with Recipe.float_layers)."""
+    def quantized(op):
+        return not op.stays_float and op.type not in _BOUNDARY_OPS
+
+    named = {i for i, op in enumerate(graph.ops)
+             if any(n in op.source for n in names) and quantized(op)}
+    found = {n for i in named for n in graph.ops[i].source}
+    missing = [n for n in names if n not in found]
+    if missing:
+        known = sorted({s for op in graph.ops if not op.stays_float for s in op.source})
+        raise ConversionError(
+            f"int16_layers names no quantized layer of the model: {', '.join(missing)} "
+            f"(layers: {', '.join(known[:20])}{' ...' if len(known) > 20 else ''})")
+    outputs = {name for i in named for name in graph.ops[i].outputs}
+    readers = {i for i, op in enumerate(graph.ops)
+               if quantized(op) and any(name in outputs for name in op.inputs)}
+    return named | readers
+
+
+def splice_int16_layers(int8: ir.Graph, int16: ir.Graph, layer_names: Iterable[str]) -> ir.Graph:
+    """The int8 graph with the ops of `layer_names` taken from the int16x8 graph.
+
+    `int8` and `int16` are quantize_int8 results of the same float graph and ranges (same ops
+    in the same order, same tensor names).
+    """
+    names = list(dict.fromkeys(layer_names))
+    if not names:
+        return int8
+    if [op.type for op in int8.ops] != [op.type for op in int16.ops]:
+        raise ConversionError("internal: the int8 and 16x8 graphs differ; cannot mix them")
+    merged = int8.copy()
+    marked = _marked_ops(merged, names)
+
+    # Outputs of the 16x8 ops get new int16 tensors; the int8 names stay for int8 readers.
+    wide = {}
+    for i in marked:
+        op = merged.ops[i]
+        for k, name in enumerate(op.outputs):
+            twin = merged.add_tensor(name + "/int16", merged.tensors[name].shape, np.int16)
+            merged.tensors[twin].quant = int16.tensors[name].quant
+            wide[name] = twin
+            op.outputs[k] = twin
+
+    def widened_input(name):
+        """An int16 version of int8 tensor `name` (DEQUANTIZE then QUANTIZE), made once."""
+        if name not in wide:
+            tensor = merged.tensors[name]
+            producer = merged.producer(name)
+            if (producer is not None and producer.type == "QUANTIZE"
+                    and merged.tensors[producer.inputs[0]].dtype == np.float32):
+                as_float = producer.inputs[0]  # a model input: quantize it to int16 directly
+            else:
+                as_float = merged.add_tensor(name + "/dequantized", tensor.shape)
+                merged.add_op("DEQUANTIZE", [name], [as_float], source=("int16 island",))
+            twin = merged.add_tensor(name + "/int16", tensor.shape, np.int16)
+            merged.tensors[twin].quant = int16.tensors[name].quant
+            merged.add_op("QUANTIZE", [as_float], [twin], source=("int16 island",))
+            wide[name] = twin
+        return wide[name]
+
+    produced_wide = set(wide)
+    for i in sorted(marked):
+        op, op16 = merged.ops[i], int16.ops[i]
+        op.options = dict(op16.options)
+        for k, name in enumerate(op.inputs):
+            if not name:
+                continue
+            if merged.tensors[name].is_const:
+                source = int16.tensors[op16.inputs[k]]
+                op.inputs[k] = merged.add_tensor(name + "/int16", source.shape, source.dtype,
+                                                 source.data.copy())
+                merged.tensors[op.inputs[k]].quant = source.quant
+            else:
+                op.inputs[k] = widened_input(name)
+
+    # int8 readers of a 16x8 op's output: DEQUANTIZE reads int16 directly, the others (and
+    # the model outputs) get the int8 tensor back through one requantizing QUANTIZE.
+    for name in produced_wide:
+        readers = [op for op in merged.consumers(name)]
+        dequantizers = [op for op in readers if op.type == "DEQUANTIZE"]
+        merged.replace_uses(name, wide[name], ops=dequantizers)
+        if len(dequantizers) < len(readers) or name in merged.outputs:
+            merged.add_op("QUANTIZE", [wide[name]], [name], source=("int16 island",))
+    merged.toposort()
+    merged.prune()
+    merged.validate()
+    return merged

@@ -1,0 +1,141 @@
+"""Post-training quantization in simulation: the QAT graph without training.
+
+TFLite can store only some of the paper's schemes (int8 weights must be symmetric; activations
+are 8 or 16 bits). `simulate_ptq` evaluates any scheme of the paper's grid — asymmetric or
+per-layer weights, 4-bit weights or activations, weight-only or activation-only quantization —
+as a Keras model with fake quantization: batch norms folded with their moving statistics (the
+inference fold), weights quantized from their own min / max, activation ranges calibrated as
+the min / max over the calibration data of the float model (what tfquant's PTQ does).
+
+  simulated = tfquant.qat.simulate_ptq(float_model, tfquant.qat.QatRecipe(weight_bits=4),
+                                       calibration_images)
+  simulated.predict(x)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+
+import numpy as np
+
+from tfquant import errors
+from tfquant.progress import Progress
+from tfquant.qat.activation_quantizer import ActivationQuantizer
+from tfquant.qat.batch_norm_folding import FoldedBatchNorm
+from tfquant.qat.constant_operand import ConstantOperand
+from tfquant.qat.rewrite import QatRecipe, quantize_model
+
+
+def _layers(model, kinds):
+    return [layer for layer in model._flatten_layers(include_self=False, recursive=True)
+            if isinstance(layer, kinds)]
+
+
+@contextlib.contextmanager
+def _observing(quantizers):
+    """Records the min / max of every activation quantizer's input while active."""
+    ranges = {id(q): [np.inf, -np.inf] for q in quantizers}
+
+    def observer_for(quantizer):
+        def observe(x):
+            x = np.asarray(x)
+            seen = ranges[id(quantizer)]
+            seen[0] = min(seen[0], float(x.min()))
+            seen[1] = max(seen[1], float(x.max()))
+        return observe
+
+    for q in quantizers:
+        q.observer = observer_for(q)
+    try:
+        yield ranges
+    finally:
+        for q in quantizers:
+            q.observer = None
+
+
+def calibrate_activation_ranges(qat_model, calibration, batch_size: int = 256,
+                                show_progress: bool = True) -> dict:
+    """Sets every ActivationQuantizer of `qat_model` to the min / max of its input over
+    `calibration` (run through the float version of the model: fake quantization off while
+    observing) and freezes the ranges. Returns {quantizer name: (min, max)}."""
+    calibration = np.asarray(calibration, dtype=np.float32)
+    if calibration.size == 0:
+        raise errors.CalibrationDataError("the calibration data is empty: pass at least one "
+                                          "sample")
+    if not np.all(np.isfinite(calibration)):
+        raise errors.CalibrationDataError("the calibration data contains NaN or infinity: "
+                                          "clean or drop those samples")
+    quantizers = _layers(qat_model, ActivationQuantizer)
+    switches = _layers(qat_model, (ActivationQuantizer, FoldedBatchNorm, ConstantOperand))
+    saved = [float(layer.quantize.numpy()) for layer in switches]
+    for layer in switches:
+        layer.quantize.assign(0.0)
+    batches = range(0, len(calibration), batch_size)
+    try:
+        bar = Progress("calibrating (simulation)", len(batches), enabled=show_progress)
+        with _observing(quantizers) as ranges, warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "The structure of `inputs`")
+            for start in batches:
+                qat_model(calibration[start:start + batch_size], training=False)
+                bar.update()
+        bar.close()
+    finally:
+        for layer, value in zip(switches, saved):
+            layer.quantize.assign(value)
+    found = {}
+    for q in quantizers:
+        lo, hi = ranges[id(q)]
+        if not np.isfinite(lo):  # never reached (e.g. a branch the data never takes)
+            continue
+        _set_range(q, lo, hi)
+        found[q.name] = (lo, hi)
+    return found
+
+
+def set_activation_ranges(qat_model, ranges: dict) -> None:
+    """Sets and freezes the ActivationQuantizer ranges of `qat_model` from {name: (min, max)}
+    (as returned by calibrate_activation_ranges for a model of the same graph)."""
+    for q in _layers(qat_model, ActivationQuantizer):
+        if q.name in ranges:
+            _set_range(q, *ranges[q.name])
+
+
+def _set_range(quantizer, lo, hi):
+    quantizer.range_min.assign(lo)
+    quantizer.range_max.assign(hi)
+    quantizer.initialized.assign(1.0)
+    quantizer.freeze_range.assign(1.0)
+
+
+def simulate_ptq(model, recipe: QatRecipe | None = None, calibration=None, *,
+                 quantize_weights: bool = True, quantize_activations: bool = True,
+                 activation_ranges: dict | None = None, show_progress: bool = True):
+    """The float Keras `model` quantized after training, as a fake-quantized Keras model.
+
+    Args:
+      model: a trained float Keras model (Keras 3 or tf_keras).
+      recipe: the weight / activation quantizers (bits, symmetric, per-channel).
+      calibration: float samples for the activation ranges (required unless
+        quantize_activations is False or activation_ranges is given).
+      quantize_weights / quantize_activations: False keeps that side float (the paper's
+        "activations only" and "weight-only" columns).
+      activation_ranges: {quantizer name: (min, max)} from an earlier
+        calibrate_activation_ranges of the same model, instead of calibrating again (the float
+        model's ranges do not depend on the weight scheme or the bit width).
+    """
+    if quantize_activations and calibration is None and activation_ranges is None:
+        raise errors.CalibrationDataError("simulating quantized activations needs calibration "
+                                          "data (or quantize_activations=False)")
+    simulated = quantize_model(model, recipe or QatRecipe())
+    for layer in _layers(simulated, FoldedBatchNorm):
+        layer.frozen.assign(1.0)  # the inference fold, as the converter folds
+    if quantize_activations and activation_ranges is not None:
+        set_activation_ranges(simulated, activation_ranges)
+    elif quantize_activations:
+        calibrate_activation_ranges(simulated, calibration, show_progress=show_progress)
+    for layer in _layers(simulated, (FoldedBatchNorm, ConstantOperand)):
+        layer.quantize.assign(float(quantize_weights))
+    for layer in _layers(simulated, ActivationQuantizer):
+        layer.quantize.assign(float(quantize_activations))
+    return simulated
