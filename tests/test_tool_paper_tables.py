@@ -17,7 +17,7 @@ _SCRIPT = textwrap.dedent("""
     from tfquant.models import data
     from tfquant.tools import paper_tables
 
-    flags.FLAGS(["paper_tables", "--qat_epochs=1", "--calibration_images=128"])
+    flags.FLAGS(["paper_tables", "--qat_epochs=1", "--calibration_images=128", "--seeds=1,2"])
 
     def build(K):
         L = K.layers
