@@ -41,3 +41,19 @@ def trained_model(name: str, dataset, epochs: Optional[int] = None, seed: int = 
     train.train_classifier(model, dataset, epochs=epochs or DEFAULT_EPOCHS, seed=seed,
                            verbose=verbose)
     return model
+
+
+def tf_keras_copy(name: str, model, probe):
+    """The tf_keras twin of Keras 3 zoo model `model` (same architecture and weights), for the
+    peers that need tf_keras (tfmot); checked to compute the same outputs on `probe`."""
+    import numpy as np
+    import tf_keras
+
+    copy = build(name, keras_module=tf_keras, input_shape=tuple(model.input_shape[1:]))
+    copy.set_weights(model.get_weights())
+    differs = np.abs(copy.predict(probe, verbose=0) - model.predict(probe, verbose=0)).max()
+    if differs > 1e-4:
+        raise RuntimeError(f"the tf_keras copy of {name} differs from the Keras 3 model by "
+                           f"{differs}")
+    return copy
+

@@ -16,6 +16,22 @@ def randomize_batch_norms(model, seed=0):
     return model
 
 
+def conv_depthwise_classifier(K, input_shape, classes, softmax=True):
+    """conv + BN + ReLU6, depthwise + BN + ReLU6, 1x1 conv, global pooling, dense: the
+    MobileNet pattern at its smallest (batch norms to fold, per-channel ranges to spread)."""
+    L = K.layers
+    x = K.Input(input_shape)
+    y = L.Conv2D(8, 3, padding="same", use_bias=False)(x)
+    y = L.BatchNormalization()(y)
+    y = L.ReLU(6.0)(y)
+    y = L.DepthwiseConv2D(3, padding="same", use_bias=False)(y)
+    y = L.BatchNormalization()(y)
+    y = L.ReLU(6.0)(y)
+    y = L.Conv2D(16, 1, activation="relu")(y)
+    y = L.GlobalAveragePooling2D()(y)
+    return K.Model(x, L.Dense(classes, activation="softmax" if softmax else None)(y))
+
+
 def every_layer_model(K, input_shape=(16, 16, 3)):
     """A functional model with a nested Sequential and a nested Functional sub-model, using
     every layer type the Keras frontend supports."""

@@ -10,21 +10,15 @@ from tfquant import qat, runtime, spec
 from tfquant.errors import CalibrationDataError
 from tfquant.qat.activation_quantizer import ActivationQuantizer
 
+from layer_models import conv_depthwise_classifier
+
 
 @pytest.fixture(scope="module")
 def float_model():
     keras.utils.set_random_seed(0)
     L = keras.layers
-    x = keras.Input((16, 16, 1))
-    y = L.Conv2D(8, 3, padding="same", use_bias=False)(x)
-    y = L.BatchNormalization()(y)
-    y = L.ReLU(6.0)(y)
-    y = L.DepthwiseConv2D(3, padding="same", use_bias=False)(y)
-    y = L.BatchNormalization()(y)
-    y = L.ReLU(6.0)(y)
-    y = L.Conv2D(16, 1, activation="relu")(y)
-    y = L.GlobalAveragePooling2D()(y)
-    model = keras.Model(x, L.Dense(4)(y))  # logits: softmax output steps would dominate
+    # logits: the softmax output's steps would dominate the comparisons
+    model = conv_depthwise_classifier(keras, (16, 16, 1), 4, softmax=False)
     # Batch-norm statistics far from the initial ones: the fold matters.
     rng = np.random.default_rng(1)
     for layer in model.layers:

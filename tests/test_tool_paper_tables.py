@@ -8,6 +8,8 @@ import sys
 import textwrap
 
 _SCRIPT = textwrap.dedent("""
+    import sys
+
     import tfquant  # first: it loads tflite_runtime before TensorFlow
     import keras
     import numpy as np
@@ -17,27 +19,17 @@ _SCRIPT = textwrap.dedent("""
     from tfquant.models import data
     from tfquant.tools import paper_tables
 
-    flags.FLAGS(["paper_tables", "--qat_epochs=1", "--calibration_images=128", "--seeds=1,2"])
+    sys.path.insert(0, TESTS_DIR)
+    from layer_models import conv_depthwise_classifier
 
-    def build(K):
-        L = K.layers
-        x = K.Input((8, 8, 1))
-        y = L.Conv2D(8, 3, padding="same", use_bias=False)(x)
-        y = L.BatchNormalization()(y)
-        y = L.ReLU(6.0)(y)
-        y = L.DepthwiseConv2D(3, padding="same", use_bias=False)(y)
-        y = L.BatchNormalization()(y)
-        y = L.ReLU(6.0)(y)
-        y = L.Conv2D(16, 1, activation="relu")(y)
-        y = L.GlobalAveragePooling2D()(y)
-        return K.Model(x, L.Dense(10, activation="softmax")(y))
+    flags.FLAGS(["paper_tables", "--qat_epochs=1", "--calibration_images=128", "--seeds=1,2"])
 
     dataset = data.load_digits()
     keras.utils.set_random_seed(0)
-    model = build(keras)
+    model = conv_depthwise_classifier(keras, (8, 8, 1), 10)
     model.compile("adam", "sparse_categorical_crossentropy")
     model.fit(dataset.x_train, dataset.y_train, epochs=40, verbose=0)
-    copy = build(tf_keras)
+    copy = conv_depthwise_classifier(tf_keras, (8, 8, 1), 10)
     copy.set_weights(model.get_weights())
 
     cells = paper_tables.evaluate("tiny", model, dataset, copy)
@@ -68,7 +60,9 @@ _SCRIPT = textwrap.dedent("""
 
 def test_paper_tables_tool_runs_every_cell(tmp_path):
     plot = tmp_path / "tables.png"
-    result = subprocess.run([sys.executable, "-c", _SCRIPT.replace("PLOT", str(plot))],
+    script = _SCRIPT.replace("PLOT", str(plot)).replace("TESTS_DIR",
+                                                        repr(os.path.dirname(__file__)))
+    result = subprocess.run([sys.executable, "-c", script],
                             capture_output=True, text=True, timeout=900,
                             env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
     assert result.returncode == 0, result.stderr[-3000:]

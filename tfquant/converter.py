@@ -34,6 +34,7 @@ class ConversionResult:
 
 
 def convert_model(model, representative_data=None, recipe: Optional[Recipe] = None, *,
+                  calibrated_ranges: Optional[dict] = None,
                   show_progress: bool = True) -> ConversionResult:
     """Convert a Keras 3 or tf_keras model, or a float TFLite model.
 
@@ -44,6 +45,9 @@ def convert_model(model, representative_data=None, recipe: Optional[Recipe] = No
       representative_data: calibration inputs for int8 mode (numpy array, tuple of arrays,
         tf.data.Dataset or generator); ignored by the other modes.
       recipe: what to produce; defaults to full int8 with per-channel weights.
+      calibrated_ranges: activation ranges from an earlier conversion of the same model with
+        the same calibration settings (ConversionResult.ranges): int8 / int16x8 modes skip
+        calibration (to try recipes that differ only in float / int16 layers).
     """
     recipe = recipe or Recipe()
     start = time.perf_counter()
@@ -70,6 +74,9 @@ def convert_model(model, representative_data=None, recipe: Optional[Recipe] = No
         out_graph = quantize.quantize_weights_only(float_graph, recipe)
     elif recipe.mode == "float16":
         out_graph = quantize.quantize_float16(float_graph)
+    elif calibrated_ranges is not None:
+        ranges = calibrated_ranges
+        out_graph = _quantize_integer(float_graph, ranges, recipe)
     elif float_graph.qat_ranges and representative_data is None:
         # A trained QAT model: its learned ranges, no calibration (paper 3.2).
         ranges = {name: calibration.TensorRange(*r)

@@ -195,12 +195,14 @@ def select_fallback(model, representative_data, recipe: Optional[Recipe] = None,
         reports = compare_layers(model, representative_data, recipe, inputs=inputs[:256],
                                  runtime=runtime)
     ranking = worst_layers(reports, max_layers)
-    steps = []
+    steps, ranges = [], None
     for count in range(len(ranking) + 1):
         layers = ranking[:count]
         field = "float_layers" if fallback == "float" else "int16_layers"
         tried = dataclasses.replace(recipe, **{field: tuple(layers)})
-        data = convert_model(model, representative_data, tried, show_progress=False).model
+        result = convert_model(model, representative_data, tried, calibrated_ranges=ranges,
+                               show_progress=False)
+        ranges, data = result.ranges, result.model  # calibrated once, by the first conversion
         outputs = runtimes.Runner(data, runtime, "reference").predict(inputs)
         steps.append(FallbackStep(list(layers), float(score(outputs)), len(data)))
         if steps[-1].score >= target:

@@ -18,24 +18,13 @@ def calibration_batches(x, num_batches: int, batch_size: int) -> list:
     return batches
 
 
-def convert_with_tflite_converter(model, batches) -> bytes:
-    """TFLiteConverter's full-integer PTQ (int8 weights and activations, float I/O)."""
-    import tensorflow as tf
-
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.representative_dataset = lambda: ([b] for b in batches)
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    with contextlib.redirect_stdout(io.StringIO()):  # it prints the whole SavedModel signature
-        return converter.convert()
-
-
 TFLITE_CONVERTER_MODES = ("int8", "int16x8", "weights_only")
 
 
-def tflite_converter_ptq(model, calibration, mode: str = "int8", batch_size: int = 32) -> bytes:
-    """TFLiteConverter's PTQ of a Keras model in one of its modes: "int8" (full integer),
-    "int16x8" (int16 activations, int8 weights) or "weights_only" (dynamic range)."""
+def convert_with_tflite_converter(model, batches, mode: str = "int8") -> bytes:
+    """TFLiteConverter's PTQ of a Keras model from calibration `batches` (a list of arrays):
+    "int8" (full integer, float I/O), "int16x8" (int16 activations, int8 weights) or
+    "weights_only" (dynamic range; no batches needed)."""
     import tensorflow as tf
 
     if mode not in TFLITE_CONVERTER_MODES:
@@ -43,13 +32,18 @@ def tflite_converter_ptq(model, calibration, mode: str = "int8", batch_size: int
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     if mode != "weights_only":
-        converter.representative_dataset = lambda: (
-            [calibration[i:i + batch_size]] for i in range(0, len(calibration), batch_size))
+        converter.representative_dataset = lambda: ([b] for b in batches)
         converter.target_spec.supported_ops = [
             tf.lite.OpsSet.TFLITE_BUILTINS_INT8 if mode == "int8" else
             tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
-    with contextlib.redirect_stdout(io.StringIO()):
+    with contextlib.redirect_stdout(io.StringIO()):  # it prints the whole SavedModel signature
         return converter.convert()
+
+
+def tflite_converter_ptq(model, calibration, mode: str = "int8", batch_size: int = 32) -> bytes:
+    """convert_with_tflite_converter with one calibration array cut into batches."""
+    batches = [calibration[i:i + batch_size] for i in range(0, len(calibration), batch_size)]
+    return convert_with_tflite_converter(model, batches, mode)
 
 
 def convert_with_tfquant(model, batches) -> bytes:

@@ -1,8 +1,13 @@
-"""Plumbing shared by the absl tools: the console-script entry point and reports."""
+"""Plumbing shared by the absl tools: the console-script entry point, progress and reports."""
 
 import sys
 
 from absl import app, flags
+
+
+def log(message: str):
+    """A progress line on stderr (stdout carries the tool's tables)."""
+    print(message, file=sys.stderr, flush=True)
 
 
 def run(main, module_name: str, doc: str):

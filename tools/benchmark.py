@@ -19,7 +19,6 @@ Examples:
 """
 
 import os
-import sys
 import time
 
 from absl import app, flags
@@ -71,10 +70,6 @@ flags.DEFINE_integer("dsp_op_overhead", 2000, "Cost model: fixed cycles per op (
 CONFIGS = ("float32 + XNNPACK", "int8 built-in", "int8 + XNNPACK", "int8 + delegate")
 # The paper's Table 7 (Pixel 2, ms): int8 CPU / int8 Hexagon DSP.
 PAPER_TABLE7 = {"MobileNet": (68.0, 16.0), "MobileNetV2": (63.0, 15.5)}
-
-
-def log(message):
-    print(message, file=sys.stderr, flush=True)
 
 
 # ---- models ------------------------------------------------------------------------------------
@@ -239,7 +234,7 @@ def benchmark_model(name, int8, float32, thread_counts, ghz):
     import tfquant.delegate
     result = {"latency": {}, "exact": {}, "profile": {}, "details": op_details(int8)}
     for threads in thread_counts:
-        log(f"{name}: {threads} thread(s): building interpreters ...")
+        _app.log(f"{name}: {threads} thread(s): building interpreters ...")
         delegate = tfquant.delegate.load("litert", num_threads=threads)
         interpreters = {}
         if float32 is not None:
@@ -247,14 +242,14 @@ def benchmark_model(name, int8, float32, thread_counts, ghz):
         interpreters[CONFIGS[1]] = interpreter_for(int8, "no_xnnpack", threads)
         interpreters[CONFIGS[2]] = interpreter_for(int8, "default", threads)
         interpreters[CONFIGS[3]] = interpreter_for(int8, "reference", threads, [delegate])
-        log(f"{name}: {threads} thread(s): timing {len(interpreters)} configurations, "
-            f"{FLAGS.warmup} + {FLAGS.runs} invokes each, interleaved ...")
+        _app.log(f"{name}: {threads} thread(s): timing {len(interpreters)} configurations, "
+                 f"{FLAGS.warmup} + {FLAGS.runs} invokes each, interleaved ...")
         result["latency"][threads] = time_interleaved(interpreters, FLAGS.runs, FLAGS.warmup)
         del interpreters
         if FLAGS.check_exact:
-            log(f"{name}: {threads} thread(s): checking bit-exactness against BUILTIN_REF ...")
+            _app.log(f"{name}: {threads} thread(s): checking bit-exactness against BUILTIN_REF ...")
             result["exact"][threads] = check_bit_exact(int8, threads)
-        log(f"{name}: {threads} thread(s): profiling the delegate ...")
+        _app.log(f"{name}: {threads} thread(s): profiling the delegate ...")
         result["profile"][threads] = profile_delegate(int8, threads, FLAGS.profile_runs)
     return result
 
@@ -372,11 +367,11 @@ def main(argv):
                 float32 = f.read()
         models[os.path.basename(path)] = (int8, float32)
     for name in FLAGS.keras_application:
-        log(f"building and converting {name} at {FLAGS.size}x{FLAGS.size} ...")
+        _app.log(f"building and converting {name} at {FLAGS.size}x{FLAGS.size} ...")
         start = time.perf_counter()
         models[name] = build_application(name, FLAGS.size, FLAGS.classes,
                                          FLAGS.calibration_images)
-        log(f"  done in {time.perf_counter() - start:.0f} s")
+        _app.log(f"  done in {time.perf_counter() - start:.0f} s")
     results = {name: benchmark_model(name, int8, float32, thread_counts, ghz)
                for name, (int8, float32) in models.items()}
     text = report(results, thread_counts, ghz, ghz_source, dsp_params_from_flags())

@@ -20,7 +20,6 @@ Example:
 
 import contextlib
 import io
-import sys
 import time
 
 from absl import app, flags
@@ -42,10 +41,6 @@ flags.DEFINE_list("calibration_seeds", ["1"], "Seeds of the calibration photo-cr
                   "with more than one, a table of the mean and spread over the draws follows.")
 flags.DEFINE_boolean("tflite_converter", True, "Also run TFLiteConverter's int8 PTQ of the "
                      "Keras model.")
-
-
-def log(message: str):
-    print(message, file=sys.stderr, flush=True)
 
 
 def float_tflite(model, float16: bool = False) -> bytes:
@@ -137,7 +132,7 @@ def compare_application(name: str, size: int, weights: list, num_calibration: in
     from tfquant import spec
     from tfquant.models import applications, data
 
-    log(f"{name}: building ({size}x{size}) ...")
+    _app.log(f"{name}: building ({size}x{size}) ...")
     model = applications.build_application(name, size)
     test = applications.preprocess(name, data.load_photo_crops(num_test, size, seed=2))
     reference = [np.asarray(model.predict(test, verbose=0))]
@@ -147,7 +142,7 @@ def compare_application(name: str, size: int, weights: list, num_calibration: in
 
     sources = {}
     for variant in weights:
-        log(f"{name} {variant}: float .tflite ...")
+        _app.log(f"{name} {variant}: float .tflite ...")
         sources[variant] = float_tflite(model, float16=variant == "fp16")
     rows = []
     for seed in calibration_seeds:
@@ -165,13 +160,14 @@ def _compare_draw(name, model, sources, sqnr, seed, num_calibration, size, batch
     batches = [calibration[i:i + batch_size] for i in range(0, num_calibration, batch_size)]
     peer = None
     if tflite_converter:
-        log(f"{name} (calibration seed {seed}): TFLiteConverter int8 PTQ of the Keras model ...")
+        _app.log(f"{name} (calibration seed {seed}): TFLiteConverter int8 PTQ of the Keras "
+                 "model ...")
         peer = _timed(lambda: peers.convert_with_tflite_converter(model, batches))
     rows = []
     for variant, source in sources.items():
-        log(f"{name} {variant} (calibration seed {seed}): tfquant ...")
+        _app.log(f"{name} {variant} (calibration seed {seed}): tfquant ...")
         ours, ours_s = _timed(lambda: quantize_with_tfquant(source, batches))
-        log(f"{name} {variant} (calibration seed {seed}): AI Edge Quantizer ...")
+        _app.log(f"{name} {variant} (calibration seed {seed}): AI Edge Quantizer ...")
         row = {"model": name, "weights": variant, "seed": seed,
                "sqnr": {"tfquant": sqnr(ours)}, "seconds": {"tfquant": ours_s}, "errors": {}}
         try:
@@ -180,7 +176,7 @@ def _compare_draw(name, model, sources, sqnr, seed, num_calibration, size, batch
             row["seconds"]["ai_edge_quantizer"] = theirs_s
         except Exception as e:  # noqa: BLE001  the peer's failure is a result to report
             reason = f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e) else ''}"
-            log(f"{name} {variant}: AI Edge Quantizer failed: {reason}")
+            _app.log(f"{name} {variant}: AI Edge Quantizer failed: {reason}")
             row["errors"]["ai_edge_quantizer"] = reason
         if peer is not None:
             row["sqnr"]["tflite_converter"] = sqnr(peer[0])

@@ -14,7 +14,6 @@ Examples:
   tfquant-delegate-check --model=my_int8.tflite --runtimes=litert
 """
 
-import sys
 
 from absl import app, flags
 
@@ -32,10 +31,6 @@ flags.DEFINE_integer("size", 96, "Input size of the keras.applications networks.
 flags.DEFINE_integer("images", 4, "Images per comparison.", lower_bound=1)
 flags.DEFINE_list("runtimes", None, "Runtimes (default: every installed one).")
 flags.DEFINE_integer("zoo_epochs", 1, "Training epochs of the zoo models.", lower_bound=1)
-
-
-def _log(message):
-    print(message, file=sys.stderr, flush=True)
 
 
 def _models():
@@ -60,13 +55,14 @@ def _models():
     if FLAGS.zoo:
         mnist = data.load_mnist_5k()
         for name in FLAGS.zoo:
-            _log(f"training {name} on MNIST-5k ({FLAGS.zoo_epochs} epoch(s)) and converting ...")
+            _app.log(f"training {name} on MNIST-5k ({FLAGS.zoo_epochs} epoch(s)) and "
+                     "converting ...")
             keras_model = zoo.trained_model(name, mnist, epochs=FLAGS.zoo_epochs)
             model = tfquant.convert(keras_model, mnist.x_train[:512], show_progress=False)
             yield name, model, mnist.x_test[:FLAGS.images]
     for name in FLAGS.applications:
-        _log(f"building keras.applications.{name} ({FLAGS.size}x{FLAGS.size}) and "
-             "converting ...")
+        _app.log(f"building keras.applications.{name} ({FLAGS.size}x{FLAGS.size}) and "
+                 "converting ...")
         keras_model = applications.build_application(name, FLAGS.size)
         calibration = applications.preprocess(name, data.load_photo_crops(32, FLAGS.size))
         model = tfquant.convert(keras_model, calibration, show_progress=False)
@@ -88,7 +84,7 @@ def main(argv):
     exact = True
     for label, model, x in _models():
         for runtime_name in runtimes:
-            _log(f"  {label} on {runtime_name} ...")
+            _app.log(f"  {label} on {runtime_name} ...")
             r = compare_with_reference(model, x, runtime_name)
             exact = exact and r["differ"] == 0
             lines.append(f"| {label} | {runtime_name} | {r['claimed']}/{r['total']} | "

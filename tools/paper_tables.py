@@ -19,7 +19,6 @@ Examples:
   tfquant-paper-tables --architecture=mobilenet_v1 --qat=false
 """
 
-import sys
 import time
 
 from absl import flags
@@ -45,10 +44,6 @@ flags.DEFINE_string("output", None, "Write the tables (markdown) to this file to
 flags.DEFINE_string("plot", None, "PNG of the output SQNR of every cell, one panel per table.")
 
 BATCH_SIZE = 64
-
-
-def _log(message):
-    print(message, file=sys.stderr, flush=True)
 
 
 # -- the grid -------------------------------------------------------------------------------------
@@ -139,12 +134,12 @@ def evaluate(name, model, dataset, tf_keras_model=None) -> dict:
     expected = model.predict(x, verbose=0)
     cells = {"float": _metrics(expected, expected, y)}
     calibration = dataset.x_train[:FLAGS.calibration_images]
-    _log(f"[{name}] calibrating activation ranges on the float model ...")
+    _app.log(f"[{name}] calibrating activation ranges on the float model ...")
     ranges = qat.calibrate_activation_ranges(qat.quantize_model(model), calibration,
                                              show_progress=False)
     simulated = {}
     for key, (recipe, weights, activations) in PTQ_CELLS.items():
-        _log(f"[{name}] PTQ {key} (simulation) ...")
+        _app.log(f"[{name}] PTQ {key} (simulation) ...")
         simulated[key] = [qat.simulate_ptq(model, qat.QatRecipe(**recipe),
                                            quantize_weights=weights,
                                            quantize_activations=activations,
@@ -153,7 +148,7 @@ def evaluate(name, model, dataset, tf_keras_model=None) -> dict:
     if FLAGS.qat:
         steps = -(-len(dataset.x_train) // BATCH_SIZE) * FLAGS.qat_epochs
         for key, recipe in QAT_CELLS.items():
-            _log(f"[{name}] {key}: fine-tuning {FLAGS.qat_epochs} epochs ({steps} steps) ...")
+            _app.log(f"[{name}] {key}: fine-tuning {FLAGS.qat_epochs} epochs ({steps} steps) ...")
             start = time.perf_counter()
             simulated[key] = [qat.fine_tune(model, dataset.x_train, dataset.y_train,
                                             qat.QatRecipe(**recipe), epochs=FLAGS.qat_epochs,
@@ -165,8 +160,8 @@ def evaluate(name, model, dataset, tf_keras_model=None) -> dict:
             cells[key]["seconds"] = time.perf_counter() - start
     if FLAGS.qat and FLAGS.peers and tf_keras_model is not None:
         import tf_keras
-        _log(f"[{name}] tfmot QAT of the tf_keras copy: fine-tuning {FLAGS.qat_epochs} "
-             "epochs ...")
+        _app.log(f"[{name}] tfmot QAT of the tf_keras copy: fine-tuning {FLAGS.qat_epochs} "
+                 "epochs ...")
         start = time.perf_counter()
         simulated_runs, deployed_runs = [], []
         for seed in FLAGS.seeds:
@@ -186,7 +181,7 @@ def evaluate(name, model, dataset, tf_keras_model=None) -> dict:
     for key in DEPLOYED:
         if key not in simulated:
             continue
-        _log(f"[{name}] {key}: int8 TFLite export ...")
+        _app.log(f"[{name}] {key}: int8 TFLite export ...")
         runs = []
         for simulated_model in simulated[key]:
             result = tfquant.convert_model(simulated_model, show_progress=False)
@@ -196,7 +191,7 @@ def evaluate(name, model, dataset, tf_keras_model=None) -> dict:
 
     peer_rows = []
     for label, recipe, mode in PEER_PTQ if FLAGS.peers else []:
-        _log(f"[{name}] PTQ {label}: tfquant and TFLiteConverter ...")
+        _app.log(f"[{name}] PTQ {label}: tfquant and TFLiteConverter ...")
         ours = tfquant.convert(model, calibration, tfquant.Recipe(**recipe), show_progress=False)
         theirs = peers.tflite_converter_ptq(model, calibration, mode)
         peer_rows.append(dict(label=label, **{
@@ -344,13 +339,11 @@ def main(argv):
     dataset = data.load_mnist_5k()
     results = {}
     for name in FLAGS.architecture:
-        _log(f"[{name}] training the float model on MNIST-5k ...")
+        _app.log(f"[{name}] training the float model on MNIST-5k ...")
         model = zoo.trained_model(name, dataset, epochs=FLAGS.epochs)
         copy = None
         if FLAGS.qat and FLAGS.peers:
-            import tf_keras
-            copy = zoo.build(name, keras_module=tf_keras, input_shape=dataset.input_shape)
-            copy.set_weights(model.get_weights())
+            copy = zoo.tf_keras_copy(name, model, dataset.x_test[:64])
         results[name] = evaluate(name, model, dataset, copy)
     report = format_tables(results) + "\n" + format_findings(findings(results))
     print(report)

@@ -14,7 +14,6 @@ after batch-norm folding (--fold_plot: why per-layer quantization collapses).
       --fold_plot=docs/bn_fold_ranges.png
 """
 
-import sys
 
 from absl import flags
 
@@ -42,13 +41,9 @@ _trained = {}
 def _trained_model(name, dataset):
     from tfquant.models import zoo
     if name not in _trained:
-        _log(f"[{name}] training the float model ...")
+        _app.log(f"[{name}] training the float model ...")
         _trained[name] = zoo.trained_model(name, dataset, epochs=FLAGS.epochs)
     return _trained[name]
-
-
-def _log(message):
-    print(message, file=sys.stderr, flush=True)
 
 
 def schemes():
@@ -86,11 +81,11 @@ def evaluate(name, dataset) -> list:
     calibration = dataset.x_train[:FLAGS.calibration_images]
     models = []
     for label, recipe in schemes():
-        _log(f"[{name}] {label} ...")
+        _app.log(f"[{name}] {label} ...")
         models.append((label, tfquant.convert(model, calibration, tfquant.Recipe(**recipe),
                                               show_progress=False)))
     if FLAGS.peers:
-        _log(f"[{name}] TFLiteConverter (int8, 16x8, weight-only) ...")
+        _app.log(f"[{name}] TFLiteConverter (int8, 16x8, weight-only) ...")
         from tfquant import peers
         models += [(f"TFLiteConverter {label}",
                     peers.tflite_converter_ptq(model, calibration, mode))

@@ -19,7 +19,6 @@ Examples:
       --plot=docs/qat_accuracy.png
 """
 
-import sys
 import time
 
 from absl import flags
@@ -44,10 +43,6 @@ flags.DEFINE_string("output", None, "Write the table (markdown) to this file as 
 flags.DEFINE_string("plot", None, "Write a PNG bar chart of the accuracies to this file.")
 
 BATCH_SIZE = 64
-
-
-def _log(message):
-    print(message, file=sys.stderr, flush=True)
 
 
 def _schemes():
@@ -136,18 +131,18 @@ def _evaluate(name, dataset):
     from tfquant.models import zoo
 
     x_test, y_test = dataset.x_test, dataset.y_test
-    _log(f"[{name}] training the float model on MNIST-5k ...")
+    _app.log(f"[{name}] training the float model on MNIST-5k ...")
     model = zoo.trained_model(name, dataset, epochs=FLAGS.float_epochs)
     float_acc = _accuracy(model.predict(x_test, verbose=0), y_test)
     rows = [dict(scheme="float (Keras)", keras=float_acc, int8=None)]
 
     fidelity = _fold_fidelity(model, dataset.x_train[:128])
-    _log(f"[{name}] fold fidelity, quantization off: training mode {fidelity[0]:.2e}, "
-         f"inference mode {fidelity[1]:.2e} (relative max difference)")
+    _app.log(f"[{name}] fold fidelity, quantization off: training mode {fidelity[0]:.2e}, "
+             f"inference mode {fidelity[1]:.2e} (relative max difference)")
 
     calibration = dataset.x_train[:3200]
     for label, per_channel in (("PTQ per-channel", True), ("PTQ per-layer", False)):
-        _log(f"[{name}] {label} ...")
+        _app.log(f"[{name}] {label} ...")
         data = tfquant.convert(model, calibration, tfquant.Recipe(per_channel=per_channel),
                                show_progress=False)
         acc = _accuracy(runtime.Runner(data, resolver="reference").predict(x_test), y_test)
@@ -158,7 +153,7 @@ def _evaluate(name, dataset):
     for label, recipe, exportable, freeze in _schemes():
         runs = []
         for seed in seeds:
-            _log(f"[{name}] {label}: fine-tuning {FLAGS.qat_epochs} epochs (seed {seed}) ...")
+            _app.log(f"[{name}] {label}: fine-tuning {FLAGS.qat_epochs} epochs (seed {seed}) ...")
             start = time.perf_counter()
             qat_model = qat.fine_tune(
                 model, dataset.x_train, dataset.y_train, recipe, epochs=FLAGS.qat_epochs,
@@ -188,14 +183,9 @@ def _evaluate(name, dataset):
         from tfquant import peers
         runs = []
         for seed in seeds:
-            _log(f"[{name}] tfmot QAT of the tf_keras copy: fine-tuning {FLAGS.qat_epochs} "
-                 f"epochs (seed {seed}) ...")
-            copy = zoo.build(name, keras_module=tf_keras, input_shape=dataset.input_shape)
-            copy.set_weights(model.get_weights())
-            same = np.abs(copy.predict(x_test[:64], verbose=0)
-                          - model.predict(x_test[:64], verbose=0)).max()
-            if same > 1e-4:
-                raise RuntimeError(f"the tf_keras copy differs from the Keras 3 model by {same}")
+            _app.log(f"[{name}] tfmot QAT of the tf_keras copy: fine-tuning {FLAGS.qat_epochs} "
+                     f"epochs (seed {seed}) ...")
+            copy = zoo.tf_keras_copy(name, model, x_test[:64])
             tf_keras.utils.set_random_seed(seed)
             start = time.perf_counter()
             data, tfmot_model = peers.tfmot_qat(copy, dataset.x_train, dataset.y_train,

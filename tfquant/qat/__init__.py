@@ -15,5 +15,5 @@ from tfquant.qat.simulation import calibrate_activation_ranges, simulate_ptq
 from tfquant.qat.training import fine_tune
 
 __all__ = ["ActivationQuantizer", "ConstantOperand", "FoldedBatchNorm", "QatRecipe",
-           "QuantizationScheduler", "calibrate_activation_ranges", "fine_tune", "float_layers", "quantize_model",
-           "simulate_ptq"]
+           "QuantizationScheduler", "calibrate_activation_ranges", "fine_tune", "float_layers",
+           "quantize_model", "simulate_ptq"]

@@ -11,10 +11,10 @@ from tfquant.qat.batch_norm_folding import FoldedBatchNorm
 from tfquant.qat.constant_operand import ConstantOperand
 
 
-def _quant_layers(model):
-    for layer in model._flatten_layers(include_self=False, recursive=True):
-        if isinstance(layer, (ActivationQuantizer, FoldedBatchNorm, ConstantOperand)):
-            yield layer
+def quant_layers(model, kinds=(ActivationQuantizer, FoldedBatchNorm, ConstantOperand)) -> list:
+    """The layers of `model` (nested ones included) that are instances of `kinds`."""
+    return [layer for layer in model._flatten_layers(include_self=False, recursive=True)
+            if isinstance(layer, kinds)]
 
 
 class QuantizationScheduler(keras.callbacks.Callback):
@@ -52,7 +52,7 @@ class QuantizationScheduler(keras.callbacks.Callback):
     def apply(self, model):
         """Set every quantization layer of `model` to the schedule's state at `self.step`."""
         quantizing, bn_frozen, ranges_frozen = self._state()
-        for layer in _quant_layers(model):
+        for layer in quant_layers(model):
             layer.quantize.assign(float(quantizing))
             if isinstance(layer, FoldedBatchNorm):
                 layer.frozen.assign(float(bn_frozen))
@@ -71,7 +71,7 @@ class QuantizationScheduler(keras.callbacks.Callback):
         quantizing, bn_frozen, _ = self._state()
         logs["qat/quantizing"] = float(quantizing)
         logs["qat/bn_frozen"] = float(bn_frozen)
-        for layer in _quant_layers(self.model):
+        for layer in quant_layers(self.model):
             if isinstance(layer, ActivationQuantizer):
                 logs[f"qat/range/{layer.name}/min"] = float(layer.range_min.numpy())
                 logs[f"qat/range/{layer.name}/max"] = float(layer.range_max.numpy())

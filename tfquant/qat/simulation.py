@@ -23,13 +23,9 @@ from tfquant import errors
 from tfquant.progress import Progress
 from tfquant.qat.activation_quantizer import ActivationQuantizer
 from tfquant.qat.batch_norm_folding import FoldedBatchNorm
+from tfquant.qat.callbacks import quant_layers
 from tfquant.qat.constant_operand import ConstantOperand
 from tfquant.qat.rewrite import QatRecipe, quantize_model
-
-
-def _layers(model, kinds):
-    return [layer for layer in model._flatten_layers(include_self=False, recursive=True)
-            if isinstance(layer, kinds)]
 
 
 @contextlib.contextmanager
@@ -66,8 +62,8 @@ def calibrate_activation_ranges(qat_model, calibration, batch_size: int = 256,
     if not np.all(np.isfinite(calibration)):
         raise errors.CalibrationDataError("the calibration data contains NaN or infinity: "
                                           "clean or drop those samples")
-    quantizers = _layers(qat_model, ActivationQuantizer)
-    switches = _layers(qat_model, (ActivationQuantizer, FoldedBatchNorm, ConstantOperand))
+    quantizers = quant_layers(qat_model, ActivationQuantizer)
+    switches = quant_layers(qat_model)
     saved = [float(layer.quantize.numpy()) for layer in switches]
     for layer in switches:
         layer.quantize.assign(0.0)
@@ -96,7 +92,7 @@ def calibrate_activation_ranges(qat_model, calibration, batch_size: int = 256,
 def set_activation_ranges(qat_model, ranges: dict) -> None:
     """Sets and freezes the ActivationQuantizer ranges of `qat_model` from {name: (min, max)}
     (as returned by calibrate_activation_ranges for a model of the same graph)."""
-    for q in _layers(qat_model, ActivationQuantizer):
+    for q in quant_layers(qat_model, ActivationQuantizer):
         if q.name in ranges:
             _set_range(q, *ranges[q.name])
 
@@ -128,14 +124,14 @@ def simulate_ptq(model, recipe: QatRecipe | None = None, calibration=None, *,
         raise errors.CalibrationDataError("simulating quantized activations needs calibration "
                                           "data (or quantize_activations=False)")
     simulated = quantize_model(model, recipe or QatRecipe())
-    for layer in _layers(simulated, FoldedBatchNorm):
+    for layer in quant_layers(simulated, FoldedBatchNorm):
         layer.frozen.assign(1.0)  # the inference fold, as the converter folds
     if quantize_activations and activation_ranges is not None:
         set_activation_ranges(simulated, activation_ranges)
     elif quantize_activations:
         calibrate_activation_ranges(simulated, calibration, show_progress=show_progress)
-    for layer in _layers(simulated, (FoldedBatchNorm, ConstantOperand)):
+    for layer in quant_layers(simulated, (FoldedBatchNorm, ConstantOperand)):
         layer.quantize.assign(float(quantize_weights))
-    for layer in _layers(simulated, ActivationQuantizer):
+    for layer in quant_layers(simulated, ActivationQuantizer):
         layer.quantize.assign(float(quantize_activations))
     return simulated
