@@ -111,7 +111,7 @@ def tfquant_recipe(num_batches: int):
 
 
 def quantize_with_tfquant(float_model: bytes, batches: list) -> bytes:
-    import tfquant  # noqa: F401  (loads tflite_runtime before tensorflow)
+    import tfquant
     return tfquant.convert(float_model, batches, tfquant_recipe(len(batches)),
                            show_progress=False)
 
