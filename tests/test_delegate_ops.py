@@ -45,12 +45,12 @@ def encode(model, x):
     return np.clip(np.round(x / scale) + zero_point, -128, 127).astype(detail["dtype"])
 
 
-def check_exact(model, x, capfd, runtime_name, isa="auto", expect_all=True):
+def check_exact(model, x, capfd, runtime_name, isa="auto", expect_all=True, threads=1):
     """Runs reference and delegate; asserts bit equality. Returns (elements, claimed, total)."""
     x = encode(model, x)
     want = run(model, x, runtime_name)
     capfd.readouterr()
-    delegate = tfquant.delegate.load(runtime_name, verbose=True, isa=isa)
+    delegate = tfquant.delegate.load(runtime_name, num_threads=threads, verbose=True, isa=isa)
     got = run(model, x, runtime_name, delegate)
     claimed, total = claimed_counts(capfd.readouterr().err)
     if expect_all:
@@ -159,6 +159,27 @@ def build(name):
         y = L.Concatenate(axis=1)([f, g])
         y = L.Flatten()(y)
         return keras.Model(x, y), (2, 5, 6, 3), int8_io
+    if name == "conv_narrow_taps":
+        # im2col rows of 1-3 bytes per kernel row, copied 16 bytes at a time (the overrun must
+        # stay inside the task's rows: checked with worker threads too).
+        x = keras.Input((30, 21, 1))
+        y = L.Conv2D(16, (3, 1), padding="same", activation="relu")(x)
+        z = L.Conv2D(8, (2, 3), strides=(1, 2))(x)
+        return keras.Model(x, [y, z]), (1, 30, 21, 1), int8_io
+    if name == "pad_fused_into_depthwise":
+        # A PAD read only by a depthwise conv is fused into it (zero-point taps): MobileNet's
+        # bottom/right pad before a valid stride-2 conv (64 channels: in place), an asymmetric
+        # pad before a same-padded stride-1 conv (small image: padded copy), a pad before a
+        # 40-channel conv; a pad read by two ops stays a PAD.
+        x = keras.Input((11, 10, 64))
+        y = L.DepthwiseConv2D(3, strides=2, activation="relu")(L.ZeroPadding2D(((0, 1), (0, 1)))(x))
+        y = L.DepthwiseConv2D(3, padding="same")(L.ZeroPadding2D(((2, 1), (1, 3)))(y))
+        y = L.Conv2D(40, 1)(y)
+        y = L.DepthwiseConv2D(3, strides=(1, 2), activation="relu6")(L.ZeroPadding2D(1)(y))
+        p = L.ZeroPadding2D(((1, 0), (0, 2)))(y)
+        a = L.DepthwiseConv2D(2, strides=2)(p)
+        b = L.Conv2D(8, 2, strides=2)(p)
+        return keras.Model(x, [a, b]), (2, 11, 10, 64), int8_io
     if name == "biased_activations":
         # Tensors read only by convolutions travel biased (u8) inside the delegate: a depthwise
         # output read in place by a pointwise conv, a tensor read by three convs (im2col, strided
@@ -177,11 +198,12 @@ def build(name):
 
 
 CASES = ["conv_same_stride2_relu", "conv_valid_dilated_relu6", "conv_1x1_stride2_65_channels",
-         "conv_5x5_same_dilated", "depthwise_multiplier3_stride2", "depthwise_dilated_valid_40ch",
+         "conv_5x5_same_dilated", "conv_narrow_taps", "depthwise_multiplier3_stride2", "depthwise_dilated_valid_40ch",
          "depthwise_64ch_unpadded_paths",
          "dense_per_channel", "dense_per_tensor", "dense_wide_per_channel",
          "dense_wide_per_tensor", "add_residual_and_batchnorm", "pools",
-         "mean_and_softmax", "sigmoid_hard_swish", "pad_reshape_concat", "biased_activations"]
+         "mean_and_softmax", "sigmoid_hard_swish", "pad_reshape_concat", "pad_fused_into_depthwise",
+         "biased_activations"]
 
 _converted = {}
 
@@ -212,3 +234,11 @@ def test_every_isa_gives_the_same_bits(isa, capfd):
             check_exact(model, x, capfd, "litert", isa=isa)
         except ValueError as e:  # the CPU lacks this ISA
             pytest.skip(str(e))
+
+
+@pytest.mark.parametrize("name", ["conv_same_stride2_relu", "conv_narrow_taps", "biased_activations",
+                                  "pad_fused_into_depthwise"])
+def test_worker_threads_give_the_same_bits(name, capfd):
+    model, shape = converted(name)
+    x = np.random.default_rng(3).uniform(-1.2, 1.2, shape).astype(np.float32)
+    check_exact(model, x, capfd, "litert", threads=2)

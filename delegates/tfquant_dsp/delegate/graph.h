@@ -52,6 +52,11 @@ class OpNode {
   virtual bool CanReadBiased() const { return false; }
   virtual void SetOutputBiased() {}
   virtual void SetInputBiased() {}
+  // PAD fusion (the PAD's output read only by the next op): whether this op is a PAD of H and
+  // W only with the zero point of its (same-params) output, and its pads (top, bottom, left,
+  // right); whether this op can take such a padding of its input 0 over, and doing so.
+  virtual bool ZeroPointSpatialPad(int /*pads*/[4]) const { return false; }
+  virtual bool AbsorbInputPad(const int /*pads*/[4]) { return false; }
 };
 
 // Whether the node can be run exactly (why = the reason if not). With `create`, also builds it.

@@ -238,6 +238,14 @@ class SpatialNode : public OpNode {
   void SetInputBiased() override {
     if constexpr (kIsConv) k->SetInputBiased();
   }
+  bool AbsorbInputPad(const int pads[4]) override {
+    if constexpr (kIsConv) {
+      return false;
+    } else {
+      k->SetInputPadding(pads[0], pads[1], pads[2], pads[3]);
+      return true;
+    }
+  }
 };
 
 using ConvNode = SpatialNode<kernels::Conv2D>;
@@ -495,7 +503,14 @@ class ConcatNode : public OpNode {
 class PadNode : public OpNode {
  public:
   std::vector<std::pair<int, int>> pads;  // per input dimension
-  int8_t pad_value = 0;
+  int8_t pad_value = 0;                   // the output's zero point (same params as the input)
+  bool ZeroPointSpatialPad(int p[4]) const override {
+    if (pads.size() != 4 || pads[0] != std::make_pair(0, 0) || pads[3] != std::make_pair(0, 0)) {
+      return false;
+    }
+    p[0] = pads[1].first; p[1] = pads[1].second; p[2] = pads[2].first; p[3] = pads[2].second;
+    return true;
+  }
   bool InferShapes(const std::vector<Shape>& in, std::vector<Shape>* out, std::string* why) const override {
     if (in[0].size() != pads.size() || in[0].size() > 4) { *why = "pad rank mismatch"; return false; }
     Shape s = in[0];

@@ -91,6 +91,38 @@ void BiasActivations(Partition* part) {
   }
 }
 
+// A PAD (of H and W, with the zero point) whose output only one op reads, as its input 0, is
+// fused into that op when it can take the padding over (a depthwise convolution: padding taps
+// hold the zero point and contribute nothing, as the PAD's would): the op reads the PAD's input
+// and the PAD is dropped.
+void FusePads(Partition* part) {
+  for (size_t i = 0; i < part->ops.size();) {
+    OpNode& pad = *part->ops[i];
+    int pads[4];
+    const int t = pad.outputs.size() == 1 ? pad.outputs[0] : -1;
+    if (t < 0 || pad.inputs.empty() || !pad.ZeroPointSpatialPad(pads) || part->IsOutput(t)) {
+      ++i;
+      continue;
+    }
+    OpNode* consumer = nullptr;
+    int reads = 0;
+    for (const auto& op : part->ops) {
+      for (size_t k = 0; k < op->inputs.size(); ++k) {
+        if (op->inputs[k] != t) continue;
+        ++reads;
+        if (k == 0) consumer = op.get();
+      }
+    }
+    if (reads != 1 || !consumer || !consumer->AbsorbInputPad(pads)) {
+      ++i;
+      continue;
+    }
+    consumer->inputs[0] = pad.inputs[0];
+    part->ops.erase(part->ops.begin() + i);
+    part->node_index.erase(part->node_index.begin() + i);
+  }
+}
+
 void* KernelInit(TfLiteContext* ctx, const char* buffer, size_t) {
   const auto* params = reinterpret_cast<const TfLiteDelegateParams*>(buffer);
   if (!params || !params->delegate || !params->nodes_to_replace) return nullptr;
@@ -120,6 +152,7 @@ void* KernelInit(TfLiteContext* ctx, const char* buffer, size_t) {
     part->outputs.assign(params->output_tensors->data,
                          params->output_tensors->data + params->output_tensors->size);
   }
+  FusePads(part.get());
   BiasActivations(part.get());
   return part.release();
 }

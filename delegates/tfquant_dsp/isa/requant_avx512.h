@@ -19,9 +19,9 @@
 // T < -2^30, where s <= -1, and then both rdbpot(s, e) and the uncorrected
 // floor((s + 2^(e-1)) / 2^e) are <= 0, so both outputs are act_min.
 //
-// Cost per 16 lanes: 10 instructions to the int32 result (6 without the correction), the odd
-// lanes read from memory 4 bytes on, plus 1.75 to narrow, clamp and permute (64 lanes at a
-// time), against 15 + 3 for the lane-by-lane definition.
+// Cost per 16 lanes: 11 instructions to the int32 result (7 without the correction), plus 1.75
+// to narrow, clamp and permute (64 lanes at a time), against 15 + 3 for the lane-by-lane
+// definition.
 //
 // Included by isa/hvx_avx512.cc only, inside its AVX-512 target region.
 #ifndef TFQUANT_DSP_ISA_REQUANT_AVX512_H_
@@ -116,18 +116,18 @@ inline __m512i RescaleFastProducts(__m512i te, __m512i to, const RqFast& f) {
   const __m512i h = _mm512_mask_shuffle_epi32(vo, 0x5555, ve, static_cast<_MM_PERM_ENUM>(0xF5));
   return _mm512_srav_epi32(h, f.shift);
 }
-// Of the 16 accumulators at x (64-byte aligned; x[16] is read too: the odd lanes are loaded 4
-// bytes on instead of shifted down).
-template <bool kRelu>
-inline __m512i RescaleFast16(const int32_t* x, const RqFast& f) {
-  return RescaleFastProducts<kRelu>(_mm512_mul_epi32(_mm512_load_si512(x), f.mult),
-                                    _mm512_mul_epi32(_mm512_loadu_si512(x + 1), f.mult_odd), f);
-}
 // Of 16 lanes in a register.
 template <bool kRelu>
 inline __m512i RescaleFast16Reg(__m512i x, const RqFast& f) {
   return RescaleFastProducts<kRelu>(_mm512_mul_epi32(x, f.mult),
                                     _mm512_mul_epi32(_mm512_srli_epi64(x, 32), f.mult_odd), f);
+}
+// Of the 16 accumulators at x (64-byte aligned). The odd lanes are shifted down in a register:
+// a load 4 bytes on would straddle two of the just-stored accumulator vectors, which store
+// forwarding cannot serve (a stall of tens of cycles per load).
+template <bool kRelu>
+inline __m512i RescaleFast16(const int32_t* x, const RqFast& f) {
+  return RescaleFast16Reg<kRelu>(_mm512_load_si512(x), f);
 }
 
 // The activation range saturated to int8, and output_xor.

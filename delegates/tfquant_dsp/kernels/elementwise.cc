@@ -167,6 +167,16 @@ bool MakeSoftmaxParams(float beta, float input_scale, SoftmaxParams* p) {
 }
 
 void Softmax(const SoftmaxParams& p, const int8_t* in, int rows, int depth, int8_t* out) {
+  // The exponential depends only on d = max_in_row - x in [0, 255]: evaluated once per d
+  // (exp_of[d], 0 where the reference skips the element: -d < diff_min).
+  int32_t exp_of[256];
+  for (int d = 0; d < 256; ++d) {
+    exp_of[d] = 0;
+    if (-d >= p.diff_min) {
+      const int32_t rescaled = Srdhm(WrapShl(-d, p.input_left_shift), p.input_multiplier);
+      exp_of[d] = ExpOnNegativeValues(rescaled, kScaledDiffIntegerBits);
+    }
+  }
   for (int r = 0; r < rows; ++r) {
     const int8_t* x = in + static_cast<size_t>(r) * depth;
     int8_t* y = out + static_cast<size_t>(r) * depth;
@@ -174,11 +184,9 @@ void Softmax(const SoftmaxParams& p, const int8_t* in, int rows, int depth, int8
     for (int c = 0; c < depth; ++c) max_in_row = std::max(max_in_row, x[c]);
     int32_t sum_of_exps = 0;  // Q12.19
     for (int c = 0; c < depth; ++c) {
-      const int32_t diff = int32_t{x[c]} - max_in_row;
-      if (diff >= p.diff_min) {
-        const int32_t rescaled = Srdhm(WrapShl(diff, p.input_left_shift), p.input_multiplier);
-        const int32_t e = ExpOnNegativeValues(rescaled, kScaledDiffIntegerBits);
-        sum_of_exps = WrapAdd(sum_of_exps, RoundingDivideByPot(e, kAccumulationIntegerBits));
+      const int d = max_in_row - x[c];
+      if (-d >= p.diff_min) {
+        sum_of_exps = WrapAdd(sum_of_exps, RoundingDivideByPot(exp_of[d], kAccumulationIntegerBits));
       }
     }
     int num_bits_over_unit;
@@ -186,11 +194,9 @@ void Softmax(const SoftmaxParams& p, const int8_t* in, int rows, int depth, int8
                                                 &num_bits_over_unit);
     const int exponent = num_bits_over_unit + 31 - 8;
     for (int c = 0; c < depth; ++c) {
-      const int32_t diff = int32_t{x[c]} - max_in_row;
-      if (diff >= p.diff_min) {
-        const int32_t rescaled = Srdhm(WrapShl(diff, p.input_left_shift), p.input_multiplier);
-        const int32_t e = ExpOnNegativeValues(rescaled, kScaledDiffIntegerBits);
-        const int32_t unsat = RoundingDivideByPot(Srdhm(shifted_scale, e), exponent);
+      const int d = max_in_row - x[c];
+      if (-d >= p.diff_min) {
+        const int32_t unsat = RoundingDivideByPot(Srdhm(shifted_scale, exp_of[d]), exponent);
         y[c] = static_cast<int8_t>(SaturateInt8(unsat - 128));
       } else {
         y[c] = -128;

@@ -122,11 +122,19 @@ class DepthwiseConv2D {
            int8_t* output) const;
   HvxCount Count(const int in_shape[4]) const;
   void SetOutputBiased() { rq_.output_xor = 0x80; }  // see Conv2D
+  // Absorbs a PAD of the input with the input zero point (the delegate fuses PAD -> this op):
+  // the input is taken as padded by these rows / columns before the op's own padding. Padding
+  // taps contribute nothing either way, so the result is that of the two ops.
+  void SetInputPadding(int top, int bottom, int left, int right) {
+    input_pad_[0] = top; input_pad_[1] = bottom; input_pad_[2] = left; input_pad_[3] = right;
+  }
 
  private:
   int in_channels_, multiplier_, out_channels_, padded_channels_;
+  int input_pad_[4] = {0, 0, 0, 0};  // SetInputPadding: top, bottom, left, right
   mutable std::vector<int8_t> buf_;  // zero-point-padded input of one Run (scratch)
-  // multiplier 1 and channels a multiple of 32: interior windows read the input in place.
+  // multiplier 1, channels a multiple of 32, not small (see Run): interior windows read the
+  // input in place.
   void RunUnpadded(const isa::Ops& ops, ThreadPool* pool, const int8_t* input, const int s[4],
                    const int o[4], int pad_top, int pad_left, int8_t* output) const;
   ConvGeometry g_;

@@ -2,6 +2,7 @@
 #include <string.h>
 
 #include <algorithm>
+#include <vector>
 
 #include "isa/fixed_point.h"
 #include "kernels/kernels.h"
@@ -107,12 +108,16 @@ void MeanHW(QuantParams in, QuantParams out, const int8_t* input, const int s[4]
   fold = std::min(fold, 31 + shift);
   const int32_t m = static_cast<int32_t>((static_cast<int64_t>(multiplier) << fold) / count);
   const int sh = shift - fold;
+  // Sums over the pixels in input order (channels inner: sequential reads), wrap-around as int32.
+  std::vector<uint32_t> sums(s[3]);
   for (int n = 0; n < s[0]; ++n) {
+    std::fill(sums.begin(), sums.end(), 0u);
+    const int8_t* x = input + static_cast<size_t>(n) * count * s[3];
+    for (int64_t i = 0; i < count; ++i, x += s[3]) {
+      for (int c = 0; c < s[3]; ++c) sums[c] += static_cast<uint32_t>(static_cast<int32_t>(x[c]));
+    }
     for (int c = 0; c < s[3]; ++c) {
-      int32_t sum = 0;
-      for (int i = 0; i < s[1] * s[2]; ++i) {
-        sum += input[(static_cast<size_t>(n) * s[1] * s[2] + i) * s[3] + c];
-      }
+      const int32_t sum = static_cast<int32_t>(sums[c]);
       const int32_t shifted = static_cast<int32_t>(sum - static_cast<int64_t>(in.zero_point) * count);
       const int32_t r = fp::MultiplyByQuantizedMultiplier(shifted, m, sh) + out.zero_point;
       output[static_cast<size_t>(n) * s[3] + c] = static_cast<int8_t>(fp::SaturateInt8(r));
