@@ -62,11 +62,30 @@ def test_benchmark_prints_every_section(tiny):
     assert "bit-exact: yes (tiny_int8.tflite, 1 thread(s))" in out
     assert "bit-exact: yes (tiny_int8.tflite, 2 thread(s))" in out
     assert "CONV_2D" in out and "DEPTHWISE_CONV_2D" in out
+    assert "GMAC/s" in out and "of measured peak" in out and "Measured int8 peak:" in out
     assert output.read_text().strip() == out.strip()
 
 
 def _profile(model, threads=1):
-    return delegate_profiling.profile_delegate(model, threads, runs=2)
+    rows, _ = delegate_profiling.profile_delegate(model, threads, runs=2)
+    return rows
+
+
+def test_profile_carries_the_measured_peak(tiny, tmp_path):
+    _, int8 = tiny
+    rows, peak = delegate_profiling.profile_delegate(int8, 1, runs=1)
+    assert rows and peak >= 0
+    # The delegate writes the measurement when it is created, before any op line.
+    path = tmp_path / "profile.tsv"
+    delegate = tfquant.delegate.load(profile=str(path))
+    gmacs, form = tfquant.delegate.read_profile_peak(path)
+    assert form in ("zmm", "ymm", "none")
+    assert tfquant.delegate.read_profile(path) == []
+    del delegate
+    if form == "none":
+        assert gmacs == 0.0 == peak
+        pytest.skip("this CPU has no VNNI: no peak to measure")
+    assert gmacs > 0 and peak > 0
 
 
 def test_cost_model_counts_match_the_shapes(tiny):

@@ -194,6 +194,17 @@ def build(name):
         y = L.Add()([d, L.Conv2D(8, 1)(d)])
         y = L.Concatenate()([y, f])
         return keras.Model(x, [y, g]), (2, 10, 9, 8), int8_io
+    if name.startswith("first_conv_"):
+        # 1-4 input channels: kernel rows read in place from the input lines (no im2col), the
+        # MobileNet stem (3x3 stride 2 same, float input through QUANTIZE), a strided valid
+        # conv with a partial second block of channels, a row-dilated one; odd sizes, batch 2.
+        c = int(name.split("_")[2][0])
+        x = keras.Input((17, 15, c))
+        y = L.Conv2D(32, 3, strides=2, padding="same", activation="relu6")(x)
+        y = L.Conv2D(8, 1)(y)
+        z = L.Conv2D(40, (2, 3), strides=(1, 2), padding="valid")(x)
+        w = L.Conv2D(7, (3, 2), padding="same", dilation_rate=(2, 1), activation="relu")(x)
+        return keras.Model(x, [y, z, w]), (2, 17, 15, c), {} if c == 3 else int8_io
     raise KeyError(name)
 
 
@@ -203,7 +214,8 @@ CASES = ["conv_same_stride2_relu", "conv_valid_dilated_relu6", "conv_1x1_stride2
          "dense_per_channel", "dense_per_tensor", "dense_wide_per_channel",
          "dense_wide_per_tensor", "add_residual_and_batchnorm", "pools",
          "mean_and_softmax", "sigmoid_hard_swish", "pad_reshape_concat", "pad_fused_into_depthwise",
-         "biased_activations"]
+         "biased_activations", "first_conv_1ch", "first_conv_2ch", "first_conv_3ch",
+         "first_conv_4ch"]
 
 _converted = {}
 
@@ -237,7 +249,8 @@ def test_every_isa_gives_the_same_bits(isa, capfd):
 
 
 @pytest.mark.parametrize("name", ["conv_same_stride2_relu", "conv_narrow_taps", "biased_activations",
-                                  "pad_fused_into_depthwise"])
+                                  "pad_fused_into_depthwise", "first_conv_1ch",
+                                  "first_conv_3ch"])
 def test_worker_threads_give_the_same_bits(name, capfd):
     model, shape = converted(name)
     x = np.random.default_rng(3).uniform(-1.2, 1.2, shape).astype(np.float32)

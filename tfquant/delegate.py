@@ -64,8 +64,9 @@ def load(runtime: str = "litert", num_threads: int = 1, ops: Optional[Sequence[s
     formula the delegate reproduces); ops: an allow-list of TFLite op names (default: every op
     the delegate supports); verbose: print what is claimed and why the rest is not; isa: force
     an ISA implementation ("scalar", "avx2", "avx512"; default the best the CPU has);
-    profile: a file path: when an interpreter using the delegate is destroyed, the delegate
-    appends one line per op it ran (see read_profile).
+    profile: a file path: the delegate measures its CPU's int8 dot-product peak (about 20 ms,
+    see read_profile_peak) and writes it there, and when an interpreter using the delegate is
+    destroyed, appends one line per op it ran (see read_profile).
     Raises ValueError for bad options (the delegate's message included).
     """
     return _runtime.load_delegate(library_path(),
@@ -84,6 +85,8 @@ def read_profile(path) -> list:
     class (vrmpy, vmpy, valu, vshift, vload, vstore; the DSP cost model's input)."""
     rows = []
     for line in Path(path).read_text().splitlines():
+        if line.startswith("#"):  # read_profile_peak's line
+            continue
         fields = line.split("\t")
         if len(fields) != len(PROFILE_FIELDS):
             raise ValueError(f"{path}: unexpected profile line {line!r}")
@@ -93,6 +96,19 @@ def read_profile(path) -> list:
                 row[key] = float(row[key]) if key.endswith("_us") else int(row[key])
         rows.append(row)
     return rows
+
+
+def read_profile_peak(path) -> tuple:
+    """(GMAC/s, form) from the delegate's profile file: the int8 multiply-accumulates per
+    second one core achieved in a register-only loop of independent VPDPBUSD run by the
+    delegate when it was created (form "zmm": AVX-512 VNNI, "ymm": AVX-VNNI; (0.0, "none")
+    without VNNI). The last measurement in the file."""
+    found = (0.0, "none")
+    for line in Path(path).read_text().splitlines():
+        if line.startswith("#vnni_peak\t"):
+            _, gmacs, form = line.split("\t")
+            found = (float(gmacs), form)
+    return found
 
 
 def claimed_nodes(model, runtime: str = "litert", **load_options) -> tuple:

@@ -9,7 +9,10 @@ import gc
 import os
 import tempfile
 
-PEAK_MACS_PER_CYCLE = 128  # AVX-512 VNNI: 64 int8 MACs per VPDPBUSD, two per cycle
+# The issue's nominal peak: AVX-512 VNNI, 64 int8 MACs per VPDPBUSD, two per cycle. CPUs issue
+# fewer (measured on AMD Zen 4: one per cycle), and run at other clocks than /proc/cpuinfo says;
+# profile_delegate's measured peak is what an op can really reach.
+PEAK_MACS_PER_CYCLE = 128
 
 
 def random_input(detail, seed=0):
@@ -90,7 +93,9 @@ def check_bit_exact(model, threads):
 
 
 def profile_delegate(model, threads, runs):
-    """The delegate's per-op profile (tfquant.delegate.read_profile rows) over `runs` invokes."""
+    """(rows, peak): the delegate's per-op profile (tfquant.delegate.read_profile rows) over
+    `runs` invokes, and the int8 GMAC/s of one core it measured (read_profile_peak; 0.0
+    without VNNI)."""
     import tfquant.delegate
     fd, path = tempfile.mkstemp(suffix=".tsv", prefix="tfquant_profile_")
     os.close(fd)
@@ -103,10 +108,16 @@ def profile_delegate(model, threads, runs):
         del interpreter
         gc.collect()
         rows = tfquant.delegate.read_profile(path)
+        peak, _ = tfquant.delegate.read_profile_peak(path)
         del delegate
     finally:
         os.unlink(path)
-    return rows
+    return rows, peak
+
+
+def gmacs(macs, us):
+    """GMAC/s of `macs` multiply-accumulates in `us` microseconds (0.0 when either is 0)."""
+    return macs / (us * 1e3) if macs and us else 0.0
 
 
 @dataclasses.dataclass(frozen=True)

@@ -7,7 +7,9 @@ each configuration per round, so a noisy neighbour slows all of them alike):
   claim runs TFLite's reference kernels)
 with median and p10/p90 latency, the ratios, the 2-thread speed-ups, whether the delegate's
 outputs equal the reference kernels' bit for bit, a per-op profile of the delegate (time, MACs,
-achieved MACs/cycle against the 128 MAC/cycle AVX-512 VNNI peak), and the DSP cost model: the
+achieved MACs/cycle against the nominal 128 MAC/cycle AVX-512 VNNI peak at the /proc/cpuinfo
+clock, and GMAC/s against the int8 peak the delegate measures on this CPU), and the DSP cost
+model: the
 emulated HVX instructions each op issues turned into estimated cycles and latency on a
 Hexagon-class DSP (see --dsp_* flags for the assumptions).
 
@@ -24,8 +26,8 @@ import time
 from absl import app, flags
 
 from tfquant.delegate_profiling import (PEAK_MACS_PER_CYCLE, DspParams, check_bit_exact,
-                                       cost_model_assumptions, dsp_cycles, interpreter_for,
-                                       profile_delegate)
+                                       cost_model_assumptions, dsp_cycles, gmacs,
+                                       interpreter_for, profile_delegate)
 from tfquant.tools import _app
 
 FLAGS = flags.FLAGS
@@ -181,7 +183,17 @@ def macs_per_cycle(macs, us, ghz):
     return macs / (us * 1e-6 * ghz * 1e9) if macs and us else 0.0
 
 
-def by_op_type(rows, ghz, dsp, threads=1):
+def of_measured_peak(rate, peak, threads):
+    """`rate` GMAC/s as a share of the measured one-core peak times the threads."""
+    return f"{100 * rate / (peak * threads):.0f}%" if rate and peak > 0 else "-"
+
+
+def measured_peak_label(peak):
+    return f"of measured peak ({peak:.0f} GMAC/s x threads)" if peak > 0 else \
+        "of measured peak (no VNNI)"
+
+
+def by_op_type(rows, ghz, dsp, threads=1, peak=0.0):
     groups = {}
     for r in rows:
         g = groups.setdefault(r["op"], {"n": 0, "us": 0.0, "min": 0.0, "macs": 0, "dsp": 0.0})
@@ -194,24 +206,28 @@ def by_op_type(rows, ghz, dsp, threads=1):
     out = []
     for op, g in sorted(groups.items(), key=lambda kv: -kv[1]["us"]):
         mpc = macs_per_cycle(g["macs"], g["min"], ghz)
+        rate = gmacs(g["macs"], g["min"])
         out.append([op, g["n"], f"{g['us'] / 1e3:.3f}", f"{g['min'] / 1e3:.3f}",
                     f"{100 * g['us'] / total:.1f}%",
                     f"{g['macs'] / 1e6:.1f}", f"{mpc:.1f}" if g["macs"] else "-",
                     f"{100 * mpc / (PEAK_MACS_PER_CYCLE * threads):.0f}%" if g["macs"] else "-",
+                    f"{rate:.1f}" if g["macs"] else "-", of_measured_peak(rate, peak, threads),
                     f"{g['dsp'] / 1e3:.0f}", f"{g['dsp'] / (dsp.clock_ghz * 1e6):.3f}"])
     return out
 
 
-def per_op(rows, ghz, details, top, dsp):
+def per_op(rows, ghz, details, top, dsp, threads=1, peak=0.0):
     out = []
     for r in sorted(rows, key=lambda r: -r["total_us"])[:top]:
         us = r["total_us"] / max(r["invokes"], 1)
         mpc = macs_per_cycle(r["macs"], r["min_us"], ghz)
         filt = details.get(r["node"], (None, None))[1]
         kind = r["op"] + (f" {filt[1]}x{filt[2]}" if r["op"] == "CONV_2D" and filt else "")
+        rate = gmacs(r["macs"], r["min_us"])
         out.append([r["node"], kind, r["output_shape"], f"{us / 1e3:.3f}",
                     f"{r['min_us'] / 1e3:.3f}",
                     f"{r['macs'] / 1e6:.1f}", f"{mpc:.1f}" if r["macs"] else "-",
+                    f"{rate:.1f}" if r["macs"] else "-", of_measured_peak(rate, peak, threads),
                     r["vrmpy"], f"{dsp_cycles(r, dsp) / 1e3:.0f}"])
     return out
 
@@ -232,7 +248,8 @@ def largest_pointwise(rows, details):
 
 def benchmark_model(name, int8, float32, thread_counts, ghz):
     import tfquant.delegate
-    result = {"latency": {}, "exact": {}, "profile": {}, "details": op_details(int8)}
+    result = {"latency": {}, "exact": {}, "profile": {}, "peak": {},
+              "details": op_details(int8)}
     for threads in thread_counts:
         _app.log(f"{name}: {threads} thread(s): building interpreters ...")
         delegate = tfquant.delegate.load("litert", num_threads=threads)
@@ -250,7 +267,8 @@ def benchmark_model(name, int8, float32, thread_counts, ghz):
             _app.log(f"{name}: {threads} thread(s): checking bit-exactness against BUILTIN_REF ...")
             result["exact"][threads] = check_bit_exact(int8, threads)
         _app.log(f"{name}: {threads} thread(s): profiling the delegate ...")
-        result["profile"][threads] = profile_delegate(int8, threads, FLAGS.profile_runs)
+        result["profile"][threads], result["peak"][threads] = profile_delegate(
+            int8, threads, FLAGS.profile_runs)
     return result
 
 
@@ -262,7 +280,11 @@ def report(results, thread_counts, ghz, ghz_source, dsp: DspParams):
            f"CPU clock {ghz:.2f} GHz from {ghz_source}. Per-op profile: the delegate times "
            f"each op over {FLAGS.profile_runs} invokes (after one untimed); 'mean ms' is the "
            "average, 'min ms' the fastest invoke, and MACs/cycle use 'min ms' unless labelled "
-           "(the CPU is shared: the fastest invoke is the best estimate of the kernel itself).",
+           "(the CPU is shared: the fastest invoke is the best estimate of the kernel itself). "
+           f"'of peak' is against the nominal {PEAK_MACS_PER_CYCLE} int8 MACs/cycle at that "
+           "clock; 'of measured peak' against the int8 GMAC/s one core reached in a "
+           "register-only loop of independent VPDPBUSD the delegate ran for 20 ms before "
+           "profiling (real clock and issue rate).",
            ""]
     lat_rows, ratio_rows, exact_rows = [], [], []
     for name, r in results.items():
@@ -297,27 +319,35 @@ def report(results, thread_counts, ghz, ghz_source, dsp: DspParams):
     point_rows, dsp_rows = [], []
     for name, r in results.items():
         for threads in thread_counts:
-            rows = r["profile"][threads]
+            rows, peak = r["profile"][threads], r["peak"][threads]
+            peak_text = (f"{peak:.1f} GMAC/s per core" if peak > 0
+                         else "not measured (no VNNI)")
             out += [f"## Delegate profile: {name}, {threads} thread(s), by op type", "",
+                    f"Measured int8 peak: {peak_text}.", "",
                     table(["op", "count", "mean ms", "min ms", "share", "MMACs", "MACs/cycle",
-                           f"of peak ({PEAK_MACS_PER_CYCLE} x threads)", "DSP kcycles", "DSP ms"],
-                          by_op_type(rows, ghz, dsp, threads)), ""]
+                           f"of peak ({PEAK_MACS_PER_CYCLE} x threads)", "GMAC/s",
+                           measured_peak_label(peak), "DSP kcycles", "DSP ms"],
+                          by_op_type(rows, ghz, dsp, threads, peak)), ""]
             if FLAGS.top_ops:
                 out += [f"### Slowest {FLAGS.top_ops} ops ({name}, {threads} thread(s))", "",
                         table(["node", "op", "output", "mean ms", "min ms", "MMACs", "MACs/cycle",
-                               "vrmpy",
-                               "DSP kcycles"], per_op(rows, ghz, r["details"], FLAGS.top_ops, dsp)),
+                               "GMAC/s", measured_peak_label(peak), "vrmpy", "DSP kcycles"],
+                              per_op(rows, ghz, r["details"], FLAGS.top_ops, dsp, threads,
+                                     peak)),
                         ""]
             best = largest_pointwise(rows, r["details"])
             if best:
                 us = best["total_us"] / max(best["invokes"], 1)
                 mpc_mean = macs_per_cycle(best["macs"], us, ghz)
                 mpc = macs_per_cycle(best["macs"], best["min_us"], ghz)
+                rate = gmacs(best["macs"], best["min_us"])
                 point_rows.append([name, threads, best["node"], best["output_shape"],
                                    f"{best['macs'] / 1e6:.1f}", f"{us / 1e3:.3f}",
                                    f"{best['min_us'] / 1e3:.3f}", f"{mpc_mean:.1f}",
                                    f"{mpc:.1f}",
-                                   f"{100 * mpc / (PEAK_MACS_PER_CYCLE * threads):.0f}%"])
+                                   f"{100 * mpc / (PEAK_MACS_PER_CYCLE * threads):.0f}%",
+                                   f"{rate:.1f}", f"{peak:.1f}" if peak > 0 else "n/a",
+                                   of_measured_peak(rate, peak, threads)])
         rows = r["profile"][thread_counts[0]]
         cycles = sum(dsp_cycles(row, dsp) for row in rows)
         dsp_ms = cycles / (dsp.clock_ghz * 1e6)
@@ -334,7 +364,8 @@ def report(results, thread_counts, ghz, ghz_source, dsp: DspParams):
         out += ["## Largest 1x1 convolution", "",
                 table(["model", "threads", "node", "output", "MMACs", "mean ms", "min ms",
                        "MACs/cycle (mean)", "MACs/cycle (min)",
-                       f"of peak ({PEAK_MACS_PER_CYCLE} x threads)"],
+                       f"of peak ({PEAK_MACS_PER_CYCLE} x threads)", "GMAC/s (min)",
+                       "measured peak GMAC/s (1 core)", "of measured peak (x threads)"],
                       point_rows), ""]
     out += ["## DSP cost model (per model)", "", cost_model_assumptions(dsp), "",
             table(["model", "MMACs", "M vrmpy", "DSP Mcycles", "est. DSP ms",

@@ -65,8 +65,11 @@ void ComposedGemmRequant(const GemmArgs& g) {
   for (int r = 0; r < g.rows; ++r) {
     for (int blk = 0; blk < g.blocks; ++blk) {
       VecI32 acc = g.bias[blk];
-      P.vrmpy_splat_acc_n(&acc, g.a + r * g.a_stride, g.w + static_cast<size_t>(blk) * g.groups,
-                          g.groups);
+      const int n = g.groups / g.segments;
+      for (int s = 0; s < g.segments; ++s) {
+        P.vrmpy_splat_acc_n(&acc, g.a + r * g.a_stride + s * g.segment_stride,
+                            g.w + static_cast<size_t>(blk) * g.groups + s * n, n);
+      }
       ComposedRequantStore<P>(acc, g.rq, blk, BlockWidth(g.channels, blk),
                               g.out + r * g.out_stride + 32 * blk);
     }

@@ -41,10 +41,15 @@ struct RequantArgs {
 // A GEMM tile with fused requantization (the inner loops of CONV_2D): `rows` rows of u8
 // activations (row r at a + r * a_stride, 4 * groups bytes) times `blocks` blocks of packed
 // weights (w[blk * groups + g]: 32 channels x 4 consecutive k, as vrmpy_splat_acc_n wants).
+// A row may be split into `segments` equal runs of groups / segments groups, run s at
+// a + r * a_stride + s * segment_stride: a convolution then reads each kernel row's taps
+// straight from its input line instead of from a copied (im2col) row.
 struct GemmArgs {
   const uint8_t* a;
   ptrdiff_t a_stride;
   int rows, groups;
+  int segments = 1;             // divides groups
+  ptrdiff_t segment_stride = 0;
   const VecI8* w;       // [blocks][groups]
   const VecI32* bias;   // [blocks]
   int blocks;
@@ -123,8 +128,9 @@ struct Ops {
   // isa/compose.h (the scalar table runs exactly that); a SIMD table may compute it any way
   // that gives the same bits, which tests/isa_test.cc checks.
   //
-  // For r < rows, blk < blocks: acc = bias[blk]; vrmpy_splat_acc_n(acc, a + r * a_stride,
-  // w + blk * groups, groups); requantize (RequantArgs) and store the first
+  // For r < rows, blk < blocks: acc = bias[blk]; for each segment s (of n = groups / segments
+  // groups) vrmpy_splat_acc_n(acc, a + r * a_stride + s * segment_stride,
+  // w + blk * groups + s * n, n); requantize (RequantArgs) and store the first
   // min(32, channels - 32 * blk) bytes at out + r * out_stride + 32 * blk.
   void (*gemm_requant)(const GemmArgs& args);
   // For each row, p < pixels, blk < blocks: acc = bias[blk]; for each tap t = ky * kernel_w + kx:
@@ -162,6 +168,11 @@ const Ops* Avx512();  // AVX-512 F + BW + VNNI
 // Which implementations the CPU can run.
 bool CpuHasAvx2();
 bool CpuHasAvx512Vnni();
+
+// The int8 dot-product peak of one core, measured (isa/vnni_peak.cc): `seconds` of a
+// register-only loop of independent VPDPBUSD, zmm with AVX-512 VNNI, else ymm with AVX-VNNI,
+// in GMAC/s; 0 without VNNI. *form (if given) is set to "zmm", "ymm" or "none".
+double MeasureVnniPeak(double seconds, const char** form);
 
 // The best implementation the CPU supports, capped by TFQUANT_DSP_ISA if set.
 const Ops* Best();

@@ -266,6 +266,29 @@ void RequantRowsFast(const int32_t* acc, int rows, int blocks, const GemmArgs& g
   const avx512::Clamp8 clamp = avx512::MakeClamp8(g.rq);
   const __m512i order = avx512::OrderNatural();
   const int n = g.channels - 32 * blk0 < 32 * blocks ? g.channels - 32 * blk0 : 32 * blocks;
+  if (blocks == 1) {  // two rows per narrowing
+    for (int r = 0; r < rows; r += 2) {
+      const int32_t* a = acc + static_cast<size_t>(r) * 32;
+      const __m512i y0 = avx512::RescaleFast16<kRelu>(a, brq[0].f[0]);
+      const __m512i y1 = avx512::RescaleFast16<kRelu>(a + 16, brq[0].f[1]);
+      __m512i y2 = _mm512_setzero_si512(), y3 = _mm512_setzero_si512();
+      if (r + 1 < rows) {
+        y2 = avx512::RescaleFast16<kRelu>(a + 32, brq[0].f[0]);
+        y3 = avx512::RescaleFast16<kRelu>(a + 48, brq[0].f[1]);
+      }
+      const __m512i v = avx512::Narrow64(y0, y1, y2, y3, order, clamp);
+      int8_t* o = out + r * g.out_stride + 32 * blk0;
+      if (n == 32 && g.out_stride == 32 && r + 1 < rows) {
+        _mm512_storeu_si512(o, v);
+        continue;
+      }
+      avx512::Store64(o, v, n);
+      if (r + 1 < rows) {
+        avx512::Store64(o + g.out_stride, _mm512_shuffle_i64x2(v, v, 0xEE), n);
+      }
+    }
+    return;
+  }
   for (int r = 0; r < rows; ++r) {
     const int32_t* a = acc + static_cast<size_t>(r) * blocks * 32;
     const __m512i y0 = avx512::RescaleFast16<kRelu>(a, brq[0].f[0]);
@@ -315,8 +338,10 @@ __attribute__((noinline)) void RequantRows(const int32_t* acc, int rows, int blo
   }
 }
 
-// R rows x B blocks (32 channels each = 2 zmm) of accumulators.
-template <int R, int B>
+// R rows x B blocks (32 channels each = 2 zmm) of accumulators; kSegmented: rows in
+// GemmArgs::segments (a separate instantiation: the segment bookkeeping measurably slows the
+// short reductions of small pointwise convolutions).
+template <int R, int B, bool kSegmented>
 inline void GemmTile(const GemmArgs& g, const uint8_t* a, int blk0, int8_t* out,
                      const BlockRq* brq) {
   __m512i acc[R][2 * B];
@@ -329,20 +354,25 @@ inline void GemmTile(const GemmArgs& g, const uint8_t* a, int blk0, int8_t* out,
       acc[r][2 * b + 1] = b1;
     }
   }
-  const VecI8* w = g.w + static_cast<size_t>(blk0) * g.groups;
   const int groups = g.groups;
-  for (int k = 0; k < groups; ++k) {
-    __m512i wv[2 * B];
-  #pragma GCC unroll 4
-  for (int b = 0; b < B; ++b) {
-      wv[2 * b] = Ld(w[static_cast<size_t>(b) * groups + k].b, 0);
-      wv[2 * b + 1] = Ld(w[static_cast<size_t>(b) * groups + k].b, 1);
-    }
+  const int segments = kSegmented ? g.segments : 1;
+  const int seg_groups = groups / segments;
+  for (int seg = 0; seg < segments; ++seg) {
+    const VecI8* w = g.w + static_cast<size_t>(blk0) * groups + seg * seg_groups;
+    const uint8_t* as = a + seg * g.segment_stride;
+    for (int k = 0; k < seg_groups; ++k) {
+      __m512i wv[2 * B];
+#pragma GCC unroll 4
+      for (int b = 0; b < B; ++b) {
+        wv[2 * b] = Ld(w[static_cast<size_t>(b) * groups + k].b, 0);
+        wv[2 * b + 1] = Ld(w[static_cast<size_t>(b) * groups + k].b, 1);
+      }
 #pragma GCC unroll 16
-    for (int r = 0; r < R; ++r) {
-      const __m512i x = Bcast4(a + r * g.a_stride + 4 * k);
+      for (int r = 0; r < R; ++r) {
+        const __m512i x = Bcast4(as + r * g.a_stride + 4 * k);
 #pragma GCC unroll 8
-      for (int j = 0; j < 2 * B; ++j) acc[r][j] = _mm512_dpbusd_epi32(acc[r][j], x, wv[j]);
+        for (int j = 0; j < 2 * B; ++j) acc[r][j] = _mm512_dpbusd_epi32(acc[r][j], x, wv[j]);
+      }
     }
   }
   // Requantization in a separate (not inlined) function: its constants would otherwise be
@@ -357,16 +387,16 @@ inline void GemmTile(const GemmArgs& g, const uint8_t* a, int blk0, int8_t* out,
   RequantRows(&spill[0][0], R, B, g, blk0, out, brq);
 }
 
-template <int B>
+template <int B, bool kSegmented>
 inline void GemmRows(const GemmArgs& g, const uint8_t* a, int rows, int blk0, int8_t* out,
                      const BlockRq* brq) {
   switch (rows) {
-    case 1: GemmTile<1, B>(g, a, blk0, out, brq); break;
-    case 2: GemmTile<2, B>(g, a, blk0, out, brq); break;
-    case 3: GemmTile<3, B>(g, a, blk0, out, brq); break;
-    case 4: GemmTile<4, B>(g, a, blk0, out, brq); break;
-    case 5: GemmTile<5, B>(g, a, blk0, out, brq); break;
-    default: GemmTile<6, B>(g, a, blk0, out, brq); break;
+    case 1: GemmTile<1, B, kSegmented>(g, a, blk0, out, brq); break;
+    case 2: GemmTile<2, B, kSegmented>(g, a, blk0, out, brq); break;
+    case 3: GemmTile<3, B, kSegmented>(g, a, blk0, out, brq); break;
+    case 4: GemmTile<4, B, kSegmented>(g, a, blk0, out, brq); break;
+    case 5: GemmTile<5, B, kSegmented>(g, a, blk0, out, brq); break;
+    default: GemmTile<6, B, kSegmented>(g, a, blk0, out, brq); break;
   }
 }
 
@@ -382,10 +412,13 @@ void GemmRequant(const GemmArgs& g) {
       const int rows = g.rows - r0 < kRows ? g.rows - r0 : kRows;
       const uint8_t* a = g.a + r0 * g.a_stride;
       int8_t* out = g.out + r0 * g.out_stride;
+      const bool segmented = g.segments > 1;
       if (nb == 2) {
-        GemmRows<2>(g, a, rows, blk, out, brq);
+        segmented ? GemmRows<2, true>(g, a, rows, blk, out, brq)
+                  : GemmRows<2, false>(g, a, rows, blk, out, brq);
       } else {
-        GemmRows<1>(g, a, rows, blk, out, brq);
+        segmented ? GemmRows<1, true>(g, a, rows, blk, out, brq)
+                  : GemmRows<1, false>(g, a, rows, blk, out, brq);
       }
     }
   }

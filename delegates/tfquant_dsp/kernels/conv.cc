@@ -70,6 +70,35 @@ void PackedGemm::RowAccumulators(const isa::Ops& ops, const uint8_t* row, int32_
 
 // ---- CONV_2D ------------------------------------------------------------------------------------
 
+namespace {
+
+// Conv2D::RunLines for at most 4 input channels: an im2col row would be a few dozen bytes
+// copied in pieces of kernel_w * channels per pixel, which costs more than the dot products;
+// reading the lines in place costs only the padding of each kernel row to whole groups of 4
+// (at most 3 zero weights per kernel row: 9 groups instead of 7 for 3x3x3).
+bool UseLines(int in_channels, const ConvGeometry& g) {
+  return in_channels <= 4 && g.dilation_w == 1 && g.kernel_h * g.kernel_w > 1;
+}
+
+// The GEMM of a Conv2D: depth kh * kw * c, or for RunLines kh runs of kw * c rounded up to 4
+// (zero weights at the padding).
+PackedGemm MakeConvGemm(const int8_t* filter, int out, int in, const ConvGeometry& g,
+                        const int32_t* bias, int32_t input_zero_point) {
+  const int depth = g.kernel_h * g.kernel_w * in;
+  if (!UseLines(in, g)) return PackedGemm(filter, out, depth, bias, input_zero_point);
+  const int seg = g.kernel_w * in, seg_padded = RoundUp(seg, 4);
+  std::vector<int8_t> padded(static_cast<size_t>(out) * g.kernel_h * seg_padded, 0);
+  for (int c = 0; c < out; ++c) {
+    for (int ky = 0; ky < g.kernel_h; ++ky) {
+      memcpy(&padded[(static_cast<size_t>(c) * g.kernel_h + ky) * seg_padded],
+             filter + static_cast<size_t>(c) * depth + ky * seg, seg);
+    }
+  }
+  return PackedGemm(padded.data(), out, g.kernel_h * seg_padded, bias, input_zero_point);
+}
+
+}  // namespace
+
 Conv2D::Conv2D(const int8_t* filter, int out_channels, int in_channels, const ConvGeometry& g,
                const int32_t* bias, float input_scale, int32_t input_zero_point,
                const float* filter_scales, int num_scales, float output_scale,
@@ -78,7 +107,8 @@ Conv2D::Conv2D(const int8_t* filter, int out_channels, int in_channels, const Co
       in_channels_(in_channels),
       g_(g),
       input_zero_point_(input_zero_point),
-      gemm_(filter, out_channels, g.kernel_h * g.kernel_w * in_channels, bias, input_zero_point) {
+      lines_(UseLines(in_channels, g)),
+      gemm_(MakeConvGemm(filter, out_channels, in_channels, g, bias, input_zero_point)) {
   std::vector<double> real(out_channels);
   for (int c = 0; c < out_channels; ++c) {
     const double fs = static_cast<double>(filter_scales[num_scales == 1 ? 0 : c]);
@@ -193,6 +223,10 @@ void Conv2D::Run(const isa::Ops& ops, ThreadPool* pool, const int8_t* input, con
   const int pad_top = PaddingBefore(s[1], g_.kernel_h, g_.stride_h, g_.dilation_h, o[1]);
   const int pad_left = PaddingBefore(s[2], g_.kernel_w, g_.stride_w, g_.dilation_w, o[2]);
   const uint8_t pad_value = static_cast<uint8_t>(input_zero_point_ + 128);
+  if (lines_) {
+    RunLines(ops, pool, input, s, o, pad_top, pad_left, output);
+    return;
+  }
   const bool pointwise = g_.kernel_h == 1 && g_.kernel_w == 1 && g_.stride_h == 1 &&
                          g_.stride_w == 1 && pad_top == 0 && pad_left == 0;
   // Width of the zero-point-padded input line the taps of one output row read.
@@ -299,6 +333,54 @@ void Conv2D::Run(const isa::Ops& ops, ThreadPool* pool, const int8_t* input, con
   });
 }
 
+void Conv2D::RunLines(const isa::Ops& ops, ThreadPool* pool, const int8_t* input,
+                      const int s[4], const int o[4], int pad_top, int pad_left,
+                      int8_t* output) const {
+  const int c = in_channels_;
+  const int hp = std::max((o[1] - 1) * g_.stride_h + (g_.kernel_h - 1) * g_.dilation_h + 1,
+                          pad_top + s[1]);
+  const int wp = std::max((o[2] - 1) * g_.stride_w + g_.kernel_w, pad_left + s[2]);
+  // A kernel row's last group reads up to 3 bytes past the line's last tap: the next line's
+  // start or the slack (their weights are zero).
+  const size_t line = static_cast<size_t>(wp) * c + 16;
+  const size_t size = static_cast<size_t>(s[0]) * hp * line;
+  if (a_.size() < size) a_.resize(size);
+  const uint8_t pad_value = static_cast<uint8_t>(input_zero_point_ + 128);
+  const int threads = pool ? pool->threads() : 1;
+  uint8_t* const lines = a_.data();
+  ForEachChunk(pool, s[0] * hp, 3 * threads, [&](int i) {
+    const int n = i / hp, y = i % hp - pad_top;
+    uint8_t* dst = lines + i * line;
+    if (y < 0 || y >= s[1]) {
+      memset(dst, pad_value, line);
+      return;
+    }
+    const size_t left = static_cast<size_t>(pad_left) * c, row = static_cast<size_t>(s[2]) * c;
+    memset(dst, pad_value, left);
+    const int8_t* src = input + (static_cast<size_t>(n) * s[1] + y) * row;
+    if (input_biased_) {
+      memcpy(dst + left, src, row);
+    } else {
+      ToU8(src, static_cast<int>(row), dst + left);
+    }
+    memset(dst + left + row, pad_value, line - left - row);
+  });
+  const int rows = s[0] * o[1];
+  ForEachChunk(pool, rows, 3 * threads, [&](int i) {
+    const int n = i / o[1], oy = i % o[1];
+    int8_t* out = output + static_cast<size_t>(i) * o[2] * out_channels_;
+    const uint8_t* a = lines + (static_cast<size_t>(n) * hp + oy * g_.stride_h) * line;
+    for (int blk = 0; blk < gemm_.blocks(); blk += kBlockChunk) {
+      const int nb = std::min(kBlockChunk, gemm_.blocks() - blk);
+      isa::GemmArgs args = gemm_.Args(a, static_cast<ptrdiff_t>(g_.stride_w) * c, o[2], blk, nb,
+                                      rq_, out, out_channels_);
+      args.segments = g_.kernel_h;
+      args.segment_stride = static_cast<ptrdiff_t>(g_.dilation_h) * line;
+      ops.gemm_requant(args);
+    }
+  });
+}
+
 HvxCount Conv2D::Count(const int s[4]) const {
   int o[4];
   OutputShape(s, o);
@@ -310,7 +392,11 @@ HvxCount Conv2D::Count(const int s[4]) const {
   // rows; a pointwise convolution of a biased input reads it in place.
   const bool pointwise = g_.kernel_h == 1 && g_.kernel_w == 1 && g_.stride_h == 1 &&
                          g_.stride_w == 1 && o[1] == s[1] && o[2] == s[2];
-  if (!(input_biased_ && pointwise && gemm_.padded_depth() == in_channels_)) {
+  if (lines_) {  // RunLines: one pass over the input
+    const int64_t vectors = (static_cast<int64_t>(s[0]) * s[1] * s[2] * in_channels_ + 127) / 128;
+    h.vload += vectors; h.vstore += vectors;
+    if (!input_biased_) h.valu += vectors;
+  } else if (!(input_biased_ && pointwise && gemm_.padded_depth() == in_channels_)) {
     const int64_t a_vectors = (rows * gemm_.padded_depth() + 127) / 128;
     h.vload += a_vectors; h.vstore += a_vectors;
     if (!input_biased_) h.valu += a_vectors;

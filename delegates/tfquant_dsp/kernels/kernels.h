@@ -101,10 +101,16 @@ class Conv2D {
   void SetOutputBiased() { rq_.output_xor = 0x80; }
 
  private:
+  // Inputs of few channels (a network's first layer): the GEMM reads each kernel row's taps
+  // straight from zero-point-padded u8 input lines (GemmArgs::segments), no im2col copy; the
+  // weights of each kernel row are padded with zeros to whole groups of 4 (see UseLines).
+  void RunLines(const isa::Ops& ops, ThreadPool* pool, const int8_t* input, const int s[4],
+                const int o[4], int pad_top, int pad_left, int8_t* output) const;
   int out_channels_, in_channels_;
   ConvGeometry g_;
   int32_t input_zero_point_;
   bool input_biased_ = false;
+  bool lines_;  // RunLines
   PackedGemm gemm_;
   Requant rq_;
   mutable std::vector<uint8_t> a_;  // the u8 im2col rows of one Run (scratch)

@@ -207,7 +207,15 @@ void TestMicroKernels(const Ops& s, const Ops& t, int trials) {
       g.channels = 32 * (g.blocks - 1) + 1 + rng() % 32;
       g.a_stride = 4 * g.groups + rng() % 9;
       g.out_stride = 32 * g.blocks + rng() % 7;
-      std::vector<uint8_t> a(g.rows * g.a_stride + 8);
+      size_t a_size = g.rows * g.a_stride + 8;
+      if (trial % 3 == 2) {  // segmented rows (a convolution's kernel rows read in place)
+        g.segments = 1 + rng() % 3;
+        g.groups = g.segments * (1 + rng() % 6);
+        g.a_stride = 1 + rng() % 13;  // overlapping rows, as pixels of one input line
+        g.segment_stride = g.rows * g.a_stride + 4 * g.groups / g.segments + rng() % 5;
+        a_size = g.segments * g.segment_stride + 8;
+      }
+      std::vector<uint8_t> a(a_size);
       for (auto& v : a) v = rng();
       std::vector<VecI8> w(static_cast<size_t>(g.blocks) * g.groups);
       for (auto& v : w) Fill(&v);
@@ -226,8 +234,8 @@ void TestMicroKernels(const Ops& s, const Ops& t, int trials) {
       g.out = o1.data(); s.gemm_requant(g);
       g.out = o2.data(); t.gemm_requant(g);
       if (o1 != o2) {
-        fprintf(stderr, "FAIL %s.gemm_requant seed=%u rows=%d groups=%d blocks=%d channels=%d\n",
-                t.name, seed, g.rows, g.groups, g.blocks, g.channels);
+        fprintf(stderr, "FAIL %s.gemm_requant seed=%u rows=%d groups=%d segments=%d blocks=%d "
+                "channels=%d\n", t.name, seed, g.rows, g.groups, g.segments, g.blocks, g.channels);
         ++failures;
       }
     }
