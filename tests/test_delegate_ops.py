@@ -180,6 +180,14 @@ def build(name):
         a = L.DepthwiseConv2D(2, strides=2)(p)
         b = L.Conv2D(8, 2, strides=2)(p)
         return keras.Model(x, [a, b]), (2, 11, 10, 64), int8_io
+    if name == "pointwise_register_tiles":
+        # Small-K pointwise convs requantized from the GEMM's registers: 77 rows (full 6-row
+        # tiles and a remainder), a block pair and a single block, ReLU6 and no activation,
+        # channels not a multiple of 32.
+        x = keras.Input((7, 11, 16))
+        y = L.Conv2D(96, 1, activation="relu6")(x)
+        y = L.Conv2D(40, 1)(y)
+        return keras.Model(x, y), (2, 7, 11, 16), int8_io
     if name == "biased_activations":
         # Tensors read only by convolutions travel biased (u8) inside the delegate: a depthwise
         # output read in place by a pointwise conv, a tensor read by three convs (im2col, strided
@@ -215,7 +223,7 @@ CASES = ["conv_same_stride2_relu", "conv_valid_dilated_relu6", "conv_1x1_stride2
          "dense_wide_per_tensor", "add_residual_and_batchnorm", "pools",
          "mean_and_softmax", "sigmoid_hard_swish", "pad_reshape_concat", "pad_fused_into_depthwise",
          "biased_activations", "first_conv_1ch", "first_conv_2ch", "first_conv_3ch",
-         "first_conv_4ch"]
+         "first_conv_4ch", "pointwise_register_tiles"]
 
 _converted = {}
 
@@ -250,7 +258,8 @@ def test_every_isa_gives_the_same_bits(isa, capfd):
 
 @pytest.mark.parametrize("name", ["conv_same_stride2_relu", "conv_narrow_taps", "biased_activations",
                                   "pad_fused_into_depthwise", "first_conv_1ch",
-                                  "first_conv_3ch"])
+                                  "first_conv_3ch", "pointwise_register_tiles",
+                                  "depthwise_64ch_unpadded_paths"])
 def test_worker_threads_give_the_same_bits(name, capfd):
     model, shape = converted(name)
     x = np.random.default_rng(3).uniform(-1.2, 1.2, shape).astype(np.float32)

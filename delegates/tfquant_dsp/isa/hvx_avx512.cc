@@ -128,7 +128,8 @@ void UnpackBW(VecI32* r, const int8_t* p) {
 // ---- micro-kernels ------------------------------------------------------------------------------
 // Register-blocked versions of the compositions in isa/compose.h (same bits, tested in
 // tests/isa_test.cc): accumulators stay in zmm registers across the whole reduction, then go
-// through a small buffer to the requantization: one rounding of a 64-bit sum
+// (GEMM tiles on the fast path: straight; else through a small buffer) to the
+// requantization: one rounding of a 64-bit sum
 // (isa/requant_avx512.h) for the blocks whose params allow it, else the lane-by-lane
 // definition below, and one (masked) store per row and block pair or pixel.
 
@@ -247,7 +248,6 @@ inline __m512i Bcast4(const uint8_t* p) {
   return _mm512_set1_epi32(v);
 }
 
-// Requantizes rows x blocks x 32 accumulators (acc[r][b][32]) and stores them.
 // The fast requantization constants of one block (isa/requant_avx512.h), prepared once per
 // block and GEMM call.
 struct BlockRq {
@@ -258,64 +258,10 @@ inline void LoadBlockRq(const RequantArgs& rq, int blk, BlockRq* b) {
   b->fast = avx512::LoadRqFast(rq, 32 * blk, &b->f[0]) && avx512::LoadRqFast(rq, 32 * blk + 16, &b->f[1]);
 }
 
-// The fast requantization (isa/requant_avx512.h) of rows x blocks x 32 accumulators (blocks
-// <= 2), one row's 64 channels per narrowing.
-template <bool kRelu>
-void RequantRowsFast(const int32_t* acc, int rows, int blocks, const GemmArgs& g, int blk0,
-                     int8_t* out, const BlockRq* brq) {
-  const avx512::Clamp8 clamp = avx512::MakeClamp8(g.rq);
-  const __m512i order = avx512::OrderNatural();
-  const int n = g.channels - 32 * blk0 < 32 * blocks ? g.channels - 32 * blk0 : 32 * blocks;
-  if (blocks == 1) {  // two rows per narrowing
-    for (int r = 0; r < rows; r += 2) {
-      const int32_t* a = acc + static_cast<size_t>(r) * 32;
-      const __m512i y0 = avx512::RescaleFast16<kRelu>(a, brq[0].f[0]);
-      const __m512i y1 = avx512::RescaleFast16<kRelu>(a + 16, brq[0].f[1]);
-      __m512i y2 = _mm512_setzero_si512(), y3 = _mm512_setzero_si512();
-      if (r + 1 < rows) {
-        y2 = avx512::RescaleFast16<kRelu>(a + 32, brq[0].f[0]);
-        y3 = avx512::RescaleFast16<kRelu>(a + 48, brq[0].f[1]);
-      }
-      const __m512i v = avx512::Narrow64(y0, y1, y2, y3, order, clamp);
-      int8_t* o = out + r * g.out_stride + 32 * blk0;
-      if (n == 32 && g.out_stride == 32 && r + 1 < rows) {
-        _mm512_storeu_si512(o, v);
-        continue;
-      }
-      avx512::Store64(o, v, n);
-      if (r + 1 < rows) {
-        avx512::Store64(o + g.out_stride, _mm512_shuffle_i64x2(v, v, 0xEE), n);
-      }
-    }
-    return;
-  }
-  for (int r = 0; r < rows; ++r) {
-    const int32_t* a = acc + static_cast<size_t>(r) * blocks * 32;
-    const __m512i y0 = avx512::RescaleFast16<kRelu>(a, brq[0].f[0]);
-    const __m512i y1 = avx512::RescaleFast16<kRelu>(a + 16, brq[0].f[1]);
-    __m512i y2 = _mm512_setzero_si512(), y3 = _mm512_setzero_si512();
-    if (blocks == 2) {
-      y2 = avx512::RescaleFast16<kRelu>(a + 32, brq[1].f[0]);
-      y3 = avx512::RescaleFast16<kRelu>(a + 48, brq[1].f[1]);
-    }
-    avx512::Store64(out + r * g.out_stride + 32 * blk0,
-                    avx512::Narrow64(y0, y1, y2, y3, order, clamp), n);
-  }
-}
-
 // Requantizes rows x blocks x 32 accumulators (acc[r][b][32], then 16 readable lanes more)
-// and stores them.
+// by the lane-by-lane definition and stores them (the tiles the fast path cannot take).
 __attribute__((noinline)) void RequantRows(const int32_t* acc, int rows, int blocks,
-                                           const GemmArgs& g, int blk0, int8_t* out,
-                                           const BlockRq* brq) {
-  if (brq[0].fast && (blocks == 1 || brq[1].fast)) {
-    if (brq[0].f[0].relu) {
-      RequantRowsFast<true>(acc, rows, blocks, g, blk0, out, brq);
-    } else {
-      RequantRowsFast<false>(acc, rows, blocks, g, blk0, out, brq);
-    }
-    return;
-  }
+                                           const GemmArgs& g, int blk0, int8_t* out) {
   for (int b = 0; b < blocks; ++b) {
     const int blk = blk0 + b;
     const int n = g.channels - 32 * blk;
@@ -335,6 +281,62 @@ __attribute__((noinline)) void RequantRows(const int32_t* acc, int rows, int blo
       Store32(out + r * g.out_stride + 32 * blk, Requant16(_mm512_load_si512(a), q0),
               Requant16(_mm512_load_si512(a + 16), q1), n, g.rq.output_xor);
     }
+  }
+}
+
+// The fast requantization (isa/requant_avx512.h) of a GEMM tile's accumulators straight from
+// their registers, inlined after the reduction: no round trip through a buffer and no call
+// (all zmm registers are caller-saved), which made up a large part of the cost of small-K
+// pointwise convolutions. The constants are read through an opaque pointer, as memory
+// operands: hoisted into registers above the reduction loop, they would push accumulators out.
+template <bool kRelu, int R, int B>
+__attribute__((always_inline)) inline void RequantTileRegsT(const __m512i (&acc)[R][2 * B],
+                                                            const GemmArgs& g, int blk0,
+                                                            int8_t* out, const BlockRq* brq) {
+  const avx512::Clamp8 clamp = avx512::MakeClamp8(g.rq);
+  const __m512i order = avx512::OrderNatural();
+  const int n = g.channels - 32 * blk0 < 32 * B ? g.channels - 32 * blk0 : 32 * B;
+  const ptrdiff_t stride = g.out_stride;
+  out += 32 * blk0;
+  asm("" : "+r"(brq));
+  if (B == 1) {  // two rows per narrowing
+#pragma GCC unroll 8
+    for (int r = 0; r < R; r += 2) {
+      const __m512i y0 = avx512::RescaleFast16Reg<kRelu>(acc[r][0], brq[0].f[0]);
+      const __m512i y1 = avx512::RescaleFast16Reg<kRelu>(acc[r][1], brq[0].f[1]);
+      __m512i y2 = _mm512_setzero_si512(), y3 = _mm512_setzero_si512();
+      if (r + 1 < R) {
+        y2 = avx512::RescaleFast16Reg<kRelu>(acc[r + 1][0], brq[0].f[0]);
+        y3 = avx512::RescaleFast16Reg<kRelu>(acc[r + 1][1], brq[0].f[1]);
+      }
+      const __m512i v = avx512::Narrow64(y0, y1, y2, y3, order, clamp);
+      int8_t* o = out + r * stride;
+      if (n == 32 && stride == 32 && r + 1 < R) {
+        _mm512_storeu_si512(o, v);
+        continue;
+      }
+      avx512::Store64(o, v, n);
+      if (r + 1 < R) avx512::Store64(o + stride, _mm512_shuffle_i64x2(v, v, 0xEE), n);
+    }
+    return;
+  }
+#pragma GCC unroll 8
+  for (int r = 0; r < R; ++r) {
+    const __m512i y0 = avx512::RescaleFast16Reg<kRelu>(acc[r][0], brq[0].f[0]);
+    const __m512i y1 = avx512::RescaleFast16Reg<kRelu>(acc[r][1], brq[0].f[1]);
+    const __m512i y2 = avx512::RescaleFast16Reg<kRelu>(acc[r][2], brq[1].f[0]);
+    const __m512i y3 = avx512::RescaleFast16Reg<kRelu>(acc[r][3], brq[1].f[1]);
+    avx512::Store64(out + r * stride, avx512::Narrow64(y0, y1, y2, y3, order, clamp), n);
+  }
+}
+template <int R, int B>
+__attribute__((always_inline)) inline void RequantTileRegs(const __m512i (&acc)[R][2 * B],
+                                                           const GemmArgs& g, int blk0,
+                                                           int8_t* out, const BlockRq* brq) {
+  if (brq[0].f[0].relu) {
+    RequantTileRegsT<true, R, B>(acc, g, blk0, out, brq);
+  } else {
+    RequantTileRegsT<false, R, B>(acc, g, blk0, out, brq);
   }
 }
 
@@ -375,6 +377,10 @@ inline void GemmTile(const GemmArgs& g, const uint8_t* a, int blk0, int8_t* out,
       }
     }
   }
+  if (brq[0].fast && (B == 1 || brq[B - 1].fast)) {
+    RequantTileRegs<R, B>(acc, g, blk0, out, brq);
+    return;
+  }
   // Requantization in a separate (not inlined) function: its constants would otherwise be
   // hoisted above the reduction loop and push accumulators out of registers.
   alignas(64) int32_t spill[R * 2 * B + 1][16];  // + 16 lanes the requantization reads
@@ -384,7 +390,7 @@ inline void GemmTile(const GemmArgs& g, const uint8_t* a, int blk0, int8_t* out,
     for (int j = 0; j < 2 * B; ++j) _mm512_store_si512(spill[r * 2 * B + j], acc[r][j]);
   }
   _mm512_store_si512(spill[R * 2 * B], _mm512_setzero_si512());
-  RequantRows(&spill[0][0], R, B, g, blk0, out, brq);
+  RequantRows(&spill[0][0], R, B, g, blk0, out);
 }
 
 template <int B, bool kSegmented>
@@ -677,13 +683,18 @@ void DepthwiseBlock3x3(const DepthwiseArgs& d, int blk, const RqFast* f) {
     int8_t* out_row = d.out + row * d.out_row_stride;
     // c0..c2: the columns of the current pixel; for S = 1 the next pixel's first two are c1, c2.
     Col16 c0 = LoadCol16(in, dy), c1 = LoadCol16(in + dx, dy), c2;
+    // For S = 1 a pixel's H(c) pair is the previous pixel's H(c + 1): carried, not redone.
+    __m512i h0_lo = _mm512_unpacklo_epi16(c0.r2, c1.r2);
+    __m512i h0_hi = _mm512_unpackhi_epi16(c0.r2, c1.r2);
     for (int p0 = 0; p0 < d.pixels; p0 += kBatch) {
       const int count = d.pixels - p0 < kBatch ? d.pixels - p0 : kBatch;
       for (int i = 0; i < count; ++i) {
         const int8_t* col = in + static_cast<ptrdiff_t>(p0 + i) * S * dx;
         c2 = LoadCol16(col + 2 * dx, dy);
-        const __m512i h0_lo = _mm512_unpacklo_epi16(c0.r2, c1.r2);
-        const __m512i h0_hi = _mm512_unpackhi_epi16(c0.r2, c1.r2);
+        if (S != 1) {
+          h0_lo = _mm512_unpacklo_epi16(c0.r2, c1.r2);
+          h0_hi = _mm512_unpackhi_epi16(c0.r2, c1.r2);
+        }
         const __m512i h1_lo = _mm512_unpacklo_epi16(c1.r2, c2.r2);
         const __m512i h1_hi = _mm512_unpackhi_epi16(c1.r2, c2.r2);
         __m512i lo = _mm512_dpwssd_epi32(kPermuted ? bias_lo : zero, c0.p_lo, wp_lo[0]);
@@ -709,6 +720,8 @@ void DepthwiseBlock3x3(const DepthwiseArgs& d, int blk, const RqFast* f) {
         if (S == 1) {
           c0 = c1;
           c1 = c2;
+          h0_lo = h1_lo;
+          h0_hi = h1_hi;
         } else if (p0 + i + 1 < d.pixels) {
           c0 = c2;
           c1 = LoadCol16(col + 3 * dx, dy);

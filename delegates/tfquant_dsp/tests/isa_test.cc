@@ -285,6 +285,117 @@ void TestMicroKernels(const Ops& s, const Ops& t, int trials) {
   }
 }
 
+// GEMM tiles requantized straight from their registers (the fast path) next to blocks that
+// need the lane-by-lane definition, in one call: full 6-row tiles and a remainder, a block
+// pair and a single block, a ReLU-like clamp (act_min >= zero point) or not, accumulators
+// near rounding ties (small ones, multipliers near 0.5) or large enough to saturate.
+void TestGemmTileMix(const Ops& s, const Ops& t, int trials) {
+  for (int trial = 0; trial < trials; ++trial) {
+    const unsigned seed = 6100u * trial + 11u;
+    rng.seed(seed);
+    GemmArgs g;
+    g.rows = 6 * (1 + rng() % 3) + rng() % 6;
+    g.groups = 1 + rng() % 12;
+    g.blocks = 1 + rng() % 3;
+    g.channels = 32 * g.blocks - rng() % 3;
+    g.a_stride = 4 * g.groups;
+    g.out_stride = g.channels + (rng() % 2 ? 0 : 1 + rng() % 5);
+    std::vector<uint8_t> a(g.rows * g.a_stride + 8);
+    for (auto& v : a) v = rng();
+    std::vector<VecI8> w(static_cast<size_t>(g.blocks) * g.groups);
+    for (auto& v : w) Fill(&v);
+    std::vector<VecI32> bias(g.blocks);
+    SmallBias(&bias);
+    RqData rq;
+    const bool ties = trial % 2 == 1;
+    if (ties) {
+      TinyAccumulators(&w, &bias);
+      rq.FillTies(32 * g.blocks);
+    } else {
+      rq.Fill(32 * g.blocks);
+      for (int c = 0; c < 32 * g.blocks; ++c) {  // fast-path params (conv layers')
+        rq.mult[c] = static_cast<int32_t>((1u << 30) + rng() % (1u << 30));
+        rq.left[c] = 0;
+        rq.right[c] = 1 + rng() % 12;
+      }
+      rq.args.zero_point = static_cast<int32_t>(rng() % 256) - 128;
+      const bool relu = trial % 4 == 0;
+      rq.args.act_min = relu ? rq.args.zero_point : -128;
+      rq.args.act_max = 127;
+    }
+    // One block (when there are several) takes the general path: a left shift.
+    if (g.blocks > 1) {
+      const int general = static_cast<int>(rng() % g.blocks);
+      for (int c = 0; c < 32; ++c) rq.left[32 * general + c] = 1;
+    }
+    g.a = a.data(); g.w = w.data(); g.bias = bias.data(); g.rq = rq.args;
+    std::vector<int8_t> o1(g.rows * g.out_stride, 0x5A), o2(o1);
+    g.out = o1.data(); s.gemm_requant(g);
+    g.out = o2.data(); t.gemm_requant(g);
+    if (o1 != o2) {
+      fprintf(stderr, "FAIL %s.gemm_requant (tile mix) seed=%u rows=%d groups=%d blocks=%d "
+              "channels=%d ties=%d\n", t.name, seed, g.rows, g.groups, g.blocks, g.channels,
+              ties);
+      ++failures;
+    }
+  }
+}
+
+// 3x3 depthwise rows at strides 1 and 2 with int8 weights (the AVX-512 column-sharing path,
+// which carries pair interleaves from pixel to pixel at stride 1): pixel counts odd and even
+// (pairs of pixels share a narrowing), several rows, ReLU-like clamps or not, rounding ties.
+void TestDepthwise3x3(const Ops& s, const Ops& t, int trials) {
+  for (int trial = 0; trial < trials; ++trial) {
+    const unsigned seed = 3700u * trial + 13u;
+    rng.seed(seed);
+    DepthwiseArgs d;
+    d.kernel_h = d.kernel_w = 3;
+    d.pixels = 1 + rng() % 40;
+    d.blocks = 1 + rng() % 2;
+    d.channels = 32 * d.blocks - rng() % 3;
+    const int cp = 32 * d.blocks;
+    const int stride = 1 + trial % 2;
+    d.tap_dx = cp;
+    d.tap_dy = cp * (stride * d.pixels + 3);
+    d.pixel_stride = stride * cp;
+    d.out_stride = cp + rng() % 3;
+    d.rows = 1 + rng() % 3;
+    d.in_row_stride = d.tap_dy;
+    std::vector<int8_t> in((d.rows + 2) * d.tap_dy + 64);
+    for (auto& v : in) v = static_cast<int8_t>(rng());
+    std::vector<VecI32> w(static_cast<size_t>(9) * d.blocks);
+    for (auto& v : w) for (int i = 0; i < 32; ++i) v.w[i] = static_cast<int8_t>(rng());
+    std::vector<VecI32> bias(d.blocks);
+    SmallBias(&bias);
+    RqData rq;
+    if (trial % 3 == 2) {
+      TinyAccumulators(&w, &bias);
+      rq.FillTies(cp);
+    } else {
+      rq.Fill(cp);
+      for (int c = 0; c < cp; ++c) {  // conv layers' params: the fast requantization
+        rq.mult[c] = static_cast<int32_t>((1u << 30) + rng() % (1u << 30));
+        rq.left[c] = 0;
+        rq.right[c] = 1 + rng() % 12;
+      }
+      rq.args.zero_point = static_cast<int32_t>(rng() % 256) - 128;
+      rq.args.act_min = trial % 4 < 2 ? rq.args.zero_point : -128;
+      rq.args.act_max = 127;
+      if (trial % 5 == 0) rq.left[rng() % cp] = 1;  // a block on the lane-by-lane path
+    }
+    d.in = in.data(); d.w = w.data(); d.bias = bias.data(); d.rq = rq.args;
+    d.out_row_stride = d.pixels * d.out_stride + rng() % 5;
+    std::vector<int8_t> o1(d.rows * d.out_row_stride, 0x5A), o2(o1);
+    d.out = o1.data(); s.depthwise_rows(d);
+    d.out = o2.data(); t.depthwise_rows(d);
+    if (o1 != o2) {
+      fprintf(stderr, "FAIL %s.depthwise_rows (3x3) seed=%u stride=%d rows=%d pixels=%d "
+              "channels=%d\n", t.name, seed, stride, d.rows, d.pixels, d.channels);
+      ++failures;
+    }
+  }
+}
+
 void TestAdd(const Ops& s, const Ops& t, int trials) {
   for (int trial = 0; trial < trials; ++trial) {
     const unsigned seed = 9100u * trial + 3u;
@@ -347,9 +458,15 @@ void TestQuantize(const Ops& s, const Ops& t, int trials) {
     const int32_t zp = static_cast<int32_t>(rng() % 256) - 128;
     std::vector<float> in(n);
     for (auto& v : in) {
-      switch (rng() % 4) {
+      switch (rng() % 5) {
         case 0: v = kEdges[rng() % (sizeof(kEdges) / sizeof(kEdges[0]))] * scale; break;
         case 1: v = (static_cast<int>(rng() % 600) - 300 + 0.5f) * scale; break;  // ties
+        case 4: {  // a few ulps off a tie (the AVX-512 reciprocal path's margin)
+          v = (static_cast<int>(rng() % 8000) - 4000 + 0.5f) * scale;
+          const float toward = rng() % 2 ? HUGE_VALF : -HUGE_VALF;
+          for (int k = static_cast<int>(rng() % 6); k > 0; --k) v = std::nextafter(v, toward);
+          break;
+        }
         case 2: v = std::numeric_limits<float>::quiet_NaN(); break;
         default: v = (static_cast<float>(rng()) / 4294967296.0f - 0.5f) * 400.0f * scale;
       }
@@ -401,6 +518,8 @@ int main(int argc, char** argv) {
     }
     TestImpl(*Scalar(), *impls[i], trials);
     TestMicroKernels(*Scalar(), *impls[i], trials / 3 + 1);
+    TestGemmTileMix(*Scalar(), *impls[i], trials / 3 + 1);
+    TestDepthwise3x3(*Scalar(), *impls[i], trials / 3 + 1);
     TestAdd(*Scalar(), *impls[i], trials / 3 + 1);
     TestQuantize(*Scalar(), *impls[i], trials / 3 + 1);
     TestMaxB(*Scalar(), *impls[i], trials / 3 + 1);
