@@ -159,18 +159,16 @@ def evaluate(name, model, dataset, tf_keras_model=None) -> dict:
                                 for m in simulated[key]])
             cells[key]["seconds"] = time.perf_counter() - start
     if FLAGS.qat and FLAGS.peers and tf_keras_model is not None:
-        import tf_keras
         _app.log(f"[{name}] tfmot QAT of the tf_keras copy: fine-tuning {FLAGS.qat_epochs} "
                  "epochs ...")
         start = time.perf_counter()
         simulated_runs, deployed_runs = [], []
         for seed in FLAGS.seeds:
             tf_keras_model.set_weights(model.get_weights())
-            tf_keras.utils.set_random_seed(int(seed))
             data, tfmot_model = peers.tfmot_qat(tf_keras_model, dataset.x_train,
                                                 dataset.y_train, epochs=FLAGS.qat_epochs,
                                                 learning_rate=FLAGS.learning_rate,
-                                                batch_size=BATCH_SIZE)
+                                                batch_size=BATCH_SIZE, seed=int(seed))
             simulated_runs.append(_metrics(expected, tfmot_model.predict(x, verbose=0), y))
             deployed_runs.append(_metrics(
                 expected, runtime.Runner(data, resolver="reference").predict(x), y))

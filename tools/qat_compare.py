@@ -178,20 +178,17 @@ def _evaluate(name, dataset):
         rows.append(_mean_row(runs))
 
     if FLAGS.peers:
-        import tf_keras
-
         from tfquant import peers
         runs = []
         for seed in seeds:
             _app.log(f"[{name}] tfmot QAT of the tf_keras copy: fine-tuning {FLAGS.qat_epochs} "
                      f"epochs (seed {seed}) ...")
             copy = zoo.tf_keras_copy(name, model, x_test[:64])
-            tf_keras.utils.set_random_seed(seed)
             start = time.perf_counter()
             data, tfmot_model = peers.tfmot_qat(copy, dataset.x_train, dataset.y_train,
                                                 epochs=FLAGS.qat_epochs,
                                                 learning_rate=FLAGS.learning_rate,
-                                                batch_size=BATCH_SIZE)
+                                                batch_size=BATCH_SIZE, seed=seed)
             seconds = time.perf_counter() - start
             simulated = tfmot_model.predict(x_test, verbose=0)
             exported = runtime.Runner(data, resolver="reference").predict(x_test)

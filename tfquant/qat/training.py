@@ -3,9 +3,29 @@
 from __future__ import annotations
 
 import keras
+import numpy as np
 
 from tfquant.qat.callbacks import QuantizationScheduler
 from tfquant.qat.rewrite import QatRecipe, quantize_model
+
+
+def epoch_orders(num_samples: int, epochs: int, seed: int | None) -> list:
+    """The sample order of each fine-tuning epoch: permutations drawn from numpy's generator
+    seeded with `seed`. Keras 3 and tf_keras shuffle with different random streams; taking the
+    order from here gives tfquant's fine-tuning and a peer's (tfquant.peers.tfmot_qat) the same
+    batches in the same order for the same seed, so their comparison is paired."""
+    rng = np.random.default_rng(seed)
+    return [rng.permutation(num_samples) for _ in range(epochs)]
+
+
+def fit_in_order(model, x, y, orders: list, *, batch_size: int, verbose: int = 0,
+                 callbacks=None):
+    """model.fit over (x, y), one epoch per permutation in `orders` (no shuffling by Keras);
+    works for Keras 3 and tf_keras models."""
+    x, y = np.asarray(x), np.asarray(y)
+    for epoch, order in enumerate(orders):
+        model.fit(x[order], y[order], batch_size=batch_size, epochs=epoch + 1,
+                  initial_epoch=epoch, shuffle=False, verbose=verbose, callbacks=callbacks)
 
 
 def fine_tune(model, x, y, recipe: QatRecipe | None = None, *, epochs: int = 3,
@@ -13,13 +33,14 @@ def fine_tune(model, x, y, recipe: QatRecipe | None = None, *, epochs: int = 3,
               freeze_bn_delay: int | None = None, seed: int | None = None, verbose: int = 0):
     """QAT from a float checkpoint: rewrite `model` with `recipe`, fine-tune on (x, y) with
     Adam and sparse categorical cross-entropy (quantization on from the first step; batch
-    norms frozen after `freeze_bn_delay` steps, never when None). Returns the QAT model, ready
-    for tfquant.convert when its scheme is exportable."""
+    norms frozen after `freeze_bn_delay` steps, never when None; batches in the order of
+    epoch_orders(len(x), epochs, seed)). Returns the QAT model, ready for tfquant.convert when
+    its scheme is exportable."""
     if seed is not None:
         keras.utils.set_random_seed(seed)
     qat_model = quantize_model(model, recipe or QatRecipe())
     qat_model.compile(keras.optimizers.Adam(learning_rate), "sparse_categorical_crossentropy")
     schedule = QuantizationScheduler(quant_delay=0, freeze_bn_delay=freeze_bn_delay)
-    qat_model.fit(x, y, batch_size=batch_size, epochs=epochs, verbose=verbose,
-                  callbacks=[schedule])
+    fit_in_order(qat_model, x, y, epoch_orders(len(x), epochs, seed), batch_size=batch_size,
+                 verbose=verbose, callbacks=[schedule])
     return qat_model
