@@ -160,12 +160,14 @@ def build(name):
         y = L.Flatten()(y)
         return keras.Model(x, y), (2, 5, 6, 3), int8_io
     if name == "conv_narrow_taps":
-        # im2col rows of 1-3 bytes per kernel row, copied 16 bytes at a time (the overrun must
-        # stay inside the task's rows: checked with worker threads too).
+        # One input channel: the 3x1 and 2x3 convs read their input lines in place (no
+        # im2col); the strided 1x1 conv copies im2col rows of 1 byte 16 bytes at a time (the
+        # overrun must stay inside the task's rows: checked with worker threads too).
         x = keras.Input((30, 21, 1))
         y = L.Conv2D(16, (3, 1), padding="same", activation="relu")(x)
         z = L.Conv2D(8, (2, 3), strides=(1, 2))(x)
-        return keras.Model(x, [y, z]), (1, 30, 21, 1), int8_io
+        w = L.Conv2D(8, 1, strides=(2, 1))(x)
+        return keras.Model(x, [y, z, w]), (1, 30, 21, 1), int8_io
     if name == "pad_fused_into_depthwise":
         # A PAD read only by a depthwise conv is fused into it (zero-point taps): MobileNet's
         # bottom/right pad before a valid stride-2 conv (64 channels: in place), an asymmetric

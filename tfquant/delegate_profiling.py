@@ -115,11 +115,6 @@ def profile_delegate(model, threads, runs):
     return rows, peak
 
 
-def gmacs(macs, us):
-    """GMAC/s of `macs` multiply-accumulates in `us` microseconds (0.0 when either is 0)."""
-    return macs / (us * 1e3) if macs and us else 0.0
-
-
 @dataclasses.dataclass(frozen=True)
 class DspParams:
     """A Hexagon-class vector DSP for the cost model (defaults: an HVX unit at 1 GHz issuing up

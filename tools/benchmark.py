@@ -26,8 +26,8 @@ import time
 from absl import app, flags
 
 from tfquant.delegate_profiling import (PEAK_MACS_PER_CYCLE, DspParams, check_bit_exact,
-                                       cost_model_assumptions, dsp_cycles, gmacs,
-                                       interpreter_for, profile_delegate)
+                                       cost_model_assumptions, dsp_cycles, interpreter_for,
+                                       profile_delegate)
 from tfquant.tools import _app
 
 FLAGS = flags.FLAGS
@@ -183,6 +183,16 @@ def macs_per_cycle(macs, us, ghz):
     return macs / (us * 1e-6 * ghz * 1e9) if macs and us else 0.0
 
 
+def gmacs(macs, us):
+    """GMAC/s of `macs` multiply-accumulates in `us` microseconds (0.0 when either is 0)."""
+    return macs / (us * 1e3) if macs and us else 0.0
+
+
+def of_nominal_peak(mpc, threads):
+    """`mpc` MACs/cycle as a share of the nominal peak times the threads."""
+    return f"{100 * mpc / (PEAK_MACS_PER_CYCLE * threads):.0f}%"
+
+
 def of_measured_peak(rate, peak, threads):
     """`rate` GMAC/s as a share of the measured one-core peak times the threads."""
     return f"{100 * rate / (peak * threads):.0f}%" if rate and peak > 0 else "-"
@@ -210,7 +220,7 @@ def by_op_type(rows, ghz, dsp, threads=1, peak=0.0):
         out.append([op, g["n"], f"{g['us'] / 1e3:.3f}", f"{g['min'] / 1e3:.3f}",
                     f"{100 * g['us'] / total:.1f}%",
                     f"{g['macs'] / 1e6:.1f}", f"{mpc:.1f}" if g["macs"] else "-",
-                    f"{100 * mpc / (PEAK_MACS_PER_CYCLE * threads):.0f}%" if g["macs"] else "-",
+                    of_nominal_peak(mpc, threads) if g["macs"] else "-",
                     f"{rate:.1f}" if g["macs"] else "-", of_measured_peak(rate, peak, threads),
                     f"{g['dsp'] / 1e3:.0f}", f"{g['dsp'] / (dsp.clock_ghz * 1e6):.3f}"])
     return out
@@ -345,7 +355,7 @@ def report(results, thread_counts, ghz, ghz_source, dsp: DspParams):
                                    f"{best['macs'] / 1e6:.1f}", f"{us / 1e3:.3f}",
                                    f"{best['min_us'] / 1e3:.3f}", f"{mpc_mean:.1f}",
                                    f"{mpc:.1f}",
-                                   f"{100 * mpc / (PEAK_MACS_PER_CYCLE * threads):.0f}%",
+                                   of_nominal_peak(mpc, threads),
                                    f"{rate:.1f}", f"{peak:.1f}" if peak > 0 else "n/a",
                                    of_measured_peak(rate, peak, threads)])
         rows = r["profile"][thread_counts[0]]

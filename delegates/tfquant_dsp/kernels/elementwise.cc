@@ -163,20 +163,17 @@ bool MakeSoftmaxParams(float beta, float input_scale, SoftmaxParams* p) {
   if (shift < 0 || real <= 1.0) return false;  // the reference kernel aborts here
   p->input_left_shift = shift;
   p->diff_min = -CalculateInputRadius(kScaledDiffIntegerBits, shift);
+  for (int d = 0; d < 256; ++d) {
+    p->exp_of[d] = 0;
+    if (-d >= p->diff_min) {
+      const int32_t rescaled = Srdhm(WrapShl(-d, p->input_left_shift), p->input_multiplier);
+      p->exp_of[d] = ExpOnNegativeValues(rescaled, kScaledDiffIntegerBits);
+    }
+  }
   return true;
 }
 
 void Softmax(const SoftmaxParams& p, const int8_t* in, int rows, int depth, int8_t* out) {
-  // The exponential depends only on d = max_in_row - x in [0, 255]: evaluated once per d
-  // (exp_of[d], 0 where the reference skips the element: -d < diff_min).
-  int32_t exp_of[256];
-  for (int d = 0; d < 256; ++d) {
-    exp_of[d] = 0;
-    if (-d >= p.diff_min) {
-      const int32_t rescaled = Srdhm(WrapShl(-d, p.input_left_shift), p.input_multiplier);
-      exp_of[d] = ExpOnNegativeValues(rescaled, kScaledDiffIntegerBits);
-    }
-  }
   for (int r = 0; r < rows; ++r) {
     const int8_t* x = in + static_cast<size_t>(r) * depth;
     int8_t* y = out + static_cast<size_t>(r) * depth;
@@ -186,7 +183,7 @@ void Softmax(const SoftmaxParams& p, const int8_t* in, int rows, int depth, int8
     for (int c = 0; c < depth; ++c) {
       const int d = max_in_row - x[c];
       if (-d >= p.diff_min) {
-        sum_of_exps = WrapAdd(sum_of_exps, RoundingDivideByPot(exp_of[d], kAccumulationIntegerBits));
+        sum_of_exps = WrapAdd(sum_of_exps, RoundingDivideByPot(p.exp_of[d], kAccumulationIntegerBits));
       }
     }
     int num_bits_over_unit;
@@ -196,7 +193,7 @@ void Softmax(const SoftmaxParams& p, const int8_t* in, int rows, int depth, int8
     for (int c = 0; c < depth; ++c) {
       const int d = max_in_row - x[c];
       if (-d >= p.diff_min) {
-        const int32_t unsat = RoundingDivideByPot(Srdhm(shifted_scale, exp_of[d]), exponent);
+        const int32_t unsat = RoundingDivideByPot(Srdhm(shifted_scale, p.exp_of[d]), exponent);
         y[c] = static_cast<int8_t>(SaturateInt8(unsat - 128));
       } else {
         y[c] = -128;

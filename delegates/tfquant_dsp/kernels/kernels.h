@@ -219,6 +219,9 @@ struct SoftmaxParams {
   int32_t input_multiplier;
   int input_left_shift;
   int diff_min;
+  // The exponential of x - max_in_row = -d for d in [0, 255] (the only values it takes),
+  // computed once here; 0 where the reference skips the element (-d < diff_min).
+  int32_t exp_of[256];
 };
 // false if the reference kernel would reject (or abort on) these params.
 bool MakeSoftmaxParams(float beta, float input_scale, SoftmaxParams* p);
