@@ -17,6 +17,11 @@ Examples:
   tfquant-qat-compare
   tfquant-qat-compare --architecture=mobilenet_v1,mobilenet_v2 --output=docs/qat_results.md \
       --plot=docs/qat_accuracy.png
+  tfquant-qat-compare --architecture=mobilenet_v1,mobilenet_v2,resnet --schemes=per_channel \
+      --seeds=1,2,3,4,5,6,7,8,9,10 --output=docs/qat_vs_tfmot.md
+
+With tfmot and the per_channel scheme in the run, the report ends with the paired difference
+tfquant - tfmot per architecture (same seed = same batches in the same order for both).
 """
 
 import time
@@ -38,6 +43,10 @@ flags.DEFINE_float("freeze_bn_epochs", 2.0, "The 'BN frozen' row freezes batch-n
                    "them updating.", lower_bound=0.0)
 flags.DEFINE_list("seeds", ["1", "2"], "Fine-tuning seeds; every QAT row is the mean over them "
                   "(single runs differ by a few tenths of a point on 1000 test images).")
+flags.DEFINE_list("schemes", ["per_channel", "per_channel_bn_frozen", "per_layer",
+                                "per_layer_asym", "per_channel_4bit"],
+                  "QAT rows to run (tfquant): per_channel, per_channel_bn_frozen, per_layer, "
+                  "per_layer_asym, per_channel_4bit.")
 flags.DEFINE_bool("peers", True, "Also run tfmot QAT on the tf_keras copy of each model.")
 flags.DEFINE_string("output", None, "Write the table (markdown) to this file as well.")
 flags.DEFINE_string("plot", None, "Write a PNG bar chart of the accuracies to this file.")
@@ -45,17 +54,45 @@ flags.DEFINE_string("plot", None, "Write a PNG bar chart of the accuracies to th
 BATCH_SIZE = 64
 
 
-def _schemes():
-    """(label, recipe, exportable, freeze batch norms)."""
+SCHEME_LABELS = {
+    "per_channel": "QAT per-channel sym 8w/8a",
+    "per_channel_bn_frozen": "QAT per-channel sym 8w/8a, BN frozen",
+    "per_layer": "QAT per-layer sym 8w/8a",
+    "per_layer_asym": "QAT per-layer asym 8w/8a",
+    "per_channel_4bit": "QAT per-channel 4w/8a",
+}
+TFMOT_LABEL = "tfmot QAT 8w/8a (TFLiteConverter)"
+
+flags.register_validator(
+    "schemes", lambda names: set(names) <= set(SCHEME_LABELS),
+    message=f"--schemes takes names from: {', '.join(SCHEME_LABELS)}")
+
+
+def _schemes(names):
+    """(label, recipe, exportable, freeze batch norms) of the named schemes, in table order."""
     from tfquant import qat
-    return [
-        ("QAT per-channel sym 8w/8a", qat.QatRecipe(), True, False),
-        ("QAT per-channel sym 8w/8a, BN frozen", qat.QatRecipe(), True, True),
-        ("QAT per-layer sym 8w/8a", qat.QatRecipe(weight_per_channel=False), True, False),
-        ("QAT per-layer asym 8w/8a", qat.QatRecipe(weight_per_channel=False,
-                                                    weight_symmetric=False), False, False),
-        ("QAT per-channel 4w/8a", qat.QatRecipe(weight_bits=4), True, False),
-    ]
+    all_schemes = {
+        "per_channel": (qat.QatRecipe(), True, False),
+        "per_channel_bn_frozen": (qat.QatRecipe(), True, True),
+        "per_layer": (qat.QatRecipe(weight_per_channel=False), True, False),
+        "per_layer_asym": (qat.QatRecipe(weight_per_channel=False, weight_symmetric=False),
+                           False, False),
+        "per_channel_4bit": (qat.QatRecipe(weight_bits=4), True, False),
+    }
+    return [(SCHEME_LABELS[key], *all_schemes[key]) for key in SCHEME_LABELS if key in names]
+
+
+def paired_difference(ours: list, theirs: list) -> dict:
+    """Mean and standard error of ours[i] - theirs[i] over paired runs, plus how many runs ours
+    won, tied and lost."""
+    import numpy as np
+    diffs = np.asarray(ours, float) - np.asarray(theirs, float)
+    if diffs.size == 0 or len(ours) != len(theirs):
+        raise ValueError("paired_difference needs two equally long, non-empty lists of runs")
+    stderr = float(diffs.std(ddof=1) / np.sqrt(diffs.size)) if diffs.size > 1 else float("nan")
+    return dict(mean=float(diffs.mean()), stderr=stderr, n=int(diffs.size),
+                wins=int((diffs > 0).sum()), ties=int((diffs == 0).sum()),
+                losses=int((diffs < 0).sum()))
 
 
 def _mean_row(runs: list) -> dict:
@@ -150,7 +187,7 @@ def _evaluate(name, dataset):
 
     steps_per_epoch = -(-len(dataset.x_train) // BATCH_SIZE)
     seeds = [int(seed) for seed in FLAGS.seeds]
-    for label, recipe, exportable, freeze in _schemes():
+    for label, recipe, exportable, freeze in _schemes(FLAGS.schemes):
         runs = []
         for seed in seeds:
             _app.log(f"[{name}] {label}: fine-tuning {FLAGS.qat_epochs} epochs (seed {seed}) ...")
@@ -192,7 +229,7 @@ def _evaluate(name, dataset):
             seconds = time.perf_counter() - start
             simulated = tfmot_model.predict(x_test, verbose=0)
             exported = runtime.Runner(data, resolver="reference").predict(x_test)
-            runs.append(dict(scheme="tfmot QAT 8w/8a (TFLiteConverter)",
+            runs.append(dict(scheme=TFMOT_LABEL,
                              keras=_accuracy(simulated, y_test),
                              int8=_accuracy(exported, y_test),
                              agreement=float(np.mean(np.argmax(simulated, -1)
@@ -232,7 +269,31 @@ def _format(results) -> str:
                          f"{agreement} | {steps} | {r.get('depthwise', '-')} | {seconds} | "
                          f"{per_seed or '-'} |")
         lines.append("")
+    lines += _paired_section(results)
     return "\n".join(lines)
+
+
+def _paired_section(results) -> list:
+    """tfquant per-channel QAT - tfmot QAT, int8 accuracy, paired by seed, per architecture."""
+    lines = []
+    for name, (rows, _) in results.items():
+        by_scheme = {r["scheme"]: r for r in rows}
+        ours, theirs = by_scheme.get(SCHEME_LABELS["per_channel"]), by_scheme.get(TFMOT_LABEL)
+        if ours is None or theirs is None:
+            continue
+        d = paired_difference(ours["per_seed"], theirs["per_seed"])
+        stderr = "-" if d["n"] < 2 else f"{100 * d['stderr']:.2f}"
+        lines.append(f"| {name} | {d['n']} | {100 * ours['int8']:.2f} | {100 * theirs['int8']:.2f} "
+                     f"| {100 * d['mean']:+.2f} | {stderr} | {d['wins']} / {d['ties']} / "
+                     f"{d['losses']} |")
+    if not lines:
+        return []
+    return ["### tfquant QAT vs tfmot QAT, paired by seed (int8 TFLite accuracy)", "",
+            "Each seed gives both the same batches in the same order; difference = tfquant - "
+            "tfmot.", "",
+            "| architecture | seeds | tfquant % | tfmot % | mean difference (pt) | "
+            "standard error (pt) | tfquant ahead / tied / behind |",
+            "|---|---|---|---|---|---|---|", *lines, ""]
 
 
 def _plot(results, path):
