@@ -16,8 +16,8 @@ _SCRIPT = textwrap.dedent("""
     flags.FLAGS(["qat_compare", "--schemes=per_layer,per_channel"])
     schemes = qat_compare._schemes(flags.FLAGS.schemes)
     # Table order, whatever the flag's order; only the named schemes.
-    assert [s[0] for s in schemes] == [qat_compare.SCHEME_LABELS["per_channel"],
-                                       qat_compare.SCHEME_LABELS["per_layer"]], schemes
+    assert [s[0] for s in schemes] == [qat_compare.SCHEMES["per_channel"][0],
+                                       qat_compare.SCHEMES["per_layer"][0]], schemes
     assert schemes[0][1].weight_per_channel and not schemes[1][1].weight_per_channel
 
     ours, theirs = [0.977, 0.979, 0.975, 0.981], [0.978, 0.976, 0.975, 0.980]
@@ -36,9 +36,9 @@ _SCRIPT = textwrap.dedent("""
     def row(scheme, per_seed):
         return dict(scheme=scheme, keras=None, int8=float(np.mean(per_seed)), delta=0.0,
                     per_seed=per_seed)
-    results = {"tiny": ([row(qat_compare.SCHEME_LABELS["per_channel"], ours),
+    results = {"tiny": ([row(qat_compare.SCHEMES["per_channel"][0], ours),
                          row(qat_compare.TFMOT_LABEL, theirs)], (0.0, 0.0)),
-               "no_peer": ([row(qat_compare.SCHEME_LABELS["per_channel"], ours)], (0.0, 0.0))}
+               "no_peer": ([row(qat_compare.SCHEMES["per_channel"][0], ours)], (0.0, 0.0))}
     table = qat_compare._format(results)
     line = [l for l in table.splitlines() if l.startswith("| tiny | 4 |")]
     assert len(line) == 1, table

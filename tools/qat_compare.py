@@ -44,7 +44,7 @@ flags.DEFINE_float("freeze_bn_epochs", 2.0, "The 'BN frozen' row freezes batch-n
 flags.DEFINE_list("seeds", ["1", "2"], "Fine-tuning seeds; every QAT row is the mean over them "
                   "(single runs differ by a few tenths of a point on 1000 test images).")
 flags.DEFINE_list("schemes", ["per_channel", "per_channel_bn_frozen", "per_layer",
-                                "per_layer_asym", "per_channel_4bit"],
+                               "per_layer_asym", "per_channel_4bit"],
                   "QAT rows to run (tfquant): per_channel, per_channel_bn_frozen, per_layer, "
                   "per_layer_asym, per_channel_4bit.")
 flags.DEFINE_bool("peers", True, "Also run tfmot QAT on the tf_keras copy of each model.")
@@ -54,32 +54,27 @@ flags.DEFINE_string("plot", None, "Write a PNG bar chart of the accuracies to th
 BATCH_SIZE = 64
 
 
-SCHEME_LABELS = {
-    "per_channel": "QAT per-channel sym 8w/8a",
-    "per_channel_bn_frozen": "QAT per-channel sym 8w/8a, BN frozen",
-    "per_layer": "QAT per-layer sym 8w/8a",
-    "per_layer_asym": "QAT per-layer asym 8w/8a",
-    "per_channel_4bit": "QAT per-channel 4w/8a",
+# --schemes name: (row label, tfquant.qat.QatRecipe arguments, exportable, freeze batch norms)
+SCHEMES = {
+    "per_channel": ("QAT per-channel sym 8w/8a", {}, True, False),
+    "per_channel_bn_frozen": ("QAT per-channel sym 8w/8a, BN frozen", {}, True, True),
+    "per_layer": ("QAT per-layer sym 8w/8a", dict(weight_per_channel=False), True, False),
+    "per_layer_asym": ("QAT per-layer asym 8w/8a",
+                       dict(weight_per_channel=False, weight_symmetric=False), False, False),
+    "per_channel_4bit": ("QAT per-channel 4w/8a", dict(weight_bits=4), True, False),
 }
 TFMOT_LABEL = "tfmot QAT 8w/8a (TFLiteConverter)"
 
 flags.register_validator(
-    "schemes", lambda names: set(names) <= set(SCHEME_LABELS),
-    message=f"--schemes takes names from: {', '.join(SCHEME_LABELS)}")
+    "schemes", lambda names: set(names) <= set(SCHEMES),
+    message=f"--schemes takes names from: {', '.join(SCHEMES)}")
 
 
 def _schemes(names):
     """(label, recipe, exportable, freeze batch norms) of the named schemes, in table order."""
     from tfquant import qat
-    all_schemes = {
-        "per_channel": (qat.QatRecipe(), True, False),
-        "per_channel_bn_frozen": (qat.QatRecipe(), True, True),
-        "per_layer": (qat.QatRecipe(weight_per_channel=False), True, False),
-        "per_layer_asym": (qat.QatRecipe(weight_per_channel=False, weight_symmetric=False),
-                           False, False),
-        "per_channel_4bit": (qat.QatRecipe(weight_bits=4), True, False),
-    }
-    return [(SCHEME_LABELS[key], *all_schemes[key]) for key in SCHEME_LABELS if key in names]
+    return [(label, qat.QatRecipe(**kwargs), exportable, freeze)
+            for key, (label, kwargs, exportable, freeze) in SCHEMES.items() if key in names]
 
 
 def paired_difference(ours: list, theirs: list) -> dict:
@@ -278,7 +273,7 @@ def _paired_section(results) -> list:
     lines = []
     for name, (rows, _) in results.items():
         by_scheme = {r["scheme"]: r for r in rows}
-        ours, theirs = by_scheme.get(SCHEME_LABELS["per_channel"]), by_scheme.get(TFMOT_LABEL)
+        ours, theirs = by_scheme.get(SCHEMES["per_channel"][0]), by_scheme.get(TFMOT_LABEL)
         if ours is None or theirs is None:
             continue
         d = paired_difference(ours["per_seed"], theirs["per_seed"])
