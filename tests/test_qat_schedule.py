@@ -88,3 +88,41 @@ def test_qat_layers_save_and_load(tmp_path):
     layer = loaded.get_layer("conv_bn")
     assert float(layer.frozen) == 1.0 and layer.get_config() == model.get_layer(
         "conv_bn").get_config()
+
+
+def test_initial_range_starts_the_moving_average():
+    q = ActivationQuantizer(decay=0.9, initial_range=(-6, 6))
+    b = np.array([[-3.0, 4.0]], np.float32)
+    q(b, training=False)  # builds; inference uses the initial range
+    assert (float(q.range_min), float(q.range_max)) == (-6.0, 6.0)
+    q(b, training=True)  # the first batch moves the range instead of replacing it
+    assert float(q.range_min) == pytest.approx(0.9 * -6 + 0.1 * -3)
+    assert float(q.range_max) == pytest.approx(0.9 * 6 + 0.1 * 4)
+    clone = ActivationQuantizer.from_config(q.get_config())
+    assert clone.initial_range == (-6.0, 6.0)
+
+
+@pytest.mark.parametrize("bad", [(1.0, 2.0), (0.0, 0.0), (-1.0, float("nan")), (1.0,), "wide"])
+def test_initial_range_is_checked(bad):
+    from tfquant import qat
+    with pytest.raises(ValueError, match="initial activation range"):
+        qat.QatRecipe(activation_initial_range=bad)
+
+
+def test_recipe_initial_range_reaches_every_quantizer():
+    from tfquant import qat
+    from tfquant.qat.callbacks import quant_layers
+    keras.utils.set_random_seed(0)
+    x = keras.Input((8, 8, 1))
+    y = keras.layers.Conv2D(4, 3, padding="same")(x)
+    y = keras.layers.BatchNormalization()(y)
+    y = keras.layers.ReLU(6.0)(y)
+    y = keras.layers.GlobalAveragePooling2D()(y)
+    model = keras.Model(x, keras.layers.Dense(2)(y))
+    qat_model = qat.quantize_model(model, qat.QatRecipe(activation_initial_range=(-6, 6)))
+    qat_model(np.zeros((1, 8, 8, 1), np.float32))
+    quantizers = quant_layers(qat_model, ActivationQuantizer)
+    assert quantizers
+    assert all((float(q.range_min), float(q.range_max)) == (-6.0, 6.0) for q in quantizers)
+    default = quant_layers(qat.quantize_model(model), ActivationQuantizer)
+    assert all(q.initial_range is None for q in default)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import keras
 import tensorflow as tf
 
@@ -14,18 +16,20 @@ class ActivationQuantizer(keras.layers.Layer):
     """Fake-quantizes a tensor with a per-tensor range tracked as an exponential moving average
     of per-batch min / max (decay 0.999 by default, as in the paper's TF implementation).
 
-    The first training batch initialises the range. `quantize` (0/1) turns the fake
+    The first training batch initialises the range, or, with `initial_range=(min, max)`, the
+    average starts from that range (TF's contrib.quantize and tfmot start from (-6, 6)). `quantize` (0/1) turns the fake
     quantization on (the quantization delay), `freeze_range` (0/1) stops updating the range;
     both are set by tfquant.qat.callbacks.QuantizationScheduler.
     """
 
-    def __init__(self, bits=8, symmetric=False, decay=0.999, **kwargs):
+    def __init__(self, bits=8, symmetric=False, decay=0.999, initial_range=None, **kwargs):
         super().__init__(**kwargs)
         if not 0.0 <= decay < 1.0:
             raise ValueError(f"decay must be in [0, 1), got {decay}")
         self.bits = int(bits)
         self.symmetric = bool(symmetric)
         self.decay = float(decay)
+        self.initial_range = check_initial_range(initial_range)
         # Set by tfquant.qat.simulation while calibrating: called with each (eager) input.
         self.observer = None
 
@@ -34,12 +38,16 @@ class ActivationQuantizer(keras.layers.Layer):
         return QuantSpec(bits=self.bits, signed=True, symmetric=self.symmetric)
 
     def build(self, input_shape):
-        self.range_min = self.add_weight(name="range_min", shape=(), initializer="zeros",
+        low, high = self.initial_range or (0.0, 0.0)
+        self.range_min = self.add_weight(name="range_min", shape=(),
+                                         initializer=keras.initializers.Constant(low),
                                          trainable=False)
-        self.range_max = self.add_weight(name="range_max", shape=(), initializer="zeros",
+        self.range_max = self.add_weight(name="range_max", shape=(),
+                                         initializer=keras.initializers.Constant(high),
                                          trainable=False)
-        self.initialized = self.add_weight(name="initialized", shape=(), initializer="zeros",
-                                           trainable=False)
+        self.initialized = self.add_weight(
+            name="initialized", shape=(), trainable=False,
+            initializer="ones" if self.initial_range else "zeros")
         self.quantize = self.add_weight(name="quantize", shape=(), initializer="ones",
                                         trainable=False)
         self.freeze_range = self.add_weight(name="freeze_range", shape=(),
@@ -64,5 +72,21 @@ class ActivationQuantizer(keras.layers.Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update(bits=self.bits, symmetric=self.symmetric, decay=self.decay)
+        config.update(bits=self.bits, symmetric=self.symmetric, decay=self.decay,
+                      initial_range=list(self.initial_range) if self.initial_range else None)
         return config
+
+
+def check_initial_range(initial_range):
+    """None, or (min, max) as floats with min <= 0 <= max and min < max (a quantization range
+    holds zero); a clear ValueError otherwise."""
+    if initial_range is None:
+        return None
+    try:
+        low, high = (float(v) for v in initial_range)
+    except (TypeError, ValueError):
+        raise ValueError(f"initial activation range must be (min, max), got {initial_range!r}")
+    if not (math.isfinite(low) and math.isfinite(high) and low <= 0.0 <= high and low < high):
+        raise ValueError(f"initial activation range must be finite with min <= 0 <= max and "
+                         f"min < max, got {initial_range!r}")
+    return (low, high)

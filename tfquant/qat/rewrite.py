@@ -27,7 +27,7 @@ from tfquant.errors import UnsupportedLayerError
 from tfquant.frontends.keras_model import KERAS_LAYER, from_keras
 from tfquant.passes import fuse_activation, merge_reshapes, remove_identity
 from tfquant.passes.fold_batch_norm import lower_batch_norm
-from tfquant.qat.activation_quantizer import ActivationQuantizer
+from tfquant.qat.activation_quantizer import ActivationQuantizer, check_initial_range
 from tfquant.qat.batch_norm_folding import FoldedBatchNorm
 from tfquant.qat.constant_operand import ConstantOperand
 
@@ -52,6 +52,9 @@ class QatRecipe:
       ema_decay: decay of the activation-range moving averages (paper: 0.999).
       bn_momentum: momentum of the folded batch norms' moving statistics; None keeps each
         BatchNormalization's own momentum.
+      activation_initial_range: (min, max) every activation range starts from before the
+        moving average moves it (TF's contrib.quantize and tfmot start from (-6, 6)); None
+        starts each range at its first training batch's extremes.
     """
 
     weight_bits: int = 8
@@ -60,6 +63,11 @@ class QatRecipe:
     weight_symmetric: bool = True
     ema_decay: float = 0.999
     bn_momentum: float | None = None
+    activation_initial_range: tuple | None = None
+
+    def __post_init__(self):
+        object.__setattr__(self, "activation_initial_range",
+                           check_initial_range(self.activation_initial_range))
 
 
 def _attach_batch_norm(graph: ir.Graph) -> ir.Graph:
@@ -100,7 +108,9 @@ class _Renderer:
         # 16-bit activations are symmetric, as TFLite's 16x8 mode stores them.
         return ActivationQuantizer(bits=self.recipe.activation_bits,
                                    symmetric=self.recipe.activation_bits == 16,
-                                   decay=self.recipe.ema_decay, name=f"{name}_quant")
+                                   decay=self.recipe.ema_decay,
+                                   initial_range=self.recipe.activation_initial_range,
+                                   name=f"{name}_quant")
 
     def linear(self, op: ir.Op):
         w = self.graph.tensors[op.inputs[1]].data
