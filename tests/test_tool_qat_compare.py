@@ -13,12 +13,14 @@ _SCRIPT = textwrap.dedent("""
 
     from tfquant.tools import qat_compare
 
-    flags.FLAGS(["qat_compare", "--schemes=per_layer,per_channel"])
+    flags.FLAGS(["qat_compare", "--schemes=per_layer,per_channel",
+                 "--activation_initial_range=-6,6"])
     schemes = qat_compare._schemes(flags.FLAGS.schemes)
     # Table order, whatever the flag's order; only the named schemes.
     assert [s[0] for s in schemes] == [qat_compare.SCHEMES["per_channel"][0],
                                        qat_compare.SCHEMES["per_layer"][0]], schemes
     assert schemes[0][1].weight_per_channel and not schemes[1][1].weight_per_channel
+    assert all(s[1].activation_initial_range == (-6.0, 6.0) for s in schemes)
 
     ours, theirs = [0.977, 0.979, 0.975, 0.981], [0.978, 0.976, 0.975, 0.980]
     d = qat_compare.paired_difference(ours, theirs)
@@ -63,3 +65,9 @@ def test_unknown_scheme_is_a_clear_error():
     result = _run(["-m", "tfquant.tools.qat_compare", "--schemes=per_channel,bogus"])
     assert result.returncode != 0
     assert "--schemes takes names from: per_channel" in result.stderr
+
+
+def test_bad_initial_range_is_a_clear_error():
+    result = _run(["-m", "tfquant.tools.qat_compare", "--activation_initial_range=1,2"])
+    assert result.returncode != 0
+    assert "--activation_initial_range: initial activation range must be" in result.stderr

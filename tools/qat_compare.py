@@ -47,6 +47,9 @@ flags.DEFINE_list("schemes", ["per_channel", "per_channel_bn_frozen", "per_layer
                                "per_layer_asym", "per_channel_4bit"],
                   "QAT rows to run (tfquant): per_channel, per_channel_bn_frozen, per_layer, "
                   "per_layer_asym, per_channel_4bit.")
+flags.DEFINE_list("activation_initial_range", None, "min,max every tfquant activation range "
+                  "starts its moving average from (tfmot's convention: -6,6); default: each "
+                  "range starts at its first training batch.")
 flags.DEFINE_bool("peers", True, "Also run tfmot QAT on the tf_keras copy of each model.")
 flags.DEFINE_string("output", None, "Write the table (markdown) to this file as well.")
 flags.DEFINE_string("plot", None, "Write a PNG bar chart of the accuracies to this file.")
@@ -70,10 +73,28 @@ flags.register_validator(
     message=f"--schemes takes names from: {', '.join(SCHEMES)}")
 
 
+
+def _valid_initial_range(values) -> bool:
+    from tfquant.qat.activation_quantizer import check_initial_range
+    try:
+        check_initial_range(values)
+    except ValueError:
+        return False
+    return True
+
+
+flags.register_validator(
+    "activation_initial_range", lambda values: values is None or _valid_initial_range(values),
+    message="--activation_initial_range: initial activation range must be min,max with "
+            "min <= 0 <= max and min < max")
+
+
 def _schemes(names):
     """(label, recipe, exportable, freeze batch norms) of the named schemes, in table order."""
     from tfquant import qat
-    return [(label, qat.QatRecipe(**kwargs), exportable, freeze)
+    initial = FLAGS.activation_initial_range
+    common = dict(activation_initial_range=tuple(float(v) for v in initial)) if initial else {}
+    return [(label, qat.QatRecipe(**kwargs, **common), exportable, freeze)
             for key, (label, kwargs, exportable, freeze) in SCHEMES.items() if key in names]
 
 
