@@ -73,28 +73,25 @@ flags.register_validator(
     message=f"--schemes takes names from: {', '.join(SCHEMES)}")
 
 
-
-def _valid_initial_range(values) -> bool:
+def _check_initial_range_flag(values) -> bool:
+    """absl validator: tfquant's own range check, its message prefixed with the flag."""
     from tfquant.qat.activation_quantizer import check_initial_range
     try:
         check_initial_range(values)
-    except ValueError:
-        return False
+    except ValueError as e:
+        raise flags.ValidationError(f"--activation_initial_range: {e}") from None
     return True
 
 
-flags.register_validator(
-    "activation_initial_range", lambda values: values is None or _valid_initial_range(values),
-    message="--activation_initial_range: initial activation range must be min,max with "
-            "min <= 0 <= max and min < max")
+flags.register_validator("activation_initial_range", _check_initial_range_flag)
 
 
 def _schemes(names):
     """(label, recipe, exportable, freeze batch norms) of the named schemes, in table order."""
     from tfquant import qat
-    initial = FLAGS.activation_initial_range
-    common = dict(activation_initial_range=tuple(float(v) for v in initial)) if initial else {}
-    return [(label, qat.QatRecipe(**kwargs, **common), exportable, freeze)
+    initial = FLAGS.activation_initial_range  # QatRecipe turns the strings into floats
+    return [(label, qat.QatRecipe(**kwargs, activation_initial_range=initial), exportable,
+             freeze)
             for key, (label, kwargs, exportable, freeze) in SCHEMES.items() if key in names]
 
 
