@@ -119,10 +119,12 @@ def test_recipe_initial_range_reaches_every_quantizer():
     y = keras.layers.ReLU(6.0)(y)
     y = keras.layers.GlobalAveragePooling2D()(y)
     model = keras.Model(x, keras.layers.Dense(2)(y))
-    qat_model = qat.quantize_model(model, qat.QatRecipe(activation_initial_range=(-6, 6)))
+    qat_model = qat.quantize_model(model, qat.QatRecipe(activation_initial_range=(-2, 3)))
     qat_model(np.zeros((1, 8, 8, 1), np.float32))
     quantizers = quant_layers(qat_model, ActivationQuantizer)
     assert quantizers
-    assert all((float(q.range_min), float(q.range_max)) == (-6.0, 6.0) for q in quantizers)
+    assert all((float(q.range_min), float(q.range_max)) == (-2.0, 3.0) for q in quantizers)
     default = quant_layers(qat.quantize_model(model), ActivationQuantizer)
-    assert all(q.initial_range is None for q in default)
+    assert all(q.initial_range == (-6.0, 6.0) for q in default)  # tfmot's start
+    first_batch = qat.quantize_model(model, qat.QatRecipe(activation_initial_range=None))
+    assert all(q.initial_range is None for q in quant_layers(first_batch, ActivationQuantizer))

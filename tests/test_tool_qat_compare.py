@@ -13,14 +13,19 @@ _SCRIPT = textwrap.dedent("""
 
     from tfquant.tools import qat_compare
 
-    flags.FLAGS(["qat_compare", "--schemes=per_layer,per_channel",
-                 "--activation_initial_range=-6,6"])
+    flags.FLAGS(["qat_compare", "--schemes=per_layer,per_channel"])
+    assert all(s[1].activation_initial_range == (-6.0, 6.0)  # QatRecipe's default
+               for s in qat_compare._schemes(flags.FLAGS.schemes))
+    flags.FLAGS.activation_initial_range = []  # an empty flag value: first training batch
+    assert all(s[1].activation_initial_range is None
+               for s in qat_compare._schemes(flags.FLAGS.schemes))
+    flags.FLAGS.activation_initial_range = ["-4", "5"]
     schemes = qat_compare._schemes(flags.FLAGS.schemes)
     # Table order, whatever the flag's order; only the named schemes.
     assert [s[0] for s in schemes] == [qat_compare.SCHEMES["per_channel"][0],
                                        qat_compare.SCHEMES["per_layer"][0]], schemes
     assert schemes[0][1].weight_per_channel and not schemes[1][1].weight_per_channel
-    assert all(s[1].activation_initial_range == (-6.0, 6.0) for s in schemes)
+    assert all(s[1].activation_initial_range == (-4.0, 5.0) for s in schemes)
 
     ours, theirs = [0.977, 0.979, 0.975, 0.981], [0.978, 0.976, 0.975, 0.980]
     d = qat_compare.paired_difference(ours, theirs)

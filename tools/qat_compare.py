@@ -48,8 +48,8 @@ flags.DEFINE_list("schemes", ["per_channel", "per_channel_bn_frozen", "per_layer
                   "QAT rows to run (tfquant): per_channel, per_channel_bn_frozen, per_layer, "
                   "per_layer_asym, per_channel_4bit.")
 flags.DEFINE_list("activation_initial_range", None, "min,max every tfquant activation range "
-                  "starts its moving average from (tfmot's convention: -6,6); default: each "
-                  "range starts at its first training batch.")
+                  "starts its moving average from; default: QatRecipe's (-6,6), tfmot's "
+                  "convention; an empty value starts each range at its first training batch.")
 flags.DEFINE_bool("peers", True, "Also run tfmot QAT on the tf_keras copy of each model.")
 flags.DEFINE_string("output", None, "Write the table (markdown) to this file as well.")
 flags.DEFINE_string("plot", None, "Write a PNG bar chart of the accuracies to this file.")
@@ -77,7 +77,7 @@ def _check_initial_range_flag(values) -> bool:
     """absl validator: tfquant's own range check, its message prefixed with the flag."""
     from tfquant.qat.activation_quantizer import check_initial_range
     try:
-        check_initial_range(values)
+        check_initial_range(values or None)
     except ValueError as e:
         raise flags.ValidationError(f"--activation_initial_range: {e}") from None
     return True
@@ -90,8 +90,8 @@ def _schemes(names):
     """(label, recipe, exportable, freeze batch norms) of the named schemes, in table order."""
     from tfquant import qat
     initial = FLAGS.activation_initial_range  # QatRecipe turns the strings into floats
-    return [(label, qat.QatRecipe(**kwargs, activation_initial_range=initial), exportable,
-             freeze)
+    start = {} if initial is None else dict(activation_initial_range=initial or None)
+    return [(label, qat.QatRecipe(**kwargs, **start), exportable, freeze)
             for key, (label, kwargs, exportable, freeze) in SCHEMES.items() if key in names]
 
 
