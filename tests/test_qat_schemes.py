@@ -44,8 +44,12 @@ def _weight_tensors(graph):
             yield op, graph.tensors[op.inputs[1]]
 
 
-@pytest.mark.parametrize("recipe", [qat.QatRecipe(weight_per_channel=False),
-                                    qat.QatRecipe(weight_bits=4)],
+# First-batch activation ranges: after this 79-step fine-tune the default (-6, 6) start still
+# spans about -5.5 below the ReLU outputs, so their int8 step is twice as coarse and the
+# simulated / int8 comparison below is looser (measured: top-1 agreement 98.9% instead of 99.7%).
+@pytest.mark.parametrize("recipe", [qat.QatRecipe(weight_per_channel=False,
+                                                  activation_initial_range=None),
+                                    qat.QatRecipe(weight_bits=4, activation_initial_range=None)],
                          ids=["per_layer_8bit", "per_channel_4bit"])
 def test_exported_weights_are_on_the_trained_grid(recipe, float_model, mnist):
     qat_model = _fine_tune(float_model, mnist, recipe)
