@@ -17,7 +17,8 @@ class ActivationQuantizer(keras.layers.Layer):
     of per-batch min / max (decay 0.999 by default, as in the paper's TF implementation).
 
     The first training batch initialises the range, or, with `initial_range=(min, max)`, the
-    average starts from that range (TF's contrib.quantize and tfmot start from (-6, 6)).
+    average starts from that range (TF's contrib.quantize and tfmot start from (-6, 6), and so
+    does QatRecipe by default).
     `quantize` (0/1) turns the fake quantization on (the quantization delay), `freeze_range`
     (0/1) stops updating the range; both are set by tfquant.qat.callbacks.QuantizationScheduler.
     """
