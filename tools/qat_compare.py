@@ -89,7 +89,9 @@ flags.register_validator("activation_initial_range", _check_initial_range_flag)
 def _schemes(names):
     """(label, recipe, exportable, freeze batch norms) of the named schemes, in table order."""
     from tfquant import qat
-    initial = FLAGS.activation_initial_range  # QatRecipe turns the strings into floats
+    # Flag absent: QatRecipe's default; empty: None (first batch); else the strings, which
+    # QatRecipe turns into floats.
+    initial = FLAGS.activation_initial_range
     start = {} if initial is None else dict(activation_initial_range=initial or None)
     return [(label, qat.QatRecipe(**kwargs, **start), exportable, freeze)
             for key, (label, kwargs, exportable, freeze) in SCHEMES.items() if key in names]
