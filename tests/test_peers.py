@@ -26,3 +26,57 @@ def test_depthwise_weight_scales_per_channel_and_per_tensor():
     assert peers.depthwise_weight_scales(per_tensor) == [(1, None)]
     reference = peers.convert_with_tflite_converter(model, [data[:16], data[16:]])
     assert peers.depthwise_weight_scales(reference) == [(8, True)]
+
+
+def _residual_add_ranges(tflite_model: bytes) -> tuple:
+    """(int8 range of the residual branch's ADD input, of the ADD output) in a model of
+    _residual_model: the branch is the ADD input made by a conv that reads the other one."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    graph = schema.ModelT.InitFromPackedBuf(tflite_model, 0).subgraphs[0]
+
+    def int8_range(index):
+        q = graph.tensors[index].quantization
+        return (-128 - q.zeroPoint[0]) * q.scale[0], (127 - q.zeroPoint[0]) * q.scale[0]
+
+    producer = {out: op for op in graph.operators for out in op.outputs}
+    (add,) = [op for op in graph.operators if len(op.inputs) == 2
+              and all(i in producer for i in op.inputs)]
+    (branch,) = [i for i in add.inputs if set(add.inputs) - {i} <= set(producer[i].inputs)]
+    return int8_range(branch), int8_range(add.outputs[0])
+
+
+def _residual_model():
+    keras.utils.set_random_seed(0)
+    x = keras.Input((32, 32, 16))
+    shortcut = keras.layers.Conv2D(16, 3, padding="same")(x)
+    branch = keras.layers.Conv2D(
+        16, 3, padding="same", name="branch",
+        kernel_initializer=keras.initializers.RandomNormal(stddev=0.01, seed=1))(shortcut)
+    y = keras.layers.Add()([branch, shortcut])
+    return keras.Model(x, keras.layers.Conv2D(8, 1)(y))
+
+
+def test_tflite_converter_widens_residual_add_input_to_the_add_output():
+    """docs/tflite_frontend.md explains the one systematic parameter difference to
+    TFLiteConverter: its range of a residual branch feeding an ADD is the union of the branch's
+    own range and the ADD output's (TFLite's calibrator logs each op's inputs again after the
+    kernel ran, and the interpreter lets the ADD write its output into the branch's buffer).
+    tfquant keeps the branch's own range. This keeps that statement checked against the
+    installed TensorFlow."""
+    model = _residual_model()
+    data = np.random.default_rng(0).normal(size=(64, 32, 32, 16)).astype(np.float32)
+    batches = [data[i:i + 16] for i in range(0, 64, 16)]
+    add = keras.Model(model.input, model.layers[-2].output).predict(data, verbose=0)
+    branch = keras.Model(model.input, model.get_layer("branch").output).predict(data, verbose=0)
+    assert branch.max() < 0.3 * add.max() and branch.min() > 0.3 * add.min()
+
+    ours, ours_add = _residual_add_ranges(tfquant.convert(
+        model, batches, tfquant.Recipe(num_calibration_batches=4), show_progress=False))
+    theirs, theirs_add = _residual_add_ranges(
+        peers.convert_with_tflite_converter(model, batches))
+    step = (ours[1] - ours[0]) / 255
+    assert ours[0] <= branch.min() + step and ours[1] >= branch.max() - step
+    assert ours[1] - ours[0] < 1.2 * (branch.max() - branch.min())
+    np.testing.assert_allclose(ours_add, theirs_add, rtol=0.02, atol=0.02)
+    assert theirs[0] <= 0.95 * add.min() and theirs[1] >= 0.95 * add.max()
