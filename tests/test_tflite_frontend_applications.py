@@ -1,8 +1,10 @@
 """Float .tflite models made by TFLiteConverter from keras.applications networks (fp32 weights,
 and re-saved with float16 weights behind DEQUANTIZE), quantized to int8 by tfquant through the
-TFLite frontend: they run on every runtime (reference kernels) and reach at least the per-output
-SQNR of TFLiteConverter's own int8 PTQ of the Keras model on the same calibration batches
-(within the output noise of random-weight networks: see NOISE_DB)."""
+TFLite frontend: they run on every runtime (reference kernels), every activation is quantized at
+least as finely as by TFLiteConverter's own int8 PTQ of the Keras model on the same calibration
+batches (the same params, except the residual-ADD inputs TFLiteConverter's calibrator widens),
+and the per-output SQNR is printed beside TFLiteConverter's and checked against it within the
+output noise of random-weight networks (see NOISE_DB)."""
 
 import numpy as np
 import pytest
@@ -20,15 +22,18 @@ NUM_TEST = 16
 # (MobileNetV2, MobileNetV3Small, EfficientNetB0, ResNet50) and docs/tflite_frontend.md has them.
 APPLICATIONS = ["MobileNetV2", "MobileNetV3Small"]
 # These networks have random weights (weights=None): their outputs amplify any perturbation of
-# the quantized parameters. Over ten calibration draws (tfquant-compare-tflite --num_test=64
-# --calibration_seeds=1,11,...,91; docs/tflite_frontend.md) the paired difference tfquant -
-# TFLiteConverter on the same draw has a standard deviation of 0.4-1.9 dB per case although both
-# quantize every tensor with the same params except TFLiteConverter's widened residual-ADD
-# inputs (ten-draw means -0.74 to +0.17 dB). On this draw and these 16 test crops tfquant is at
-# least TFLiteConverter's SQNR on three of the four cases tested here and 0.89 dB below on
-# MobileNetV3Small fp32; the test allows that, inside the seed noise, and prints the strict
-# comparison.
-NOISE_DB = 1.0
+# the quantized parameters, so one draw's output SQNR is noise around the quantizer's quality
+# (docs/tflite_frontend.md). MobileNetV3Small fp32 with the same two int8 models: tfquant -
+# TFLiteConverter is -1.14 dB on 64 test crops and -0.26 / +0.47 / +1.18 / -0.32 dB on four
+# other sets of 64; over five calibration draws x five test sets it spans -4.88 to +2.21 dB. On
+# these 16 crops it is -0.89 dB on an AVX-512 machine and -1.93 dB on an AVX2-only one (float
+# kernels round differently, so calibration ranges move in the last bits), while fp16 weights
+# (the same params within 1.4%) give +3.30 dB there. So the SQNR check only catches gross
+# errors; test_..._params_match_tflite_converter checks the quantization itself.
+NOISE_DB = 3.0
+# Relative range tolerance: calibration runs through different float kernels (tfquant: XNNPACK
+# on the float .tflite; TFLiteConverter: its calibrator); fp16 weights move ranges up to 1.4%.
+RANGE_TOLERANCE = {"fp32": 0.01, "fp16": 0.02}
 
 
 @pytest.fixture(scope="module", params=APPLICATIONS)
@@ -44,7 +49,26 @@ def application(request):
     peer_sqnr = [spec.sqnr_db(r, y) for r, y in
                  zip(reference, run_outputs(peer, test, "litert"))]
     return {"name": name, "model": model, "batches": batches, "test": test,
-            "reference": reference, "peer_sqnr": peer_sqnr}
+            "reference": reference, "peer_sqnr": peer_sqnr, "peer": peer}
+
+
+def _int8_outputs(tflite_model: bytes) -> list:
+    """(op code, output tensor name, int8 range, input tensor names) of every op writing a
+    per-tensor int8 activation, in op order."""
+    from ai_edge_litert import schema_py_generated as schema
+    model = schema.ModelT.InitFromPackedBuf(tflite_model, 0)
+    graph = model.subgraphs[0]
+    found = []
+    for op in graph.operators:
+        tensor = graph.tensors[op.outputs[0]]
+        if tensor.type != schema.TensorType.INT8:
+            continue
+        code = model.operatorCodes[op.opcodeIndex]
+        scale, zero_point = tensor.quantization.scale[0], tensor.quantization.zeroPoint[0]
+        found.append((max(code.builtinCode, code.deprecatedBuiltinCode), tensor.name.decode(),
+                      ((-128 - zero_point) * scale, (127 - zero_point) * scale),
+                      [graph.tensors[i].name.decode() for i in op.inputs if i >= 0]))
+    return found
 
 
 @pytest.mark.parametrize("weights", ["fp32", "fp16"])
@@ -76,3 +100,42 @@ def test_tflite_application_quantizes_as_well_as_tflite_converter(application, w
     for i in range(len(reference)):
         values = [s[i] for s in sqnr.values()]
         assert max(values) - min(values) < 0.5, sqnr
+
+
+@pytest.mark.parametrize("weights", ["fp32", "fp16"])
+def test_tflite_application_params_match_tflite_converter(application, weights):
+    """Every activation tfquant quantizes from the .tflite gets TFLiteConverter's range (same
+    tensor name in both models) or a narrower one, and only residual-ADD inputs get a narrower
+    one (TFLiteConverter's calibrator unites one input of each ADD with the ADD output:
+    tests/test_peers.py). The fp16 model's tensors are named differently by TFLiteConverter;
+    they are matched by op position through the fp32 model's conversion (the same ops)."""
+    from ai_edge_litert import schema_py_generated as schema
+    model, batches = application["model"], application["batches"]
+    recipe = tfquant_recipe(len(batches))
+    ours = _int8_outputs(tfquant.convert(float_tflite(model, float16=weights == "fp16"),
+                                         batches, recipe, show_progress=False))
+    names = [name for _, name, _, _ in ours]
+    if weights == "fp16":
+        fp32 = _int8_outputs(tfquant.convert(float_tflite(model), batches, recipe,
+                                             show_progress=False))
+        assert [c for c, *_ in fp32] == [c for c, *_ in ours]
+        names = [name for _, name, _, _ in fp32]
+    theirs = {name: r for _, name, r, _ in _int8_outputs(application["peer"])}
+    rename = {own: name for name, (_, own, _, _) in zip(names, ours)}
+    add_inputs = {rename.get(i, i) for code, _, _, inputs in ours
+                  if code == schema.BuiltinOperator.ADD for i in inputs}
+    matched, narrower = 0, []
+    for name, (_, _, (lo, hi), _) in zip(names, ours):
+        if name not in theirs:
+            continue
+        matched += 1
+        peer_lo, peer_hi = theirs[name]
+        tolerance = RANGE_TOLERANCE[weights] * (peer_hi - peer_lo)
+        assert peer_lo <= lo + tolerance and peer_hi >= hi - tolerance, (name, (lo, hi),
+                                                                         theirs[name])
+        if abs(peer_lo - lo) > tolerance or abs(peer_hi - hi) > tolerance:
+            narrower.append(name)
+    assert matched >= 0.9 * len(theirs), (matched, len(theirs))
+    assert set(narrower) <= add_inputs, set(narrower) - add_inputs
+    print(f"\n{application['name']} {weights}: {matched} activations matched by name, "
+          f"{len(narrower)} narrower than TFLiteConverter's (ADD inputs), the rest equal")
