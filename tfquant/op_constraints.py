@@ -45,6 +45,12 @@ OP_CONSTRAINTS: dict[str, OpConstraint] = {
     "RESHAPE": OpConstraint(same_scale=True, int_inputs=(1,)),
     "SQUEEZE": OpConstraint(same_scale=True),
     "PAD": OpConstraint(same_scale=True, int_inputs=(1,)),
+    # Data movement (only from .tflite input; their TFLite options are carried over as read).
+    "TRANSPOSE": OpConstraint(same_scale=True, int_inputs=(1,)),
+    "STRIDED_SLICE": OpConstraint(same_scale=True, int_inputs=(1, 2, 3)),
+    "SLICE": OpConstraint(same_scale=True, int_inputs=(1, 2)),
+    "RESIZE_BILINEAR": OpConstraint(same_scale=True, int_inputs=(1,)),
+    "RESIZE_NEAREST_NEIGHBOR": OpConstraint(same_scale=True, int_inputs=(1,)),
     "MEAN": OpConstraint(int_inputs=(1,)),
     "SOFTMAX": OpConstraint(fixed_output={8: (1.0 / 256.0, -128), 16: (1.0 / 32768.0, 0)}),
     "LOGISTIC": OpConstraint(fixed_output={8: (1.0 / 256.0, -128), 16: (1.0 / 32768.0, 0)}),

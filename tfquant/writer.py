@@ -303,7 +303,10 @@ def write_tflite(graph: ir.Graph, description: str = "tfquant") -> bytes:
         if op.type not in _OPTIONS and opaque is None:
             raise ConversionError(f"op {op.label} has no TFLite equivalent in this writer")
         code = getattr(schema.BuiltinOperator, op.type)
-        key = (code, opaque[2] if opaque else op_version(op, graph))
+        version = op_version(op, graph)
+        if opaque:  # options carried from a source .tflite: its version, or more for the types
+            version = max(opaque[2], version)
+        key = (code, version)
         if key not in opcode_index:
             oc = schema.OperatorCodeT()
             oc.builtinCode = code

@@ -4,7 +4,8 @@ Reads models written by TFLiteConverter, by other exporters, or by tfquant itsel
 - fp32 constants; fp16 (or int8) constants behind DEQUANTIZE and sparse constants behind
   DENSIFY are folded into fp32 constants;
 - the ops tfquant quantizes become IR ops with the options the passes, the quantizer and the
-  writer use; every other builtin op is kept as an opaque float op (float_fallback's
+  writer use (data-movement ops, TRANSPOSE / SLICE / RESIZE_*, carry their TFLite options as
+  read); every other builtin op is kept as an opaque float op (float_fallback's
   representation: TFLite options preserved, marked `float_fallback`) and listed in
   `graph.float_layers`;
 - RESHAPE / SQUEEZE / EXPAND_DIMS whose target shape is computed at run time (the
@@ -31,6 +32,7 @@ from tfquant import ir
 from tfquant.errors import ModelLoadError
 from tfquant.frontends.float_fallback import FLOAT_FALLBACK, TFLITE_OPTIONS
 from tfquant.frontends.tflite_sparsity import SparsityError, densify
+from tfquant.op_constraints import OP_CONSTRAINTS
 
 log = logging.getLogger("tfquant")
 
@@ -330,6 +332,8 @@ class _Importer:
                 self._add_opaque(op_type, inputs, outputs, operator, code, label, str(reason))
             if converted is not None:
                 new_type, new_inputs, new_options = converted
+                if TFLITE_OPTIONS in new_options:  # carried as read: keep the source version
+                    new_options[TFLITE_OPTIONS] += (max(int(code.version), 1),)
                 self.graph.add_op(new_type, new_inputs, outputs, new_options, (label,))
         available.update(outputs)
 
@@ -702,6 +706,27 @@ def _reshape_to(imp, inputs, outputs, label, keep_shape_input):
     return "RESHAPE", [inputs[0], shape], {}
 
 
+def _data_movement(op_type, options_cls):
+    """TRANSPOSE, STRIDED_SLICE, SLICE, RESIZE_*: quantized with their input's params; the
+    index / size inputs must be constant int32, and the TFLite options are carried as read."""
+    int_inputs = OP_CONSTRAINTS[op_type].int_inputs
+    options_type = getattr(schema.BuiltinOptions, options_cls.__name__[:-1])
+
+    def convert(imp, inputs, outputs, options, label):
+        if len(inputs) != 1 + len(int_inputs):
+            raise ModelLoadError(f"{label} has {len(inputs)} inputs")
+        _activation_input(imp, inputs[0], label)
+        for i in int_inputs:
+            tensor = imp.graph.tensors[inputs[i]] if inputs[i] else None
+            if tensor is None or not tensor.is_const or tensor.dtype != np.int32:
+                raise _Unsupported(f"input {i} is not a constant int32 tensor")
+        if options is None:
+            return op_type, list(inputs), {TFLITE_OPTIONS: (schema.BuiltinOptions.NONE, None)}
+        return op_type, list(inputs), {
+            TFLITE_OPTIONS: (options_type, _require(options, options_cls, label))}
+    return convert
+
+
 _CONVERTERS = {
     "CONV_2D": _conv_2d,
     "DEPTHWISE_CONV_2D": _depthwise_conv_2d,
@@ -724,6 +749,12 @@ _CONVERTERS = {
     "RESHAPE": _reshape("RESHAPE"),
     "SQUEEZE": _reshape("SQUEEZE"),
     "EXPAND_DIMS": _reshape("EXPAND_DIMS"),
+    "TRANSPOSE": _data_movement("TRANSPOSE", schema.TransposeOptionsT),
+    "STRIDED_SLICE": _data_movement("STRIDED_SLICE", schema.StridedSliceOptionsT),
+    "SLICE": _data_movement("SLICE", schema.SliceOptionsT),
+    "RESIZE_BILINEAR": _data_movement("RESIZE_BILINEAR", schema.ResizeBilinearOptionsT),
+    "RESIZE_NEAREST_NEIGHBOR": _data_movement("RESIZE_NEAREST_NEIGHBOR",
+                                              schema.ResizeNearestNeighborOptionsT),
 }
 
 # TFLite ops that become tfquant IR ops (quantized); every other builtin op stays float.
