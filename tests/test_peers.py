@@ -6,6 +6,7 @@ import numpy as np
 
 import tfquant
 from tfquant import peers
+from tflite_builders import int8_range, read_ops
 
 
 def _depthwise_model():
@@ -30,20 +31,14 @@ def test_depthwise_weight_scales_per_channel_and_per_tensor():
 
 def _residual_add_ranges(tflite_model: bytes) -> tuple:
     """(int8 range of the residual branch's ADD input, of the ADD output) in a model of
-    _residual_model: the branch is the ADD input made by a conv that reads the other one."""
-    from ai_edge_litert import schema_py_generated as schema
-
-    graph = schema.ModelT.InitFromPackedBuf(tflite_model, 0).subgraphs[0]
-
-    def int8_range(index):
-        q = graph.tensors[index].quantization
-        return (-128 - q.zeroPoint[0]) * q.scale[0], (127 - q.zeroPoint[0]) * q.scale[0]
-
-    producer = {out: op for op in graph.operators for out in op.outputs}
-    (add,) = [op for op in graph.operators if len(op.inputs) == 2
-              and all(i in producer for i in op.inputs)]
-    (branch,) = [i for i in add.inputs if set(add.inputs) - {i} <= set(producer[i].inputs)]
-    return int8_range(branch), int8_range(add.outputs[0])
+    _residual_model: the branch is the ADD input made by an op that reads the other one."""
+    ops = read_ops(tflite_model)
+    producer_inputs = {out[0]: {t[0] for t in inputs} for _, _, inputs, outputs in ops
+                       for out in outputs}
+    ((_, _, inputs, (output,)),) = [op for op in ops if op[0] == "ADD"]
+    (branch,) = [t for t in inputs if {u[0] for u in inputs} - {t[0]} <=
+                 producer_inputs.get(t[0], set())]
+    return int8_range(branch), int8_range(output)
 
 
 def _residual_model():

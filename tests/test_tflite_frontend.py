@@ -10,7 +10,7 @@ import pytest
 from ai_edge_litert import schema_py_generated as schema
 
 import tfquant
-from tflite_builders import fp16_sparse_model, reference_output
+from tflite_builders import fp16_sparse_model, read_ops, reference_output
 from tfquant import runtime, spec
 from tfquant.frontends.tflite_model import from_tflite
 from tfquant.models import data, zoo
@@ -122,25 +122,6 @@ def _data_movement_model():
     return keras.Model(x, L.Dense(5, activation="softmax")(L.GlobalAveragePooling2D()(y)))
 
 
-def _int8_op_io(tflite_model: bytes) -> dict:
-    """{op name: (version, input (type, scale, zero point), output (...))} of a model's ops."""
-    model = schema.ModelT.InitFromPackedBuf(tflite_model, 0)
-    graph = model.subgraphs[0]
-    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
-
-    def io(index):
-        t = graph.tensors[index]
-        q = t.quantization
-        return (t.type, None if q is None or q.scale is None else float(q.scale[0]),
-                None if q is None or q.zeroPoint is None else int(q.zeroPoint[0]))
-    found = {}
-    for op in graph.operators:
-        code = model.operatorCodes[op.opcodeIndex]
-        found[names[max(code.builtinCode, code.deprecatedBuiltinCode)]] = (
-            code.version, io(op.inputs[0]), io(op.outputs[0]))
-    return found
-
-
 def test_data_movement_ops_quantize_with_their_input_params():
     """TRANSPOSE, STRIDED_SLICE, SLICE and RESIZE_* from a .tflite run in int8 (and int16)
     with their input's params, as TFLiteConverter's own PTQ of the Keras model writes them
@@ -156,15 +137,17 @@ def test_data_movement_ops_quantize_with_their_input_params():
     test = [rng.uniform(size=(32, 12, 12, 3)).astype(np.float32)]
     expected = _run(source, test)[0]
     peer = peers.convert_with_tflite_converter(model, batches)
-    peer_ops = _int8_op_io(peer)
+    peer_ops = {name: (version, inputs[0], outputs[0])
+                for name, version, inputs, outputs in read_ops(peer)}
     sqnr = {}
     for mode, dtype in (("int8", schema.TensorType.INT8), ("int16x8", schema.TensorType.INT16)):
         result = tfquant.convert_model(source, batches, tfquant.Recipe(mode=mode),
                                        show_progress=False)
         assert not result.float_graph.float_layers, result.float_graph.float_layers
-        ours = _int8_op_io(result.model)
+        ours = {name: (version, inputs[0], outputs[0])
+                for name, version, inputs, outputs in read_ops(result.model)}
         for name in DATA_MOVEMENT_OPS:
-            _, (in_type, in_scale, in_zp), (out_type, out_scale, out_zp) = ours[name]
+            _, (_, in_type, in_scale, in_zp), (_, out_type, out_scale, out_zp) = ours[name]
             assert in_type == out_type == dtype and (in_scale, in_zp) == (out_scale, out_zp)
             if mode == "int8":
                 assert ours[name][0] == peer_ops[name][0], (name, ours[name], peer_ops[name])

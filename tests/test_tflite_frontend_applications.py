@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 
 import tfquant
+from ai_edge_litert import schema_py_generated as schema
+from tflite_builders import int8_range, read_ops
 from tfquant import peers, runtime, spec
 from tfquant.models import applications, data
 from tfquant.tools.compare_tflite_quantizers import float_tflite, run_outputs, tfquant_recipe
@@ -53,22 +55,11 @@ def application(request):
 
 
 def _int8_outputs(tflite_model: bytes) -> list:
-    """(op code, output tensor name, int8 range, input tensor names) of every op writing a
-    per-tensor int8 activation, in op order."""
-    from ai_edge_litert import schema_py_generated as schema
-    model = schema.ModelT.InitFromPackedBuf(tflite_model, 0)
-    graph = model.subgraphs[0]
-    found = []
-    for op in graph.operators:
-        tensor = graph.tensors[op.outputs[0]]
-        if tensor.type != schema.TensorType.INT8:
-            continue
-        code = model.operatorCodes[op.opcodeIndex]
-        scale, zero_point = tensor.quantization.scale[0], tensor.quantization.zeroPoint[0]
-        found.append((max(code.builtinCode, code.deprecatedBuiltinCode), tensor.name.decode(),
-                      ((-128 - zero_point) * scale, (127 - zero_point) * scale),
-                      [graph.tensors[i].name.decode() for i in op.inputs if i >= 0]))
-    return found
+    """(op name, output tensor name, int8 range, input tensor names) of every op writing an
+    int8 activation, in op order."""
+    return [(name, outputs[0][0], int8_range(outputs[0]), [t[0] for t in inputs])
+            for name, _, inputs, outputs in read_ops(tflite_model)
+            if outputs[0][1] == schema.TensorType.INT8]
 
 
 @pytest.mark.parametrize("weights", ["fp32", "fp16"])
@@ -109,7 +100,6 @@ def test_tflite_application_params_match_tflite_converter(application, weights):
     one (TFLiteConverter's calibrator unites one input of each ADD with the ADD output:
     tests/test_peers.py). The fp16 model's tensors are named differently by TFLiteConverter;
     they are matched by op position through the fp32 model's conversion (the same ops)."""
-    from ai_edge_litert import schema_py_generated as schema
     model, batches = application["model"], application["batches"]
     recipe = tfquant_recipe(len(batches))
     ours = _int8_outputs(tfquant.convert(float_tflite(model, float16=weights == "fp16"),
@@ -122,8 +112,7 @@ def test_tflite_application_params_match_tflite_converter(application, weights):
         names = [name for _, name, _, _ in fp32]
     theirs = {name: r for _, name, r, _ in _int8_outputs(application["peer"])}
     rename = {own: name for name, (_, own, _, _) in zip(names, ours)}
-    add_inputs = {rename.get(i, i) for code, _, _, inputs in ours
-                  if code == schema.BuiltinOperator.ADD for i in inputs}
+    add_inputs = {rename.get(i, i) for op, _, _, inputs in ours if op == "ADD" for i in inputs}
     matched, narrower = 0, []
     for name, (_, _, (lo, hi), _) in zip(names, ours):
         if name not in theirs:

@@ -1,6 +1,7 @@
 """Small float .tflite models built directly with the flatbuffer object API, for the TFLite
 frontend's tests: fp16 weights behind DEQUANTIZE, sparse (CSR, optionally block-sparse) weights
-behind DENSIFY, an optional bias left out, a signature def and metadata."""
+behind DENSIFY, an optional bias left out, a signature def and metadata. And read_ops, which
+lists any model's ops with their tensors' types and quantization, for op-by-op comparisons."""
 
 import flatbuffers
 import numpy as np
@@ -156,3 +157,32 @@ def fp16_sparse_model(seed: int = 0, block: int = 1, metadata: bool = True) -> t
 def reference_output(weights: dict, x: np.ndarray) -> np.ndarray:
     h = np.maximum(x @ weights["w1"].T + weights["b1"], 0.0)
     return h @ weights["w2"].T
+
+
+def read_ops(tflite_model: bytes) -> list:
+    """The main subgraph's ops in order as (op name, version, inputs, outputs); each tensor is
+    (name, TensorType, scale, zero point), with the first scale and zero point (None when the
+    tensor is not quantized). Optional (-1) inputs are left out."""
+    model = schema.ModelT.InitFromPackedBuf(tflite_model, 0)
+    graph = model.subgraphs[0]
+    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+
+    def tensor(index):
+        t = graph.tensors[index]
+        q = t.quantization
+        quantized = q is not None and q.scale is not None and len(q.scale) > 0
+        return (t.name.decode(), t.type, float(q.scale[0]) if quantized else None,
+                int(q.zeroPoint[0]) if quantized else None)
+
+    ops = []
+    for op in graph.operators:
+        code = model.operatorCodes[op.opcodeIndex]
+        ops.append((names[max(code.builtinCode, code.deprecatedBuiltinCode)], code.version,
+                    [tensor(i) for i in op.inputs if i >= 0], [tensor(i) for i in op.outputs]))
+    return ops
+
+
+def int8_range(tensor) -> tuple:
+    """The real (min, max) an int8 tensor of read_ops can hold."""
+    _, _, scale, zero_point = tensor
+    return (-128 - zero_point) * scale, (127 - zero_point) * scale
