@@ -74,9 +74,16 @@ def test_export_without_calibration_matches_the_qat_model(trained, mnist):
     x = mnist.x_test
     qat = trained.predict(x, verbose=0)
     int8 = runtime.Runner(result.model, resolver="reference").predict(x)
-    agreement = np.mean(np.argmax(qat, 1) == np.argmax(int8, 1))
-    assert agreement >= 0.995, agreement
+    agree = np.argmax(qat, 1) == np.argmax(int8, 1)
     assert np.mean(np.abs(qat - int8)) <= 1 / 256  # mean difference within one output step
+    # The integer kernels round where the float simulation does not, a few output steps at most
+    # (measured up to 3.3 / 256 where the two disagree), so they may pick another class only
+    # where the QAT model's top two are that close: 99.5% agreement on an AVX-512 machine, 99.3%
+    # on an AVX2-only one (the same training rounds differently), every miss a near-tie.
+    top2 = np.sort(qat, 1)[:, -2:]
+    near_tie = top2[:, 1] - top2[:, 0] <= 4 / 256
+    assert np.all(near_tie[~agree]), (top2[:, 1] - top2[:, 0])[~agree] * 256
+    assert agree.mean() >= 0.99, agree.mean()
     # A short from-scratch run; the model must have learned (not a sea of ties) for the
     # agreement above to mean something. Accuracy targets belong to fine-tuning from float.
     accuracy = np.mean(np.argmax(int8, 1) == mnist.y_test)
