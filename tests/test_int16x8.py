@@ -67,3 +67,34 @@ def test_int16x8_matches_tflite_converter(name):
               f"{reference:.1f} dB, int8 {eight:.1f} dB")
         assert ours >= reference - 0.5
         assert ours > eight + 3.0
+
+
+def test_op_without_int16_kernel_runs_float_inside_the_16x8_model(caplog):
+    """TFLite has no int16 HARD_SWISH (its kernels refuse INT16 when invoked, on every runtime):
+    in 16x8 mode it runs in float between DEQUANTIZE and QUANTIZE, with a warning, instead of
+    producing a model that fails at run time."""
+    import keras
+    keras.utils.set_random_seed(0)
+    x = keras.Input((8, 8, 3))
+    y = keras.layers.Conv2D(8, 3, padding="same", activation="hard_swish", name="conv")(x)
+    model = keras.Model(x, keras.layers.Conv2D(4, 1)(y))
+    rng = np.random.default_rng(0)
+    calibration = rng.normal(size=(64, 8, 8, 3)).astype(np.float32)
+    test = rng.normal(size=(16, 8, 8, 3)).astype(np.float32)
+    expected = model.predict(test, verbose=0)
+    with caplog.at_level("WARNING", logger="tfquant"):
+        result = tfquant.convert_model(model, calibration, tfquant.Recipe(mode="int16x8"),
+                                       show_progress=False)
+    assert "no int16 kernel for HARD_SWISH" in caplog.text
+    (hard_swish,) = [op for op in result.graph.ops if op.type == "HARD_SWISH"]
+    assert result.graph.tensors[hard_swish.inputs[0]].dtype == np.float32
+    assert result.graph.tensors[hard_swish.outputs[0]].dtype == np.float32
+    convs = [op for op in result.graph.ops if op.type == "CONV_2D"]
+    assert all(result.graph.tensors[op.inputs[0]].dtype == np.int16 for op in convs)
+    int8 = tfquant.convert(model, calibration, show_progress=False)
+    for runtime_name in runtime.available_runtimes():
+        ours = spec.sqnr_db(expected, runtime.Runner(result.model, runtime_name,
+                                                     "reference").predict(test))
+        eight = spec.sqnr_db(expected, runtime.Runner(int8, runtime_name,
+                                                      "reference").predict(test))
+        assert ours > eight + 10, (runtime_name, ours, eight)

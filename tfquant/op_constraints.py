@@ -27,6 +27,8 @@ class OpConstraint:
     fused_activation: bool = False
     # Inputs that are int32 shape/axis/padding tensors, never quantized.
     int_inputs: tuple = ()
+    # TFLite has an int16-activation kernel (16x8 mode); without one the op runs in float there.
+    int16: bool = True
 
 
 OP_CONSTRAINTS: dict[str, OpConstraint] = {
@@ -58,7 +60,7 @@ OP_CONSTRAINTS: dict[str, OpConstraint] = {
     "RELU": OpConstraint(),
     "RELU6": OpConstraint(),
     "LEAKY_RELU": OpConstraint(),
-    "HARD_SWISH": OpConstraint(),
+    "HARD_SWISH": OpConstraint(int16=False),  # int8 / uint8 only, on every runtime
     "QUANTIZE": OpConstraint(),
     "DEQUANTIZE": OpConstraint(),
 }

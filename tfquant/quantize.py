@@ -15,6 +15,7 @@ import numpy as np
 
 from tfquant import ir, spec, writer
 from tfquant.errors import ConversionError
+from tfquant.frontends.float_fallback import FLOAT_FALLBACK
 from tfquant.op_constraints import OP_CONSTRAINTS, constraint
 from tfquant.recipe import INT4_PACKING, Recipe
 from tfquant.spec import QuantParams
@@ -325,6 +326,8 @@ def quantize_int8(graph: ir.Graph, ranges: dict, recipe: Recipe) -> ir.Graph:
     _check_supported(graph)
     _unshare_constants(graph)
     bits = 16 if recipe.mode == "int16x8" else 8
+    if bits == 16:
+        _keep_float_without_int16_kernel(graph)
     params = _activation_params(graph, ranges, bits)
     for name, p in params.items():
         tensor = graph.tensors[name]
@@ -357,6 +360,16 @@ def quantize_int8(graph: ir.Graph, ranges: dict, recipe: Recipe) -> ir.Graph:
     graph.toposort()
     graph.validate()
     return graph
+
+
+def _keep_float_without_int16_kernel(graph: ir.Graph):
+    """16x8 mode: ops TFLite has no int16 kernel for (HARD_SWISH) run in float between a
+    DEQUANTIZE and a QUANTIZE instead of failing when the model is run."""
+    for op in graph.ops:
+        if not op.stays_float and not constraint(op.type).int16:
+            op.options[FLOAT_FALLBACK] = True
+            log.warning("%s: TFLite has no int16 kernel for %s; it runs in float inside the "
+                        "16x8 model", op.label, op.type)
 
 
 def _isolate_float_ops(graph: ir.Graph):
