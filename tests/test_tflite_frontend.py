@@ -93,7 +93,7 @@ def _many_ops_model():
     d = L.LeakyReLU(0.2)(d)
     d = L.Activation("hard_swish")(L.Conv2D(16, 1)(d))
     d = L.Add()([d, L.Activation("tanh")(averaged)])
-    d = L.Multiply()([d, L.Activation("sigmoid")(averaged)])
+    d = L.Multiply()([d, L.Activation("sigmoid")(L.Lambda(keras.ops.square)(averaged))])
     u = L.UpSampling2D(interpolation="bilinear")(d)
     u = L.Resizing(28, 28, interpolation="nearest")(L.Cropping2D(((2, 2), (2, 2)))(u))
     u = L.Permute((2, 1, 3))(u)
@@ -161,6 +161,46 @@ def test_data_movement_ops_quantize_with_their_input_params():
         assert sqnr["int16x8", rt] >= sqnr["int8", rt] + 10, sqnr
 
 
+def test_prelu_quantizes_like_tflite_converter():
+    """PRELU from a .tflite runs in int8 with int8 symmetric alpha, as TFLiteConverter writes
+    it (the same SQNR), and in float inside a 16x8 model (TFLite has no int16 PRELU)."""
+    import keras
+    import tensorflow as tf
+    from tfquant import peers
+    L = keras.layers
+    keras.utils.set_random_seed(0)
+    x = keras.Input((12, 12, 3))
+    y = L.Conv2D(8, 3, padding="same")(x)
+    y = L.PReLU(shared_axes=[1, 2],
+                alpha_initializer=keras.initializers.RandomUniform(0.0, 0.5))(y)
+    y = L.Conv2D(8, 3, padding="same")(y)
+    y = L.PReLU(alpha_initializer=keras.initializers.RandomUniform(-0.2, 0.5))(y)
+    model = keras.Model(x, L.Dense(5)(L.GlobalAveragePooling2D()(y)))
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    with contextlib.redirect_stdout(io.StringIO()):
+        source = converter.convert()
+    rng = np.random.default_rng(0)
+    batches = [rng.normal(size=(16, 12, 12, 3)).astype(np.float32) for _ in range(4)]
+    test = rng.normal(size=(32, 12, 12, 3)).astype(np.float32)
+    expected = model.predict(test, verbose=0)
+    peer = peers.convert_with_tflite_converter(model, batches)
+    theirs = spec.sqnr_db(expected, runtime.Runner(peer, "litert", "reference").predict(test))
+    int8 = tfquant.convert(source, batches, show_progress=False)
+    prelu_inputs = [inputs for name, _, inputs, _ in read_ops(int8) if name == "PRELU"]
+    assert len(prelu_inputs) == 2
+    for (_, x_type, _, _), (_, alpha_type, _, alpha_zero_point) in prelu_inputs:
+        assert x_type == alpha_type == schema.TensorType.INT8 and alpha_zero_point == 0
+    wide = tfquant.convert(source, batches, tfquant.Recipe(mode="int16x8"),
+                           show_progress=False)
+    assert all(inputs[0][1] == schema.TensorType.FLOAT32
+               for name, _, inputs, _ in read_ops(wide) if name == "PRELU")
+    for rt in runtime.available_runtimes():
+        ours = spec.sqnr_db(expected, runtime.Runner(int8, rt, "reference").predict(test))
+        ours_wide = spec.sqnr_db(expected, runtime.Runner(wide, rt, "reference").predict(test))
+        assert ours >= theirs - 0.1, (rt, ours, theirs)
+        assert ours_wide > ours + 5, (rt, ours_wide, ours)
+
+
 def _run(model, inputs, rt="litert", resolver="default"):
     interpreter = runtime.make_interpreter(model, rt, resolver)
     details = sorted(interpreter.get_input_details(), key=lambda d: d["index"])
@@ -190,9 +230,9 @@ def test_many_op_types_import_and_report_float_ops(many_ops):
     assert {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "SUB", "MUL", "ADD",
             "CONCATENATION", "PAD", "MAX_POOL_2D", "AVERAGE_POOL_2D", "LEAKY_RELU", "TANH",
             "LOGISTIC", "HARD_SWISH", "MEAN", "SOFTMAX", "RESHAPE", "TRANSPOSE",
-            "STRIDED_SLICE", "RESIZE_BILINEAR", "RESIZE_NEAREST_NEIGHBOR"} <= types, types
+            "STRIDED_SLICE", "RESIZE_BILINEAR", "RESIZE_NEAREST_NEIGHBOR", "PRELU"} <= types, types
     float_types = {op.type for op in graph.ops if op.stays_float}
-    assert "PRELU" in float_types
+    assert float_types == {"SQUARE"}
     assert {label.split(" ")[0] for label, _ in graph.float_layers} == float_types
     assert len(graph.inputs) == 2 and len(graph.outputs) == 2
     assert all(graph.tensors[n].shape[0] == -1 for n in graph.inputs + graph.outputs)

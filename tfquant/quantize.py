@@ -250,15 +250,15 @@ def _correct_bias(graph, op, weights, weight_spec, weight_params, ranges):
     bias.data = (bias.data.astype(np.float64) - shift).astype(np.float32)
 
 
-def _quantize_const_operand(tensor: ir.Tensor, bits: int = 8):
-    """A constant operand of an elementwise op (MUL/ADD/SUB): quantized per-tensor like the
-    activations (int8 asymmetric, or int16 symmetric in 16x8 mode)."""
+def _quantize_const_operand(tensor: ir.Tensor, bits: int = 8, symmetric: bool = False):
+    """A constant operand of an elementwise op (MUL/ADD/SUB, PRELU's alpha): quantized
+    per-tensor like the activations (int8 asymmetric, or int16 symmetric in 16x8 mode), or int8
+    symmetric where the op's constraint asks for it."""
     data = tensor.data.astype(np.float64)
-    activation_spec = _activation_spec(bits)
-    params = spec.params_from_range(data.min(initial=0.0), data.max(initial=0.0),
-                                    activation_spec)
-    tensor.data = spec.quantize(data, params, activation_spec)
-    tensor.dtype, tensor.quant = activation_spec.storage_dtype(), params
+    operand_spec = spec.int8_weight(None) if symmetric and bits == 8 else _activation_spec(bits)
+    params = spec.params_from_range(data.min(initial=0.0), data.max(initial=0.0), operand_spec)
+    tensor.data = spec.quantize(data, params, operand_spec)
+    tensor.dtype, tensor.quant = operand_spec.storage_dtype(), params
 
 
 def _unshare_constants(graph: ir.Graph):
@@ -355,7 +355,7 @@ def quantize_int8(graph: ir.Graph, ranges: dict, recipe: Recipe) -> ir.Graph:
                 continue
             if tensor.dtype != np.float32:
                 continue
-            _quantize_const_operand(tensor, bits)
+            _quantize_const_operand(tensor, bits, c.symmetric_const_operands)
     _quantize_io(graph, recipe)
     graph.toposort()
     graph.validate()

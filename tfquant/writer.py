@@ -140,6 +140,7 @@ _OPTIONS = {
     "HARD_SWISH": _simple(schema.HardSwishOptionsT, schema.BuiltinOptions.HardSwishOptions),
     "QUANTIZE": _simple(schema.QuantizeOptionsT, schema.BuiltinOptions.QuantizeOptions),
     "DEQUANTIZE": _no_options,
+    "PRELU": _no_options,
     "LOGISTIC": _no_options,
     "TANH": _no_options,
     "RELU": _no_options,
@@ -191,7 +192,7 @@ def op_version(op: ir.Op, graph: ir.Graph) -> int:
         if x == np.dtype(np.float16):
             return 3
         return 2 if x in (int8, int16) else 1
-    if op.type in ("RESHAPE", "HARD_SWISH"):
+    if op.type in ("RESHAPE", "HARD_SWISH", "PRELU"):
         return 1
     if op.type == "LEAKY_RELU":  # TFLiteConverter writes 1 for int8 too
         return 2 if x == int16 else 1

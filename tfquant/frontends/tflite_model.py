@@ -673,6 +673,14 @@ def _elementwise(op_type):
     return convert
 
 
+def _prelu(imp, inputs, outputs, options, label):
+    if len(inputs) != 2 or not all(inputs):
+        raise ModelLoadError(f"{label} needs two inputs")
+    _activation_input(imp, inputs[0], label)
+    _const(imp, inputs[1], None, "alpha", label)
+    return "PRELU", list(inputs), {}
+
+
 def _pad(imp, inputs, outputs, options, label):
     if len(inputs) != 2:
         raise ModelLoadError(f"{label} has {len(inputs)} inputs")
@@ -740,6 +748,7 @@ _CONVERTERS = {
     "MEAN": _mean,
     "SOFTMAX": _softmax,
     "LEAKY_RELU": _leaky_relu,
+    "PRELU": _prelu,
     "RELU": _elementwise("RELU"),
     "RELU6": _elementwise("RELU6"),
     "LOGISTIC": _elementwise("LOGISTIC"),
