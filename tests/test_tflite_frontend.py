@@ -2,9 +2,6 @@
 output with many op types, fp16 weights behind DEQUANTIZE, sparse weights behind DENSIFY) into
 the IR and through the same quantization pipeline as Keras models."""
 
-import contextlib
-import io
-
 import numpy as np
 import pytest
 from ai_edge_litert import schema_py_generated as schema
@@ -14,6 +11,7 @@ from tflite_builders import fp16_sparse_model, read_ops, reference_output
 from tfquant import runtime, spec
 from tfquant.frontends.tflite_model import from_tflite
 from tfquant.models import data, zoo
+from tfquant.tools.compare_tflite_quantizers import float_tflite
 
 # -- the MNIST-5k zoo: exported float by tfquant, re-imported, quantized ------------------------
 
@@ -126,12 +124,9 @@ def test_data_movement_ops_quantize_with_their_input_params():
     """TRANSPOSE, STRIDED_SLICE, SLICE and RESIZE_* from a .tflite run in int8 (and int16)
     with their input's params, as TFLiteConverter's own PTQ of the Keras model writes them
     (same op versions), and match its SQNR."""
-    import tensorflow as tf
     from tfquant import peers
     model = _data_movement_model()
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    with contextlib.redirect_stdout(io.StringIO()):
-        source = converter.convert()
+    source = float_tflite(model)
     rng = np.random.default_rng(0)
     batches = [rng.uniform(size=(16, 12, 12, 3)).astype(np.float32) for _ in range(4)]
     test = [rng.uniform(size=(32, 12, 12, 3)).astype(np.float32)]
@@ -165,7 +160,6 @@ def test_prelu_quantizes_like_tflite_converter():
     """PRELU from a .tflite runs in int8 with int8 symmetric alpha, as TFLiteConverter writes
     it (the same SQNR), and in float inside a 16x8 model (TFLite has no int16 PRELU)."""
     import keras
-    import tensorflow as tf
     from tfquant import peers
     L = keras.layers
     keras.utils.set_random_seed(0)
@@ -176,9 +170,7 @@ def test_prelu_quantizes_like_tflite_converter():
     y = L.Conv2D(8, 3, padding="same")(y)
     y = L.PReLU(alpha_initializer=keras.initializers.RandomUniform(-0.2, 0.5))(y)
     model = keras.Model(x, L.Dense(5)(L.GlobalAveragePooling2D()(y)))
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    with contextlib.redirect_stdout(io.StringIO()):
-        source = converter.convert()
+    source = float_tflite(model)
     rng = np.random.default_rng(0)
     batches = [rng.normal(size=(16, 12, 12, 3)).astype(np.float32) for _ in range(4)]
     test = rng.normal(size=(32, 12, 12, 3)).astype(np.float32)
@@ -215,12 +207,8 @@ def _run(model, inputs, rt="litert", resolver="default"):
 
 @pytest.fixture(scope="module")
 def many_ops():
-    import tensorflow as tf
     model = _many_ops_model()
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    with contextlib.redirect_stdout(io.StringIO()):
-        source = converter.convert()
-    return model, source
+    return model, float_tflite(model)
 
 
 def test_many_op_types_import_and_report_float_ops(many_ops):

@@ -50,8 +50,12 @@ def application(request):
     peer = peers.convert_with_tflite_converter(model, batches)
     peer_sqnr = [spec.sqnr_db(r, y) for r, y in
                  zip(reference, run_outputs(peer, test, "litert"))]
-    return {"name": name, "model": model, "batches": batches, "test": test,
-            "reference": reference, "peer_sqnr": peer_sqnr, "peer": peer}
+    recipe = tfquant_recipe(len(batches))  # the default int8 recipe, as the tool
+    sources = {w: float_tflite(model, float16=w == "fp16") for w in ("fp32", "fp16")}
+    results = {w: tfquant.convert_model(source, batches, recipe, show_progress=False)
+               for w, source in sources.items()}
+    return {"name": name, "model": model, "batches": batches, "test": test, "recipe": recipe,
+            "reference": reference, "peer_sqnr": peer_sqnr, "peer": peer, "results": results}
 
 
 def _int8_outputs(tflite_model: bytes) -> list:
@@ -64,11 +68,8 @@ def _int8_outputs(tflite_model: bytes) -> list:
 
 @pytest.mark.parametrize("weights", ["fp32", "fp16"])
 def test_tflite_application_quantizes_as_well_as_tflite_converter(application, weights):
-    name = application["name"]
-    source = float_tflite(application["model"], float16=weights == "fp16")
-    batches = application["batches"]
-    recipe = tfquant_recipe(len(batches))  # the default int8 recipe, as the tool
-    result = tfquant.convert_model(source, batches, recipe, show_progress=False)
+    name, recipe = application["name"], application["recipe"]
+    result = application["results"][weights]
     assert not [op for op in result.graph.ops if op.stays_float], "ops left in float"
     test, reference = application["test"], application["reference"]
     sqnr = {}
@@ -100,14 +101,10 @@ def test_tflite_application_params_match_tflite_converter(application, weights):
     one (TFLiteConverter's calibrator unites one input of each ADD with the ADD output:
     tests/test_peers.py). The fp16 model's tensors are named differently by TFLiteConverter;
     they are matched by op position through the fp32 model's conversion (the same ops)."""
-    model, batches = application["model"], application["batches"]
-    recipe = tfquant_recipe(len(batches))
-    ours = _int8_outputs(tfquant.convert(float_tflite(model, float16=weights == "fp16"),
-                                         batches, recipe, show_progress=False))
+    ours = _int8_outputs(application["results"][weights].model)
     names = [name for _, name, _, _ in ours]
     if weights == "fp16":
-        fp32 = _int8_outputs(tfquant.convert(float_tflite(model), batches, recipe,
-                                             show_progress=False))
+        fp32 = _int8_outputs(application["results"]["fp32"].model)
         assert [c for c, *_ in fp32] == [c for c, *_ in ours]
         names = [name for _, name, _, _ in fp32]
     theirs = {name: r for _, name, r, _ in _int8_outputs(application["peer"])}

@@ -365,11 +365,15 @@ def quantize_int8(graph: ir.Graph, ranges: dict, recipe: Recipe) -> ir.Graph:
 def _keep_float_without_int16_kernel(graph: ir.Graph):
     """16x8 mode: ops TFLite has no int16 kernel for (HARD_SWISH) run in float between a
     DEQUANTIZE and a QUANTIZE instead of failing when the model is run."""
+    kept = {}
     for op in graph.ops:
         if not op.stays_float and not constraint(op.type).int16:
             op.options[FLOAT_FALLBACK] = True
-            log.warning("%s: TFLite has no int16 kernel for %s; it runs in float inside the "
-                        "16x8 model", op.label, op.type)
+            kept.setdefault(op.type, []).append(op.label)
+    for op_type, labels in kept.items():
+        log.warning("TFLite has no int16 kernel for %s: %d op(s) run in float inside the 16x8 "
+                    "model (%s%s)", op_type, len(labels), ", ".join(labels[:3]),
+                    " ..." if len(labels) > 3 else "")
 
 
 def _isolate_float_ops(graph: ir.Graph):
