@@ -109,3 +109,17 @@ def test_int8_without_data_is_a_clear_error():
     model = keras.Model(x, keras.layers.Dense(2)(x))
     with pytest.raises(CalibrationDataError, match="representative data"):
         tfquant.convert(model)
+
+
+def test_reference_kernels_give_the_same_ranges_to_float_precision(graph):
+    data = _data()
+    fast = calibrate(graph, data, show_progress=False)
+    reference = calibrate(graph, data, kernels="reference", show_progress=False)
+    assert set(fast) == set(reference)
+    for name, r in fast.items():
+        assert reference[name].min == pytest.approx(r.min, rel=1e-5, abs=1e-6)
+        assert reference[name].max == pytest.approx(r.max, rel=1e-5, abs=1e-6)
+    with pytest.raises(ValueError, match="calibration kernels"):
+        calibrate(graph, data, kernels="fast", show_progress=False)
+    with pytest.raises(ValueError, match="calibration_kernels"):
+        tfquant.Recipe(calibration_kernels="fast")

@@ -21,6 +21,11 @@ from tfquant.progress import Progress
 DEFAULT_NUM_BATCHES = 100
 DEFAULT_BATCH_SIZE = 32
 ESTIMATORS = ("minmax", "ema", "percentile", "mse")
+# "default": TFLite's optimized float kernels (XNNPACK), fast, but their rounding follows the
+# CPU's SIMD width, so ranges (and the bytes written) can differ in the last bits between an
+# AVX2, an AVX-512 and an aarch64 machine. "reference": TFLite's reference kernels, slower,
+# the same ranges on every machine (reproducible builds).
+CALIBRATION_KERNELS = ("default", "reference")
 # Values kept per tensor and batch for the percentile and MSE estimators (a uniform sample).
 SAMPLE_PER_BATCH = 4096
 
@@ -192,7 +197,7 @@ def _observe(interpreter, tensor_index: int, estimator: "_RangeEstimator", name:
 def calibrate(graph: ir.Graph, data, *, num_batches: int = DEFAULT_NUM_BATCHES,
               batch_size: int = DEFAULT_BATCH_SIZE, method: str = "minmax",
               ema_decay: float = 0.9, percentile: float = 99.99, channel_means: bool = False,
-              show_progress: bool = True) -> dict:
+              kernels: str = "default", show_progress: bool = True) -> dict:
     """Ranges {tensor name: TensorRange} of every activation tensor of a float graph.
 
     Args:
@@ -205,8 +210,14 @@ def calibrate(graph: ir.Graph, data, *, num_batches: int = DEFAULT_NUM_BATCHES,
         "percentile" (the `percentile` and 100 - `percentile` percentiles of the values) or
         "mse" (the clipping range that minimizes the int8 quantization error of the values).
       channel_means: also record each tensor's per-channel mean (for bias correction).
+      kernels: "default" (optimized, fast) or "reference" (the same ranges on every CPU).
     """
-    from ai_edge_litert.interpreter import Interpreter
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    if kernels not in CALIBRATION_KERNELS:
+        raise ValueError(f"calibration kernels must be one of {CALIBRATION_KERNELS}, got "
+                         f"{kernels!r}")
+    resolver = OpResolverType.AUTO if kernels == "default" else OpResolverType.BUILTIN_REF
 
     estimator = _RangeEstimator(method, ema_decay, percentile, channel_means=channel_means)
     names = graph.activation_tensors()
@@ -215,7 +226,8 @@ def calibrate(graph: ir.Graph, data, *, num_batches: int = DEFAULT_NUM_BATCHES,
     observed = graph.copy()
     observed.outputs = list(dict.fromkeys(graph.outputs + names))
     interpreter = Interpreter(model_content=writer.write_tflite(observed),
-                              num_threads=os.cpu_count() or 1)
+                              num_threads=os.cpu_count() or 1,
+                              experimental_op_resolver_type=resolver)
     index = writer.tensor_index(observed)
     names = [n for n in graph.activation_tensors()]
     input_details = interpreter.get_input_details()

@@ -91,7 +91,8 @@ def convert_model(model, representative_data=None, recipe: Optional[Recipe] = No
             float_graph, representative_data, num_batches=recipe.num_calibration_batches,
             batch_size=recipe.calibration_batch_size, method=recipe.calibration_method,
             ema_decay=recipe.ema_decay, percentile=recipe.percentile,
-            channel_means=recipe.bias_correction, show_progress=show_progress)
+            channel_means=recipe.bias_correction, kernels=recipe.calibration_kernels,
+            show_progress=show_progress)
         out_graph = _quantize_integer(float_graph, ranges, recipe)
     data = writer.write_tflite(out_graph)
     return ConversionResult(data, out_graph, float_graph, ranges, time.perf_counter() - start)

@@ -44,6 +44,10 @@ class Recipe:
         kernels disagree with the reference on INT4 depthwise weights).
       num_calibration_batches: at most this many representative batches are used.
       calibration_batch_size: batch size used when representative data is one big array.
+      calibration_kernels: "default" runs calibration on TFLite's optimized float kernels;
+        "reference" on its reference kernels: slower, but the same ranges, and so the same
+        .tflite bytes, on every CPU (the optimized kernels round differently on AVX2,
+        AVX-512 and NEON machines).
       cross_layer_equalization: equalize the weight ranges of consecutive conv / dense layers
         (Nagel et al. 2019) before quantizing; helps per-tensor weights most.
       equalize_through_relu6: also equalize across ReLU6 by turning it into ReLU (AIMET's
@@ -71,6 +75,7 @@ class Recipe:
     int4_packing: str = "portable"
     num_calibration_batches: int = 100
     calibration_batch_size: int = 32
+    calibration_kernels: str = "default"
     cross_layer_equalization: bool = False
     equalize_through_relu6: bool = False
     bias_correction: bool = False
@@ -115,6 +120,9 @@ class Recipe:
             raise ValueError(f"layers cannot be both float and int16: {', '.join(both)}")
         if self.num_calibration_batches < 1:
             raise ValueError("num_calibration_batches must be at least 1")
+        if self.calibration_kernels not in ("default", "reference"):
+            raise ValueError("calibration_kernels must be 'default' or 'reference', got "
+                             f"{self.calibration_kernels!r}")
         if self.calibration_batch_size < 1:
             raise ValueError("calibration_batch_size must be at least 1")
 

@@ -38,6 +38,10 @@ flags.DEFINE_integer("num_calibration_batches", 100, "At most this many batches 
                      "calibration (the paper: about 100 suffice).", lower_bound=1)
 flags.DEFINE_integer("calibration_batch_size", 32, "Batch size for calibration.",
                      lower_bound=1)
+flags.DEFINE_enum("calibration_kernels", "default", ["default", "reference"],
+                  "TFLite kernels that run calibration: default (optimized, fast) or "
+                  "reference (slower; the same ranges, and so the same output bytes, on every "
+                  "CPU).")
 flags.DEFINE_enum("calibration_method", "minmax", ["minmax", "ema", "percentile", "mse"],
                   "Activation range estimator: absolute min/max, a moving average of "
                   "per-batch min/max, a percentile of the values, or the range with the "
@@ -141,6 +145,7 @@ def main(argv):
                 bias_correction=FLAGS.bias_correction,
                 num_calibration_batches=FLAGS.num_calibration_batches,
                 calibration_batch_size=FLAGS.calibration_batch_size,
+                calibration_kernels=FLAGS.calibration_kernels,
                 float_fallback=FLAGS.float_fallback)
         except ValueError as e:
             raise TfquantError(str(e)) from None

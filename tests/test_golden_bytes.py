@@ -1,0 +1,44 @@
+"""No behaviour change: every conversion of golden_cases.py writes the bytes recorded in
+tests/golden/hashes.json (recorded before the registry / typed-IR refactor, at commit
+779f394 plus the calibration_kernels option).
+
+A case whose input TensorFlow computed differently on this machine (its fingerprint differs
+from the recording's) is skipped with that reason: the recording says nothing about other
+inputs. To re-record after an intended change: `python tests/golden_cases.py`, and list the
+cases that changed and why in the commit message.
+"""
+
+import json
+
+import pytest
+
+import golden_cases
+
+with open(golden_cases.GOLDEN_FILE) as _f:
+    RECORDED = json.load(_f)["cases"]
+
+_SOURCES = {}
+
+
+def _source(name):
+    if name not in _SOURCES:
+        _SOURCES[name] = golden_cases.SOURCES[name]()
+    return _SOURCES[name]
+
+
+def test_every_case_is_recorded():
+    names = {golden_cases.case_name(s, r) for s, r, _ in golden_cases.CASES}
+    assert names == set(RECORDED)
+
+
+@pytest.mark.parametrize("source_name,recipe_name,extra", golden_cases.CASES,
+                         ids=[golden_cases.case_name(s, r) for s, r, _ in golden_cases.CASES])
+def test_same_bytes(source_name, recipe_name, extra):
+    recorded = RECORDED[golden_cases.case_name(source_name, recipe_name)]
+    source = _source(source_name)
+    if source.fingerprint != recorded["fingerprint"]:
+        pytest.skip("TensorFlow computed this case's input differently on this machine "
+                    f"(fingerprint {str(source.fingerprint)[:12]}, recorded "
+                    f"{str(recorded['fingerprint'])[:12]})")
+    data = golden_cases.convert(source, recipe_name, extra)
+    assert (golden_cases.sha256(data), len(data)) == (recorded["sha256"], recorded["bytes"])
