@@ -58,6 +58,15 @@ def seed_weights(model, seed: int):
     return model
 
 
+def fresh_session():
+    """Reset Keras' global name counters (Keras 3 and tf_keras): a source's layer and tensor
+    names must not depend on how many models the process built before it."""
+    import keras
+    import tf_keras
+    keras.backend.clear_session()
+    tf_keras.backend.clear_session()
+
+
 def mnist_calibration():
     from tfquant.models import data
     return data.load_mnist_5k().x_train[:CALIBRATION_SAMPLES]
@@ -125,6 +134,7 @@ def _converter_tflite(name, size, **kwargs):
         import io
         import tensorflow as tf
         keras_source = _application(name, size, **kwargs)()
+        fresh_session()  # the converter's names count models too
         converter = tf.lite.TFLiteConverter.from_keras_model(keras_source.model)
         with contextlib.redirect_stdout(io.StringIO()):
             data = converter.convert()
@@ -154,7 +164,7 @@ def _unsupported_layers():
     import keras
     L = keras.layers
     keras.utils.set_random_seed(0)
-    x = keras.Input((12, 12, 3))
+    x = keras.Input((12, 12, 3), name="image")
     a = L.Conv2D(6, 3, padding="same", activation="relu", name="a")(x)
     b = L.Conv2D(6, 3, padding="same", name="b")(x)
     y = L.Multiply(name="gate")([a, b])
@@ -288,12 +298,17 @@ def cases_by_source() -> dict:
     return grouped
 
 
+def build_source(name: str) -> Source:
+    fresh_session()
+    return SOURCES[name]()
+
+
 def record(path: str = GOLDEN_FILE):
     """Convert every case with the code as it is and write the hashes."""
     import platform
     result = {"machine": platform.processor() or platform.machine(), "cases": {}}
     for source_name, recipes in cases_by_source().items():
-        source = SOURCES[source_name]()
+        source = build_source(source_name)
         for recipe_name, extra in recipes:
             data = convert(source, recipe_name, extra)
             result["cases"][case_name(source_name, recipe_name)] = {

@@ -12,7 +12,8 @@ import pytest
 
 import tfquant
 import tfquant.delegate
-from tfquant import delegate_profiling, runtime
+from tfquant import runtime
+from tfquant.experiments import delegate_profiling
 
 L = keras.layers
 CONFIGS = ("float32 + XNNPACK", "int8 built-in", "int8 + XNNPACK", "int8 + delegate")

@@ -69,7 +69,7 @@ def test_debugger_names_the_ill_conditioned_layer_and_fallback_restores_accuracy
     fixed = tfquant.convert_model(bad, calibration,
                                   tfquant.Recipe(float_layers=debugger.worst_layers(reports, 1)),
                                   show_progress=False)
-    assert {op.source[0] for op in fixed.graph.ops if op.stays_float} == {"conv2", "conv3"}
+    assert {op.source[0] for op in fixed.graph.ops if op.keep_float} == {"conv2", "conv3"}
     assert "DEQUANTIZE" in fixed.op_counts() and fixed.op_counts()["QUANTIZE"] >= 2
     assert _accuracy(fixed.model, mnist) >= float_acc - 0.01
 
@@ -97,7 +97,7 @@ def test_int16_fallback_recovers_accuracy_without_float_ops(models, mnist):
     wide = {op.source[0] for op in fixed.graph.ops
             if op.type == "CONV_2D" and fixed.graph.tensors[op.outputs[0]].dtype == np.int16}
     assert wide == {"conv2", "conv3"}  # the named layer and the layer reading its output
-    assert not any(op.stays_float for op in fixed.graph.ops)
+    assert not any(op.keep_float for op in fixed.graph.ops)
     assert _accuracy(fixed.model, mnist) >= broken + 0.5
     outputs = [runtime.Runner(fixed.model, name, "reference").predict(mnist.x_test)
                for name in runtime.available_runtimes()]

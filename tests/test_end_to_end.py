@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 
 import tfquant
-from tfquant import runtime
+from tfquant import flatbuffer, runtime
 from tfquant.models import data, zoo
-from tfquant import peers
+from tfquant.experiments import peers
 
 
 @pytest.fixture(scope="module")
@@ -63,10 +63,4 @@ def test_peer_tflite_converter(trained, mnist):
 
 
 def _op_versions(model_bytes):
-    from ai_edge_litert import schema_py_generated as schema
-    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
-    m = schema.ModelT.InitFromPackedBuf(model_bytes, 0)
-    versions = {}
-    for code in m.operatorCodes:
-        versions.setdefault(names[code.builtinCode], set()).add(code.version)
-    return versions
+    return flatbuffer.op_versions(model_bytes)

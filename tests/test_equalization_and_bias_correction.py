@@ -5,10 +5,17 @@ import keras
 import numpy as np
 
 import tfquant
+from tfquant import ops as op_records
 from tfquant import passes, runtime, spec
 from tfquant.frontends.keras_model import from_keras
-from tfquant.passes.cross_layer_equalization import (_input_channel_range,
-                                                     _output_channel_range)
+
+
+def _output_channel_range(op, w):
+    return op_records.weight_layout(op.type).output_channel_range(w)
+
+
+def _input_channel_range(op, w):
+    return op_records.weight_layout(op.type).input_channel_range(w)
 
 
 def _badly_scaled_model(activation="relu"):
@@ -66,7 +73,7 @@ def test_relu6_is_equalized_only_on_request():
             np.testing.assert_array_equal(untouched.tensors[op.inputs[1]].data,
                                           graph.tensors[original.inputs[1]].data)
     relu = passes.cross_layer_equalization(graph, relu6_to_relu=True)
-    assert "RELU6" not in {op.options.get("fused_activation") for op in relu.ops[:2]}
+    assert "RELU6" not in {op.options.fused_activation for op in relu.ops[:2]}
 
 
 def test_per_tensor_ptq_with_equalization_and_bias_correction_approaches_per_channel():

@@ -45,11 +45,11 @@ def test_fallback_int8_model(model):
     # quantized ops stay int8; fallback ops are float and isolated by (DE)QUANTIZE
     for op in graph.ops:
         dtypes = {graph.tensors[n].dtype for n in op.outputs}
-        if op.stays_float:
+        if op.keep_float:
             assert np.dtype(np.int8) not in dtypes, op.label
         elif op.type not in ("DEQUANTIZE",):
             assert dtypes == {np.dtype(np.int8)}, op.label
-    conv = [op for op in graph.ops if op.type == "CONV_2D" and not op.stays_float]
+    conv = [op for op in graph.ops if op.type == "CONV_2D" and not op.keep_float]
     assert len(conv) == 3
     x = DATA[:16]
     expected = model.predict(x, verbose=0)

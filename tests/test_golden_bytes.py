@@ -22,7 +22,7 @@ _SOURCES = {}
 
 def _source(name):
     if name not in _SOURCES:
-        _SOURCES[name] = golden_cases.SOURCES[name]()
+        _SOURCES[name] = golden_cases.build_source(name)
     return _SOURCES[name]
 
 

@@ -10,7 +10,7 @@ import tensorflow as tf
 from ai_edge_litert import schema_py_generated as schema
 
 import tfquant
-from tfquant import runtime, spec
+from tfquant import flatbuffer, runtime, spec
 from tfquant.models import data, zoo
 
 
@@ -26,10 +26,7 @@ def _tflite_converter_16x8(model, calibration):
 
 
 def _op_versions(model_bytes):
-    model = schema.ModelT.InitFromPackedBuf(model_bytes, 0)
-    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
-    return {names[max(c.builtinCode, c.deprecatedBuiltinCode)]: c.version
-            for c in model.operatorCodes}
+    return {name: max(v) for name, v in flatbuffer.op_versions(model_bytes).items()}
 
 
 @pytest.mark.parametrize("name", ["mobilenet_v2", "resnet"])

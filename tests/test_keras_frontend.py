@@ -9,7 +9,7 @@ import tf_keras
 from layer_models import every_layer_model
 from tfquant import passes, runtime, writer
 from tfquant.errors import TfquantError, UnsupportedLayerError
-from tfquant.frontends.keras_model import SUPPORTED_LAYERS, from_keras
+from tfquant.frontends.keras_model import from_keras, supported_layers
 
 KERAS = [pytest.param(keras, id="keras3"), pytest.param(tf_keras, id="tf_keras")]
 
@@ -33,7 +33,7 @@ def test_every_supported_layer_is_exercised(layer_model):
                 walk(layer)
     walk(layer_model)
     # QAT layers are covered by tests/test_qat_export.py and tests/test_qat_schemes.py
-    expected = set(SUPPORTED_LAYERS) - {"Softmax", "SpatialDropout2D", "GaussianNoise",
+    expected = set(supported_layers()) - {"Softmax", "SpatialDropout2D", "GaussianNoise",
                                         "FoldedBatchNorm", "ActivationQuantizer",
                                         "ConstantOperand"}
     assert expected <= kinds, expected - kinds
@@ -45,14 +45,14 @@ def test_graph_structure(layer_model):
     assert "BATCH_NORM" not in types and "IDENTITY" not in types
     # stem conv + BN + ReLU6 became one CONV_2D with a fused RELU6
     stem = next(op for op in graph.ops if "stem" in op.source)
-    assert stem.type == "CONV_2D" and stem.options["fused_activation"] == "RELU6"
+    assert stem.type == "CONV_2D" and stem.options.fused_activation == "RELU6"
     assert set(stem.source) == {"stem", "stem_bn", "stem_relu6"}
     # the BN after a concat cannot fold: MUL + ADD
     lonely = [op.type for op in graph.ops if op.source == ("lonely_bn",)]
     assert lonely == ["MUL", "ADD"]
     # the residual Add absorbed its ReLU
     add = next(op for op in graph.ops if "residual" in op.source)
-    assert add.options["fused_activation"] == "RELU"
+    assert add.options.fused_activation == "RELU"
     # SeparableConv2D = depthwise + pointwise
     assert [op.type for op in graph.ops if "sep" in op.source] == \
         ["DEPTHWISE_CONV_2D", "CONV_2D"]

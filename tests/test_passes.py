@@ -2,9 +2,9 @@
 
 import numpy as np
 
-from tfquant import ir, runtime, writer
+from tfquant import ir, ops, runtime, vocabulary, writer
 from tfquant.passes import fold_batch_norm, fuse_activation, merge_reshapes, remove_identity
-from tfquant.quantize import same_scale_groups
+from tfquant.params import same_scale_groups
 
 
 def _conv_bn_graph(consumers=1):
@@ -15,11 +15,13 @@ def _conv_bn_graph(consumers=1):
     w = g.add_const("w", rng.normal(size=(4, 3, 3, 3)).astype(np.float32))
     b = g.add_const("b", rng.normal(size=4).astype(np.float32))
     y = g.add_tensor("conv", (-1, 5, 5, 4))
-    g.add_op("CONV_2D", [x, w, b], [y], {"padding": "SAME", "stride": (1, 1)}, ("conv",))
-    bn = {"gamma": rng.uniform(0.5, 2, 4).astype(np.float32),
-          "beta": rng.normal(size=4).astype(np.float32),
-          "mean": rng.normal(size=4).astype(np.float32),
-          "variance": rng.uniform(0.5, 2, 4).astype(np.float32), "epsilon": 1e-3}
+    g.add_op("CONV_2D", [x, w, b], [y], ops.make_options("CONV_2D", padding="SAME",
+                                                         stride=(1, 1)), ("conv",))
+    bn = vocabulary.BatchNormOptions(gamma=rng.uniform(0.5, 2, 4).astype(np.float32),
+                                     beta=rng.normal(size=4).astype(np.float32),
+                                     mean=rng.normal(size=4).astype(np.float32),
+                                     variance=rng.uniform(0.5, 2, 4).astype(np.float32),
+                                     epsilon=1e-3)
     z = g.add_tensor("bn", (-1, 5, 5, 4))
     g.add_op("BATCH_NORM", [y], [z], bn, ("bn",))
     r = g.add_tensor("relu", (-1, 5, 5, 4))
@@ -42,13 +44,12 @@ def test_fold_batch_norm_preserves_outputs():
     # Reference: conv, then batch norm in numpy, then relu6.
     x = np.random.default_rng(1).normal(size=(2, 5, 5, 3)).astype(np.float32)
     conv_only = g.copy()
-    conv_only.ops = conv_only.ops[:1]
+    conv_only.set_ops(conv_only.ops[:1])
     conv_only.outputs = ["conv"]
     conv_only.prune()
     y = _run(conv_only, x)
     o = g.ops[1].options
-    expected = np.clip(o["gamma"] * (y - o["mean"]) / np.sqrt(o["variance"] + o["epsilon"])
-                       + o["beta"], 0, 6)
+    expected = np.clip(o.gamma * (y - o.mean) / np.sqrt(o.variance + o.epsilon) + o.beta, 0, 6)
     np.testing.assert_allclose(_run(folded, x), expected, atol=1e-5)
 
 
@@ -61,7 +62,7 @@ def test_batch_norm_not_folded_when_conv_output_is_shared():
 def test_fuse_activation():
     fused = fuse_activation(fold_batch_norm(_conv_bn_graph()))
     assert [op.type for op in fused.ops] == ["CONV_2D"]
-    assert fused.ops[0].options["fused_activation"] == "RELU6"
+    assert fused.ops[0].options.fused_activation == "RELU6"
     assert fused.outputs == ["relu"]
 
 
@@ -71,7 +72,7 @@ def test_activation_not_fused_into_concatenation():
     c = g.add_tensor("c", (1, 8))
     r = g.add_tensor("r", (1, 8))
     g.inputs = [a]
-    g.add_op("CONCATENATION", [a, a], [c], {"axis": 1})
+    g.add_op("CONCATENATION", [a, a], [c], ops.make_options("CONCATENATION", axis=1))
     g.add_op("RELU", [c], [r])
     g.outputs = [r]
     assert [op.type for op in fuse_activation(g).ops] == ["CONCATENATION", "RELU"]
@@ -88,7 +89,7 @@ def test_remove_identity_keeps_output_names():
     g.outputs = [z]
     out = remove_identity(g)
     assert [op.type for op in out.ops] == ["RELU"] and out.outputs == ["dropout"]
-    assert out.ops[0].outputs == ["dropout"]
+    assert out.ops[0].outputs == ("dropout",)
 
 
 def test_same_scale_groups():
@@ -102,9 +103,9 @@ def test_same_scale_groups():
     axes = g.add_const("axes", np.array([1, 2], np.int32), np.int32)
     g.add_op("RELU", [x], ["a"])
     g.add_op("RELU6", [x], ["b"])
-    g.add_op("MAX_POOL_2D", ["a"], ["pool"], {"padding": "SAME", "stride": (1, 1),
-                                              "filter": (1, 1)})
-    g.add_op("CONCATENATION", ["pool", "b"], ["cat"], {"axis": 3})
+    g.add_op("MAX_POOL_2D", ["a"], ["pool"], ops.make_options(
+        "MAX_POOL_2D", padding="SAME", stride=(1, 1), filter=(1, 1)))
+    g.add_op("CONCATENATION", ["pool", "b"], ["cat"], ops.make_options("CONCATENATION", axis=3))
     g.add_op("MEAN", ["cat", axes], ["mean"])
     g.add_op("RESHAPE", ["mean", shape], ["reshaped"])
     g.outputs = ["reshaped"]
@@ -126,7 +127,7 @@ def test_merge_reshapes():
     g.add_op("RESHAPE", [a, s2], [b], source=("reshape",))
     g.outputs = [b]
     merged = merge_reshapes(g)
-    assert len(merged.ops) == 1 and merged.ops[0].inputs == ["x", "s2"]
+    assert len(merged.ops) == 1 and merged.ops[0].inputs == ("x", "s2")
     assert merged.ops[0].source == ("flatten", "reshape")
     data = np.arange(12, dtype=np.float32).reshape(2, 2, 3)
     np.testing.assert_array_equal(_run(merged, data), data.reshape(2, 3, 2))

@@ -5,7 +5,7 @@ import keras
 import numpy as np
 
 import tfquant
-from tfquant import peers
+from tfquant.experiments import peers
 from tflite_builders import int8_range, read_ops
 
 

@@ -96,7 +96,8 @@ def test_graph_of_the_export(trained):
     assert types == ["QUANTIZE", "CONV_2D", "DEPTHWISE_CONV_2D", "CONV_2D",
                      "DEPTHWISE_CONV_2D", "CONV_2D", "MEAN", "FULLY_CONNECTED", "SOFTMAX",
                      "DEQUANTIZE"]
-    assert all(op.options.get("fused_activation") == "RELU6" for op in graph.ops[1:6])
+    assert all(getattr(op.options, "fused_activation", None) == "RELU6"
+               for op in graph.ops[1:6])
 
 
 def test_missing_quantizer_is_a_clear_error(mnist):

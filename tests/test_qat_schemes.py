@@ -118,7 +118,7 @@ def test_unsupported_layers_stay_float_and_constants_are_quantized(tmp_path):
     np.testing.assert_array_equal(reloaded.predict(x, verbose=0), qat_model.predict(x, verbose=0))
 
     result = tfquant.convert_model(reloaded, show_progress=False)
-    float_ops = [op for op in result.graph.ops if op.stays_float]
+    float_ops = [op for op in result.graph.ops if op.keep_float]
     assert float_ops and {op.source[0] for op in float_ops} == {"upsample"}
     counts = result.op_counts()
     assert counts["MUL"] == 2 and counts["ADD"] == 2 and counts["DEQUANTIZE"] == 2

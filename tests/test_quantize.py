@@ -11,7 +11,7 @@ from ai_edge_litert import schema_py_generated as schema
 
 import tfquant
 from layer_models import every_layer_model
-from tfquant import runtime
+from tfquant import flatbuffer, runtime
 
 CALIBRATION = np.random.default_rng(0).uniform(size=(64, 16, 16, 3)).astype(np.float32)
 
@@ -27,19 +27,18 @@ def int8_result(model):
 
 
 def _flatbuffer(data):
-    m = schema.ModelT.InitFromPackedBuf(data, 0)
+    m = flatbuffer.read(data)
     sg = m.subgraphs[0]
     return m, sg
 
 
 def _ops(data):
     m, sg = _flatbuffer(data)
-    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
     for op in sg.operators:
         code = m.operatorCodes[op.opcodeIndex]
-        yield names[code.builtinCode], op, [sg.tensors[i] if i >= 0 else None
-                                           for i in op.inputs], [sg.tensors[i]
-                                                                 for i in op.outputs]
+        yield (flatbuffer.builtin_name(code), op,
+               [sg.tensors[i] if i >= 0 else None for i in op.inputs],
+               [sg.tensors[i] for i in op.outputs])
 
 
 def test_int8_flatbuffer_follows_the_spec(int8_result):
@@ -211,12 +210,7 @@ def test_softmax_guard_prevents_reference_kernel_abort():
 
 
 def _op_versions(model_bytes):
-    m, _ = _flatbuffer(model_bytes)
-    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
-    versions = {}
-    for code in m.operatorCodes:
-        versions.setdefault(names[code.builtinCode], set()).add(code.version)
-    return versions
+    return flatbuffer.op_versions(model_bytes)
 
 
 @pytest.mark.parametrize("mode", ["float", "int8", "weights_only"])
@@ -275,7 +269,8 @@ def test_tiny_relu6_ranges_are_widened_so_the_runtimes_accept_the_model(caplog):
     with caplog.at_level("WARNING", logger="tfquant"):
         result = tfquant.convert_model(model, data, show_progress=False)
     assert "too small for TFLite's int8 activation clamp" in caplog.text
-    conv = next(op for op in result.graph.ops if op.options.get("fused_activation") == "RELU6")
+    conv = next(op for op in result.graph.ops
+                if getattr(op.options, "fused_activation", None) == "RELU6")
     assert result.graph.tensors[conv.outputs[0]].quant.scale[0] >= 6.0 / 2 ** 31
     for name in runtime.available_runtimes():
         out = runtime.Runner(result.model, name, "reference").predict(data[:2])

@@ -8,7 +8,7 @@ from ai_edge_litert import schema_py_generated as schema
 
 import tfquant
 from tflite_builders import fp16_sparse_model, read_ops, reference_output
-from tfquant import runtime, spec
+from tfquant import flatbuffer, runtime, spec
 from tfquant.frontends.tflite_model import from_tflite
 from tfquant.models import data, zoo
 from tfquant.tools.compare_tflite_quantizers import float_tflite
@@ -63,7 +63,7 @@ def test_fp16_and_sparse_weights_are_folded(block):
     scores = interpreter.get_signature_runner("classify")(features=x[:1])["scores"]
     assert scores.shape == (1, 4)
     assert from_tflite(float32).metadata == {"labels": b"a\nb\nc\nd\n"}
-    written = schema.ModelT.InitFromPackedBuf(int8, 0)
+    written = flatbuffer.read(int8)
     assert [(m.name, bytes(written.buffers[m.buffer].data)) for m in written.metadata] == \
         [(b"labels", b"a\nb\nc\nd\n")]
     with pytest.raises(tfquant.ModelLoadError, match="already quantized"):
@@ -124,7 +124,7 @@ def test_data_movement_ops_quantize_with_their_input_params():
     """TRANSPOSE, STRIDED_SLICE, SLICE and RESIZE_* from a .tflite run in int8 (and int16)
     with their input's params, as TFLiteConverter's own PTQ of the Keras model writes them
     (same op versions), and match its SQNR."""
-    from tfquant import peers
+    from tfquant.experiments import peers
     model = _data_movement_model()
     source = float_tflite(model)
     rng = np.random.default_rng(0)
@@ -160,7 +160,7 @@ def test_prelu_quantizes_like_tflite_converter():
     """PRELU from a .tflite runs in int8 with int8 symmetric alpha, as TFLiteConverter writes
     it (the same SQNR), and in float inside a 16x8 model (TFLite has no int16 PRELU)."""
     import keras
-    from tfquant import peers
+    from tfquant.experiments import peers
     L = keras.layers
     keras.utils.set_random_seed(0)
     x = keras.Input((12, 12, 3))
@@ -214,12 +214,12 @@ def many_ops():
 def test_many_op_types_import_and_report_float_ops(many_ops):
     _, source = many_ops
     graph = from_tflite(source)
-    types = {op.type for op in graph.ops if not op.stays_float}
+    types = {op.type for op in graph.ops if not op.keep_float}
     assert {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "SUB", "MUL", "ADD",
             "CONCATENATION", "PAD", "MAX_POOL_2D", "AVERAGE_POOL_2D", "LEAKY_RELU", "TANH",
             "LOGISTIC", "HARD_SWISH", "MEAN", "SOFTMAX", "RESHAPE", "TRANSPOSE",
             "STRIDED_SLICE", "RESIZE_BILINEAR", "RESIZE_NEAREST_NEIGHBOR", "PRELU"} <= types, types
-    float_types = {op.type for op in graph.ops if op.stays_float}
+    float_types = {op.type for op in graph.ops if op.keep_float}
     assert float_types == {"SQUARE"}
     assert {label.split(" ")[0] for label, _ in graph.float_layers} == float_types
     assert len(graph.inputs) == 2 and len(graph.outputs) == 2

@@ -12,7 +12,8 @@ import pytest
 import tfquant
 from ai_edge_litert import schema_py_generated as schema
 from tflite_builders import int8_range, read_ops
-from tfquant import peers, runtime, spec
+from tfquant import runtime, spec
+from tfquant.experiments import peers
 from tfquant.models import applications, data
 from tfquant.tools.compare_tflite_quantizers import float_tflite, run_outputs, tfquant_recipe
 
@@ -70,7 +71,7 @@ def _int8_outputs(tflite_model: bytes) -> list:
 def test_tflite_application_quantizes_as_well_as_tflite_converter(application, weights):
     name, recipe = application["name"], application["recipe"]
     result = application["results"][weights]
-    assert not [op for op in result.graph.ops if op.stays_float], "ops left in float"
+    assert not [op for op in result.graph.ops if op.keep_float], "ops left in float"
     test, reference = application["test"], application["reference"]
     sqnr = {}
     for rt in runtime.available_runtimes():

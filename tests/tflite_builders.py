@@ -7,6 +7,8 @@ import flatbuffers
 import numpy as np
 from ai_edge_litert import schema_py_generated as schema
 
+from tfquant import flatbuffer
+
 
 def _tensor(name, shape, dtype, buffer, signature=None):
     t = schema.TensorT()
@@ -163,23 +165,12 @@ def read_ops(tflite_model: bytes) -> list:
     """The main subgraph's ops in order as (op name, version, inputs, outputs); each tensor is
     (name, TensorType, scale, zero point), with the first scale and zero point (None when the
     tensor is not quantized). Optional (-1) inputs are left out."""
-    model = schema.ModelT.InitFromPackedBuf(tflite_model, 0)
-    graph = model.subgraphs[0]
-    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+    def tensor(t):
+        return (t.name, t.type, float(t.scale[0]) if t.quantized else None,
+                int(t.zero_point[0]) if t.quantized else None)
 
-    def tensor(index):
-        t = graph.tensors[index]
-        q = t.quantization
-        quantized = q is not None and q.scale is not None and len(q.scale) > 0
-        return (t.name.decode(), t.type, float(q.scale[0]) if quantized else None,
-                int(q.zeroPoint[0]) if quantized else None)
-
-    ops = []
-    for op in graph.operators:
-        code = model.operatorCodes[op.opcodeIndex]
-        ops.append((names[max(code.builtinCode, code.deprecatedBuiltinCode)], code.version,
-                    [tensor(i) for i in op.inputs if i >= 0], [tensor(i) for i in op.outputs]))
-    return ops
+    return [(op.name, op.version, [tensor(t) for t in op.inputs],
+             [tensor(t) for t in op.outputs]) for op in flatbuffer.operators(tflite_model)]
 
 
 def int8_range(tensor) -> tuple:

@@ -46,11 +46,7 @@ def _all_tensors(model_bytes: bytes, batch: np.ndarray, runtime_name: str) -> li
     interpreter = runtime.make_interpreter(model_bytes, runtime_name, "reference",
                                            preserve_all_tensors=True)
     detail = interpreter.get_input_details()[0]
-    if detail["dtype"] != np.float32:
-        scale, zero_point = detail["quantization"]
-        info = np.iinfo(detail["dtype"])
-        batch = np.clip(np.round(batch / scale) + zero_point, info.min, info.max)
-    batch = batch.astype(detail["dtype"])
+    batch = runtime.encode(batch, detail)
     interpreter.resize_tensor_input(detail["index"], batch.shape)
     interpreter.allocate_tensors()
     interpreter.set_tensor(detail["index"], batch)
@@ -230,7 +226,7 @@ def plot_sqnr(reports: Sequence[TensorReport], path: str, title: str = "per-laye
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from tfquant.plotting import save_png
+    from tfquant.experiments.reports import save_png
     ordered = list(reports)
     fig, ax = plt.subplots(figsize=(8, max(3.0, 0.22 * len(ordered) + 1)))
     values = [min(r.channel_sqnr_db, 80.0) for r in ordered]

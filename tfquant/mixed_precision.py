@@ -15,24 +15,24 @@ from typing import Iterable
 
 import numpy as np
 
-from tfquant import ir
+from tfquant import ir, ops
 from tfquant.errors import ConversionError
 
-_BOUNDARY_OPS = ("QUANTIZE", "DEQUANTIZE")
 
 
 def _marked_ops(graph: ir.Graph, names: list) -> set:
     """Indices of the ops of the named layers and of the ops reading their outputs (a wide
     tensor helps only if its readers read it wide, as with Recipe.float_layers)."""
     def quantized(op):
-        return not op.stays_float and op.type not in _BOUNDARY_OPS
+        rule = ops.quant_rule(op.type)
+        return not op.keep_float and not (rule is not None and rule.type_conversion)
 
     named = {i for i, op in enumerate(graph.ops)
              if any(n in op.source for n in names) and quantized(op)}
     found = {n for i in named for n in graph.ops[i].source}
     missing = [n for n in names if n not in found]
     if missing:
-        known = sorted({s for op in graph.ops if not op.stays_float for s in op.source})
+        known = sorted({s for op in graph.ops if not op.keep_float for s in op.source})
         raise ConversionError(
             f"int16_layers names no quantized layer of the model: {', '.join(missing)} "
             f"(layers: {', '.join(known[:20])}{' ...' if len(known) > 20 else ''})")
@@ -60,11 +60,12 @@ def splice_int16_layers(int8: ir.Graph, int16: ir.Graph, layer_names: Iterable[s
     wide = {}
     for i in marked:
         op = merged.ops[i]
+        outputs = list(op.outputs)
         for k, name in enumerate(op.outputs):
-            twin = merged.add_tensor(name + "/int16", merged.tensors[name].shape, np.int16)
-            merged.tensors[twin].quant = int16.tensors[name].quant
-            wide[name] = twin
-            op.outputs[k] = twin
+            outputs[k] = merged.add_tensor(name + "/int16", merged.tensors[name].shape,
+                                           np.int16, quant=int16.tensors[name].quant)
+            wide[name] = outputs[k]
+        merged.update_op(op, outputs=tuple(outputs))
 
     def widened_input(name):
         """An int16 version of int8 tensor `name` (DEQUANTIZE then QUANTIZE), made once."""
@@ -77,31 +78,31 @@ def splice_int16_layers(int8: ir.Graph, int16: ir.Graph, layer_names: Iterable[s
             else:
                 as_float = merged.add_tensor(name + "/dequantized", tensor.shape)
                 merged.add_op("DEQUANTIZE", [name], [as_float], source=("int16 island",))
-            twin = merged.add_tensor(name + "/int16", tensor.shape, np.int16)
-            merged.tensors[twin].quant = int16.tensors[name].quant
-            merged.add_op("QUANTIZE", [as_float], [twin], source=("int16 island",))
-            wide[name] = twin
+            wide[name] = merged.add_tensor(name + "/int16", tensor.shape, np.int16,
+                                           quant=int16.tensors[name].quant)
+            merged.add_op("QUANTIZE", [as_float], [wide[name]], source=("int16 island",))
         return wide[name]
 
-    produced_wide = set(wide)
+    produced_wide = list(wide)
     for i in sorted(marked):
         op, op16 = merged.ops[i], int16.ops[i]
-        op.options = dict(op16.options)
+        inputs = list(op.inputs)
         for k, name in enumerate(op.inputs):
             if not name:
                 continue
             if merged.tensors[name].is_const:
                 source = int16.tensors[op16.inputs[k]]
-                op.inputs[k] = merged.add_tensor(name + "/int16", source.shape, source.dtype,
-                                                 source.data.copy())
-                merged.tensors[op.inputs[k]].quant = source.quant
+                inputs[k] = merged.add_tensor(name + "/int16", source.shape, source.dtype,
+                                              source.data, source.quant)
             else:
-                op.inputs[k] = widened_input(name)
+                inputs[k] = widened_input(name)
+        merged.update_op(op, options=op16.options, keep_float=op16.keep_float,
+                         inputs=tuple(inputs))
 
     # int8 readers of a 16x8 op's output: DEQUANTIZE reads int16 directly, the others (and
     # the model outputs) get the int8 tensor back through one requantizing QUANTIZE.
     for name in produced_wide:
-        readers = [op for op in merged.consumers(name)]
+        readers = merged.consumers(name)
         dequantizers = [op for op in readers if op.type == "DEQUANTIZE"]
         merged.replace_uses(name, wide[name], ops=dequantizers)
         if len(dequantizers) < len(readers) or name in merged.outputs:

@@ -9,9 +9,9 @@ MODES = ("float", "float16", "int8", "int16x8", "weights_only")
 IO_TYPES = ("float32", "int8", "uint8")
 CALIBRATION_METHODS = ("minmax", "ema", "percentile", "mse")
 WEIGHT_RANGE_METHODS = ("minmax", "mse")
-# Op types whose weights each int4_packing setting stores as packed TFLite INT4.
-INT4_PACKING = {"none": (), "portable": ("CONV_2D",),
-                "litert": ("CONV_2D", "FULLY_CONNECTED")}
+# int4_packing settings, each packing the weights of more ops than the one before (which ops
+# need which setting is in the op records' weight layouts).
+INT4_PACKINGS = ("none", "portable", "litert")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,8 +103,8 @@ class Recipe:
                              f"{self.weight_range_method!r}")
         if not 2 <= self.weight_bits <= 8:
             raise ValueError(f"weight_bits must be in 2..8, got {self.weight_bits}")
-        if self.int4_packing not in INT4_PACKING:
-            raise ValueError(f"int4_packing must be one of {INT4_PACKING}, got "
+        if self.int4_packing not in INT4_PACKINGS:
+            raise ValueError(f"int4_packing must be one of {INT4_PACKINGS}, got "
                              f"{self.int4_packing!r}")
         for field in ("float_layers", "int16_layers"):
             names = getattr(self, field)
@@ -125,6 +125,10 @@ class Recipe:
                              f"{self.calibration_kernels!r}")
         if self.calibration_batch_size < 1:
             raise ValueError("calibration_batch_size must be at least 1")
+
+    def packs_int4(self, needed: str) -> bool:
+        """Whether this recipe's int4_packing covers an op that needs setting `needed`."""
+        return INT4_PACKINGS.index(self.int4_packing) >= INT4_PACKINGS.index(needed)
 
     @property
     def dense_per_channel(self) -> bool:

@@ -13,6 +13,8 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from tfquant import spec
+
 RUNTIMES = ("litert", "tflite_runtime", "tf")
 RESOLVERS = ("default", "no_xnnpack", "reference")
 
@@ -34,6 +36,26 @@ def _interpreter_module(runtime: str):
         return (tf.lite.Interpreter, tf.lite.experimental.OpResolverType,
                 tf.lite.experimental.load_delegate)
     raise ValueError(f"unknown runtime {runtime!r}; use one of {RUNTIMES}")
+
+
+def encode(x: np.ndarray, detail: dict) -> np.ndarray:
+    """A float batch in the type of an interpreter input (`detail` from get_input_details):
+    as is for float inputs; quantized with the input's params for integer ones, rounding half
+    away from zero as TFLite's QUANTIZE does."""
+    dtype = np.dtype(detail["dtype"])
+    if dtype.kind == "f":
+        return np.asarray(x, dtype)
+    scale, zero_point = detail["quantization"]
+    return spec.quantize(x, spec.QuantParams.per_tensor(scale, zero_point),
+                         spec.integer_spec(dtype))
+
+
+def decode(y: np.ndarray, detail: dict) -> np.ndarray:
+    """An interpreter output as float: dequantized with its params when it is integer."""
+    scale, zero_point = detail["quantization"]
+    if np.dtype(detail["dtype"]).kind == "f" or scale == 0:
+        return y
+    return spec.dequantize(y, spec.QuantParams.per_tensor(scale, zero_point))
 
 
 def make_interpreter(model, runtime: str = "litert", resolver: str = "default",
@@ -73,19 +95,7 @@ class Runner:
             self._batch = batch_shape
 
     def _encode(self, x: np.ndarray) -> np.ndarray:
-        dtype = self.input["dtype"]
-        if dtype == np.float32:
-            return x.astype(np.float32)
-        scale, zero_point = self.input["quantization"]
-        info = np.iinfo(dtype)
-        q = np.round(x / scale) + zero_point
-        return np.clip(q, info.min, info.max).astype(dtype)
-
-    def _decode(self, y: np.ndarray, dequantize: bool) -> np.ndarray:
-        if self.output["dtype"] == np.float32 or not dequantize:
-            return y
-        scale, zero_point = self.output["quantization"]
-        return (y.astype(np.float32) - zero_point) * scale
+        return encode(x, self.input)
 
     def run_raw(self, x: np.ndarray) -> np.ndarray:
         """One invoke on an already-encoded batch; returns the raw output tensor."""
@@ -99,7 +109,7 @@ class Runner:
         outputs = []
         for start in range(0, len(x), batch_size):
             raw = self.run_raw(self._encode(np.asarray(x[start:start + batch_size])))
-            outputs.append(self._decode(raw.copy(), dequantize))
+            outputs.append(decode(raw.copy(), self.output) if dequantize else raw.copy())
         return np.concatenate(outputs)
 
 

@@ -9,8 +9,11 @@ from __future__ import annotations
 import dataclasses
 from typing import Optional
 
+import ml_dtypes
 import numpy as np
 
+# Packed 4-bit weights (TFLite INT4): IR tensors of this dtype hold values in [-8, 7].
+INT4 = np.dtype(ml_dtypes.int4)
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 # Smallest scale we ever emit. Below this a float32 scale loses precision and the runtime's
 # multiplier computation underflows.
@@ -160,14 +163,33 @@ def weight_range(weights: np.ndarray, axis: Optional[int]):
             weights.max(axis=reduce_axes, initial=0.0))
 
 
+def round_half_away(x: np.ndarray) -> np.ndarray:
+    """Round to the nearest integer, ties away from zero, as TFLite rounds (np.round rounds
+    ties to even)."""
+    return np.sign(x) * np.floor(np.abs(x) + 0.5)
+
+
 def quantize(x: np.ndarray, params: QuantParams, spec: QuantSpec) -> np.ndarray:
     """Real values to integer codes: clamp(round(x / scale) + zero_point), half away from 0."""
     x = np.asarray(x, np.float64)
     scale, zero_point = params.broadcast_to(x.shape)
-    # np.round rounds half to even; TFLite rounds half away from zero.
-    exact = x / scale.astype(np.float64)
-    codes = np.sign(exact) * np.floor(np.abs(exact) + 0.5) + zero_point
+    codes = round_half_away(x / scale.astype(np.float64)) + zero_point
     return np.clip(codes, spec.qmin, spec.qmax).astype(spec.storage_dtype())
+
+
+def quantize_bias(values: np.ndarray, params: QuantParams, dtype) -> np.ndarray:
+    """Bias codes: round(b / scale), half away from 0, clamped to the integer type (int32, or
+    int64 in 16x8 mode, kept clear of its extreme values)."""
+    b = np.asarray(values, np.float64)
+    scale = np.broadcast_to(params.scale, b.shape).astype(np.float64)
+    limit = 2 ** 31 - 1 if np.dtype(dtype) == np.int32 else 2 ** 63 - 1024
+    return np.clip(round_half_away(b / scale), -limit, limit).astype(dtype)
+
+
+def integer_spec(dtype) -> QuantSpec:
+    """The QuantSpec whose codes fill integer type `dtype` (int8, uint8, int16)."""
+    info = np.iinfo(dtype)
+    return QuantSpec(bits=info.bits, signed=info.min < 0)
 
 
 def dequantize(codes: np.ndarray, params: QuantParams) -> np.ndarray:
@@ -250,8 +272,7 @@ def mse_optimal_weight_range(weights: np.ndarray, axis: Optional[int], spec: Qua
     for f in np.linspace(0.5, 1.0, steps):
         bound = f * peak
         scale = np.where(bound > 0, bound / spec.qmax, 1.0)[:, None]
-        exact = w / scale
-        codes = np.clip(np.sign(exact) * np.floor(np.abs(exact) + 0.5), spec.qmin, spec.qmax)
+        codes = np.clip(round_half_away(w / scale), spec.qmin, spec.qmax)
         error = np.sum((w - codes * scale) ** 2, axis=1)
         better = error < best_error
         best_error = np.where(better, error, best_error)

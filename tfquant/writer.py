@@ -9,16 +9,15 @@ translates, it makes no quantization decision. Tensor i of the flatbuffer is the
 from __future__ import annotations
 
 import flatbuffers
-import ml_dtypes
 import numpy as np
 from ai_edge_litert import schema_py_generated as schema
 
-from tfquant import ir
+from tfquant import ir, ops, spec, vocabulary
 from tfquant.errors import ConversionError
-from tfquant.frontends.float_fallback import TFLITE_OPTIONS
+from tfquant.ops import common
 
 # Packed 4-bit weights: IR tensors of this dtype hold int8 values in [-8, 7].
-INT4 = np.dtype(ml_dtypes.int4)
+INT4 = spec.INT4
 
 _TENSOR_TYPES = {
     INT4: schema.TensorType.INT4,
@@ -31,178 +30,35 @@ _TENSOR_TYPES = {
     np.dtype(np.int16): schema.TensorType.INT16,
 }
 
-_ACTIVATIONS = {
-    "NONE": schema.ActivationFunctionType.NONE,
-    "RELU": schema.ActivationFunctionType.RELU,
-    "RELU6": schema.ActivationFunctionType.RELU6,
-}
 
-_PADDING = {"SAME": schema.Padding.SAME, "VALID": schema.Padding.VALID}
+def _types(op: ir.Op, graph: ir.Graph) -> ops.OpTypes:
+    def dtype(names, i):
+        return graph.tensors[names[i]].dtype if i < len(names) and names[i] else None
 
-
-def _act(op: ir.Op) -> int:
-    return _ACTIVATIONS[op.options.get("fused_activation", "NONE")]
-
-
-def _conv_options(op):
-    o = schema.Conv2DOptionsT()
-    o.padding = _PADDING[op.options["padding"]]
-    o.strideH, o.strideW = op.options["stride"]
-    o.dilationHFactor, o.dilationWFactor = op.options.get("dilation", (1, 1))
-    o.fusedActivationFunction = _act(op)
-    return schema.BuiltinOptions.Conv2DOptions, o
-
-
-def _depthwise_options(op):
-    o = schema.DepthwiseConv2DOptionsT()
-    o.padding = _PADDING[op.options["padding"]]
-    o.strideH, o.strideW = op.options["stride"]
-    o.dilationHFactor, o.dilationWFactor = op.options.get("dilation", (1, 1))
-    o.depthMultiplier = op.options["depth_multiplier"]
-    o.fusedActivationFunction = _act(op)
-    return schema.BuiltinOptions.DepthwiseConv2DOptions, o
-
-
-def _fully_connected_options(op):
-    o = schema.FullyConnectedOptionsT()
-    o.fusedActivationFunction = _act(op)
-    o.keepNumDims = bool(op.options.get("keep_num_dims", False))
-    o.asymmetricQuantizeInputs = bool(op.options.get("asymmetric_quantize_inputs", False))
-    return schema.BuiltinOptions.FullyConnectedOptions, o
-
-
-def _pool_options(op):
-    o = schema.Pool2DOptionsT()
-    o.padding = _PADDING[op.options["padding"]]
-    o.strideH, o.strideW = op.options["stride"]
-    o.filterHeight, o.filterWidth = op.options["filter"]
-    o.fusedActivationFunction = _act(op)
-    return schema.BuiltinOptions.Pool2DOptions, o
-
-
-def _binary_options(options_class, options_type):
-    def build(op):
-        o = options_class()
-        o.fusedActivationFunction = _act(op)
-        if hasattr(o, "potScaleInt16"):
-            o.potScaleInt16 = False
-        return options_type, o
-    return build
-
-
-def _concat_options(op):
-    o = schema.ConcatenationOptionsT()
-    o.axis = op.options["axis"]
-    return schema.BuiltinOptions.ConcatenationOptions, o
-
-
-def _mean_options(op):
-    o = schema.ReducerOptionsT()
-    o.keepDims = bool(op.options.get("keep_dims", False))
-    return schema.BuiltinOptions.ReducerOptions, o
-
-
-def _softmax_options(op):
-    o = schema.SoftmaxOptionsT()
-    o.beta = float(op.options.get("beta", 1.0))
-    return schema.BuiltinOptions.SoftmaxOptions, o
-
-
-def _leaky_relu_options(op):
-    o = schema.LeakyReluOptionsT()
-    o.alpha = float(op.options["alpha"])
-    return schema.BuiltinOptions.LeakyReluOptions, o
-
-
-def _simple(options_class, options_type):
-    return lambda op: (options_type, options_class())
-
-
-def _no_options(op):
-    return schema.BuiltinOptions.NONE, None
-
-
-_OPTIONS = {
-    "CONV_2D": _conv_options,
-    "DEPTHWISE_CONV_2D": _depthwise_options,
-    "FULLY_CONNECTED": _fully_connected_options,
-    "MAX_POOL_2D": _pool_options,
-    "AVERAGE_POOL_2D": _pool_options,
-    "ADD": _binary_options(schema.AddOptionsT, schema.BuiltinOptions.AddOptions),
-    "SUB": _binary_options(schema.SubOptionsT, schema.BuiltinOptions.SubOptions),
-    "MUL": _binary_options(schema.MulOptionsT, schema.BuiltinOptions.MulOptions),
-    "CONCATENATION": _concat_options,
-    "MEAN": _mean_options,
-    "SOFTMAX": _softmax_options,
-    "LEAKY_RELU": _leaky_relu_options,
-    "RESHAPE": _no_options,
-    "PAD": _simple(schema.PadOptionsT, schema.BuiltinOptions.PadOptions),
-    "HARD_SWISH": _simple(schema.HardSwishOptionsT, schema.BuiltinOptions.HardSwishOptions),
-    "QUANTIZE": _simple(schema.QuantizeOptionsT, schema.BuiltinOptions.QuantizeOptions),
-    "DEQUANTIZE": _no_options,
-    "PRELU": _no_options,
-    "LOGISTIC": _no_options,
-    "TANH": _no_options,
-    "RELU": _no_options,
-    "RELU6": _no_options,
-}
-
-SUPPORTED_OPS = tuple(sorted(_OPTIONS))
+    weights = graph.tensors[op.inputs[1]] if len(op.inputs) > 1 and op.inputs[1] else None
+    per_channel = bool(weights is not None and weights.quant is not None
+                       and weights.quant.scale.size > 1)
+    return ops.OpTypes(dtype(op.inputs, 0), dtype(op.inputs, 1), dtype(op.outputs, 0),
+                       per_channel, op.options, op.source_version)
 
 
 def op_version(op: ir.Op, graph: ir.Graph) -> int:
-    """The lowest operator version that covers what this op uses (tensor types, options).
+    """The lowest operator version that covers what this op uses (tensor types, options): the
+    op record's rule (the numbers TF 2.21's TFLiteConverter writes, all resolvable by
+    tflite-runtime 2.14); ops carried opaquely from a source .tflite keep their version."""
+    types = _types(op, graph)
+    if isinstance(op.options, vocabulary.CarriedOptions):
+        return max(op.source_version, common.version_by_type(types))
+    return ops.get(op.type).version(types)
 
-    The numbers are those TF 2.21's TFLiteConverter writes for the same ops and types
-    (measured; tests/test_end_to_end.py compares them), all resolvable by tflite-runtime 2.14.
-    """
-    def dtype(i, outputs=False):
-        names = op.outputs if outputs else op.inputs
-        return graph.tensors[names[i]].dtype if i < len(names) and names[i] else None
 
-    x, w, y = dtype(0), dtype(1), dtype(0, outputs=True)
-    int8, int16, f32 = np.dtype(np.int8), np.dtype(np.int16), np.dtype(np.float32)
-    hybrid = x == f32 and w == int8
-    if op.type == "CONV_2D":
-        if x == int16:
-            return 4
-        if hybrid:
-            return 5 if graph.tensors[op.inputs[1]].quant.scale.size > 1 else 2
-        return 3 if x == int8 else 1
-    if op.type == "DEPTHWISE_CONV_2D":
-        dilated = tuple(op.options.get("dilation", (1, 1))) != (1, 1)
-        if x == int16:
-            return 5
-        if hybrid:
-            return 6 if graph.tensors[op.inputs[1]].quant.scale.size > 1 else 4
-        if x == int8:
-            return 3
-        return 2 if dilated else 1
-    if op.type == "FULLY_CONNECTED":
-        if x == int16:
-            return 7
-        if hybrid:
-            return 9 if op.options.get("asymmetric_quantize_inputs") else 3
-        if op.options.get("keep_num_dims"):
-            return 5
-        return 4 if x == int8 else 1
-    if op.type == "QUANTIZE":
-        return 2 if x in (int8, np.dtype(np.uint8)) else 1
-    if op.type == "DEQUANTIZE":
-        if x == np.dtype(np.float16):
-            return 3
-        return 2 if x in (int8, int16) else 1
-    if op.type in ("RESHAPE", "HARD_SWISH", "PRELU"):
-        return 1
-    if op.type == "LEAKY_RELU":  # TFLiteConverter writes 1 for int8 too
-        return 2 if x == int16 else 1
-    if op.type == "MUL" and x == int16:
-        return 4
-    if x == int16 or y == int16:
-        return 3
-    if x == int8 or y == int8:
-        return 2
-    return 1
+def _options(op: ir.Op):
+    if isinstance(op.options, vocabulary.CarriedOptions):
+        return op.options.options_type, op.options.options
+    record = ops.REGISTRY.get(op.type)
+    if record is None or record.pseudo or not record.write:
+        raise ConversionError(f"op {op.label} has no TFLite equivalent in this writer")
+    return record.write(op.options)
 
 
 class _ModelBuilder(flatbuffers.Builder):
@@ -300,18 +156,13 @@ def write_tflite(graph: ir.Graph, description: str = "tfquant") -> bytes:
     opcodes, opcode_index = [], {}
     subgraph.operators = []
     for op in graph.ops:
-        opaque = op.options.get(TFLITE_OPTIONS)
-        if op.type not in _OPTIONS and opaque is None:
-            raise ConversionError(f"op {op.label} has no TFLite equivalent in this writer")
-        code = getattr(schema.BuiltinOperator, op.type)
-        version = op_version(op, graph)
-        if opaque:  # options carried from a source .tflite: its version, or more for the types
-            version = max(opaque[2], version)
-        key = (code, version)
+        options_type, options = _options(op)
+        key = (getattr(schema.BuiltinOperator, op.type), op_version(op, graph))
         if key not in opcode_index:
             oc = schema.OperatorCodeT()
-            oc.builtinCode = code
-            oc.deprecatedBuiltinCode = min(code, schema.BuiltinOperator.PLACEHOLDER_FOR_GREATER_OP_CODES)
+            oc.builtinCode = key[0]
+            oc.deprecatedBuiltinCode = min(key[0],
+                                           schema.BuiltinOperator.PLACEHOLDER_FOR_GREATER_OP_CODES)
             oc.version = key[1]
             opcode_index[key] = len(opcodes)
             opcodes.append(oc)
@@ -319,16 +170,13 @@ def write_tflite(graph: ir.Graph, description: str = "tfquant") -> bytes:
         operator.opcodeIndex = opcode_index[key]
         operator.inputs = [index[n] if n else -1 for n in op.inputs]
         operator.outputs = [index[n] for n in op.outputs]
-        if opaque:
-            operator.builtinOptionsType, operator.builtinOptions = opaque[0], opaque[1]
-        else:
-            operator.builtinOptionsType, operator.builtinOptions = _OPTIONS[op.type](op)
+        operator.builtinOptionsType, operator.builtinOptions = options_type, options
         subgraph.operators.append(operator)
     model.operatorCodes = opcodes
     model.subgraphs = [subgraph]
 
     model.signatureDefs = [_signature(graph, index)]
-    for name, value in (getattr(graph, "metadata", None) or {}).items():
+    for name, value in graph.metadata.items():
         data = schema.BufferT()  # metadata carried over from a source .tflite, byte for byte
         data.data = np.frombuffer(bytes(value), np.uint8)
         model.buffers.append(data)
@@ -343,15 +191,14 @@ def write_tflite(graph: ir.Graph, description: str = "tfquant") -> bytes:
 
 def _signature(graph: ir.Graph, index: dict):
     """The serving signature: IR tensor names, or the names a source model's signature gave
-    the graph's inputs and outputs (`graph.signature`, set by the TFLite frontend: its key and
-    one name per input and per output, by position)."""
-    source = getattr(graph, "signature", None) or {}
+    the graph's inputs and outputs (graph.signature, set by the TFLite frontend)."""
+    source = graph.signature or ir.Signature()
     signature = schema.SignatureDefT()
-    signature.signatureKey = source.get("key", "serving_default")
+    signature.signatureKey = source.key
     signature.subgraphIndex = 0
-    signature.inputs = [_tensor_map(n, index, source.get("inputs", ()), i)
+    signature.inputs = [_tensor_map(n, index, source.inputs, i)
                         for i, n in enumerate(graph.inputs)]
-    signature.outputs = [_tensor_map(n, index, source.get("outputs", ()), i)
+    signature.outputs = [_tensor_map(n, index, source.outputs, i)
                          for i, n in enumerate(graph.outputs)]
     return signature
 

@@ -1,8 +1,114 @@
-"""Plumbing shared by the absl tools: the console-script entry point, progress and reports."""
+"""Plumbing shared by the absl tools.
 
+Every tool is a `Config` dataclass and a `main(config) -> exit code`. Tests and other code
+call `main(Config(...))` in-process; the console script calls `run(Config, main, __doc__)`,
+which defines one absl flag per Config field (from the field's type, default and `option`
+metadata) only then, parses the command line, builds the Config (its own validation errors
+become one-line usage errors) and calls main. Importing a tool defines no flag.
+"""
+
+from __future__ import annotations
+
+import dataclasses
 import sys
+import typing
+from typing import Optional
 
 from absl import app, flags
+
+
+def option(default, help: str, *, choices=None, lower: Optional[float] = None,
+           upper: Optional[float] = None):
+    """A Config field: its default and --help text, the values an enum flag takes, numeric
+    bounds. List fields (tuple defaults) are comma-separated on the command line."""
+    metadata = {"help": help, "choices": choices, "lower": lower, "upper": upper}
+    if isinstance(default, (list, tuple)):
+        return dataclasses.field(default_factory=lambda: tuple(default), metadata=metadata)
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+def validate(config):
+    """Raise ValueError (naming the flag) for a field outside its declared choices (each item,
+    for a list) or bounds: Config.__post_init__ calls it, so a Config made in code is checked
+    like the command line."""
+    for field in dataclasses.fields(config):
+        meta, value = field.metadata, getattr(config, field.name)
+        if value is None:
+            continue
+        choices = meta.get("choices")
+        for item in (value if isinstance(value, (list, tuple)) else [value]):
+            if choices is not None and item not in choices:
+                raise ValueError(f"--{field.name}: {item!r} is not one of "
+                                 f"{', '.join(map(str, choices))}")
+        if meta.get("lower") is not None and value < meta["lower"]:
+            raise ValueError(f"--{field.name} must be at least {meta['lower']}, got {value}")
+        if meta.get("upper") is not None and value > meta["upper"]:
+            raise ValueError(f"--{field.name} must be at most {meta['upper']}, got {value}")
+
+
+def _define(field, kind, module: str):
+    meta = field.metadata
+    default = field.default if field.default is not dataclasses.MISSING else \
+        field.default_factory()
+    text = meta.get("help", "")
+    origin = typing.get_origin(kind)
+    base = next((a for a in typing.get_args(kind) if a is not type(None)), kind) \
+        if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)) else kind
+    if isinstance(default, tuple) or typing.get_origin(base) in (tuple, list):
+        flags.DEFINE_list(field.name, list(default) if default is not None else None, text,
+                          module_name=module)
+    elif base is bool:
+        flags.DEFINE_boolean(field.name, default, text, module_name=module)
+    elif meta.get("choices") and base is str and not isinstance(default, tuple):
+        flags.DEFINE_enum(field.name, default, list(meta["choices"]), text, module_name=module)
+    elif base is int:
+        flags.DEFINE_integer(field.name, default, text, lower_bound=meta.get("lower"),
+                             upper_bound=meta.get("upper"), module_name=module)
+    elif base is float:
+        flags.DEFINE_float(field.name, default, text, lower_bound=meta.get("lower"),
+                           upper_bound=meta.get("upper"), module_name=module)
+    else:
+        flags.DEFINE_string(field.name, default, text, module_name=module)
+
+
+def _value(field, kind, raw):
+    """A flag value as the Config field's type (list flags become tuples of that type)."""
+    if isinstance(raw, list):
+        item = next(iter(typing.get_args(kind)), str)
+        args = [a for a in typing.get_args(item) if a is not Ellipsis] if typing.get_origin(
+            item) in (tuple, list) else []
+        convert = args[0] if args and args[0] in (int, float, str) else str
+        return tuple(convert(v) for v in raw)
+    return raw
+
+
+def run(config_class, main, doc: str, argv=None):
+    """Run a tool as a console script (see the module docstring)."""
+    module = sys.argv[0]
+    hints = typing.get_type_hints(config_class)
+    fields = dataclasses.fields(config_class)
+    for field in fields:
+        if field.name not in flags.FLAGS:
+            _define(field, hints[field.name], module)
+    sys.modules["__main__"].__doc__ = doc
+
+    def absl_main(args):
+        if len(args) > 1:
+            raise app.UsageError(f"unexpected arguments: {' '.join(args[1:])}")
+        values = {f.name: _value(f, hints[f.name], flags.FLAGS[f.name].value) for f in fields}
+        try:
+            config = config_class(**values)
+        except ValueError as e:
+            print(f"{_tool_name()}: error: {e}", file=sys.stderr)
+            return 2
+        return main(config)
+
+    app.run(absl_main, argv=argv)
+
+
+def _tool_name() -> str:
+    import os
+    return os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "tfquant"
 
 
 def log(message: str):
@@ -10,19 +116,38 @@ def log(message: str):
     print(message, file=sys.stderr, flush=True)
 
 
-def run(main, module_name: str, doc: str):
-    """Run an absl `main` as a console script: absl's --help lists the flags of the main module
-    (sys.argv[0]), which under a console script is the wrapper, so declare the tool module's
-    flags as its key flags and use the tool's docstring as the usage text."""
+def write_report(path: str, title: str, body: str, command: str):
+    """Write a markdown report atomically, headed by the command line that made it (a tool
+    name alone stands for that tool with this process's arguments)."""
+    import tfquant
+    if " " not in command:
+        command = " ".join([command] + sys.argv[1:])
+    tfquant.save_atomically(f"# {title}\n\nMade by `{command}`{body}\n".encode(), path)
+
+
+def run_flags_main(main, module_name: str, doc: str):
+    """Run an absl `main(argv)` whose flags are defined at import (tools not yet on Config):
+    declare the module's flags as key flags of the console script so --help lists them."""
     for flag in flags.FLAGS.get_flags_for_module(module_name):
         flags.FLAGS.register_key_flag_for_module(sys.argv[0], flag)
     sys.modules["__main__"].__doc__ = doc
     app.run(main)
 
 
-
-def write_report(path: str, title: str, body: str, tool: str):
-    """Write a markdown report atomically, headed by the command line that made it."""
-    import tfquant
-    command = " ".join([tool] + sys.argv[1:])
-    tfquant.save_atomically(f"# {title}\n\nMade by `{command}`{body}\n".encode(), path)
+def command_line(tool: str, config) -> str:
+    """The command that reproduces `config` (its fields that differ from the defaults as
+    flags), for report headers."""
+    parts = [tool]
+    for field in dataclasses.fields(config):
+        value = getattr(config, field.name)
+        default = field.default if field.default is not dataclasses.MISSING else \
+            field.default_factory()
+        if value == default:
+            continue
+        if isinstance(value, bool):
+            parts.append(f"--{field.name}" if value else f"--no{field.name}")
+        elif isinstance(value, (list, tuple)):
+            parts.append(f"--{field.name}={','.join(map(str, value))}")
+        else:
+            parts.append(f"--{field.name}={value}")
+    return " ".join(parts)

@@ -25,7 +25,7 @@ import time
 
 from absl import app, flags
 
-from tfquant.delegate_profiling import (PEAK_MACS_PER_CYCLE, DspParams, check_bit_exact,
+from tfquant.experiments.delegate_profiling import (PEAK_MACS_PER_CYCLE, DspParams, check_bit_exact,
                                        cost_model_assumptions, dsp_cycles, interpreter_for,
                                        profile_delegate)
 from tfquant.tools import _app
@@ -105,21 +105,14 @@ def build_application(name, size, classes, n_calibration):
 
 
 def op_details(model):
-    """{node index: (op name, filter shape or None)} of the first subgraph, read with the
-    flatbuffer object API shipped in ai-edge-litert (node i is operator i of the subgraph)."""
-    from ai_edge_litert import schema_py_generated as schema
-    m = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(model, 0))
-    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
-    graph = m.subgraphs[0]
+    """{node index: (op name, weight shape or None)} of the first subgraph (node i is
+    operator i), the weights found where the op's record says they are."""
+    from tfquant import flatbuffer, ops
     details = {}
-    for i, op in enumerate(graph.operators):
-        code = m.operatorCodes[op.opcodeIndex]
-        builtin = max(code.builtinCode, code.deprecatedBuiltinCode)
-        inputs = list(op.inputs) if op.inputs is not None else []
-        filter_shape = None
-        if len(inputs) > 1 and inputs[1] >= 0 and graph.tensors[inputs[1]].shape is not None:
-            filter_shape = tuple(int(d) for d in graph.tensors[inputs[1]].shape)
-        details[i] = (names.get(builtin, str(builtin)), filter_shape)
+    for i, op in enumerate(flatbuffer.operators(model)):
+        layout = ops.weight_layout(op.name)
+        weights = op.inputs[layout.weight_input] if layout and len(op.inputs) > 1 else None
+        details[i] = (op.name, weights.shape if weights is not None else None)
     return details
 
 
@@ -425,7 +418,7 @@ def main(argv):
 
 def run():
     """Console-script entry point (tfquant-benchmark)."""
-    _app.run(main, __name__, __doc__)
+    _app.run_flags_main(main, __name__, __doc__)
 
 if __name__ == "__main__":
     run()

@@ -10,59 +10,66 @@ Examples:
   tfquant-compare --model=my_mnist_model.keras --runs=200
 """
 
-import sys
+from __future__ import annotations
 
-from absl import flags
+import dataclasses
+from typing import Optional
 
 from tfquant.tools import _app
+from tfquant.tools._app import option
 
-FLAGS = flags.FLAGS
-
-flags.DEFINE_list("architecture", ["mobilenet_v1", "mobilenet_v2"],
-                  "Built-in architectures to train on MNIST-5k and compare (ignored when "
-                  "--model is given): mobilenet_v1, mobilenet_v2, resnet.")
-flags.DEFINE_string("model", None, "A Keras model file (28x28x1 MNIST classifier) to compare "
-                    "instead of training built-in architectures.")
-flags.DEFINE_integer("epochs", None, "Training epochs for built-in architectures "
-                     "(default: the model zoo's default).")
-flags.DEFINE_integer("num_calibration_batches", 100, "Calibration batches for both "
-                     "converters.", lower_bound=1)
-flags.DEFINE_integer("calibration_batch_size", 32, "Calibration batch size for both.",
-                     lower_bound=1)
-flags.DEFINE_integer("runs", 100, "Timed invocations per latency measurement.", lower_bound=5)
-flags.DEFINE_integer("conversion_repeats", 3, "Conversions per converter (median reported).",
-                     lower_bound=1)
+ARCHITECTURES = ("mobilenet_v1", "mobilenet_v2", "resnet")
 
 
-def main(argv):
-    del argv
-    import tfquant  # noqa: F401  (loads before tensorflow; see tfquant/__init__.py)
-    from tfquant import peers
+@dataclasses.dataclass(frozen=True)
+class Config:
+    architecture: tuple = option(("mobilenet_v1", "mobilenet_v2"), "Built-in architectures to "
+                                 "train on MNIST-5k and compare (ignored when --model is given).",
+                                 choices=ARCHITECTURES)
+    model: Optional[str] = option(None, "A Keras model file (28x28x1 MNIST classifier) to "
+                                  "compare instead of training built-in architectures.")
+    epochs: Optional[int] = option(None, "Training epochs for built-in architectures (default: "
+                                   "the model zoo's default).", lower=1)
+    num_calibration_batches: int = option(100, "Calibration batches for both converters.",
+                                          lower=1)
+    calibration_batch_size: int = option(32, "Calibration batch size for both.", lower=1)
+    runs: int = option(100, "Timed invocations per latency measurement.", lower=5)
+    conversion_repeats: int = option(3, "Conversions per converter (median reported).", lower=1)
+
+    def __post_init__(self):
+        _app.validate(self)
+
+
+def main(config: Config, models: Optional[dict] = None) -> int:
+    """Print the comparison table. `models` ({name: Keras model}) replaces the training of the
+    built-in architectures (tests pass already trained ones)."""
+    import tfquant
+    from tfquant.experiments import peers
     from tfquant.models import data, zoo
 
     dataset = data.load_mnist_5k()
-    models = {}
-    if FLAGS.model:
-        models[FLAGS.model] = tfquant.load_keras_model(FLAGS.model)
-    else:
-        for name in FLAGS.architecture:
-            print(f"training {name} on MNIST-5k ...", file=sys.stderr)
-            models[name] = zoo.trained_model(name, dataset, epochs=FLAGS.epochs)
+    if models is None:
+        models = {}
+        if config.model:
+            models[config.model] = tfquant.load_keras_model(config.model)
+        else:
+            for name in config.architecture:
+                _app.log(f"training {name} on MNIST-5k ...")
+                models[name] = zoo.trained_model(name, dataset, epochs=config.epochs)
     rows = {}
     for name, model in models.items():
-        print(f"comparing converters on {name}:", file=sys.stderr)
+        _app.log(f"comparing converters on {name}:")
         rows[name] = peers.compare(model, dataset.x_train, dataset.x_test, dataset.y_test,
-                             num_batches=FLAGS.num_calibration_batches,
-                             batch_size=FLAGS.calibration_batch_size, runs=FLAGS.runs,
-                             repeats=FLAGS.conversion_repeats,
-                             log=lambda m: print(m, file=sys.stderr))
+                                   num_batches=config.num_calibration_batches,
+                                   batch_size=config.calibration_batch_size, runs=config.runs,
+                                   repeats=config.conversion_repeats, log=_app.log)
     print(peers.format_table(rows))
     return 0
 
 
 def run():
     """Console-script entry point (tfquant-compare)."""
-    _app.run(main, __name__, __doc__)
+    _app.run(Config, main, __doc__)
 
 
 if __name__ == "__main__":

@@ -67,22 +67,10 @@ def run_outputs(model: bytes, inputs, rt: str = "litert", resolver: str = "refer
         interpreter.resize_tensor_input(detail["index"], x.shape)
     interpreter.allocate_tensors()
     for detail, x in zip(details, inputs):
-        if detail["dtype"] == np.float32:
-            interpreter.set_tensor(detail["index"], x.astype(np.float32))
-        else:
-            scale, zero_point = detail["quantization"]
-            info = np.iinfo(detail["dtype"])
-            q = np.clip(np.round(x / scale) + zero_point, info.min, info.max)
-            interpreter.set_tensor(detail["index"], q.astype(detail["dtype"]))
+        interpreter.set_tensor(detail["index"], runtime.encode(x, detail))
     interpreter.invoke()
-    outputs = []
-    for out in interpreter.get_output_details():
-        y = interpreter.get_tensor(out["index"]).astype(np.float32)
-        if out["dtype"] != np.float32:
-            scale, zero_point = out["quantization"]
-            y = (y - zero_point) * scale
-        outputs.append(y)
-    return outputs
+    return [np.asarray(runtime.decode(interpreter.get_tensor(out["index"]), out), np.float32)
+            for out in interpreter.get_output_details()]
 
 
 def quantize_with_ai_edge_quantizer(float_model: bytes, batches: list) -> bytes:
@@ -153,7 +141,7 @@ def compare_application(name: str, size: int, weights: list, num_calibration: in
 
 def _compare_draw(name, model, sources, sqnr, seed, num_calibration, size, batch_size,
                   tflite_converter) -> list:
-    from tfquant import peers
+    from tfquant.experiments import peers
     from tfquant.models import applications, data
     calibration = applications.preprocess(name, data.load_photo_crops(num_calibration, size,
                                                                       seed=seed))
@@ -284,7 +272,7 @@ def main(argv):
 
 def run():
     """Console-script entry point (tfquant-compare-tflite)."""
-    _app.run(main, __name__, __doc__)
+    _app.run_flags_main(main, __name__, __doc__)
 
 
 if __name__ == "__main__":

@@ -172,7 +172,7 @@ def main(argv):
 
 def run():
     """Console-script entry point (tfquant-convert)."""
-    _app.run(main, __name__, __doc__)
+    _app.run_flags_main(main, __name__, __doc__)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ Examples:
 
 from absl import app, flags
 
-from tfquant.delegate_profiling import compare_with_reference
+from tfquant.experiments.delegate_profiling import compare_with_reference
 from tfquant.tools import _app
 
 FLAGS = flags.FLAGS
@@ -96,7 +96,7 @@ def main(argv):
 
 def run():
     """Console-script entry point (tfquant-delegate-check)."""
-    _app.run(main, __name__, __doc__)
+    _app.run_flags_main(main, __name__, __doc__)
 
 
 if __name__ == "__main__":

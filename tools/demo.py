@@ -121,7 +121,7 @@ def main(argv):
 
 
 def run():
-    _app.run(main, __name__, __doc__)
+    _app.run_flags_main(main, __name__, __doc__)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ import time
 
 from absl import flags
 
-from tfquant.plotting import save_png
+from tfquant.experiments.reports import save_png
 from tfquant.tools import _app
 
 FLAGS = flags.FLAGS
@@ -128,7 +128,8 @@ def evaluate(name, model, dataset, tf_keras_model=None) -> dict:
     """Every cell for one trained float model: {key: metrics dict}, plus "deployed" and
     "peers" sub-dictionaries. `tf_keras_model` (the same weights in tf_keras) enables tfmot."""
     import tfquant
-    from tfquant import peers, qat, runtime
+    from tfquant import qat, runtime
+    from tfquant.experiments import peers
 
     x, y = dataset.x_test, dataset.y_test
     expected = model.predict(x, verbose=0)
@@ -363,7 +364,7 @@ def main(argv):
 
 def run():
     """Console-script entry point (tfquant-paper-tables)."""
-    _app.run(main, __name__, __doc__)
+    _app.run_flags_main(main, __name__, __doc__)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ after batch-norm folding (--fold_plot: why per-layer quantization collapses).
 
 from absl import flags
 
-from tfquant.plotting import save_png
+from tfquant.experiments.reports import save_png
 from tfquant.tools import _app
 
 FLAGS = flags.FLAGS
@@ -86,7 +86,7 @@ def evaluate(name, dataset) -> list:
                                               show_progress=False)))
     if FLAGS.peers:
         _app.log(f"[{name}] TFLiteConverter (int8, 16x8, weight-only) ...")
-        from tfquant import peers
+        from tfquant.experiments import peers
         models += [(f"TFLiteConverter {label}",
                     peers.tflite_converter_ptq(model, calibration, mode))
                    for label, mode in (("int8", "int8"), ("16x8", "int16x8"),
@@ -188,7 +188,7 @@ def main(argv):
 
 def run():
     """Console-script entry point (tfquant-ptq-grid)."""
-    _app.run(main, __name__, __doc__)
+    _app.run_flags_main(main, __name__, __doc__)
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ import time
 
 from absl import flags
 
-from tfquant.plotting import save_png
+from tfquant.experiments.reports import save_png
 from tfquant.tools import _app
 
 FLAGS = flags.FLAGS
@@ -164,7 +164,7 @@ def _output_step(result) -> float:
 
 
 def _depthwise(tflite_model) -> str:
-    from tfquant import peers
+    from tfquant.experiments import peers
     found = peers.depthwise_weight_scales(tflite_model)
     if not found:
         return "-"
@@ -230,7 +230,7 @@ def _evaluate(name, dataset):
         rows.append(_mean_row(runs))
 
     if FLAGS.peers:
-        from tfquant import peers
+        from tfquant.experiments import peers
         runs = []
         for seed in seeds:
             _app.log(f"[{name}] tfmot QAT of the tf_keras copy: fine-tuning {FLAGS.qat_epochs} "
@@ -357,7 +357,7 @@ def main(argv):
 
 def run():
     """Console-script entry point (tfquant-qat-compare)."""
-    _app.run(main, __name__, __doc__)
+    _app.run_flags_main(main, __name__, __doc__)
 
 
 if __name__ == "__main__":

@@ -13,15 +13,8 @@ import io
 
 import numpy as np
 
-from tfquant import ir
-from tfquant.errors import UnsupportedLayerError
-
-# Option key of opaque ops: (builtin options type, builtin options object, op version).
-TFLITE_OPTIONS = "tflite_options"
-FLOAT_FALLBACK = "float_fallback"
-
-_NUMPY_TYPES = {0: np.float32, 1: np.float16, 2: np.int32, 3: np.uint8, 4: np.int64,
-                6: np.bool_, 7: np.int16, 9: np.int8}
+from tfquant import flatbuffer, ir, vocabulary
+from tfquant.errors import ModelLoadError, UnsupportedLayerError
 
 
 def _shape_of(keras_tensor):
@@ -55,8 +48,6 @@ def _convert_float(model) -> bytes:
 
 def splice_float_layer(graph: ir.Graph, layer, in_names: list, inputs, outputs) -> list:
     """Append the float TFLite ops computing `layer` to `graph`; returns output names."""
-    from ai_edge_litert import schema_py_generated as schema
-
     kind = type(layer).__name__
     try:
         data = _convert_float(_one_layer_model(layer, inputs))
@@ -65,7 +56,10 @@ def splice_float_layer(graph: ir.Graph, layer, in_names: list, inputs, outputs) 
         raise UnsupportedLayerError(
             [(layer.name, kind)], f"it cannot be expressed as float TFLite ops either: "
             f"{first_line}") from None
-    model = schema.ModelT.InitFromPackedBuf(data, 0)
+    try:
+        model = flatbuffer.read(data)
+    except ModelLoadError as e:
+        raise UnsupportedLayerError([(layer.name, kind)], f"its TFLite form is unreadable: {e}")
     if len(model.subgraphs) != 1:
         raise UnsupportedLayerError([(layer.name, kind)], "it needs control flow in TFLite")
     subgraph = model.subgraphs[0]
@@ -75,15 +69,13 @@ def splice_float_layer(graph: ir.Graph, layer, in_names: list, inputs, outputs) 
     for position, index in enumerate(subgraph.outputs):
         names[index] = graph.add_tensor(layer.name, (-1,) + tuple(int(d) for d in
                                                                   _shape_of(outputs[position])))
-    builtin_names = {v: k for k, v in vars(schema.BuiltinOperator).items()
-                     if not k.startswith("_")}
 
     def tensor_name(index):
         if index < 0:
             return ""
         if index not in names:
             t = subgraph.tensors[index]
-            dtype = _NUMPY_TYPES.get(t.type)
+            dtype = flatbuffer.NUMPY_TYPES.get(t.type)
             if dtype is None:
                 raise UnsupportedLayerError([(layer.name, kind)],
                                             f"its TFLite form uses tensor type {t.type}")
@@ -92,19 +84,19 @@ def splice_float_layer(graph: ir.Graph, layer, in_names: list, inputs, outputs) 
             base = f"{layer.name}/{t.name.decode() if isinstance(t.name, bytes) else t.name}"
             if buffer is not None and len(buffer):
                 values = np.frombuffer(bytes(buffer), dtype).reshape(t.shape)
-                names[index] = graph.add_const(base, values.copy(), dtype)
+                names[index] = graph.add_const(base, values, dtype)
             else:
                 names[index] = graph.add_tensor(base, shape, dtype)
         return names[index]
 
     for operator in subgraph.operators:
         code = model.operatorCodes[operator.opcodeIndex]
-        builtin = max(code.builtinCode, code.deprecatedBuiltinCode)
-        if code.customCode:
+        if code.customCode or flatbuffer.builtin_name(code) in (None, "CUSTOM"):
             raise UnsupportedLayerError([(layer.name, kind)],
                                         "its TFLite form needs custom or Flex ops")
-        options = {TFLITE_OPTIONS: (operator.builtinOptionsType, operator.builtinOptions,
-                                    code.version), FLOAT_FALLBACK: True}
-        graph.add_op(builtin_names[builtin], [tensor_name(i) for i in operator.inputs],
-                     [tensor_name(i) for i in operator.outputs], options, (layer.name,))
+        options = vocabulary.CarriedOptions(operator.builtinOptionsType,
+                                            operator.builtinOptions)
+        graph.add_op(flatbuffer.builtin_name(code), [tensor_name(i) for i in operator.inputs],
+                     [tensor_name(i) for i in operator.outputs], options, (layer.name,),
+                     keep_float=True, source_version=code.version)
     return [names[index] for index in subgraph.outputs]

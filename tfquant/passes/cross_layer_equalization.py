@@ -16,51 +16,27 @@ float model that the caller should measure.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 
 import numpy as np
 
-from tfquant import ir
+from tfquant import ir, ops
 
 log = logging.getLogger("tfquant")
 
-_LINEAR = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
 _MIN_RANGE = 1e-12
-
-
-def _output_channel_range(op: ir.Op, w: np.ndarray) -> np.ndarray:
-    if op.type == "DEPTHWISE_CONV_2D":  # [1, kh, kw, c]
-        return np.abs(w).max(axis=(0, 1, 2))
-    return np.abs(w).reshape(w.shape[0], -1).max(axis=1)  # [out, ...]
-
-
-def _input_channel_range(op: ir.Op, w: np.ndarray) -> np.ndarray:
-    if op.type == "FULLY_CONNECTED":  # [out, in]
-        return np.abs(w).max(axis=0)
-    return np.abs(w).reshape(-1, w.shape[-1]).max(axis=0)  # [.., in] / [1, kh, kw, c]
-
-
-def _scale_output_channels(op: ir.Op, w: np.ndarray, factor: np.ndarray) -> np.ndarray:
-    if op.type == "DEPTHWISE_CONV_2D":
-        return w * factor.reshape(1, 1, 1, -1)
-    return w * factor.reshape((-1,) + (1,) * (w.ndim - 1))
-
-
-def _scale_input_channels(op: ir.Op, w: np.ndarray, factor: np.ndarray) -> np.ndarray:
-    if op.type == "FULLY_CONNECTED":
-        return w * factor.reshape(1, -1)
-    return w * factor.reshape((1,) * (w.ndim - 1) + (-1,))
 
 
 def _pairs(graph: ir.Graph, relu6_to_relu: bool) -> list:
     """(A, B) pairs that can be equalized."""
     pairs = []
     for a in graph.ops:
-        if a.type not in _LINEAR or a.stays_float:
+        if ops.weight_layout(a.type) is None or a.keep_float:
             continue
-        if a.type == "DEPTHWISE_CONV_2D" and a.options.get("depth_multiplier", 1) != 1:
+        if getattr(a.options, "depth_multiplier", 1) != 1:
             continue
-        activation = a.options.get("fused_activation", "NONE")
+        activation = a.options.fused_activation
         if activation not in ("NONE", "RELU") and not (activation == "RELU6" and relu6_to_relu):
             continue
         tensor = a.outputs[0]
@@ -73,12 +49,12 @@ def _pairs(graph: ir.Graph, relu6_to_relu: bool) -> list:
             if len(graph.consumers(padded)) != 1 or padded in graph.outputs:
                 continue
             b = graph.consumers(padded)[0]
-        if b.type not in _LINEAR or b.stays_float or b.options.get("fused_activation") == \
-                "RELU_N1_TO_1":
+        b_layout = ops.weight_layout(b.type)
+        if b_layout is None or b.keep_float or b.options.fused_activation == "RELU_N1_TO_1":
             continue
-        if b.type == "DEPTHWISE_CONV_2D" and b.options.get("depth_multiplier", 1) != 1:
+        if getattr(b.options, "depth_multiplier", 1) != 1:
             continue
-        if b.type == "FULLY_CONNECTED" and len(graph.tensors[tensor].shape) != 2:
+        if b_layout.dense and len(graph.tensors[tensor].shape) != 2:
             continue
         pairs.append((a, b))
     return pairs
@@ -88,27 +64,37 @@ def cross_layer_equalization(graph: ir.Graph, iterations: int = 20,
                              relu6_to_relu: bool = False) -> ir.Graph:
     graph = graph.copy()
     pairs = _pairs(graph, relu6_to_relu)
-    for a, _ in pairs:
-        if a.options.get("fused_activation") == "RELU6":
-            a.options["fused_activation"] = "RELU"
-    # Private copies of the constants this pass rewrites (they may be shared).
+    first_ops = {id(a) for a, _ in pairs}
+    # Private copies of the constants this pass rewrites (they may be shared); an op in two
+    # pairs (B of one, A of the next) gets one copy.
+    current = {}
     for op in {id(o): o for pair in pairs for o in pair}.values():
+        inputs = list(op.inputs)
         for i in (1, 2):
             t = graph.tensors[op.inputs[i]]
-            op.inputs[i] = graph.add_const(t.name + "/equalized", t.data)
+            inputs[i] = graph.add_const(t.name + "/equalized", t.data)
+        options = op.options
+        if id(op) in first_ops and options.fused_activation == "RELU6":
+            options = dataclasses.replace(options, fused_activation="RELU")
+        current[id(op)] = graph.replace_op(op, op.replace(inputs=tuple(inputs),
+                                                          options=options))
+    pairs = [(current[id(a)], current[id(b)]) for a, b in pairs]
     for _ in range(iterations):
         largest_change = 0.0
         for a, b in pairs:
+            la, lb = ops.weight_layout(a.type), ops.weight_layout(b.type)
             wa, ba = graph.tensors[a.inputs[1]], graph.tensors[a.inputs[2]]
             wb = graph.tensors[b.inputs[1]]
-            r1 = _output_channel_range(a, wa.data.astype(np.float64))
-            r2 = _input_channel_range(b, wb.data.astype(np.float64))
+            r1 = la.output_channel_range(wa.data.astype(np.float64))
+            r2 = lb.input_channel_range(wb.data.astype(np.float64))
             live = (r1 > _MIN_RANGE) & (r2 > _MIN_RANGE)
             s = np.ones_like(r1)
             s[live] = np.sqrt(r1[live] / r2[live])
-            wa.data = _scale_output_channels(a, wa.data, 1.0 / s).astype(np.float32)
-            ba.data = (ba.data / s).astype(np.float32)
-            wb.data = _scale_input_channels(b, wb.data, s).astype(np.float32)
+            graph.set_tensor(wa.name, data=la.scale_output_channels(wa.data, 1.0 / s).astype(
+                np.float32))
+            graph.set_tensor(ba.name, data=(ba.data / s).astype(np.float32))
+            graph.set_tensor(wb.name, data=lb.scale_input_channels(wb.data, s).astype(
+                np.float32))
             largest_change = max(largest_change, float(np.abs(np.log(s)).max(initial=0.0)))
         if largest_change < 1e-6:
             break

@@ -1,8 +1,10 @@
 """Activation fusion: RELU / RELU6 after an op that accepts a fused activation becomes that op's
 fused_activation (the clamp then happens in the integer domain on the op's output)."""
 
-from tfquant import ir
-from tfquant.op_constraints import FUSABLE_ACTIVATIONS, OP_CONSTRAINTS
+import dataclasses
+
+from tfquant import ir, ops
+from tfquant.vocabulary import FUSABLE_ACTIVATIONS
 
 
 def fuse_activation(graph: ir.Graph) -> ir.Graph:
@@ -10,15 +12,16 @@ def fuse_activation(graph: ir.Graph) -> ir.Graph:
     for act in graph.ops_of_type(*FUSABLE_ACTIVATIONS):
         source, result = act.inputs[0], act.outputs[0]
         producer = graph.producer(source)
-        if (producer is None or producer.stays_float or producer.type not in OP_CONSTRAINTS
-                or not OP_CONSTRAINTS[producer.type].fused_activation
-                or producer.options.get("fused_activation", "NONE") != "NONE"
+        rule = ops.quant_rule(producer.type) if producer is not None else None
+        if (producer is None or producer.keep_float or rule is None
+                or not rule.fused_activation
+                or getattr(producer.options, "fused_activation", "NONE") != "NONE"
                 or len(graph.consumers(source)) != 1 or source in graph.outputs):
             continue
-        producer.options["fused_activation"] = act.type
-        producer.outputs = [result]
-        producer.source = producer.source + tuple(s for s in act.source
-                                                  if s not in producer.source)
+        graph.replace_op(producer, producer.replace(
+            options=dataclasses.replace(producer.options, fused_activation=act.type),
+            outputs=(result,),
+            source=producer.source + tuple(s for s in act.source if s not in producer.source)))
         graph.remove_op(act)
     graph.prune()
     graph.validate()

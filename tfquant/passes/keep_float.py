@@ -1,17 +1,20 @@
-"""Selective float fallback: named layers, and the tensors they produce, stay float.
+"""Ops that stay float inside a quantized model (Op.keep_float): named layers (selective float
+fallback), and in 16x8 mode the ops TFLite has no int16 kernel for.
 
 Keeping a damaged tensor float means keeping float both the op that writes it and the ops that
-read it (a quantized reader would quantize it again); the quantizer then puts DEQUANTIZE /
-QUANTIZE at the island's borders.
+read it (a quantized reader would quantize it again); the float-islands pass then puts
+DEQUANTIZE / QUANTIZE at the island's borders.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Iterable
 
-from tfquant import ir
+from tfquant import ir, ops
 from tfquant.errors import ConversionError
-from tfquant.frontends.float_fallback import FLOAT_FALLBACK
+
+log = logging.getLogger("tfquant")
 
 
 def keep_float(graph: ir.Graph, layer_names: Iterable[str]) -> ir.Graph:
@@ -33,5 +36,22 @@ def keep_float(graph: ir.Graph, layer_names: Iterable[str]) -> ir.Graph:
             marked.update(id(c) for c in graph.consumers(tensor))
     for op in graph.ops:
         if id(op) in marked:
-            op.options[FLOAT_FALLBACK] = True
+            graph.update_op(op, keep_float=True)
+    return graph
+
+
+def keep_float_without_int16_kernel(graph: ir.Graph) -> ir.Graph:
+    """16x8 mode: ops TFLite has no int16 kernel for (HARD_SWISH, SQUARED_DIFFERENCE, ...) run
+    in float between a DEQUANTIZE and a QUANTIZE instead of failing when the model is run."""
+    graph = graph.copy()
+    kept = {}
+    for op in graph.ops:
+        rule = ops.quant_rule(op.type)
+        if not op.keep_float and rule is not None and not rule.int16:
+            graph.update_op(op, keep_float=True)
+            kept.setdefault(op.type, []).append(op.label)
+    for op_type, labels in kept.items():
+        log.warning("TFLite has no int16 kernel for %s: %d op(s) run in float inside the 16x8 "
+                    "model (%s%s)", op_type, len(labels), ", ".join(labels[:3]),
+                    " ..." if len(labels) > 3 else "")
     return graph

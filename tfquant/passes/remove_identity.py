@@ -1,11 +1,12 @@
 """Remove IDENTITY pseudo-ops (Dropout, linear activations, no-op Rescaling)."""
 
-from tfquant import ir
+from tfquant import ir, vocabulary
 
 
 def remove_identity(graph: ir.Graph) -> ir.Graph:
     graph = graph.copy()
-    for op in graph.ops_of_type("IDENTITY"):
+    while graph.ops_of_type(vocabulary.IDENTITY):
+        op = graph.ops_of_type(vocabulary.IDENTITY)[0]  # (an earlier one may have changed it)
         source, result = op.inputs[0], op.outputs[0]
         graph.remove_op(op)
         if result in graph.outputs and source in graph.inputs:
@@ -19,11 +20,11 @@ def remove_identity(graph: ir.Graph) -> ir.Graph:
             producer = graph.producer(source)
             if producer is not None and source not in graph.outputs and \
                     len(graph.consumers(source)) == 0:
-                producer.outputs = [result if n == source else n for n in producer.outputs]
+                graph.update_op(producer, outputs=tuple(
+                    result if n == source else n for n in producer.outputs))
                 continue
         graph.replace_uses(result, source)
     graph.toposort()
     graph.prune()
     graph.validate()
     return graph
-

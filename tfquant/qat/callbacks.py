@@ -73,5 +73,6 @@ class QuantizationScheduler(keras.callbacks.Callback):
         logs["qat/bn_frozen"] = float(bn_frozen)
         for layer in quant_layers(self.model):
             if isinstance(layer, ActivationQuantizer):
-                logs[f"qat/range/{layer.name}/min"] = float(layer.range_min.numpy())
-                logs[f"qat/range/{layer.name}/max"] = float(layer.range_max.numpy())
+                low, high = layer.applied_range()
+                logs[f"qat/range/{layer.name}/min"] = low
+                logs[f"qat/range/{layer.name}/max"] = high

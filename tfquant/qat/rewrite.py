@@ -6,7 +6,9 @@ dense op instead of being folded into constants, so that the rendered FoldedBatc
 implement the paper's training-time fold. Fake quantization is then placed where the int8 graph
 has quantized tensors: every weight (per channel by default), the model input and the output of
 every op that produces a new int8 tensor; not between a conv and its batch norm, nor between an
-op and its fused ReLU. After training, `tfquant.convert(qat_model)` exports the int8 model from
+op and its fused ReLU. Tensors the int8 model holds on one grid (the same-scale groups of
+tfquant.params: a concatenation's inputs and output) share one quantizer, which quantizes them
+all with the union of their ranges, as the export does. After training, `tfquant.convert(qat_model)` exports the int8 model from
 the learned ranges and folded weights.
 
 Layers the rewrite cannot quantize stay float: the layer itself (a copy) runs in the QAT model
@@ -22,24 +24,15 @@ import logging
 import keras
 import numpy as np
 
-from tfquant import ir
+from tfquant import ir, ops, params, vocabulary
 from tfquant.errors import UnsupportedLayerError
-from tfquant.frontends.keras_model import KERAS_LAYER, from_keras
-from tfquant.passes import fuse_activation, merge_reshapes, remove_identity
-from tfquant.passes.fold_batch_norm import lower_batch_norm
+from tfquant.frontends.keras_model import from_keras
+from tfquant.passes import fuse_activation, lower_batch_norm, merge_reshapes, remove_identity
 from tfquant.qat.activation_quantizer import ActivationQuantizer, check_initial_range
 from tfquant.qat.batch_norm_folding import FoldedBatchNorm
 from tfquant.qat.constant_operand import ConstantOperand
 
 log = logging.getLogger("tfquant")
-
-_LINEAR = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
-# A layer that only acts in training (Dropout, GaussianNoise): an identity in the int8 model.
-TRAINING_ONLY = "TRAINING_ONLY"
-# Ops whose int8 output reuses the input's params (no new quantizer) or has fixed params.
-_NO_OUTPUT_QUANTIZER = ("MAX_POOL_2D", "AVERAGE_POOL_2D", "RESHAPE", "PAD", "SOFTMAX",
-                        "LOGISTIC", "TANH", TRAINING_ONLY)
-
 
 @dataclasses.dataclass(frozen=True)
 class QatRecipe:
@@ -73,17 +66,18 @@ class QatRecipe:
 
 
 def _attach_batch_norm(graph: ir.Graph) -> ir.Graph:
-    """Move each BATCH_NORM that follows a conv / dense (sole consumer) into that op's options."""
+    """Move each BATCH_NORM that follows a conv / dense (sole consumer) onto that op
+    (Op.batch_norm): the rendered FoldedBatchNorm trains the paper's fold."""
     graph = graph.copy()
-    for bn in graph.ops_of_type("BATCH_NORM"):
+    for bn in graph.ops_of_type(vocabulary.BATCH_NORM):
         producer = graph.producer(bn.inputs[0])
-        if (producer is None or producer.type not in _LINEAR
+        if (producer is None or ops.weight_layout(producer.type) is None
                 or len(graph.consumers(bn.inputs[0])) != 1 or bn.inputs[0] in graph.outputs
-                or "batch_norm" in producer.options):
+                or producer.batch_norm is not None):
             continue
-        producer.options["batch_norm"] = dict(bn.options)
-        producer.outputs = [bn.outputs[0]]
-        producer.source = producer.source + bn.source
+        graph.replace_op(producer, producer.replace(
+            batch_norm=bn.options, outputs=(bn.outputs[0],),
+            source=producer.source + bn.source))
         graph.remove_op(bn)
     graph.prune()
     return graph
@@ -93,32 +87,72 @@ def qat_graph(model) -> ir.Graph:
     """The IR the QAT model is rendered from. Unsupported layers become KERAS_LAYER ops;
     a batch norm with no conv / dense to fold into becomes MUL + ADD, as in the int8 model."""
     graph = from_keras(model, keep_keras_layers=True)
-    for op in graph.ops_of_type("IDENTITY"):
-        if "training_layer" in op.options:  # dropout regularizes the fine-tuning too
-            op.type = TRAINING_ONLY
+    for op in graph.ops_of_type(vocabulary.IDENTITY):
+        if op.options.training_layer is not None:  # dropout regularizes the fine-tuning too
+            graph.replace_op(op, op.replace(type=vocabulary.TRAINING_ONLY, options=(
+                vocabulary.LayerOptions(op.options.training_layer))))
     graph = remove_identity(graph)
     graph = lower_batch_norm(_attach_batch_norm(graph))
     return merge_reshapes(fuse_activation(graph))
 
 
+def _quantized_groups(graph: ir.Graph) -> dict:
+    """{tensor: (group's first root, member index, members)} for the tensors the QAT model
+    fake-quantizes: those the int8 model quantizes with params from a range (not fixed ones),
+    where they are made (graph inputs and outputs of ops that are not same-scale). The tensors
+    of one same-scale group share one quantizer: the int8 model holds them on one grid."""
+    placed = {}
+    for group in params.same_scale_groups(graph):
+        roots = []
+        for name in group:
+            producer = graph.producer(name)
+            rule = None if producer is None else ops.quant_rule(producer.type)
+            tied = rule is not None and rule.same_scale and not producer.keep_float
+            fixed = rule is not None and rule.fixed_output and not producer.keep_float
+            if not tied and not fixed:
+                roots.append(name)
+        for member, name in enumerate(roots):
+            placed[name] = (roots[0], member, len(roots))
+    return placed
+
+
 class _Renderer:
+    """Renders the QAT graph as a Keras 3 model; the op records' `qat` functions render each
+    op and call back into linear / constant_operand / copy_layer."""
+
     def __init__(self, graph: ir.Graph, recipe: QatRecipe, momenta: dict):
         self.graph, self.recipe, self.momenta = graph, recipe, momenta
+        self.keras = keras
         self.values = {}
+        self.placed = _quantized_groups(graph)
+        self.quantizers = {}
 
-    def quantizer(self, name):
-        # 16-bit activations are symmetric, as TFLite's 16x8 mode stores them.
-        return ActivationQuantizer(bits=self.recipe.activation_bits,
-                                   symmetric=self.recipe.activation_bits == 16,
-                                   decay=self.recipe.ema_decay,
-                                   initial_range=self.recipe.activation_initial_range,
-                                   name=f"{name}_quant")
+    def quantize(self, tensor: str, y, name: str):
+        """y, fake-quantized by the quantizer of `tensor`'s group (if it has one)."""
+        if tensor not in self.placed:
+            return y
+        first, member, members = self.placed[tensor]
+        if first not in self.quantizers:
+            # 16-bit activations are symmetric, as TFLite's 16x8 mode stores them.
+            self.quantizers[first] = ActivationQuantizer(
+                bits=self.recipe.activation_bits,
+                symmetric=self.recipe.activation_bits == 16, decay=self.recipe.ema_decay,
+                initial_range=self.recipe.activation_initial_range, members=members,
+                name=f"{name}_quant")
+        quantizer = self.quantizers[first]
+        return quantizer(y, member=member) if members > 1 else quantizer(y)
+
+    def unsupported(self, op: ir.Op, kind: str, hint: str = "convert such models "
+                    "post-training instead"):
+        layer = op.source[0] if op.source else op.outputs[0]
+        return UnsupportedLayerError([(layer, kind)], hint)
 
     def linear(self, op: ir.Op):
-        w = self.graph.tensors[op.inputs[1]].data
-        b = self.graph.tensors[op.inputs[2]].data
-        options = op.options
-        bn = options.get("batch_norm")
+        """A conv / depthwise / dense op as a FoldedBatchNorm (with its batch norm, if any)."""
+        layout = ops.weight_layout(op.type)
+        w = self.graph.tensors[op.inputs[layout.weight_input]].data
+        b = self.graph.tensors[op.inputs[layout.bias_input]].data
+        options, bn = op.options, op.batch_norm
         common = dict(use_bias=bool(np.any(b != 0)), weight_bits=self.recipe.weight_bits,
                       weight_symmetric=self.recipe.weight_symmetric,
                       weight_per_channel=self.recipe.weight_per_channel,
@@ -126,31 +160,22 @@ class _Renderer:
         if bn is not None:
             # op.source names the conv, its batch norm and any fused activation.
             momentum = next((self.momenta[s] for s in op.source if s in self.momenta), 0.99)
-            common.update(epsilon=bn["epsilon"], momentum=self.recipe.bn_momentum or momentum)
-        if op.type == "FULLY_CONNECTED":
-            layer = FoldedBatchNorm("dense", w.shape[0], **common)
-            kernel = w.T
+            common.update(epsilon=bn.epsilon, momentum=self.recipe.bn_momentum or momentum)
+        if layout.dense:
+            layer = FoldedBatchNorm(layout.qat_kind, w.shape[0], **common)
         else:
-            conv = dict(strides=options["stride"], padding=options["padding"].lower(),
-                        dilation_rate=options.get("dilation", (1, 1)))
-            if op.type == "CONV_2D":
-                layer = FoldedBatchNorm("conv2d", w.shape[0], kernel_size=w.shape[1:3],
-                                        **conv, **common)
-                kernel = w.transpose(1, 2, 3, 0)
-            else:
-                mult = options["depth_multiplier"]
-                kh, kw, channels = w.shape[1:]
-                layer = FoldedBatchNorm("depthwise_conv2d", mult, kernel_size=(kh, kw), **conv,
-                                        **common)
-                kernel = w.reshape(kh, kw, channels // mult, mult)
+            filters = getattr(options, "depth_multiplier", None) or w.shape[0]
+            layer = FoldedBatchNorm(layout.qat_kind, filters, kernel_size=w.shape[1:3],
+                                    strides=options.stride, padding=options.padding.lower(),
+                                    dilation_rate=options.dilation, **common)
         y = layer(self.values[op.inputs[0]])
-        layer.kernel.assign(kernel)
+        layer.kernel.assign(layout.to_keras(w, options))
         layer.bias.assign(b)
         if bn is not None:
-            layer.gamma.assign(bn["gamma"])
-            layer.beta.assign(bn["beta"])
-            layer.moving_mean.assign(bn["mean"])
-            layer.moving_variance.assign(bn["variance"])
+            layer.gamma.assign(bn.gamma)
+            layer.beta.assign(bn.beta)
+            layer.moving_mean.assign(bn.mean)
+            layer.moving_variance.assign(bn.variance)
         return y
 
     def constant_operand(self, op: ir.Op, x, name):
@@ -177,54 +202,20 @@ class _Renderer:
         return y
 
     def render_op(self, op: ir.Op):
-        L = keras.layers
         x = [self.values[n] for n in op.inputs if n and not self.graph.tensors[n].is_const]
-        o = op.options
         name = op.outputs[0].replace("/", "_")
-        if op.type == TRAINING_ONLY:
-            y = self.copy_layer(op.options["training_layer"].value, x)
-        elif op.type == KERAS_LAYER:
-            y = self.copy_layer(op.options["keras_layer"].value, x)
-            if len(op.outputs) > 1:
-                raise UnsupportedLayerError([(op.source[0], "layer with several outputs")],
-                                            "quantization-aware training keeps single-output "
-                                            "layers float")
-        elif op.type in _LINEAR:
-            y = self.linear(op)
-        elif op.type in ("MUL", "ADD") and len(x) == 1:
-            y = self.constant_operand(op, x, name)
-        elif op.type == "ADD" and len(x) == 2:
-            y = L.Add(name=name)(x)
-        elif op.type == "CONCATENATION":
-            y = L.Concatenate(axis=o["axis"], name=name)(x)
-        elif op.type in ("MAX_POOL_2D", "AVERAGE_POOL_2D"):
-            pool = L.MaxPooling2D if op.type == "MAX_POOL_2D" else L.AveragePooling2D
-            y = pool(o["filter"], o["stride"], o["padding"].lower(), name=name)(x[0])
-        elif op.type == "MEAN":
-            y = L.GlobalAveragePooling2D(keepdims=o.get("keep_dims", False), name=name)(x[0])
-        elif op.type == "RESHAPE":
-            y = L.Reshape(self.graph.tensors[op.outputs[0]].shape[1:], name=name)(x[0])
-        elif op.type == "PAD":
-            pads = self.graph.tensors[op.inputs[1]].data
-            y = L.ZeroPadding2D((tuple(pads[1]), tuple(pads[2])), name=name)(x[0])
-        elif op.type in ("SOFTMAX", "LOGISTIC", "TANH", "HARD_SWISH"):
-            kind = {"SOFTMAX": "softmax", "LOGISTIC": "sigmoid", "TANH": "tanh",
-                    "HARD_SWISH": "hard_swish"}[op.type]
-            y = L.Activation(kind, name=name)(x[0])
-        elif op.type in ("RELU", "RELU6"):
-            y = L.ReLU(6.0 if op.type == "RELU6" else None, name=name)(x[0])
-        elif op.type == "LEAKY_RELU":
-            y = L.LeakyReLU(negative_slope=o["alpha"], name=name)(x[0])
-        else:
-            raise UnsupportedLayerError(
-                [(op.source[0] if op.source else name, f"{op.type} in quantization-aware "
-                  "training")], "convert such models post-training instead")
-        fused = o.get("fused_activation", "NONE")
+        record = ops.REGISTRY.get(op.type)
+        if record is None or not record.qat:
+            raise self.unsupported(op, f"{op.type} in quantization-aware training")
+        if len(op.outputs) > 1:
+            raise self.unsupported(op, "layer with several outputs", "quantization-aware "
+                                   "training keeps single-output layers float")
+        y = record.qat(self, op, x, name)
+        fused = getattr(op.options, "fused_activation", "NONE")
         if fused != "NONE":
-            y = L.ReLU(6.0 if fused == "RELU6" else None, name=f"{name}_{fused.lower()}")(y)
-        if op.type not in _NO_OUTPUT_QUANTIZER:
-            y = self.quantizer(name)(y)
-        self.values[op.outputs[0]] = y
+            y = keras.layers.ReLU(6.0 if fused == "RELU6" else None,
+                                  name=f"{name}_{fused.lower()}")(y)
+        self.values[op.outputs[0]] = self.quantize(op.outputs[0], y, name)
 
     def render(self, model_name: str):
         inputs = []
@@ -232,7 +223,7 @@ class _Renderer:
             shape = self.graph.tensors[name].shape
             x = keras.Input(tuple(None if d < 0 else d for d in shape[1:]), name=name)
             inputs.append(x)
-            self.values[name] = self.quantizer(name)(x)
+            self.values[name] = self.quantize(name, x, name)
         for op in self.graph.ops:
             self.render_op(op)
         outputs = [self.values[n] for n in self.graph.outputs]

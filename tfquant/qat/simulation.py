@@ -30,13 +30,14 @@ from tfquant.qat.rewrite import QatRecipe, quantize_model
 
 @contextlib.contextmanager
 def _observing(quantizers):
-    """Records the min / max of every activation quantizer's input while active."""
-    ranges = {id(q): [np.inf, -np.inf] for q in quantizers}
+    """Records the min / max of every activation quantizer's input (per member) while
+    active."""
+    ranges = {id(q): [[np.inf, -np.inf] for _ in range(q.members)] for q in quantizers}
 
     def observer_for(quantizer):
-        def observe(x):
+        def observe(x, member=0):
             x = np.asarray(x)
-            seen = ranges[id(quantizer)]
+            seen = ranges[id(quantizer)][member]
             seen[0] = min(seen[0], float(x.min()))
             seen[1] = max(seen[1], float(x.max()))
         return observe
@@ -54,7 +55,8 @@ def calibrate_activation_ranges(qat_model, calibration, batch_size: int = 256,
                                 show_progress: bool = True) -> dict:
     """Sets every ActivationQuantizer of `qat_model` to the min / max of its input over
     `calibration` (run through the float version of the model: fake quantization off while
-    observing) and freezes the ranges. Returns {quantizer name: (min, max)}."""
+    observing) and freezes the ranges. Returns {quantizer name: (min, max)}, or a list of
+    (min, max) per member for quantizers shared by several tensors."""
     calibration = np.asarray(calibration, dtype=np.float32)
     if calibration.size == 0:
         raise errors.CalibrationDataError("the calibration data is empty: pass at least one "
@@ -81,27 +83,29 @@ def calibrate_activation_ranges(qat_model, calibration, batch_size: int = 256,
             layer.quantize.assign(value)
     found = {}
     for q in quantizers:
-        lo, hi = ranges[id(q)]
-        if not np.isfinite(lo):  # never reached (e.g. a branch the data never takes)
-            continue
-        _set_range(q, lo, hi)
-        found[q.name] = (lo, hi)
+        member_ranges = []
+        for member, (lo, hi) in enumerate(ranges[id(q)]):
+            if np.isfinite(lo):  # else never reached (a branch the data never takes)
+                q.set_member_range(member, lo, hi)
+                member_ranges.append((lo, hi))
+        if member_ranges:
+            q.freeze_range.assign(1.0)
+            found[q.name] = member_ranges[0] if q.members == 1 else member_ranges
     return found
 
 
 def set_activation_ranges(qat_model, ranges: dict) -> None:
     """Sets and freezes the ActivationQuantizer ranges of `qat_model` from {name: (min, max)}
-    (as returned by calibrate_activation_ranges for a model of the same graph)."""
+    ({name: [(min, max) per member]} for shared quantizers), as calibrate_activation_ranges
+    returns them for a model of the same graph."""
     for q in quant_layers(qat_model, ActivationQuantizer):
-        if q.name in ranges:
-            _set_range(q, *ranges[q.name])
-
-
-def _set_range(quantizer, lo, hi):
-    quantizer.range_min.assign(lo)
-    quantizer.range_max.assign(hi)
-    quantizer.initialized.assign(1.0)
-    quantizer.freeze_range.assign(1.0)
+        if q.name not in ranges:
+            continue
+        value = ranges[q.name]
+        member_ranges = [value] if q.members == 1 else list(value)
+        for member, (lo, hi) in enumerate(member_ranges):
+            q.set_member_range(member, lo, hi)
+        q.freeze_range.assign(1.0)
 
 
 def simulate_ptq(model, recipe: QatRecipe | None = None, calibration=None, *,

@@ -143,17 +143,14 @@ def tfmot_qat(model_tf_keras, x_train, y_train, *, epochs: int, learning_rate: f
 def depthwise_weight_scales(tflite_model: bytes) -> list:
     """Number of weight scales of each DEPTHWISE_CONV_2D (1 = per-tensor) and whether
     a per-channel quantization runs along the channel axis (3) of the [1, kh, kw, c] filter."""
-    from ai_edge_litert import schema_py_generated as schema
-
-    model = schema.ModelT.InitFromPackedBuf(tflite_model, 0)
+    from tfquant import flatbuffer, ops
+    layout = ops.weight_layout("DEPTHWISE_CONV_2D")
     found = []
-    for op in model.subgraphs[0].operators:
-        code = model.operatorCodes[op.opcodeIndex]
-        if max(code.builtinCode, code.deprecatedBuiltinCode) != \
-                schema.BuiltinOperator.DEPTHWISE_CONV_2D:
+    for op in flatbuffer.operators(tflite_model):
+        if op.name != "DEPTHWISE_CONV_2D":
             continue
-        weights = model.subgraphs[0].tensors[op.inputs[1]]
-        q = weights.quantization
-        scales = 0 if q is None or q.scale is None else len(q.scale)
-        found.append((scales, None if scales <= 1 else int(q.quantizedDimension) == 3))
+        weights = op.inputs[layout.weight_input]
+        scales = weights.scale.size
+        found.append((scales, None if scales <= 1 else
+                      weights.quantized_dimension == layout.output_axis))
     return found

@@ -39,16 +39,6 @@ def outputs(interpreter):
     return [interpreter.get_tensor(d["index"]).copy() for d in interpreter.get_output_details()]
 
 
-def _encode(detail, x):
-    """A float batch in the input's type (quantized with its params for integer inputs)."""
-    import numpy as np
-    if detail["dtype"] == np.float32:
-        return x.astype(np.float32)
-    scale, zero_point = detail["quantization"]
-    info = np.iinfo(detail["dtype"])
-    return np.clip(np.round(x / scale) + zero_point, info.min, info.max).astype(detail["dtype"])
-
-
 def _invoke(model, runtime_name, threads, delegates, x):
     """Every output after one invoke: on `x` (a float batch for the first input), or on the
     seeded random inputs of interpreter_for when `x` is None."""
@@ -59,7 +49,7 @@ def _invoke(model, runtime_name, threads, delegates, x):
         interpreter = runtime.make_interpreter(model, runtime_name, "reference", threads,
                                                delegates=delegates)
         detail = interpreter.get_input_details()[0]
-        x = _encode(detail, x)
+        x = runtime.encode(x, detail)
         if tuple(detail["shape"]) != x.shape:
             interpreter.resize_tensor_input(detail["index"], x.shape)
         interpreter.allocate_tensors()

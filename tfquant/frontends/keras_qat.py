@@ -1,0 +1,73 @@
+"""Readers of the layers of tfquant's own QAT models (tfquant.qat), for the Keras frontend:
+a trained QAT model goes back through the same frontend as any Keras model, and these layers
+become what the int8 model computes."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tfquant import ir, ops, vocabulary
+from tfquant.errors import TfquantError
+from tfquant.ops import keras_support
+from tfquant.ops.conv import Conv2DOptions, DepthwiseConv2DOptions
+from tfquant.ops.elementwise import BinaryOptions
+from tfquant.ops.fully_connected import FullyConnectedOptions
+
+_OP_OF_KIND = {"conv2d": "CONV_2D", "depthwise_conv2d": "DEPTHWISE_CONV_2D",
+               "dense": "FULLY_CONNECTED"}
+
+
+def _folded_batch_norm(b, layer, inputs, out_shape):
+    """A trained QAT conv/dense + BN: the inference fold with the moving statistics (the
+    weights the fake quantizer saw; the int8 export puts them on the same grid)."""
+    quantize = float(np.asarray(layer.quantize))
+    layer.quantize.assign(0.0)
+    try:
+        kernel = np.array(layer.folded_kernel(), np.float32)
+    finally:
+        layer.quantize.assign(quantize)
+    bias = np.array(layer.folded_bias(), np.float32)
+    op_type = _OP_OF_KIND[layer.kind]
+    if op_type == "CONV_2D":
+        options = Conv2DOptions(layer.padding, tuple(layer.strides), tuple(layer.dilation_rate))
+    elif op_type == "DEPTHWISE_CONV_2D":
+        options = DepthwiseConv2DOptions(layer.padding, tuple(layer.strides),
+                                         int(kernel.shape[3]), tuple(layer.dilation_rate))
+    else:
+        if len(out_shape) != 2:
+            raise keras_support.Unsupported("FoldedBatchNorm(dense) on inputs of rank > 2")
+        options = FullyConnectedOptions(False)
+    w = b.const(f"{layer.name}/kernel", ops.weight_layout(op_type).from_keras(kernel))
+    bias_name = b.const(f"{layer.name}/bias", bias)
+    out = b.graph.add_tensor(layer.name, out_shape)
+    b.graph.add_op(op_type, [inputs[0], w, bias_name], [out], options, (layer.name,),
+                   weight_grid=ir.WeightGrid(layer.weight_bits, layer.weight_symmetric,
+                                             layer.weight_per_channel))
+    return out
+
+
+def _constant_operand(b, layer, inputs, out_shape):
+    """A QAT elementwise op with a constant (Rescaling, a standalone batch norm): MUL / ADD."""
+    c = b.const(f"{layer.name}/constant", np.asarray(layer.get_constant(), np.float32))
+    return b.op(layer.op.upper(), [inputs[0], c], out_shape, layer.name, layer, BinaryOptions())
+
+
+def _activation_quantizer(b, layer, inputs, out_shape):
+    """Fake quantization is an identity in the exported graph; its learned range becomes the
+    range of the tensor it quantizes."""
+    member = int(b.call_kwargs.get("member", 0))
+    if not layer.is_initialized(member):
+        raise TfquantError(f"activation quantizer {layer.name!r} has no range yet: train the "
+                           "QAT model (or run it with training=True) before exporting")
+    y = b.op(vocabulary.IDENTITY, inputs[:1], out_shape, layer.name, layer)
+    value_range = layer.member_range(member)
+    b.graph.qat_ranges[inputs[0]] = value_range
+    b.graph.qat_ranges[y] = value_range
+    return y
+
+
+CONVERTERS = {
+    "FoldedBatchNorm": _folded_batch_norm,
+    "ActivationQuantizer": _activation_quantizer,
+    "ConstantOperand": _constant_operand,
+}

@@ -1,0 +1,83 @@
+"""The op registry: one record per op type (tfquant.ops.record.OpRecord).
+
+Frontends, writer, params, passes, QAT and the delegate's tests read op knowledge here and
+nowhere else. Adding an op is one record (in the module of its family, listed in _MODULES)
+plus its test.
+"""
+
+from __future__ import annotations
+
+import functools
+
+from tfquant.ops import (activations, boundary, conv, data_movement, elementwise,
+                         fully_connected, pooling, pseudo, shape)
+from tfquant.ops.record import (DelegateCase, NotApplicable, OpRecord, OpTypes,
+                                QuantRule)
+
+_MODULES = (conv, fully_connected, elementwise, activations, pooling, shape, data_movement,
+            boundary, pseudo)
+
+REGISTRY: dict[str, OpRecord] = {}
+for _module in _MODULES:
+    for _record in _module.RECORDS:
+        if _record.name in REGISTRY:
+            raise ValueError(f"op {_record.name} has two records")
+        REGISTRY[_record.name] = _record
+
+
+def get(op_type: str) -> OpRecord:
+    try:
+        return REGISTRY[op_type]
+    except KeyError:
+        raise KeyError(f"tfquant has no record of op {op_type}") from None
+
+
+def make_options(op_type: str, **fields):
+    """The typed options of `op_type` from keyword fields (e.g. padding="SAME")."""
+    return get(op_type).options(**fields)
+
+
+def quant_rule(op_type: str):
+    """The op's QuantRule, or None for ops without one (unknown, opaque, not applicable)."""
+    record = REGISTRY.get(op_type)
+    return record.quant if record is not None and record.quant else None
+
+
+def weight_layout(op_type: str):
+    """The op's weights.WeightLayout, or None for ops without weights."""
+    record = REGISTRY.get(op_type)
+    return record.weights if record is not None and record.weights else None
+
+
+@functools.lru_cache(maxsize=None)
+def keras_converters() -> dict:
+    """Keras layer class name -> converter, over every record."""
+    found = {}
+    for record in REGISTRY.values():
+        for layer, convert in (record.keras or {}).items():
+            if layer in found:
+                raise ValueError(f"Keras layer {layer} is claimed by two records")
+            found[layer] = convert
+    return found
+
+
+@functools.lru_cache(maxsize=None)
+def activation_ops() -> dict:
+    """Keras activation function name -> op type."""
+    return {name: record.name for record in REGISTRY.values()
+            for name in record.keras_activations}
+
+
+def delegate_cases() -> dict:
+    """Every DelegateCase of every record, by case name (a case may serve several ops)."""
+    cases = {}
+    for record in REGISTRY.values():
+        for case in record.delegate or ():
+            cases.setdefault(case.name, case)
+    return cases
+
+
+__all__ = ["DelegateCase", "NotApplicable", "OpRecord", "OpTypes", "QuantRule", "REGISTRY",
+           "activation_ops", "delegate_cases", "get", "keras_converters", "make_options",
+           "quant_rule",
+           "weight_layout"]

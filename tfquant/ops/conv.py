@@ -1,0 +1,191 @@
+"""CONV_2D and DEPTHWISE_CONV_2D (Keras Conv2D, DepthwiseConv2D, SeparableConv2D)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+from ai_edge_litert import schema_py_generated as schema
+
+from tfquant.ops import common, delegate_models, keras_support as ks, tflite_support as ts
+from tfquant.ops import weights
+from tfquant.ops.record import DelegateCase, OpRecord, QuantRule
+
+
+@dataclasses.dataclass(frozen=True)
+class Conv2DOptions:
+    padding: str
+    stride: tuple
+    dilation: tuple = (1, 1)
+    fused_activation: str = "NONE"
+
+
+@dataclasses.dataclass(frozen=True)
+class DepthwiseConv2DOptions:
+    padding: str
+    stride: tuple
+    depth_multiplier: int
+    dilation: tuple = (1, 1)
+    fused_activation: str = "NONE"
+
+
+# -- Keras ------------------------------------------------------------------------------------
+
+def _conv2d(b, layer, inputs, out_shape):
+    if getattr(layer, "groups", 1) != 1:
+        raise ks.Unsupported(f"Conv2D groups={layer.groups}")
+    kernel = ks.value(layer.kernel)  # [kh, kw, in, out]
+    bias = ks.bias_or_zeros(layer, kernel.shape[-1])
+    options = Conv2DOptions(ks.padding(layer), ks.pair(layer.strides),
+                            ks.pair(layer.dilation_rate))
+    w = b.const(f"{layer.name}/kernel", weights.CONV.from_keras(kernel))
+    bias_name = b.const(f"{layer.name}/bias", bias)
+    y = b.op("CONV_2D", [inputs[0], w, bias_name], out_shape,
+             ks.pre_activation_name(layer, "conv"), layer, options)
+    return b.act(layer, y, out_shape, layer.activation, layer.name)
+
+
+def _depthwise_kernel(layer) -> np.ndarray:
+    variable = getattr(layer, "depthwise_kernel", None)
+    return ks.value(variable if variable is not None else layer.kernel)
+
+
+def _emit_depthwise(b, layer, x, kernel, bias, out_shape, name):
+    options = DepthwiseConv2DOptions(ks.padding(layer), ks.pair(layer.strides),
+                                     int(kernel.shape[3]), ks.pair(layer.dilation_rate))
+    w = b.const(f"{name}/depthwise_kernel", weights.DEPTHWISE.from_keras(kernel))
+    bias_name = b.const(f"{name}/bias", bias)
+    return b.op("DEPTHWISE_CONV_2D", [x, w, bias_name], out_shape, name, layer, options)
+
+
+def _depthwise_conv2d(b, layer, inputs, out_shape):
+    kernel = _depthwise_kernel(layer)
+    bias = ks.bias_or_zeros(layer, kernel.shape[2] * kernel.shape[3])
+    y = _emit_depthwise(b, layer, inputs[0], kernel, bias, out_shape,
+                        ks.pre_activation_name(layer, "dw"))
+    return b.act(layer, y, out_shape, layer.activation, layer.name)
+
+
+def _separable_conv2d(b, layer, inputs, out_shape):
+    kernel = _depthwise_kernel(layer)
+    kh, kw, cin, mult = kernel.shape
+    mid = _emit_depthwise(b, layer, inputs[0], kernel, np.zeros(cin * mult, np.float32),
+                          out_shape[:-1] + (cin * mult,), f"{layer.name}/depthwise")
+    pointwise = ks.value(layer.pointwise_kernel)  # [1, 1, cin*mult, out]
+    bias = ks.bias_or_zeros(layer, pointwise.shape[-1])
+    w = b.const(f"{layer.name}/pointwise_kernel", weights.CONV.from_keras(pointwise))
+    bias_name = b.const(f"{layer.name}/bias", bias)
+    y = b.op("CONV_2D", [mid, w, bias_name], out_shape, ks.pre_activation_name(layer, "pw"),
+             layer, Conv2DOptions("VALID", (1, 1), (1, 1)))
+    return b.act(layer, y, out_shape, layer.activation, layer.name)
+
+
+# -- TFLite -----------------------------------------------------------------------------------
+
+def _read_conv(imp, inputs, outputs, options, label):
+    o = ts.require(options, schema.Conv2DOptionsT, label)
+    new_inputs = ts.weighted(imp, inputs, outputs, label, 4, 0)
+    return "CONV_2D", new_inputs, Conv2DOptions(
+        ts.padding(o, label), ts.positive((o.strideH, o.strideW), "stride", label),
+        ts.positive((o.dilationHFactor, o.dilationWFactor), "dilation", label),
+        ts.activation(o))
+
+
+def _read_depthwise(imp, inputs, outputs, options, label):
+    o = ts.require(options, schema.DepthwiseConv2DOptionsT, label)
+    new_inputs = ts.weighted(imp, inputs, outputs, label, 4, 3)
+    shape = imp.graph.tensors[inputs[1]].shape
+    in_channels = imp.graph.tensors[inputs[0]].shape[-1:]
+    multiplier = int(o.depthMultiplier)
+    if in_channels and in_channels[0] > 0 and shape[3] % in_channels[0] == 0:
+        multiplier = shape[3] // in_channels[0]  # what the kernels use
+    if shape[0] != 1 or multiplier < 1:
+        raise ts.ModelLoadError(f"{label}: depthwise weights of shape {shape} do not fit the "
+                                "input")
+    return "DEPTHWISE_CONV_2D", new_inputs, DepthwiseConv2DOptions(
+        ts.padding(o, label), ts.positive((o.strideH, o.strideW), "stride", label),
+        multiplier, ts.positive((o.dilationHFactor, o.dilationWFactor), "dilation", label),
+        ts.activation(o))
+
+
+def _write_conv(options):
+    o = schema.Conv2DOptionsT()
+    o.padding = common.padding_code(options.padding)
+    o.strideH, o.strideW = options.stride
+    o.dilationHFactor, o.dilationWFactor = options.dilation
+    o.fusedActivationFunction = common.activation_code(options)
+    return schema.BuiltinOptions.Conv2DOptions, o
+
+
+def _write_depthwise(options):
+    o = schema.DepthwiseConv2DOptionsT()
+    o.padding = common.padding_code(options.padding)
+    o.strideH, o.strideW = options.stride
+    o.dilationHFactor, o.dilationWFactor = options.dilation
+    o.depthMultiplier = options.depth_multiplier
+    o.fusedActivationFunction = common.activation_code(options)
+    return schema.BuiltinOptions.DepthwiseConv2DOptions, o
+
+
+def _conv_version(t) -> int:
+    if t.input == common.INT16:
+        return 4
+    if t.hybrid:
+        return 5 if t.per_channel_weights else 2
+    return 3 if t.input == common.INT8 else 1
+
+
+def _depthwise_version(t) -> int:
+    if t.input == common.INT16:
+        return 5
+    if t.hybrid:
+        return 6 if t.per_channel_weights else 4
+    if t.input == common.INT8:
+        return 3
+    return 2 if tuple(t.options.dilation) != (1, 1) else 1
+
+
+def _render_linear(r, op, x, name):
+    return r.linear(op)
+
+
+CONV_2D = OpRecord(
+    name="CONV_2D", options=Conv2DOptions, write=_write_conv, read=_read_conv,
+    version=_conv_version, quant=QuantRule(bias_input=2, fused_activation=True),
+    weights=weights.CONV,
+    keras={"Conv2D": _conv2d, "SeparableConv2D": _separable_conv2d},
+    qat=_render_linear,
+    delegate=(
+        DelegateCase("conv_same_stride2_relu", delegate_models.conv_same_stride2_relu,
+                     threads=True),
+        DelegateCase("conv_valid_dilated_relu6", delegate_models.conv_valid_dilated_relu6),
+        DelegateCase("conv_1x1_stride2_65_channels",
+                     delegate_models.conv_1x1_stride2_65_channels),
+        DelegateCase("conv_5x5_same_dilated", delegate_models.conv_5x5_same_dilated),
+        DelegateCase("conv_narrow_taps", delegate_models.conv_narrow_taps, threads=True),
+        DelegateCase("pointwise_register_tiles", delegate_models.pointwise_register_tiles,
+                     threads=True),
+        DelegateCase("biased_activations", delegate_models.biased_activations, threads=True),
+        DelegateCase("first_conv_1ch", delegate_models.first_conv(1), threads=True),
+        DelegateCase("first_conv_2ch", delegate_models.first_conv(2)),
+        DelegateCase("first_conv_3ch", delegate_models.first_conv(3), threads=True),
+        DelegateCase("first_conv_4ch", delegate_models.first_conv(4)),
+    ))
+
+DEPTHWISE_CONV_2D = OpRecord(
+    name="DEPTHWISE_CONV_2D", options=DepthwiseConv2DOptions, write=_write_depthwise,
+    read=_read_depthwise, version=_depthwise_version,
+    quant=QuantRule(bias_input=2, fused_activation=True), weights=weights.DEPTHWISE,
+    keras={"DepthwiseConv2D": _depthwise_conv2d}, qat=_render_linear,
+    delegate=(
+        DelegateCase("depthwise_multiplier3_stride2",
+                     delegate_models.depthwise_multiplier3_stride2),
+        DelegateCase("depthwise_dilated_valid_40ch",
+                     delegate_models.depthwise_dilated_valid_40ch),
+        DelegateCase("depthwise_64ch_unpadded_paths",
+                     delegate_models.depthwise_64ch_unpadded_paths, threads=True),
+        DelegateCase("pad_fused_into_depthwise", delegate_models.pad_fused_into_depthwise,
+                     threads=True),
+    ))
+
+RECORDS = (CONV_2D, DEPTHWISE_CONV_2D)

@@ -1,0 +1,109 @@
+"""TRANSPOSE, SLICE, STRIDED_SLICE, RESIZE_BILINEAR, RESIZE_NEAREST_NEIGHBOR: read from .tflite
+files and quantized with their input's params; their index / size inputs are constant int32.
+They keep the operator version of their source file (or more, if the types need it)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+from ai_edge_litert import schema_py_generated as schema
+
+from tfquant.errors import ModelLoadError
+from tfquant.ops import common, delegate_models, tflite_support as ts
+from tfquant.ops.record import DelegateCase, NotApplicable, OpRecord, QuantRule
+
+NoOptions = common.NoOptions
+
+
+@dataclasses.dataclass(frozen=True)
+class StridedSliceOptions:
+    begin_mask: int = 0
+    end_mask: int = 0
+    ellipsis_mask: int = 0
+    new_axis_mask: int = 0
+    shrink_axis_mask: int = 0
+    offset: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class ResizeOptions:
+    align_corners: bool = False
+    half_pixel_centers: bool = False
+
+
+_STRIDED_SLICE_FIELDS = (("begin_mask", "beginMask"), ("end_mask", "endMask"),
+                         ("ellipsis_mask", "ellipsisMask"), ("new_axis_mask", "newAxisMask"),
+                         ("shrink_axis_mask", "shrinkAxisMask"), ("offset", "offset"))
+_RESIZE_FIELDS = (("align_corners", "alignCorners"), ("half_pixel_centers", "halfPixelCenters"))
+
+
+def _reader(op_type, int_inputs, options_class, schema_class, fields):
+    def read(imp, inputs, outputs, options, label):
+        if len(inputs) != 1 + len(int_inputs):
+            raise ModelLoadError(f"{label} has {len(inputs)} inputs")
+        ts.activation_input(imp, inputs[0], label)
+        for i in int_inputs:
+            ts.constant_int32(imp, inputs[i], f"input {i} is not a constant int32 tensor")
+        o = ts.require(options, schema_class, label)
+        values = {ours: type(getattr(options_class, ours, 0))(getattr(o, theirs))
+                  for ours, theirs in fields}
+        return op_type, list(inputs), options_class(**values)
+    return read
+
+
+def _writer(schema_class, options_type, fields):
+    def write(options):
+        o = schema_class()
+        for ours, theirs in fields:
+            setattr(o, theirs, getattr(options, ours))
+        return options_type, o
+    return write
+
+
+def _case(op_type, options=None, constants=(), out_shape=None):
+    def build():
+        return delegate_models.after_conv_graph(op_type.lower(), op_type, options, constants,
+                                                out_shape)
+    return (DelegateCase(f"{op_type.lower()}_on_cpu", build, claimed=False),)
+
+
+def _record(op_type, int_inputs, options_class, schema_class, options_type, fields, case):
+    return OpRecord(
+        name=op_type, options=options_class,
+        write=_writer(schema_class, options_type, fields),
+        read=_reader(op_type, int_inputs, options_class, schema_class, fields),
+        version=common.version_from_source,
+        quant=QuantRule(same_scale=True, int_inputs=int_inputs),
+        weights=NotApplicable("no weights"),
+        keras=NotApplicable("no Keras layer becomes it yet (it comes from .tflite files)"),
+        qat=NotApplicable("QAT renders Keras models, which never hold it"), delegate=case)
+
+
+_I32 = np.int32
+TRANSPOSE = _record(
+    "TRANSPOSE", (1,), NoOptions, schema.TransposeOptionsT,
+    schema.BuiltinOptions.TransposeOptions, (),
+    _case("TRANSPOSE", constants=[np.array([0, 2, 1, 3], _I32)], out_shape=(5, 6, 4)))
+SLICE = _record(
+    "SLICE", (1, 2), NoOptions, schema.SliceOptionsT, schema.BuiltinOptions.SliceOptions, (),
+    _case("SLICE", constants=[np.array([0, 1, 0, 1], _I32), np.array([-1, 4, 5, 2], _I32)],
+          out_shape=(4, 5, 2)))
+STRIDED_SLICE = _record(
+    "STRIDED_SLICE", (1, 2, 3), StridedSliceOptions, schema.StridedSliceOptionsT,
+    schema.BuiltinOptions.StridedSliceOptions, _STRIDED_SLICE_FIELDS,
+    _case("STRIDED_SLICE", StridedSliceOptions(begin_mask=1, end_mask=1),
+          constants=[np.array([0, 0, 1, 0], _I32), np.array([0, 6, 5, 4], _I32),
+                     np.array([1, 2, 2, 1], _I32)], out_shape=(3, 2, 4)))
+RESIZE_BILINEAR = _record(
+    "RESIZE_BILINEAR", (1,), ResizeOptions, schema.ResizeBilinearOptionsT,
+    schema.BuiltinOptions.ResizeBilinearOptions, _RESIZE_FIELDS,
+    _case("RESIZE_BILINEAR", ResizeOptions(half_pixel_centers=True),
+          constants=[np.array([12, 10], _I32)], out_shape=(12, 10, 4)))
+RESIZE_NEAREST_NEIGHBOR = _record(
+    "RESIZE_NEAREST_NEIGHBOR", (1,), ResizeOptions, schema.ResizeNearestNeighborOptionsT,
+    schema.BuiltinOptions.ResizeNearestNeighborOptions, _RESIZE_FIELDS,
+    _case("RESIZE_NEAREST_NEIGHBOR", ResizeOptions(), constants=[np.array([12, 10], _I32)],
+          out_shape=(12, 10, 4)))
+
+RECORDS = (TRANSPOSE, SLICE, STRIDED_SLICE, RESIZE_BILINEAR, RESIZE_NEAREST_NEIGHBOR)

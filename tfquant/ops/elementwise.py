@@ -1,0 +1,126 @@
+"""Two-operand element-wise ops: ADD (Keras Add), SUB, MUL (Keras Rescaling)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+from ai_edge_litert import schema_py_generated as schema
+
+from tfquant.errors import ModelLoadError
+from tfquant.ops import common, delegate_models, tflite_support as ts
+from tfquant.ops.record import DelegateCase, NotApplicable, OpRecord, QuantRule
+
+
+@dataclasses.dataclass(frozen=True)
+class BinaryOptions:
+    fused_activation: str = "NONE"
+
+
+# -- Keras ------------------------------------------------------------------------------------
+
+def _add(b, layer, inputs, out_shape):
+    y = inputs[0]
+    for i, other in enumerate(inputs[1:]):
+        last = i == len(inputs) - 2
+        y = b.op("ADD", [y, other], out_shape, layer.name if last else f"{layer.name}/{i}",
+                 layer, BinaryOptions())
+    return y
+
+
+def _rescaling(b, layer, inputs, out_shape):
+    scale = np.asarray(layer.scale, np.float32)
+    offset = np.asarray(layer.offset, np.float32)
+    y = inputs[0]
+    if np.any(scale != 1.0):
+        s = b.const(f"{layer.name}/scale", scale)
+        name = f"{layer.name}/mul" if np.any(offset != 0.0) else layer.name
+        y = b.op("MUL", [y, s], out_shape, name, layer, BinaryOptions())
+    if np.any(offset != 0.0):
+        o = b.const(f"{layer.name}/offset", offset)
+        y = b.op("ADD", [y, o], out_shape, layer.name, layer, BinaryOptions())
+    if y == inputs[0]:
+        y = b.op("IDENTITY", [y], out_shape, layer.name, layer)
+    return y
+
+
+# -- TFLite -----------------------------------------------------------------------------------
+
+def _operands(imp, inputs, label):
+    if len(inputs) != 2 or not all(inputs):
+        raise ModelLoadError(f"{label} needs two inputs")
+    tensors = [imp.graph.tensors[n] for n in inputs]
+    if all(t.is_const for t in tensors):
+        raise ts.KeepFloat("both operands are constant")
+    if any(t.dtype != np.float32 for t in tensors):
+        raise ts.KeepFloat("non-float operands")
+
+
+def _reader(op_type, options_class):
+    def read(imp, inputs, outputs, options, label):
+        o = ts.require(options, options_class, label)
+        _operands(imp, inputs, label)
+        return op_type, list(inputs), BinaryOptions(ts.activation(o))
+    return read
+
+
+def _writer(options_class, options_type):
+    def write(options):
+        o = options_class()
+        o.fusedActivationFunction = common.activation_code(options)
+        if hasattr(o, "potScaleInt16"):
+            o.potScaleInt16 = False
+        return options_type, o
+    return write
+
+
+def _mul_version(t) -> int:
+    return 4 if t.input == common.INT16 else common.version_by_type(t)
+
+
+# -- QAT --------------------------------------------------------------------------------------
+
+def _render_add(r, op, x, name):
+    if len(x) == 1:
+        return r.constant_operand(op, x, name)
+    return r.keras.layers.Add(name=name)(x)
+
+
+def _render_mul(r, op, x, name):
+    if len(x) == 1:
+        return r.constant_operand(op, x, name)
+    raise r.unsupported(op, "MUL of two activations")
+
+
+# -- delegate ---------------------------------------------------------------------------------
+
+ADD = OpRecord(
+    name="ADD", options=BinaryOptions,
+    write=_writer(schema.AddOptionsT, schema.BuiltinOptions.AddOptions),
+    read=_reader("ADD", schema.AddOptionsT), version=common.version_by_type,
+    quant=QuantRule(fused_activation=True), weights=NotApplicable("no weights"),
+    keras={"Add": _add}, qat=_render_add,
+    delegate=(DelegateCase("add_residual_and_batchnorm",
+                           delegate_models.add_residual_and_batchnorm),
+              DelegateCase("biased_activations", delegate_models.biased_activations,
+                           threads=True)))
+
+SUB = OpRecord(
+    name="SUB", options=BinaryOptions,
+    write=_writer(schema.SubOptionsT, schema.BuiltinOptions.SubOptions),
+    read=_reader("SUB", schema.SubOptionsT), version=common.version_by_type,
+    quant=QuantRule(fused_activation=True), weights=NotApplicable("no weights"),
+    keras=NotApplicable("no Keras layer becomes SUB (it comes from .tflite files)"),
+    qat=NotApplicable("QAT renders Keras models, which never hold SUB"),
+    delegate=NotApplicable("the delegate does not run SUB and no Keras model holds one"))
+
+MUL = OpRecord(
+    name="MUL", options=BinaryOptions,
+    write=_writer(schema.MulOptionsT, schema.BuiltinOptions.MulOptions),
+    read=_reader("MUL", schema.MulOptionsT), version=_mul_version,
+    quant=QuantRule(fused_activation=True), weights=NotApplicable("no weights"),
+    keras={"Rescaling": _rescaling}, qat=_render_mul,
+    delegate=(DelegateCase("add_residual_and_batchnorm",
+                           delegate_models.add_residual_and_batchnorm),))
+
+RECORDS = (ADD, SUB, MUL)

@@ -1,0 +1,104 @@
+"""FULLY_CONNECTED (Keras Dense).
+
+Dense on [N, ..., in] is written as RESHAPE to [-1, in], a 2-D FULLY_CONNECTED and RESHAPE
+back, from Keras and from .tflite files alike: tflite-runtime 2.14 computes per-channel
+keep_num_dims FULLY_CONNECTED wrongly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+from ai_edge_litert import schema_py_generated as schema
+
+from tfquant.ops import common, delegate_models, keras_support as ks, tflite_support as ts
+from tfquant.ops import weights
+from tfquant.ops.record import DelegateCase, OpRecord, QuantRule
+
+
+@dataclasses.dataclass(frozen=True)
+class FullyConnectedOptions:
+    keep_num_dims: bool = False
+    # Hybrid (weight-only) kernels quantize the float input with its own zero point.
+    asymmetric_quantize_inputs: bool = False
+    fused_activation: str = "NONE"
+
+
+def _dense(b, layer, inputs, out_shape):
+    kernel = ks.value(layer.kernel)  # [in, out]
+    bias = ks.bias_or_zeros(layer, kernel.shape[-1])
+    w = b.const(f"{layer.name}/kernel", weights.DENSE.from_keras(kernel))
+    bias_name = b.const(f"{layer.name}/bias", bias)
+    pre = ks.pre_activation_name(layer, "matmul")
+    x, fc_shape = inputs[0], out_shape
+    flatten = len(out_shape) > 2 and all(d > 0 for d in out_shape[1:-1])
+    if flatten:
+        in_shape = (-1, kernel.shape[0])
+        shape = b.const(f"{layer.name}/flatten_shape", np.array(in_shape, np.int32), np.int32)
+        x = b.op("RESHAPE", [x, shape], in_shape, f"{layer.name}/flatten", layer)
+        fc_shape = (-1, kernel.shape[1])
+        pre = f"{layer.name}/matmul"
+    y = b.op("FULLY_CONNECTED", [x, w, bias_name], fc_shape, pre, layer,
+             FullyConnectedOptions(keep_num_dims=len(fc_shape) > 2))
+    if not flatten:
+        return b.act(layer, y, out_shape, layer.activation, layer.name)
+    y = b.act(layer, y, fc_shape, layer.activation, f"{layer.name}/activation")
+    shape = b.const(f"{layer.name}/shape", np.array(out_shape, np.int32), np.int32)
+    return b.op("RESHAPE", [y, shape], out_shape, layer.name, layer)
+
+
+def _read(imp, inputs, outputs, options, label):
+    o = ts.require(options, schema.FullyConnectedOptionsT, label)
+    if o.weightsFormat != schema.FullyConnectedOptionsWeightsFormat.DEFAULT:
+        raise ts.KeepFloat("shuffled weights format")
+    new_inputs = ts.weighted(imp, inputs, outputs, label, 2, 0)
+    g = imp.graph
+    out_shape = g.tensors[outputs[0]].shape
+    activation = ts.activation(o)
+    if not (o.keepNumDims and len(out_shape) > 2):
+        return "FULLY_CONNECTED", new_inputs, FullyConnectedOptions(
+            keep_num_dims=bool(o.keepNumDims), fused_activation=activation)
+    if sum(d < 0 for d in out_shape) > 1:
+        raise ts.KeepFloat("keep_num_dims with several unknown dimensions")
+    units, in_features = g.tensors[inputs[1]].shape
+    flat_shape = g.add_const(f"{outputs[0]}/flatten_shape",
+                             np.array([-1, in_features], np.int32), np.int32)
+    flat = g.add_tensor(f"{outputs[0]}/flatten", (-1, in_features), np.float32)
+    g.add_op("RESHAPE", [inputs[0], flat_shape], [flat], source=(label,))
+    fc = g.add_tensor(f"{outputs[0]}/matmul", (-1, units), np.float32)
+    g.add_op("FULLY_CONNECTED", [flat] + new_inputs[1:], [fc],
+             FullyConnectedOptions(False, fused_activation=activation), (label,))
+    shape = g.add_const(f"{outputs[0]}/shape", np.array(out_shape, np.int32), np.int32)
+    return "RESHAPE", [fc, shape], common.NO_OPTIONS
+
+
+def _write(options):
+    o = schema.FullyConnectedOptionsT()
+    o.fusedActivationFunction = common.activation_code(options)
+    o.keepNumDims = bool(options.keep_num_dims)
+    o.asymmetricQuantizeInputs = bool(options.asymmetric_quantize_inputs)
+    return schema.BuiltinOptions.FullyConnectedOptions, o
+
+
+def _version(t) -> int:
+    if t.input == common.INT16:
+        return 7
+    if t.hybrid:
+        return 9 if t.options.asymmetric_quantize_inputs else 3
+    if t.options.keep_num_dims:
+        return 5
+    return 4 if t.input == common.INT8 else 1
+
+
+FULLY_CONNECTED = OpRecord(
+    name="FULLY_CONNECTED", options=FullyConnectedOptions, write=_write, read=_read,
+    version=_version, quant=QuantRule(bias_input=2, fused_activation=True),
+    weights=weights.DENSE, keras={"Dense": _dense}, qat=lambda r, op, x, name: r.linear(op),
+    delegate=(DelegateCase("dense_per_channel", delegate_models.dense(True, False)),
+              DelegateCase("dense_per_tensor", delegate_models.dense(False, False)),
+              DelegateCase("dense_wide_per_channel", delegate_models.dense(True, True)),
+              DelegateCase("dense_wide_per_tensor", delegate_models.dense(False, True)),
+              DelegateCase("mean_and_softmax", delegate_models.mean_and_softmax)))
+
+RECORDS = (FULLY_CONNECTED,)

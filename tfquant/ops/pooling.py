@@ -1,0 +1,112 @@
+"""MAX_POOL_2D, AVERAGE_POOL_2D and MEAN (Keras MaxPooling2D, AveragePooling2D,
+GlobalAveragePooling2D)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+from ai_edge_litert import schema_py_generated as schema
+
+from tfquant.errors import ModelLoadError
+from tfquant.ops import common, delegate_models, keras_support as ks, tflite_support as ts
+from tfquant.ops.record import DelegateCase, NotApplicable, OpRecord, QuantRule
+
+
+@dataclasses.dataclass(frozen=True)
+class Pool2DOptions:
+    padding: str
+    stride: tuple
+    filter: tuple
+    fused_activation: str = "NONE"
+
+
+@dataclasses.dataclass(frozen=True)
+class ReducerOptions:
+    keep_dims: bool = False
+
+
+def _keras_pool(op_type):
+    def convert(b, layer, inputs, out_shape):
+        options = Pool2DOptions(ks.padding(layer), ks.pair(layer.strides),
+                                ks.pair(layer.pool_size))
+        return b.op(op_type, inputs, out_shape, layer.name, layer, options)
+    return convert
+
+
+def _global_average_pooling2d(b, layer, inputs, out_shape):
+    axes = b.const(f"{layer.name}/axes", np.array([1, 2], np.int32), np.int32)
+    return b.op("MEAN", [inputs[0], axes], out_shape, layer.name, layer,
+                ReducerOptions(len(out_shape) == 4))
+
+
+def _read_pool(op_type):
+    def read(imp, inputs, outputs, options, label):
+        o = ts.require(options, schema.Pool2DOptionsT, label)
+        ts.unary(imp, inputs, label)
+        return op_type, list(inputs), Pool2DOptions(
+            ts.padding(o, label), ts.positive((o.strideH, o.strideW), "stride", label),
+            ts.positive((o.filterHeight, o.filterWidth), "filter", label), ts.activation(o))
+    return read
+
+
+def _read_mean(imp, inputs, outputs, options, label):
+    o = ts.require(options, schema.ReducerOptionsT, label)
+    if len(inputs) != 2:
+        raise ModelLoadError(f"{label} has {len(inputs)} inputs")
+    ts.activation_input(imp, inputs[0], label)
+    ts.constant_int32(imp, inputs[1], "axes are not a constant int32 tensor")
+    return "MEAN", list(inputs), ReducerOptions(bool(o.keepDims))
+
+
+def _write_pool(options):
+    o = schema.Pool2DOptionsT()
+    o.padding = common.padding_code(options.padding)
+    o.strideH, o.strideW = options.stride
+    o.filterHeight, o.filterWidth = options.filter
+    o.fusedActivationFunction = common.activation_code(options)
+    return schema.BuiltinOptions.Pool2DOptions, o
+
+
+def _write_mean(options):
+    o = schema.ReducerOptionsT()
+    o.keepDims = bool(options.keep_dims)
+    return schema.BuiltinOptions.ReducerOptions, o
+
+
+def _render_pool(layer_name):
+    def render(r, op, x, name):
+        o = op.options
+        pool = getattr(r.keras.layers, layer_name)
+        return pool(o.filter, o.stride, o.padding.lower(), name=name)(x[0])
+    return render
+
+
+def _render_mean(r, op, x, name):
+    return r.keras.layers.GlobalAveragePooling2D(keepdims=op.options.keep_dims,
+                                                 name=name)(x[0])
+
+
+_POOLS_CASE = (DelegateCase("pools", delegate_models.pools),)
+
+
+def _pool_record(op_type, layer_name):
+    return OpRecord(
+        name=op_type, options=Pool2DOptions, write=_write_pool, read=_read_pool(op_type),
+        version=common.version_by_type,
+        quant=QuantRule(same_scale=True, fused_activation=True),
+        weights=NotApplicable("no weights"), keras={layer_name: _keras_pool(op_type)},
+        qat=_render_pool(layer_name), delegate=_POOLS_CASE)
+
+
+MAX_POOL_2D = _pool_record("MAX_POOL_2D", "MaxPooling2D")
+AVERAGE_POOL_2D = _pool_record("AVERAGE_POOL_2D", "AveragePooling2D")
+
+MEAN = OpRecord(
+    name="MEAN", options=ReducerOptions, write=_write_mean, read=_read_mean,
+    version=common.version_by_type, quant=QuantRule(int_inputs=(1,)),
+    weights=NotApplicable("no weights"),
+    keras={"GlobalAveragePooling2D": _global_average_pooling2d}, qat=_render_mean,
+    delegate=(DelegateCase("mean_and_softmax", delegate_models.mean_and_softmax),))
+
+RECORDS = (MAX_POOL_2D, AVERAGE_POOL_2D, MEAN)

@@ -1,0 +1,147 @@
+"""RESHAPE (Keras Flatten, Reshape; SQUEEZE and EXPAND_DIMS read as RESHAPE), PAD (Keras
+ZeroPadding2D) and CONCATENATION (Keras Concatenate): data movement on one quantization
+grid."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+from ai_edge_litert import schema_py_generated as schema
+
+from tfquant.errors import ModelLoadError
+from tfquant.ops import common, delegate_models, tflite_support as ts
+from tfquant.ops.record import DelegateCase, NotApplicable, OpRecord, QuantRule
+
+NoOptions = common.NoOptions
+
+
+@dataclasses.dataclass(frozen=True)
+class ConcatenationOptions:
+    axis: int
+
+
+# -- Keras ------------------------------------------------------------------------------------
+
+def _reshape(b, layer, inputs, out_shape):
+    new_shape = b.const(f"{layer.name}/shape", np.array(out_shape, np.int32), np.int32)
+    return b.op("RESHAPE", [inputs[0], new_shape], out_shape, layer.name, layer)
+
+
+def _zero_padding2d(b, layer, inputs, out_shape):
+    (top, bottom), (left, right) = layer.padding
+    paddings = np.array([[0, 0], [top, bottom], [left, right], [0, 0]], np.int32)
+    pads = b.const(f"{layer.name}/paddings", paddings, np.int32)
+    return b.op("PAD", [inputs[0], pads], out_shape, layer.name, layer)
+
+
+def _concatenate(b, layer, inputs, out_shape):
+    return b.op("CONCATENATION", inputs, out_shape, layer.name, layer,
+                ConcatenationOptions(int(layer.axis) % len(out_shape)))
+
+
+# -- TFLite -----------------------------------------------------------------------------------
+
+def _read_reshape(keep_shape_input):
+    """RESHAPE, SQUEEZE and EXPAND_DIMS: a RESHAPE to the output's static shape signature (a
+    run-time computed shape input is replaced, as the Keras frontend writes it)."""
+    def read(imp, inputs, outputs, options, label):
+        if not inputs or not inputs[0]:
+            raise ModelLoadError(f"{label} has no data input")
+        ts.activation_input(imp, inputs[0], label)
+        out_shape = imp.graph.tensors[outputs[0]].shape
+        given = imp.graph.tensors[inputs[1]] if len(inputs) > 1 and inputs[1] else None
+        if keep_shape_input and given is not None and given.is_const and \
+                given.dtype == np.int32 and given.data.ndim == 1:
+            return "RESHAPE", [inputs[0], inputs[1]], NoOptions()
+        if sum(d < 0 for d in out_shape) > 1:
+            raise ts.KeepFloat("target shape has several unknown dimensions")
+        shape = imp.graph.add_const(f"{outputs[0]}/shape", np.array(out_shape, np.int32),
+                                    np.int32)
+        return "RESHAPE", [inputs[0], shape], NoOptions()
+    return read
+
+
+def _read_pad(imp, inputs, outputs, options, label):
+    ts.inputs_count(inputs, 2, label)
+    ts.activation_input(imp, inputs[0], label)
+    ts.constant_int32(imp, inputs[1], "paddings are not a constant int32 tensor")
+    return "PAD", list(inputs), NoOptions()
+
+
+def _read_concatenation(imp, inputs, outputs, options, label):
+    o = ts.require(options, schema.ConcatenationOptionsT, label)
+    if ts.activation(o) != "NONE":
+        raise ts.KeepFloat("fused activation on CONCATENATION")
+    if not inputs or not all(inputs):
+        raise ModelLoadError(f"{label} has no inputs")
+    for name in inputs:
+        ts.activation_input(imp, name, label)
+    rank = len(imp.graph.tensors[outputs[0]].shape)
+    if not -rank <= o.axis < rank:
+        raise ModelLoadError(f"{label}: axis {o.axis} out of range for rank {rank}")
+    return "CONCATENATION", list(inputs), ConcatenationOptions(int(o.axis) % rank)
+
+
+def _write_concatenation(options):
+    o = schema.ConcatenationOptionsT()
+    o.axis = options.axis
+    return schema.BuiltinOptions.ConcatenationOptions, o
+
+
+# -- QAT --------------------------------------------------------------------------------------
+
+def _render_reshape(r, op, x, name):
+    return r.keras.layers.Reshape(r.graph.tensors[op.outputs[0]].shape[1:], name=name)(x[0])
+
+
+def _render_pad(r, op, x, name):
+    pads = r.graph.tensors[op.inputs[1]].data
+    return r.keras.layers.ZeroPadding2D((tuple(pads[1]), tuple(pads[2])), name=name)(x[0])
+
+
+def _render_concatenation(r, op, x, name):
+    return r.keras.layers.Concatenate(axis=op.options.axis, name=name)(x)
+
+
+_PAD_RESHAPE_CONCAT = DelegateCase("pad_reshape_concat", delegate_models.pad_reshape_concat)
+
+RESHAPE = OpRecord(
+    name="RESHAPE", options=NoOptions, write=common.no_options, read=_read_reshape(True),
+    version=common.version_one, quant=QuantRule(same_scale=True, int_inputs=(1,)),
+    weights=NotApplicable("no weights"), keras={"Flatten": _reshape, "Reshape": _reshape},
+    qat=_render_reshape, delegate=(_PAD_RESHAPE_CONCAT,))
+
+
+def _read_as_reshape(name):
+    return OpRecord(
+        name=name, options=NoOptions, write=NotApplicable("read as RESHAPE"),
+        read=_read_reshape(False), version=NotApplicable("read as RESHAPE"),
+        quant=NotApplicable("read as RESHAPE"), weights=NotApplicable("no weights"),
+        keras=NotApplicable("read as RESHAPE"), qat=NotApplicable("read as RESHAPE"),
+        delegate=NotApplicable("read as RESHAPE"))
+
+
+SQUEEZE = _read_as_reshape("SQUEEZE")
+EXPAND_DIMS = _read_as_reshape("EXPAND_DIMS")
+
+PAD = OpRecord(
+    name="PAD", options=NoOptions,
+    write=common.empty_options(schema.PadOptionsT, schema.BuiltinOptions.PadOptions),
+    read=_read_pad, version=common.version_by_type,
+    quant=QuantRule(same_scale=True, int_inputs=(1,)), weights=NotApplicable("no weights"),
+    keras={"ZeroPadding2D": _zero_padding2d}, qat=_render_pad,
+    delegate=(_PAD_RESHAPE_CONCAT,
+              DelegateCase("pad_fused_into_depthwise", delegate_models.pad_fused_into_depthwise,
+                           threads=True)))
+
+# The int8 kernels ignore CONCATENATION's fused-activation field: it never fuses.
+CONCATENATION = OpRecord(
+    name="CONCATENATION", options=ConcatenationOptions, write=_write_concatenation,
+    read=_read_concatenation, version=common.version_by_type,
+    quant=QuantRule(same_scale=True, same_scale_all_inputs=True),
+    weights=NotApplicable("no weights"), keras={"Concatenate": _concatenate},
+    qat=_render_concatenation,
+    delegate=(_PAD_RESHAPE_CONCAT, DelegateCase("pools", delegate_models.pools)))
+
+RECORDS = (RESHAPE, SQUEEZE, EXPAND_DIMS, PAD, CONCATENATION)

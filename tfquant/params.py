@@ -1,0 +1,253 @@
+"""Params as their own stage: calibrated ranges + Recipe + op registry -> the quantization of
+every tensor ({name: TensorQuant}), before anything in the graph changes.
+
+This is where the TFLite int8 / 16x8 specification is applied (rules from tfquant.ops): int8
+symmetric narrow-range weights (per channel by default), int32 (int64 in 16x8) biases with
+scale input * weight, int8 asymmetric (int16 symmetric) per-tensor activations, shared params
+for same-scale ops, fixed params for SOFTMAX / LOGISTIC / TANH, constant operands on their own
+grid. passes.apply_params writes the result into the graph.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from typing import Optional
+
+import numpy as np
+from scipy.cluster.hierarchy import DisjointSet
+
+from tfquant import ir, ops, spec
+from tfquant.errors import ConversionError
+from tfquant.recipe import Recipe
+from tfquant.spec import QuantParams, QuantSpec
+
+log = logging.getLogger("tfquant")
+
+_INT32_MAX = 2 ** 31 - 1
+# The reference SOFTMAX kernel aborts when beta * input_scale * 2^26 <= 1
+# (notes/tflite-int8.md section 2); keep a margin above that bound.
+_SOFTMAX_MIN_SCALE_TIMES_BETA = 2.0 / 2 ** 26
+# Upper clamp of the fused activations with one; TFLite's kernels compute zp + round(bound /
+# scale) in int32 and refuse the model at allocation when that overflows.
+_CLAMP_BOUNDS = {"RELU6": 6.0, "RELU_N1_TO_1": 1.0}
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class TensorQuant:
+    """How one tensor is stored: params, and the spec of its codes (None for biases, which
+    are 32 / 64-bit integers of scale input * weight)."""
+
+    params: QuantParams
+    spec: Optional[QuantSpec]
+    dtype: np.dtype
+
+
+def activation_spec(bits: int) -> QuantSpec:
+    """int8 asymmetric activations, or int16 symmetric ones (16x8 mode)."""
+    return spec.INT8_ACTIVATION if bits == 8 else spec.INT16_ACTIVATION
+
+
+# -- activations ------------------------------------------------------------------------------
+
+def same_scale_groups(graph: ir.Graph) -> list:
+    """Lists of float activation tensors that must share quantization params (tied by
+    same-scale ops), each in graph order, the groups in order of their first member."""
+    names = [n for n in graph.activation_tensors() if graph.tensors[n].dtype == np.float32]
+    groups = DisjointSet(names)
+    for op in graph.ops:
+        rule = ops.quant_rule(op.type)
+        if rule is None or not rule.same_scale or op.keep_float:
+            continue
+        tied = [n for i, n in enumerate(op.inputs)
+                if n and not graph.tensors[n].is_const and i not in rule.int_inputs]
+        if not rule.same_scale_all_inputs:
+            tied = tied[:1]
+        for name in tied + [op.outputs[0]]:
+            if name not in groups:
+                groups.add(name)
+        for name in tied:
+            groups.merge(name, op.outputs[0])
+    order = {name: i for i, name in enumerate(graph.activation_tensors())}
+    return sorted((sorted(s, key=order.__getitem__) for s in groups.subsets()),
+                  key=lambda group: order[group[0]])
+
+
+def _inside_float_island(graph: ir.Graph, name: str) -> bool:
+    op = graph.producer(name)
+    return (op is not None and op.keep_float and name not in graph.outputs
+            and all(c.keep_float for c in graph.consumers(name)))
+
+
+def _fixed_output(op: Optional[ir.Op]):
+    rule = ops.quant_rule(op.type) if op is not None and not op.keep_float else None
+    return rule.fixed_output if rule is not None else None
+
+
+def activation_params(graph: ir.Graph, ranges: dict, bits: int = 8) -> dict:
+    """Params of every activation tensor: fixed where the op dictates, else from ranges."""
+    params = {}
+    for group in same_scale_groups(graph):
+        fixed = {f[bits] for f in (_fixed_output(graph.producer(n)) for n in group) if f}
+        if len(fixed) > 1:
+            raise ConversionError(
+                f"tensors {sorted(group)} must share quantization params but come from ops "
+                f"with different fixed output params {sorted(fixed)}")
+        if fixed:
+            scale, zero_point = fixed.pop()
+            group_params = QuantParams.per_tensor(scale, zero_point)
+        else:
+            known = [ranges[n] for n in group if n in ranges]
+            if not known and all(_inside_float_island(graph, n) for n in group):
+                continue  # read and written by float ops only: it stays float, no params
+            if not known:
+                raise ConversionError(
+                    f"no range for tensor(s) {sorted(group)}: calibrate with representative "
+                    "data, or (QAT models) put an ActivationQuantizer after the layer that "
+                    "produces it")
+            group_params = spec.params_from_range(min(r.min for r in known),
+                                                  max(r.max for r in known),
+                                                  activation_spec(bits))
+        for name in group:
+            params[name] = group_params
+    if bits == 8:
+        _guard_softmax_inputs(graph, params)
+    _guard_activation_clamps(graph, params)
+    return params
+
+
+def _widen(params: dict, current: QuantParams, scale: float):
+    widened = QuantParams.per_tensor(scale, int(current.zero_point[0]))
+    for name, p in params.items():
+        if p is current:
+            params[name] = widened
+
+
+def _guard_activation_clamps(graph: ir.Graph, params: dict):
+    for op in graph.ops:
+        bound = _CLAMP_BOUNDS.get(getattr(op.options, "fused_activation", "NONE"))
+        if bound is None or op.keep_float or op.outputs[0] not in params:
+            continue
+        current = params[op.outputs[0]]
+        minimum = bound / 2.0 ** 30
+        if current.scale[0] >= minimum:
+            continue
+        log.warning("%s: output range is too small for TFLite's int8 activation clamp (scale "
+                    "%.3g; the calibration data hardly excites this layer); widening it to "
+                    "scale %.3g", op.label, current.scale[0], minimum)
+        _widen(params, current, minimum)
+
+
+def _guard_softmax_inputs(graph: ir.Graph, params: dict):
+    for op in graph.ops_of_type("SOFTMAX"):
+        current = params[op.inputs[0]]
+        minimum = _SOFTMAX_MIN_SCALE_TIMES_BETA / float(op.options.beta)
+        if current.scale[0] >= minimum:
+            continue
+        log.warning("softmax %s: input range is too small for TFLite's int8 softmax "
+                    "(scale %.3g); widening it to scale %.3g", op.label, current.scale[0],
+                    minimum)
+        _widen(params, current, minimum)
+
+
+# -- weights and biases -----------------------------------------------------------------------
+
+def weight_spec(op: ir.Op, recipe: Recipe, per_channel: Optional[bool] = None) -> QuantSpec:
+    """The grid of an op's weights: symmetric narrow range, the recipe's bits and per-channel
+    choice, or the grid a QAT layer trained on (Op.weight_grid)."""
+    layout = ops.weight_layout(op.type)
+    grid = op.weight_grid
+    if grid is not None:
+        if not grid.symmetric:
+            raise ConversionError(
+                f"{op.label} was trained with asymmetric weights, which TFLite cannot hold "
+                "(int8 weights have zero point 0); asymmetric weights are simulation only - "
+                "train with QatRecipe(weight_symmetric=True) to export")
+        if grid.bits > 8:
+            raise ConversionError(f"{op.label} was trained with {grid.bits}-bit weights; "
+                                  "TFLite int8 models hold weights of at most 8 bits")
+        return QuantSpec(bits=grid.bits, signed=True, symmetric=True, narrow_range=True,
+                         axis=layout.output_axis if grid.per_channel else None)
+    if per_channel is None:
+        per_channel = recipe.dense_per_channel if layout.dense else recipe.per_channel
+    return dataclasses.replace(spec.int8_weight(layout.output_axis if per_channel else None),
+                               bits=recipe.weight_bits)
+
+
+def weight_grid(graph: ir.Graph, op: ir.Op, recipe: Recipe,
+                per_channel: Optional[bool] = None) -> tuple:
+    """(spec, params) of an op's float weights from their range (MSE-optimal clipping when
+    the recipe asks for it), before any bias needs them wider."""
+    weights = graph.tensors[op.inputs[ops.weight_layout(op.type).weight_input]].data
+    grid_spec = weight_spec(op, recipe, per_channel)
+    if recipe.weight_range_method == "mse" and op.weight_grid is None:
+        rmin, rmax = spec.mse_optimal_weight_range(weights, grid_spec.axis, grid_spec)
+    else:
+        rmin, rmax = spec.weight_range(weights, grid_spec.axis)
+    return grid_spec, spec.params_from_range(rmin, rmax, grid_spec)
+
+
+def _weights_and_bias(graph, op, recipe, input_scale: float, bias_dtype) -> dict:
+    """TensorQuants of an op's weights and bias: the bias scale is input * weight scale, and
+    weight scales of channels whose bias would overflow its integers are raised until it
+    fits."""
+    layout = ops.weight_layout(op.type)
+    grid_spec, grid = weight_grid(graph, op, recipe)
+    b = graph.tensors[op.inputs[layout.bias_input]].data.astype(np.float64)
+    w_scale = grid.scale.astype(np.float64)
+    per_tensor = w_scale.size == 1
+    if per_tensor:
+        w_scale = np.full(b.shape, w_scale[0])
+        needed = np.max(np.abs(b)) / (input_scale * _INT32_MAX) if b.size else 0.0
+        w_scale = np.maximum(w_scale, needed)
+    else:
+        w_scale = np.maximum(w_scale, np.abs(b) / (input_scale * _INT32_MAX))
+    weight_params = QuantParams(w_scale[:1] if per_tensor else w_scale,
+                                np.zeros(1 if per_tensor else w_scale.size, np.int64),
+                                grid_spec.axis)
+    bias_scale = (input_scale * weight_params.scale.astype(np.float64)).astype(np.float32)
+    bias_params = QuantParams(bias_scale, np.zeros(bias_scale.size, np.int64),
+                              0 if bias_scale.size > 1 else None)
+    weight_dtype = np.dtype(np.int8)
+    if grid_spec.bits <= 4 and layout.int4_packing is not None and \
+            recipe.packs_int4(layout.int4_packing):
+        weight_dtype = spec.INT4
+    return {op.inputs[layout.weight_input]: TensorQuant(weight_params, grid_spec, weight_dtype),
+            op.inputs[layout.bias_input]: TensorQuant(bias_params, None, np.dtype(bias_dtype))}
+
+
+def _constant_operand(tensor: ir.Tensor, bits: int, symmetric: bool) -> TensorQuant:
+    """A constant operand of an element-wise op (MUL / ADD / SUB, PRELU's alpha): per tensor
+    like the activations (int8 asymmetric, int16 symmetric), or int8 symmetric where the op's
+    rule asks for it."""
+    data = tensor.data.astype(np.float64)
+    operand_spec = spec.int8_weight(None) if symmetric and bits == 8 else activation_spec(bits)
+    params = spec.params_from_range(data.min(initial=0.0), data.max(initial=0.0),
+                                    operand_spec)
+    return TensorQuant(params, operand_spec, operand_spec.storage_dtype())
+
+
+def compute(graph: ir.Graph, ranges: dict, recipe: Recipe) -> dict:
+    """{tensor name: TensorQuant} for a full-integer (int8 or 16x8) graph: activations,
+    weights, biases and constant operands of every op that does not stay float. Constants
+    must not be shared between ops (passes.unshare_constants)."""
+    bits = 16 if recipe.mode == "int16x8" else 8
+    activation = activation_spec(bits)
+    result = {name: TensorQuant(p, activation, activation.storage_dtype())
+              for name, p in activation_params(graph, ranges, bits).items()}
+    for op in graph.ops:
+        if op.keep_float:
+            continue
+        rule = ops.quant_rule(op.type)
+        if ops.weight_layout(op.type) is not None:
+            input_scale = float(result[op.inputs[0]].params.scale[0])
+            result.update(_weights_and_bias(graph, op, recipe, input_scale,
+                                            np.int32 if bits == 8 else np.int64))
+            continue
+        for i, name in enumerate(op.inputs):
+            tensor = graph.tensors[name] if name else None
+            if (tensor is None or not tensor.is_const or i in rule.int_inputs
+                    or tensor.dtype != np.float32):
+                continue
+            result[name] = _constant_operand(tensor, bits, rule.symmetric_const_operands)
+    return result
