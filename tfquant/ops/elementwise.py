@@ -1,4 +1,5 @@
-"""Two-operand element-wise ops: ADD (Keras Add), SUB, MUL (Keras Rescaling)."""
+"""Two-operand element-wise ops: ADD (Keras Add), SUB, MUL (Keras Rescaling), and
+SQUARED_DIFFERENCE."""
 
 from __future__ import annotations
 
@@ -64,6 +65,11 @@ def _reader(op_type, options_class):
     return read
 
 
+def _read_squared_difference(imp, inputs, outputs, options, label):
+    _operands(imp, inputs, label)
+    return "SQUARED_DIFFERENCE", list(inputs), common.NO_OPTIONS
+
+
 def _writer(options_class, options_type):
     def write(options):
         o = options_class()
@@ -94,6 +100,13 @@ def _render_mul(r, op, x, name):
 
 # -- delegate ---------------------------------------------------------------------------------
 
+def _squared_difference_model():
+    rng = np.random.default_rng(11)
+    return delegate_models.after_conv_graph(
+        "squared_difference", "SQUARED_DIFFERENCE",
+        constants=[rng.uniform(-1, 1, 4).astype(np.float32)])
+
+
 ADD = OpRecord(
     name="ADD", options=BinaryOptions,
     write=_writer(schema.AddOptionsT, schema.BuiltinOptions.AddOptions),
@@ -123,4 +136,16 @@ MUL = OpRecord(
     delegate=(DelegateCase("add_residual_and_batchnorm",
                            delegate_models.add_residual_and_batchnorm),))
 
-RECORDS = (ADD, SUB, MUL)
+SQUARED_DIFFERENCE = OpRecord(
+    name="SQUARED_DIFFERENCE", options=type(common.NO_OPTIONS),
+    write=common.empty_options(schema.SquaredDifferenceOptionsT,
+                               schema.BuiltinOptions.SquaredDifferenceOptions),
+    read=_read_squared_difference, version=common.version_by_type,
+    # No int16 kernel on any runtime (TFLiteConverter writes one that fails at invoke).
+    quant=QuantRule(int16=False), weights=NotApplicable("no weights"),
+    keras=NotApplicable("no Keras layer computes it"),
+    qat=NotApplicable("QAT renders Keras models, which never hold it"),
+    delegate=(DelegateCase("squared_difference_on_cpu", _squared_difference_model,
+                           claimed=False),))
+
+RECORDS = (ADD, SUB, MUL, SQUARED_DIFFERENCE)
