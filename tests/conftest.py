@@ -31,6 +31,21 @@ def digits():
     return data.load_digits()
 
 
+@pytest.fixture(scope="session")
+def pretrained():
+    """pretrained("mobilenet_v1"): the zoo architecture with the MNIST-5k weights shipped in
+    tfquant.models.pretrained (loaded once per run and name; do not train or modify it)."""
+    from tfquant.models import pretrained as shipped
+    loaded = {}
+
+    def load(name: str, keras_module=None):
+        key = (name, getattr(keras_module, "__name__", "keras"))
+        if key not in loaded:
+            loaded[key] = shipped.load(name, keras_module)
+        return loaded[key]
+    return load
+
+
 def trained_zoo_model(name: str, epochs: int = 1, seed: int = 0, keras_module=None):
     """The zoo architecture `name` trained on MNIST-5k: trained once per test run for each
     (name, epochs, seed, Keras). Callers must not train or modify the model they get."""

@@ -7,17 +7,17 @@ import pytest
 
 import tfquant
 from test_delegate_ops import RUNTIMES, check_exact
-from tfquant.models import applications, data, zoo
+from tfquant.models import applications, data, pretrained
 
 _models = {}
 
 
 def zoo_model(name):
-    """The architecture trained for one epoch on MNIST-5k (an untrained one can have layers
+    """The architecture with its shipped MNIST-5k weights (an untrained one can have layers
     whose int8 params the reference kernels themselves reject)."""
     if name not in _models:
         mnist = data.load_mnist_5k()
-        model = zoo.trained_model(name, mnist, epochs=1)
+        model = pretrained.load(name)
         _models[name] = (tfquant.convert(model, mnist.x_train[:512], show_progress=False),
                          mnist.x_test[:16])
     return _models[name]

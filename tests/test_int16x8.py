@@ -7,11 +7,9 @@ import io
 import numpy as np
 import pytest
 import tensorflow as tf
-from ai_edge_litert import schema_py_generated as schema
 
 import tfquant
 from tfquant import flatbuffer, runtime, spec
-from tfquant.models import data, zoo
 
 
 def _tflite_converter_16x8(model, calibration):
@@ -29,10 +27,10 @@ def _op_versions(model_bytes):
     return {name: max(v) for name, v in flatbuffer.op_versions(model_bytes).items()}
 
 
+@pytest.mark.peers
 @pytest.mark.parametrize("name", ["mobilenet_v2", "resnet"])
-def test_int16x8_matches_tflite_converter(name):
-    mnist = data.load_mnist_5k()
-    model = zoo.trained_model(name, mnist, epochs=1)
+def test_int16x8_matches_tflite_converter(name, mnist, pretrained):
+    model = pretrained(name)
     calibration, test = mnist.x_train[:512], mnist.x_test[:256]
     expected = model.predict(test, verbose=0)
     result = tfquant.convert_model(model, calibration, tfquant.Recipe(mode="int16x8"),

@@ -6,13 +6,11 @@ import pytest
 
 import tfquant
 from tfquant import runtime, writer
-from tfquant.models import data, zoo
 
 
 @pytest.fixture(scope="module")
-def mobilenet():
-    mnist = data.load_mnist_5k()
-    return zoo.trained_model("mobilenet_v1", mnist, epochs=1), mnist
+def mobilenet(mnist, pretrained):
+    return pretrained("mobilenet_v1"), mnist
 
 
 def _convert(model, mnist, **recipe):

@@ -49,11 +49,6 @@ def _signature(model):
              sum(int(np.prod(w.shape)) for w in layer.weights)) for layer in model.layers]
 
 
-@pytest.fixture(scope="module")
-def mnist():
-    return load_mnist_5k()
-
-
 # ---- data -------------------------------------------------------------------------------------
 
 
@@ -224,3 +219,23 @@ def test_train_tf_keras_model_is_seeded():
                                            verbose=0))
     assert accuracies[0] == accuracies[1]
     assert accuracies[0] > 0.3
+
+
+# ---- shipped weights --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["mobilenet_v1", "mobilenet_v2", "resnet"])
+def test_shipped_weights_load_and_keep_their_accuracy(name, mnist):
+    from tfquant.models import pretrained
+    made = pretrained.info(name)
+    assert made["epochs"] == pretrained.EPOCHS and made["config"] == zoo_configs()[name]
+    for km in (keras, tf_keras):
+        model = pretrained.load(name, km)
+        accuracy = np.mean(np.argmax(model.predict(mnist.x_test, verbose=0), 1) == mnist.y_test)
+        # The kernels are float16 in the file: within 0.2 pt of the float32 model's accuracy.
+        assert accuracy >= made["test_accuracy_float32"] - 0.002, (km.__name__, accuracy)
+
+
+def zoo_configs():
+    from tfquant.models import zoo
+    return zoo.MNIST_CONFIGS

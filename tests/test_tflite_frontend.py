@@ -10,20 +10,15 @@ import tfquant
 from tflite_builders import fp16_sparse_model, read_ops, reference_output
 from tfquant import flatbuffer, runtime, spec
 from tfquant.frontends.tflite_model import from_tflite
-from tfquant.models import data, zoo
+from tfquant.models import zoo
 from tfquant.tools.compare_tflite_quantizers import float_tflite
 
 # -- the MNIST-5k zoo: exported float by tfquant, re-imported, quantized ------------------------
 
 
-@pytest.fixture(scope="module")
-def mnist():
-    return data.load_mnist_5k()
-
-
 @pytest.mark.parametrize("name", sorted(zoo.BUILDERS))
-def test_zoo_model_reimported_from_tflite_quantizes_to_the_same_bytes(mnist, name):
-    model = zoo.trained_model(name, mnist, epochs=1)
+def test_zoo_model_reimported_from_tflite_quantizes_to_the_same_bytes(mnist, pretrained, name):
+    model = pretrained(name)
     float_model = tfquant.convert(model, recipe=tfquant.Recipe(mode="float"))
     calibration = mnist.x_train[:640]
     for recipe in (tfquant.Recipe(), tfquant.Recipe(per_channel_dense=False,

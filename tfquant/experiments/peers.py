@@ -92,6 +92,7 @@ def compare(model, x_calibration, x_test, y_test, *, num_batches=100, batch_size
                              "latency_ms": theirs_ms},
         "agreement_between": float(np.mean(ours_pred == theirs_pred)),
         "model": ours, "peer_model": theirs,
+        "correct": {"tfquant": ours_pred == y_test, "tflite_converter": theirs_pred == y_test},
     }
 
 
