@@ -46,6 +46,19 @@ def pretrained():
     return load
 
 
+@pytest.fixture(scope="session")
+def small_mobilenet_v1(mnist):
+    """build_mobilenet_v1()'s default (small, 75k parameters) trained 4 epochs on MNIST-5k
+    (seed 0): the float checkpoint the QAT tests fine-tune (do not train or modify it)."""
+    import keras
+
+    from tfquant.models import mobilenet_v1, train
+    keras.utils.set_random_seed(0)
+    model = mobilenet_v1.build_mobilenet_v1()
+    train.train_classifier(model, mnist, epochs=4, verbose=0)
+    return model
+
+
 def trained_zoo_model(name: str, epochs: int = 1, seed: int = 0, keras_module=None):
     """The zoo architecture `name` trained on MNIST-5k: trained once per test run for each
     (name, epochs, seed, Keras). Callers must not train or modify the model they get."""

@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SRC = ROOT / "delegates" / "tfquant_dsp"
 CXX = shutil.which("g++")
 
-pytestmark = pytest.mark.skipif(CXX is None, reason="needs g++")
+pytestmark = [pytest.mark.skipif(CXX is None, reason="needs g++"), pytest.mark.delegate]
 
 
 def _build_and_run(tmp_path, name, flags, trials):
@@ -28,12 +28,14 @@ def _build_and_run(tmp_path, name, flags, trials):
     return result.stdout
 
 
+@pytest.mark.slow
 def test_simd_equals_scalar_definition(tmp_path):
     out = _build_and_run(tmp_path, "isa_test", ["-O2"], 3000)
     assert "OK" in out
     print(out)
 
 
+@pytest.mark.slow
 def test_simd_equals_scalar_under_sanitizers(tmp_path):
     out = _build_and_run(tmp_path, "isa_test_asan",
                          ["-O1", "-g", "-fsanitize=address,undefined",
@@ -41,6 +43,7 @@ def test_simd_equals_scalar_under_sanitizers(tmp_path):
     assert "OK" in out
 
 
+@pytest.mark.slow
 def test_library_builds_without_simd(tmp_path):
     sources = [str(p) for sub in ("isa", "kernels", "delegate") for p in (SRC / sub).glob("*.cc")]
     target = tmp_path / "libscalar.so"

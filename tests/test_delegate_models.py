@@ -11,6 +11,9 @@ from tfquant.models import applications, data, pretrained
 
 _models = {}
 
+pytestmark = [pytest.mark.slow, pytest.mark.delegate]
+
+
 
 def zoo_model(name):
     """The architecture with its shipped MNIST-5k weights (an untrained one can have layers

@@ -12,6 +12,7 @@ import tfquant.delegate
 from tfquant import ops, runtime
 
 RUNTIMES = runtime.available_runtimes()
+pytestmark = pytest.mark.delegate
 
 
 def claimed_counts(stderr: str):

@@ -17,6 +17,7 @@ from test_delegate_ops import RUNTIMES, check_exact, claimed_counts, converted, 
 from tfquant import runtime
 
 L = keras.layers
+pytestmark = pytest.mark.delegate
 
 
 def test_float_model_passes_through(capfd):

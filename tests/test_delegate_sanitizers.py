@@ -53,6 +53,8 @@ check(model, t.encode(model, x), "auto")
 print("SANITIZED_RUNS", runs + 1, "ISAS", ",".join(isas))
 """
 
+pytestmark = [pytest.mark.slow, pytest.mark.delegate]
+
 
 @pytest.mark.skipif(CXX is None or not sys.platform.startswith("linux"), reason="needs g++")
 def test_delegate_under_asan_and_ubsan(tmp_path):

@@ -9,6 +9,9 @@ import tfquant
 from tfquant import flatbuffer, runtime
 from tfquant.experiments import peers
 
+pytestmark = [pytest.mark.slow]
+
+
 
 @pytest.fixture(scope="module", params=["mobilenet_v1", "mobilenet_v2"])
 def trained(request, mnist, pretrained):

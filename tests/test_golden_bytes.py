@@ -18,6 +18,11 @@ with open(golden_cases.GOLDEN_FILE) as _f:
     RECORDED = json.load(_f)["cases"]
 
 _SOURCES = {}
+# Sources whose conversions take most of this file's time (TFLiteConverter runs, big or
+# reference-calibrated networks): `make test` runs them, `make test-fast` does not.
+SLOW_SOURCES = {"mobilenet_v1", "mobilenet_v2", "app_ResNet50", "app_MobileNetV2",
+                "tflite_MobileNetV2", "tflite_MobileNetV3Small",
+                "qat_mobilenet_v2_4bit_per_layer"}
 
 
 def _source(name):
@@ -31,8 +36,10 @@ def test_every_case_is_recorded():
     assert names == set(RECORDED)
 
 
-@pytest.mark.parametrize("source_name,recipe_name,extra", golden_cases.CASES,
-                         ids=[golden_cases.case_name(s, r) for s, r, _ in golden_cases.CASES])
+@pytest.mark.parametrize("source_name,recipe_name,extra", [
+    pytest.param(s, r, e, id=golden_cases.case_name(s, r),
+                 marks=[pytest.mark.slow] if s in SLOW_SOURCES else [])
+    for s, r, e in golden_cases.CASES])
 def test_same_bytes(source_name, recipe_name, extra):
     recorded = RECORDED[golden_cases.case_name(source_name, recipe_name)]
     source = _source(source_name)

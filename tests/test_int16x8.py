@@ -29,6 +29,7 @@ def _op_versions(model_bytes):
 
 @pytest.mark.peers
 @pytest.mark.parametrize("name", ["mobilenet_v2", "resnet"])
+@pytest.mark.slow
 def test_int16x8_matches_tflite_converter(name, mnist, pretrained):
     model = pretrained(name)
     calibration, test = mnist.x_train[:512], mnist.x_test[:256]

@@ -18,6 +18,7 @@ def _convert(model, mnist, **recipe):
                                  show_progress=False)
 
 
+@pytest.mark.slow
 def test_packed_int4_conv_weights_halve_the_file_and_keep_every_output(mobilenet):
     model, mnist = mobilenet
     eight = _convert(model, mnist)

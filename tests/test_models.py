@@ -201,6 +201,7 @@ def test_rejects_bad_arguments():
 # ---- training ---------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_train_mobilenet_v1_one_epoch_beats_chance(mnist):
     keras.utils.set_random_seed(0)
     model = build_mobilenet_v1()
@@ -209,6 +210,7 @@ def test_train_mobilenet_v1_one_epoch_beats_chance(mnist):
     assert accuracy > 0.3  # chance is 0.1
 
 
+@pytest.mark.slow
 def test_train_tf_keras_model_is_seeded():
     digits = load_digits()
     accuracies = []
@@ -225,6 +227,7 @@ def test_train_tf_keras_model_is_seeded():
 
 
 @pytest.mark.parametrize("name", ["mobilenet_v1", "mobilenet_v2", "resnet"])
+@pytest.mark.slow
 def test_shipped_weights_load_and_keep_their_accuracy(name, mnist):
     from tfquant.models import pretrained
     made = pretrained.info(name)

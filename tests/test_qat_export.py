@@ -68,6 +68,7 @@ def trained(mnist):
     return model
 
 
+@pytest.mark.slow
 def test_export_without_calibration_matches_the_qat_model(trained, mnist):
     result = tfquant.convert_model(trained, None, tfquant.Recipe(), show_progress=False)
     assert result.ranges  # the learned ranges, not a calibration
@@ -90,6 +91,7 @@ def test_export_without_calibration_matches_the_qat_model(trained, mnist):
     assert accuracy >= 0.6, accuracy
 
 
+@pytest.mark.slow
 def test_graph_of_the_export(trained):
     graph = tfquant.convert_model(trained, None, show_progress=False).graph
     types = [op.type for op in graph.ops]
@@ -102,7 +104,7 @@ def test_graph_of_the_export(trained):
 
 def test_missing_quantizer_is_a_clear_error(mnist):
     model = _qat_model(with_head_quantizers=False)
-    model.fit(mnist.x_train[:128], mnist.y_train[:128], epochs=1, verbose=0)
+    model(mnist.x_train[:128], training=True)  # one training-mode pass sets every range
     with pytest.raises(ConversionError, match="ActivationQuantizer"):
         tfquant.convert(model)
 

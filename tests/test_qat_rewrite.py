@@ -7,16 +7,11 @@ import tf_keras
 
 import tfquant
 from tfquant import runtime
-from tfquant.models import data, mobilenet_v1, mobilenet_v2, train
+from tfquant.models import mobilenet_v1, mobilenet_v2
 from tfquant.qat.activation_quantizer import ActivationQuantizer
 from tfquant.qat.batch_norm_folding import FoldedBatchNorm
 from tfquant.qat.callbacks import QuantizationScheduler
 from tfquant.qat.rewrite import quantize_model
-
-
-@pytest.fixture(scope="module")
-def mnist():
-    return data.load_mnist_5k()
 
 
 def _layers(model, cls):
@@ -44,10 +39,10 @@ def test_structure_and_fidelity_with_quantization_off(builder, K, mnist):
     assert np.abs(got - expected).max() <= 1e-5 * max(1.0, np.abs(expected).max())
 
 
-def test_fine_tune_and_export(mnist):
+@pytest.mark.slow
+def test_fine_tune_and_export(mnist, small_mobilenet_v1):
+    model = small_mobilenet_v1
     keras.utils.set_random_seed(0)
-    model = mobilenet_v1.build_mobilenet_v1()
-    train.train_classifier(model, mnist, epochs=4, verbose=0)
     float_acc = np.mean(np.argmax(model.predict(mnist.x_test, verbose=0), 1) == mnist.y_test)
     qat = quantize_model(model)
     qat.compile(keras.optimizers.Adam(1e-4), "sparse_categorical_crossentropy",

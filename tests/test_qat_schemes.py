@@ -13,20 +13,11 @@ import pytest
 import tfquant
 from tfquant import qat, runtime, writer
 from tfquant.errors import ConversionError, TfquantError
-from tfquant.models import data, mobilenet_v1, train
 
 
 @pytest.fixture(scope="module")
-def mnist():
-    return data.load_mnist_5k()
-
-
-@pytest.fixture(scope="module")
-def float_model(mnist):
-    keras.utils.set_random_seed(0)
-    model = mobilenet_v1.build_mobilenet_v1()
-    train.train_classifier(model, mnist, epochs=3, verbose=0)
-    return model
+def float_model(small_mobilenet_v1):
+    return small_mobilenet_v1
 
 
 def _fine_tune(model, mnist, recipe, epochs=1):
@@ -51,6 +42,7 @@ def _weight_tensors(graph):
                                                   activation_initial_range=None),
                                     qat.QatRecipe(weight_bits=4, activation_initial_range=None)],
                          ids=["per_layer_8bit", "per_channel_4bit"])
+@pytest.mark.slow
 def test_exported_weights_are_on_the_trained_grid(recipe, float_model, mnist):
     qat_model = _fine_tune(float_model, mnist, recipe)
     result = tfquant.convert_model(qat_model, show_progress=False)
@@ -78,8 +70,7 @@ def test_simulation_only_schemes_are_refused_with_a_reason(float_model, mnist):
                              "asymmetric weights"),
                             (qat.QatRecipe(activation_bits=4), "8-bit activations")):
         qat_model = qat.quantize_model(float_model, recipe)
-        qat_model.compile("adam", "sparse_categorical_crossentropy")
-        qat_model.fit(*small, epochs=1, verbose=0)
+        qat_model(small[0], training=True)  # one training-mode pass sets every range
         with pytest.raises((ConversionError, TfquantError), match=message):
             tfquant.convert(qat_model)
 
@@ -98,6 +89,7 @@ def _model_with_float_and_constant_layers():
     return keras.Model(x, L.Dense(3, name="logits")(y))
 
 
+@pytest.mark.slow
 def test_unsupported_layers_stay_float_and_constants_are_quantized(tmp_path):
     keras.utils.set_random_seed(0)
     model = _model_with_float_and_constant_layers()
@@ -171,6 +163,7 @@ _MIRRORED = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_trains_under_mirrored_strategy_with_two_devices():
     # Logical devices must be configured before TensorFlow starts: a fresh interpreter.
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")

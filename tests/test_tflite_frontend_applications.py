@@ -38,6 +38,9 @@ NOISE_DB = 3.0
 # on the float .tflite; TFLiteConverter: its calibrator); fp16 weights move ranges up to 1.4%.
 RANGE_TOLERANCE = {"fp32": 0.01, "fp16": 0.02}
 
+pytestmark = [pytest.mark.slow, pytest.mark.peers]
+
+
 
 @pytest.fixture(scope="module", params=APPLICATIONS)
 def application(request):

@@ -41,6 +41,7 @@ class QuantizationScheduler(keras.callbacks.Callback):
         self.freeze_bn_delay = freeze_bn_delay
         self.freeze_ranges_delay = freeze_ranges_delay
         self.step = initial_step
+        self._applied = None  # (model, state) last written to the layers
 
     def _state(self):
         quantizing = self.step >= self.quant_delay
@@ -59,8 +60,16 @@ class QuantizationScheduler(keras.callbacks.Callback):
             elif isinstance(layer, ActivationQuantizer):
                 layer.freeze_range.assign(float(ranges_frozen))
 
+    def on_train_begin(self, logs=None):
+        self._applied = None
+
     def on_train_batch_begin(self, batch, logs=None):
-        self.apply(self.model)
+        # Writing every layer's flags costs a few milliseconds per step; the state changes at
+        # most three times in a run.
+        state = (id(self.model), self._state())
+        if state != self._applied:
+            self.apply(self.model)
+            self._applied = state
 
     def on_train_batch_end(self, batch, logs=None):
         self.step += 1
