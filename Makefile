@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test setup clean bazel-test
+.PHONY: demo test test-fast setup clean bazel-test
 
 DELEGATE_SOURCES := $(shell find delegates -name '*.cc' -o -name '*.h' -o -name '*.map')
 
@@ -22,8 +22,13 @@ setup: $(STAMP)
 demo: $(STAMP)
 	TF_CPP_MIN_LOG_LEVEL=2 $(PY) -m tfquant.tools.demo
 
+# Everything (what CI runs), with the slowest tests' durations at the end.
 test: $(STAMP)
-	TF_CPP_MIN_LOG_LEVEL=2 $(PY) -m pytest -q tests
+	TF_CPP_MIN_LOG_LEVEL=2 $(PY) -m pytest -q --durations=25 tests
+
+# Without the tests marked slow (training, compiling, fine-tuning, peers' long runs).
+test-fast: $(STAMP)
+	TF_CPP_MIN_LOG_LEVEL=2 $(PY) -m pytest -q -m "not slow" --durations=10 tests
 
 # C++ delegate with Bazel, offline (installs Debian's bazel-bootstrap if missing).
 bazel-test:

@@ -63,8 +63,10 @@ def _converters() -> dict:
 class _Builder:
     """Builds the graph; the records' Keras converters call op / const / act."""
 
-    def __init__(self, float_fallback: bool, keep_keras_layers: bool = False):
+    def __init__(self, float_fallback: bool, keep_keras_layers: bool = False,
+                 quantized_tensors=None):
         self.graph = ir.Graph()
+        self.quantized_tensors = quantized_tensors
         self.float_fallback = float_fallback
         self.keep_keras_layers = keep_keras_layers
         self.unsupported: list = []
@@ -162,15 +164,18 @@ def _activation(b: _Builder, layer, inputs, out_shape):
     return y
 
 
-def from_keras(model, float_fallback: bool = False,
-               keep_keras_layers: bool = False) -> ir.Graph:
+def from_keras(model, float_fallback: bool = False, keep_keras_layers: bool = False,
+               quantized_tensors: dict | None = None) -> ir.Graph:
     """Build the IR of a Keras 3 or tf_keras model (Sequential, Functional, nested).
 
     Layers tfquant cannot quantize raise UnsupportedLayerError naming all of them, or, with
     `float_fallback`, become float TFLite ops (kept float by the quantizer), or, with
     `keep_keras_layers` (quantization-aware training), KERAS_LAYER ops holding the layer.
+    A QAT model's activation quantizers become identities; given a dict `quantized_tensors`,
+    their ranges are not read but {(quantizer name, member): (input, output) tensor} recorded
+    (to calibrate them).
     """
-    builder = _Builder(float_fallback, keep_keras_layers)
+    builder = _Builder(float_fallback, keep_keras_layers, quantized_tensors)
     graph = builder.graph
     input_names = []
     _functional_of(model)  # fails clearly on models without inputs

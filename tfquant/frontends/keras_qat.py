@@ -54,12 +54,16 @@ def _constant_operand(b, layer, inputs, out_shape):
 
 def _activation_quantizer(b, layer, inputs, out_shape):
     """Fake quantization is an identity in the exported graph; its learned range becomes the
-    range of the tensor it quantizes."""
+    range of the tensor it quantizes. With `b.quantized_tensors` (calibrating a QAT model) the
+    range may be unset, and the tensors each (quantizer, member) sees are recorded instead."""
     member = int(b.call_kwargs.get("member", 0))
+    y = b.op(vocabulary.IDENTITY, inputs[:1], out_shape, layer.name, layer)
+    if b.quantized_tensors is not None:
+        b.quantized_tensors[(layer.name, member)] = (inputs[0], y)
+        return y
     if not layer.is_initialized(member):
         raise TfquantError(f"activation quantizer {layer.name!r} has no range yet: train the "
                            "QAT model (or run it with training=True) before exporting")
-    y = b.op(vocabulary.IDENTITY, inputs[:1], out_shape, layer.name, layer)
     value_range = layer.member_range(member)
     b.graph.qat_ranges[inputs[0]] = value_range
     b.graph.qat_ranges[y] = value_range

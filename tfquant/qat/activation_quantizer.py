@@ -41,9 +41,6 @@ class ActivationQuantizer(keras.layers.Layer):
         self.decay = float(decay)
         self.initial_range = check_initial_range(initial_range)
         self.members = int(members)
-        # Set by tfquant.qat.simulation while calibrating: called with each (eager) input and
-        # its member index.
-        self.observer = None
 
     @property
     def spec(self) -> QuantSpec:
@@ -113,8 +110,6 @@ class ActivationQuantizer(keras.layers.Layer):
             variable.assign(current)
 
     def call(self, x, member=0, training=False):
-        if self.observer is not None:
-            self.observer(x, member)
         if training:
             self._update_range(x, member)
         low, high = self.current_range()

@@ -14,13 +14,9 @@ the min / max over the calibration data of the float model (what tfquant's PTQ d
 
 from __future__ import annotations
 
-import contextlib
-import warnings
-
 import numpy as np
 
 from tfquant import errors
-from tfquant.progress import Progress
 from tfquant.qat.activation_quantizer import ActivationQuantizer
 from tfquant.qat.batch_norm_folding import FoldedBatchNorm
 from tfquant.qat.callbacks import quant_layers
@@ -28,35 +24,16 @@ from tfquant.qat.constant_operand import ConstantOperand
 from tfquant.qat.rewrite import QatRecipe, quantize_model
 
 
-@contextlib.contextmanager
-def _observing(quantizers):
-    """Records the min / max of every activation quantizer's input (per member) while
-    active."""
-    ranges = {id(q): [[np.inf, -np.inf] for _ in range(q.members)] for q in quantizers}
-
-    def observer_for(quantizer):
-        def observe(x, member=0):
-            x = np.asarray(x)
-            seen = ranges[id(quantizer)][member]
-            seen[0] = min(seen[0], float(x.min()))
-            seen[1] = max(seen[1], float(x.max()))
-        return observe
-
-    for q in quantizers:
-        q.observer = observer_for(q)
-    try:
-        yield ranges
-    finally:
-        for q in quantizers:
-            q.observer = None
-
-
 def calibrate_activation_ranges(qat_model, calibration, batch_size: int = 256,
                                 show_progress: bool = True) -> dict:
-    """Sets every ActivationQuantizer of `qat_model` to the min / max of its input over
-    `calibration` (run through the float version of the model: fake quantization off while
-    observing) and freezes the ranges. Returns {quantizer name: (min, max)}, or a list of
+    """Sets every ActivationQuantizer of `qat_model` to the min / max over `calibration` of
+    the tensor it quantizes in the float version of the model (fake quantization off, batch
+    norms folded with their moving statistics), calibrated by tfquant's own calibrator on that
+    graph, and freezes the ranges. Returns {quantizer name: (min, max)}, or a list of
     (min, max) per member for quantizers shared by several tensors."""
+    from tfquant import calibrate, passes
+    from tfquant.frontends.keras_model import from_keras
+
     calibration = np.asarray(calibration, dtype=np.float32)
     if calibration.size == 0:
         raise errors.CalibrationDataError("the calibration data is empty: pass at least one "
@@ -64,30 +41,21 @@ def calibrate_activation_ranges(qat_model, calibration, batch_size: int = 256,
     if not np.all(np.isfinite(calibration)):
         raise errors.CalibrationDataError("the calibration data contains NaN or infinity: "
                                           "clean or drop those samples")
-    quantizers = quant_layers(qat_model, ActivationQuantizer)
-    switches = quant_layers(qat_model)
-    saved = [float(layer.quantize.numpy()) for layer in switches]
-    for layer in switches:
-        layer.quantize.assign(0.0)
-    batches = range(0, len(calibration), batch_size)
-    try:
-        bar = Progress("calibrating (simulation)", len(batches), enabled=show_progress)
-        with _observing(quantizers) as ranges, warnings.catch_warnings():
-            warnings.filterwarnings("ignore", "The structure of `inputs`")
-            for start in batches:
-                qat_model(calibration[start:start + batch_size], training=False)
-                bar.update()
-        bar.close()
-    finally:
-        for layer, value in zip(switches, saved):
-            layer.quantize.assign(value)
+    seen = {}
+    graph = passes.canonicalize(from_keras(qat_model, float_fallback=True,
+                                           quantized_tensors=seen))
+    ranges = calibrate.calibrate(graph, calibration, batch_size=batch_size,
+                                 num_batches=-(-len(calibration) // batch_size),
+                                 show_progress=show_progress)
     found = {}
-    for q in quantizers:
+    for q in quant_layers(qat_model, ActivationQuantizer):
         member_ranges = []
-        for member, (lo, hi) in enumerate(ranges[id(q)]):
-            if np.isfinite(lo):  # else never reached (a branch the data never takes)
-                q.set_member_range(member, lo, hi)
-                member_ranges.append((lo, hi))
+        for member in range(q.members):
+            names = seen.get((q.name, member), ())
+            observed = next((ranges[n] for n in names if n in ranges), None)
+            if observed is not None:
+                q.set_member_range(member, observed.min, observed.max)
+                member_ranges.append((observed.min, observed.max))
         if member_ranges:
             q.freeze_range.assign(1.0)
             found[q.name] = member_ranges[0] if q.members == 1 else member_ranges
