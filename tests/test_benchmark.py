@@ -1,10 +1,6 @@
-"""tfquant-benchmark end to end on a tiny model (few runs; no timing is asserted), and the DSP
-cost model: the delegate's analytic HVX instruction counts agree with the ops' shapes, and the
-cycle estimate is positive and grows with the counts."""
-
-import os
-import subprocess
-import sys
+"""tfquant-benchmark end to end on a tiny model (in-process; few runs; no timing is asserted)
+and its checked Config, and the DSP cost model: the delegate's analytic HVX instruction counts
+agree with the ops' shapes, and the cycle estimate is positive and grows with the counts."""
 
 import keras
 import numpy as np
@@ -14,6 +10,8 @@ import tfquant
 import tfquant.delegate
 from tfquant import runtime
 from tfquant.experiments import delegate_profiling
+from tfquant.tools import _app
+from tfquant.tools import benchmark
 
 L = keras.layers
 CONFIGS = ("float32 + XNNPACK", "int8 built-in", "int8 + XNNPACK", "int8 + delegate")
@@ -42,24 +40,23 @@ def tiny(tmp_path_factory):
     return root, int8
 
 
-def test_benchmark_prints_every_section(tiny):
-    # In its own process: the tool's absl flags must not meet other tools' flags.
+@pytest.mark.delegate
+def test_benchmark_prints_every_section(tiny, capsys):
     root, _ = tiny
     output = root / "report.md"
-    done = subprocess.run(
-        [sys.executable, "-m", "tfquant.tools.benchmark", f"--model={root / 'tiny_int8.tflite'}",
-         f"--float_model={root / 'tiny_float.tflite'}", "--threads=1,2", "--runs=2",
-         "--warmup=1", "--profile_runs=2", f"--output={output}"],
-        capture_output=True, text=True, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"),
-        timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
-    out = done.stdout
+    config = _app.parse(benchmark.Config, [
+        "tfquant-benchmark", f"--model={root / 'tiny_int8.tflite'}",
+        f"--float_model={root / 'tiny_float.tflite'}", "--threads=1,2", "--runs=2",
+        "--warmup=1", "--profile_runs=2", f"--output={output}"])
+    assert config.threads == (1, 2) and config.model == (str(root / "tiny_int8.tflite"),)
+    assert benchmark.main(config) == 0
+    out = capsys.readouterr().out
     for section in ("## Latency (ms)", "## Ratios", "## Multi-thread speed-ups",
                     "## Bit-exactness", "## Delegate profile", "## Largest 1x1 convolution",
                     "## DSP cost model"):
         assert section in out, section
-    for config in CONFIGS:
-        assert config in out
+    for name in CONFIGS:
+        assert name in out
     assert "bit-exact: yes (tiny_int8.tflite, 1 thread(s))" in out
     assert "bit-exact: yes (tiny_int8.tflite, 2 thread(s))" in out
     assert "CONV_2D" in out and "DEPTHWISE_CONV_2D" in out
@@ -67,11 +64,29 @@ def test_benchmark_prints_every_section(tiny):
     assert output.read_text().strip() == out.strip()
 
 
+def test_config_is_checked():
+    with pytest.raises(ValueError, match="give --model and/or --keras_application"):
+        benchmark.Config()
+    with pytest.raises(ValueError, match="--float_model needs exactly one --model"):
+        benchmark.Config(model=("a.tflite", "b.tflite"), float_model="f.tflite")
+    with pytest.raises(ValueError, match="--threads must list positive integers"):
+        benchmark.Config(model=("a.tflite",), threads=(1, 0))
+    with pytest.raises(ValueError, match="--threads must list positive integers"):
+        benchmark.Config(model=("a.tflite",), threads=())
+    with pytest.raises(ValueError, match="--threads takes integers, got 'two'"):
+        _app.parse(benchmark.Config, ["tfquant-benchmark", "--model=a.tflite",
+                                      "--threads=1,two"])
+    with pytest.raises(ValueError, match="--dsp_clock_ghz must be at least 0.01"):
+        benchmark.Config(model=("a.tflite",), dsp_clock_ghz=0.0)
+    assert benchmark.cpu_clock_ghz(2.5) == (2.5, "--cpu_ghz")
+
+
 def _profile(model, threads=1):
     rows, _ = delegate_profiling.profile_delegate(model, threads, runs=2)
     return rows
 
 
+@pytest.mark.delegate
 def test_profile_carries_the_measured_peak(tiny, tmp_path):
     _, int8 = tiny
     rows, peak = delegate_profiling.profile_delegate(int8, 1, runs=1)
@@ -89,6 +104,7 @@ def test_profile_carries_the_measured_peak(tiny, tmp_path):
     assert gmacs > 0 and peak > 0
 
 
+@pytest.mark.delegate
 def test_cost_model_counts_match_the_shapes(tiny):
     _, int8 = tiny
     rows = _profile(int8)
@@ -139,6 +155,7 @@ def _outputs(model, x, delegate):
     return interpreter.get_tensor(interpreter.get_output_details()[0]["index"]).copy()
 
 
+@pytest.mark.delegate
 def test_thread_pool_gives_the_single_thread_bits(tiny):
     _, int8 = tiny
     rng = np.random.default_rng(5)

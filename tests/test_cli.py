@@ -1,6 +1,9 @@
 """tfquant-convert: conversions from each model format, and bad input that must fail clearly
-without writing or damaging any output file."""
+without writing or damaging any output file. In-process (main of the Config the command line
+gives, parsed by _app.parse without absl's global flags); one run of the console script checks
+the command line's own error path."""
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -12,15 +15,13 @@ import tf_keras
 from absl import flags
 
 from tfquant import runtime
+from tfquant.tools import _app
 from tfquant.tools import convert as cli
-
-FLAGS = flags.FLAGS
 
 
 def run_cli(capsys, *args):
-    FLAGS.unparse_flags()
-    FLAGS(["tfquant-convert", *args])
-    code = cli.main([])
+    """tfquant-convert with these flags, in-process: (exit code, stdout, stderr)."""
+    code = cli.main(_app.parse(cli.Config, ["tfquant-convert", *args]))
     out = capsys.readouterr()
     return code, out.out, out.err
 
@@ -100,7 +101,6 @@ BAD_INPUTS = [
     ("empty calibration", {"calibration_data": "empty.npy"}, "empty"),
     ("wrong-shape calibration", {"calibration_data": "wrong_shape.npy"}, "shape (8, 28, 28, 1)"),
     ("missing calibration file", {"calibration_data": "nope.npy"}, "does not exist"),
-    ("int8 without calibration", {"calibration_data": None}, "needs --calibration_data"),
 ]
 
 
@@ -148,12 +148,50 @@ def test_inputs_are_never_modified(files, capsys):
     assert {p: open(p, "rb").read() for p in watched} == before
 
 
-def test_console_script_help_lists_every_flag():
+def test_config_is_checked_like_the_command_line(files):
+    with pytest.raises(ValueError, match="--mode=int8 needs --calibration_data"):
+        cli.Config(model=files["model.keras"], output="x.tflite")
+    with pytest.raises(ValueError, match="--model and --output are required"):
+        cli.Config(mode="float")
+    with pytest.raises(ValueError, match="--weight_bits must be at most 8"):
+        cli.Config(model="m", output="o", mode="float", weight_bits=9)
+    with pytest.raises(ValueError, match="--mode: 'int4' is not one of"):
+        cli.Config(model="m", output="o", mode="int4")
+    # absl's own checks on the command line: bounds and enum values
+    for name, value in (("weight_bits", "1"), ("mode", "int4"), ("bogus", "1")):
+        with pytest.raises(flags.Error, match=name):
+            _app.parse(cli.Config, ["tfquant-convert", "--model=m", "--output=o",
+                                    f"--{name}={value}"])
+
+
+def test_flags_and_command_line_round_trip():
+    config = _app.parse(cli.Config, [
+        "tfquant-convert", "--model=m.keras", "--output=o.tflite", "--nooverwrite", "--quiet",
+        "--mode=weights_only", "--per_channel_dense=false", "--weight_bits=4",
+        "--inference_input_type=int8", "--ema_decay=0.5"])
+    assert config == cli.Config(model="m.keras", output="o.tflite", overwrite=False, quiet=True,
+                                mode="weights_only", per_channel_dense="false", weight_bits=4,
+                                inference_input_type="int8", ema_decay=0.5)
+    line = _app.command_line("tfquant-convert", config)
+    assert _app.parse(cli.Config, line.split()) == config
+    assert len(dataclasses.fields(cli.Config)) >= 12
+
+
+def test_console_script_error_is_one_line_exit_1_and_keeps_the_output(files):
+    """The console script's own error path: a Config error (int8 without calibration data) is
+    `tfquant-convert: error: ...` on one line, exit code 1, and touches no file."""
+    d = files["dir"]
+    output = d / "existing_cli.tflite"
+    output.write_bytes(b"precious earlier result")
+    before = set(os.listdir(d))
     script = os.path.join(os.path.dirname(sys.executable), "tfquant-convert")
-    proc = subprocess.run([script, "--help"], capture_output=True, text=True, timeout=300)
-    text = proc.stdout + proc.stderr
-    assert "Examples:" in text
-    for flag in FLAGS.get_flags_for_module(cli.__name__):
-        shown = f"--[no]{flag.name}:" if flag.boolean else f"--{flag.name}:"
-        assert shown in text, flag.name
-    assert len(FLAGS.get_flags_for_module(cli.__name__)) >= 12
+    proc = subprocess.run([script, f"--model={files['model.keras']}", f"--output={output}"],
+                          capture_output=True, text=True, timeout=300,
+                          env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr.startswith("tfquant-convert: error: --mode=int8 needs "
+                                  "--calibration_data") and proc.stderr.count("\n") == 1, \
+        proc.stderr
+    assert proc.stdout == ""
+    assert output.read_bytes() == b"precious earlier result"
+    assert set(os.listdir(d)) == before

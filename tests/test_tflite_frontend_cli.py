@@ -83,6 +83,26 @@ def test_ai_edge_quantizer_comparison_helpers(files):
             in tool.format_seed_table(rows))
 
 
+def test_compare_tflite_config_is_checked():
+    """tfquant-compare-tflite's flags become a checked Config (the run itself builds
+    keras.applications networks: see the tool)."""
+    from tfquant.tools import _app
+    from tfquant.tools import compare_tflite_quantizers as tool
+    with pytest.raises(ValueError, match="--applications: 'VGG16' is not one of"):
+        tool.Config(applications=("VGG16",))
+    with pytest.raises(ValueError, match="--weights: 'bf16' is not one of fp32, fp16"):
+        tool.Config(weights=("fp32", "bf16"))
+    with pytest.raises(ValueError, match="--calibration_seeds needs at least one seed"):
+        tool.Config(calibration_seeds=())
+    with pytest.raises(ValueError, match="--calibration_seeds takes integers, got 'x'"):
+        _app.parse(tool.Config, ["tfquant-compare-tflite", "--calibration_seeds=1,x"])
+    config = _app.parse(tool.Config, ["tfquant-compare-tflite", "--calibration_seeds=1,11",
+                                      "--weights=fp16", "--notflite_converter"])
+    assert config == tool.Config(calibration_seeds=(1, 11), weights=("fp16",),
+                                 tflite_converter=False)
+    assert _app.parse(tool.Config, ["tfquant-compare-tflite"]).applications == tool.APPLICATIONS
+
+
 def test_python_api_takes_a_tflite_path(files):
     path = files / "model.tflite"
     # tfquant's own float export goes through the frontend unchanged, byte for byte

@@ -1,16 +1,17 @@
-"""tfquant-delegate-check on a .tflite file: the table and the verdict."""
-
-import os
-import subprocess
-import sys
+"""tfquant-delegate-check on a .tflite file: the table and the verdict (in-process: main of a
+Config)."""
 
 import keras
 import numpy as np
+import pytest
 
 import tfquant
+from tfquant.tools import _app
+from tfquant.tools import delegate_check as tool
 
 
-def test_delegate_check_reports_claims_and_exactness(tmp_path):
+@pytest.mark.delegate
+def test_delegate_check_reports_claims_and_exactness(tmp_path, capsys):
     keras.utils.set_random_seed(0)
     x = keras.Input((10, 10, 3))
     y = keras.layers.Conv2D(8, 3, strides=2, padding="same", activation="relu")(x)
@@ -22,17 +23,26 @@ def test_delegate_check_reports_claims_and_exactness(tmp_path):
     result = tfquant.convert_model(model, data, show_progress=False)
     path = tmp_path / "model.tflite"
     path.write_bytes(result.model)
-    done = subprocess.run(
-        [sys.executable, "-m", "tfquant.tools.delegate_check", f"--model={path}",
-         "--runtimes=litert,tflite_runtime", "--images=3"],
-        capture_output=True, text=True, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"),
-        timeout=300)
-    assert done.returncode == 0, done.stderr[-2000:]
+    config = _app.parse(tool.Config, ["tfquant-delegate-check", f"--model={path}",
+                                      "--runtimes=litert,tflite_runtime", "--images=3"])
+    assert config == tool.Config(model=(str(path),), runtimes=("litert", "tflite_runtime"),
+                                 images=3)
+    code = tool.main(config)
+    out = capsys.readouterr().out
+    assert code == 0, out
     total = len(result.graph.ops)
-    rows = [line for line in done.stdout.splitlines() if line.startswith(f"| {path} |")]
+    rows = [line for line in out.splitlines() if line.startswith(f"| {path} |")]
     assert len(rows) == 2
     for row in rows:
         cells = [c.strip() for c in row.strip("|").split("|")]
         assert cells[2] == f"{total - 1}/{total}"  # everything but LEAKY_RELU
         assert cells[3] == str(3 * 5) and cells[4] == "0"
-    assert "bit-exact with the reference kernels: yes" in done.stdout
+    assert "bit-exact with the reference kernels: yes" in out
+
+
+def test_config_needs_a_model():
+    with pytest.raises(ValueError, match="name at least one model: --model, --zoo or "
+                                         "--applications"):
+        tool.Config()
+    with pytest.raises(ValueError, match="--size must be at least 32"):
+        tool.Config(zoo=("mobilenet_v1",), size=16)

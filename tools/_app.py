@@ -4,7 +4,8 @@ Every tool is a `Config` dataclass and a `main(config) -> exit code`. Tests and 
 call `main(Config(...))` in-process; the console script calls `run(Config, main, __doc__)`,
 which defines one absl flag per Config field (from the field's type, default and `option`
 metadata) only then, parses the command line, builds the Config (its own validation errors
-become one-line usage errors) and calls main. Importing a tool defines no flag.
+become one-line usage errors) and calls main. Importing a tool defines no flag; `parse(Config,
+argv)` turns a command line into a Config with flags of its own (tests of the flag mapping).
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ def validate(config):
             raise ValueError(f"--{field.name} must be at most {meta['upper']}, got {value}")
 
 
-def _define(field, kind, module: str):
+def _define(field, kind, module: str, flag_values=flags.FLAGS):
     meta = field.metadata
     default = field.default if field.default is not dataclasses.MISSING else \
         field.default_factory()
@@ -54,36 +55,74 @@ def _define(field, kind, module: str):
     origin = typing.get_origin(kind)
     base = next((a for a in typing.get_args(kind) if a is not type(None)), kind) \
         if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)) else kind
+    common = dict(module_name=module, flag_values=flag_values)
     if isinstance(default, tuple) or typing.get_origin(base) in (tuple, list):
         flags.DEFINE_list(field.name, list(default) if default is not None else None, text,
-                          module_name=module)
+                          **common)
     elif base is bool:
-        flags.DEFINE_boolean(field.name, default, text, module_name=module)
+        flags.DEFINE_boolean(field.name, default, text, **common)
     elif meta.get("choices") and base is str and not isinstance(default, tuple):
-        flags.DEFINE_enum(field.name, default, list(meta["choices"]), text, module_name=module)
+        flags.DEFINE_enum(field.name, default, list(meta["choices"]), text, **common)
     elif base is int:
         flags.DEFINE_integer(field.name, default, text, lower_bound=meta.get("lower"),
-                             upper_bound=meta.get("upper"), module_name=module)
+                             upper_bound=meta.get("upper"), **common)
     elif base is float:
         flags.DEFINE_float(field.name, default, text, lower_bound=meta.get("lower"),
-                           upper_bound=meta.get("upper"), module_name=module)
+                           upper_bound=meta.get("upper"), **common)
     else:
-        flags.DEFINE_string(field.name, default, text, module_name=module)
+        flags.DEFINE_string(field.name, default, text, **common)
+
+
+_ITEM_NAMES = {int: "integers", float: "numbers", str: "strings"}
+
+
+def _item_type(kind):
+    """The item type of a list field (tuple[int, ...], Optional[tuple[float, ...]]; str when
+    the annotation does not say)."""
+    for candidate in (kind, *typing.get_args(kind)):
+        if typing.get_origin(candidate) in (tuple, list):
+            args = [a for a in typing.get_args(candidate) if a is not Ellipsis]
+            return args[0] if args and args[0] in _ITEM_NAMES else str
+    return str
 
 
 def _value(field, kind, raw):
-    """A flag value as the Config field's type (list flags become tuples of that type)."""
-    if isinstance(raw, list):
-        item = next(iter(typing.get_args(kind)), str)
-        args = [a for a in typing.get_args(item) if a is not Ellipsis] if typing.get_origin(
-            item) in (tuple, list) else []
-        convert = args[0] if args and args[0] in (int, float, str) else str
-        return tuple(convert(v) for v in raw)
-    return raw
+    """A flag value as the Config field's type (list flags become tuples of that type; an item
+    that does not convert is a ValueError naming the flag)."""
+    if not isinstance(raw, list):
+        return raw
+    convert = _item_type(kind)
+    values = []
+    for item in raw:
+        try:
+            values.append(convert(item))
+        except ValueError:
+            raise ValueError(f"--{field.name} takes {_ITEM_NAMES[convert]}, got {item!r}") \
+                from None
+    return tuple(values)
 
 
-def run(config_class, main, doc: str, argv=None):
-    """Run a tool as a console script (see the module docstring)."""
+def parse(config_class, argv):
+    """The Config of a command line (argv[0] is the program), parsed by absl with flags of
+    its own (the global absl flags are untouched): absl's errors (unknown flag, a value outside
+    its bounds) raise absl.flags.Error, the Config's own raise ValueError."""
+    hints = typing.get_type_hints(config_class)
+    flag_values = flags.FlagValues()
+    fields = dataclasses.fields(config_class)
+    for field in fields:
+        _define(field, hints[field.name], config_class.__module__, flag_values)
+    rest = flag_values(list(argv))
+    if len(rest) > 1:
+        raise ValueError(f"unexpected arguments: {' '.join(rest[1:])}")
+    return config_class(**{f.name: _value(f, hints[f.name], flag_values[f.name].value)
+                           for f in fields})
+
+
+def run(config_class, main, doc: str, argv=None, name: Optional[str] = None,
+        error_exit_code: int = 2):
+    """Run a tool as a console script (see the module docstring). A Config error is one line
+    `<name>: error: <message>` (name: the program's) and exit code `error_exit_code`
+    (tfquant-convert: 1, its code for every error)."""
     module = sys.argv[0]
     hints = typing.get_type_hints(config_class)
     fields = dataclasses.fields(config_class)
@@ -95,12 +134,12 @@ def run(config_class, main, doc: str, argv=None):
     def absl_main(args):
         if len(args) > 1:
             raise app.UsageError(f"unexpected arguments: {' '.join(args[1:])}")
-        values = {f.name: _value(f, hints[f.name], flags.FLAGS[f.name].value) for f in fields}
         try:
-            config = config_class(**values)
+            config = config_class(**{f.name: _value(f, hints[f.name], flags.FLAGS[f.name].value)
+                                     for f in fields})
         except ValueError as e:
-            print(f"{_tool_name()}: error: {e}", file=sys.stderr)
-            return 2
+            print(f"{name or _tool_name()}: error: {e}", file=sys.stderr)
+            return error_exit_code
         return main(config)
 
     app.run(absl_main, argv=argv)
@@ -117,21 +156,10 @@ def log(message: str):
 
 
 def write_report(path: str, title: str, body: str, command: str):
-    """Write a markdown report atomically, headed by the command line that made it (a tool
-    name alone stands for that tool with this process's arguments)."""
+    """Write a markdown report atomically, headed by the command line that made it
+    (command_line(tool, config))."""
     import tfquant
-    if " " not in command:
-        command = " ".join([command] + sys.argv[1:])
     tfquant.save_atomically(f"# {title}\n\nMade by `{command}`{body}\n".encode(), path)
-
-
-def run_flags_main(main, module_name: str, doc: str):
-    """Run an absl `main(argv)` whose flags are defined at import (tools not yet on Config):
-    declare the module's flags as key flags of the console script so --help lists them."""
-    for flag in flags.FLAGS.get_flags_for_module(module_name):
-        flags.FLAGS.register_key_flag_for_module(sys.argv[0], flag)
-    sys.modules["__main__"].__doc__ = doc
-    app.run(main)
 
 
 def command_line(tool: str, config) -> str:

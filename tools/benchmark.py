@@ -20,54 +20,64 @@ Examples:
   tfquant-benchmark --model=model_int8.tflite --float_model=model_float.tflite --runs=50
 """
 
+import dataclasses
 import os
 import time
+from typing import Optional
 
-from absl import app, flags
-
-from tfquant.experiments.delegate_profiling import (PEAK_MACS_PER_CYCLE, DspParams, check_bit_exact,
-                                       cost_model_assumptions, dsp_cycles, interpreter_for,
-                                       profile_delegate)
+from tfquant.experiments.delegate_profiling import (PEAK_MACS_PER_CYCLE, DspParams,
+                                                    check_bit_exact, cost_model_assumptions,
+                                                    dsp_cycles, interpreter_for,
+                                                    profile_delegate)
+from tfquant.experiments.reports import markdown_table as table
 from tfquant.tools import _app
+from tfquant.tools._app import option
 
-FLAGS = flags.FLAGS
 
-flags.DEFINE_list("model", [], "int8 .tflite files to benchmark.")
-flags.DEFINE_string("float_model", None, "A float32 .tflite for the float32 + XNNPACK column "
-                    "when a single --model is given (otherwise that column is n/a).")
-flags.DEFINE_list("keras_application", [], "keras.applications models built on the fly "
-                  "(weights=None, BN statistics from calibration images), converted to int8 "
-                  "and float32 by tfquant: e.g. MobileNet,MobileNetV2,ResNet50.")
-flags.DEFINE_integer("size", 224, "Input size of --keras_application models.", lower_bound=32)
-flags.DEFINE_integer("classes", 1000, "Classes of --keras_application models.", lower_bound=2)
-flags.DEFINE_integer("calibration_images", 16, "Calibration images for conversion.",
-                     lower_bound=1)
-flags.DEFINE_list("threads", ["1", "2"], "Thread counts.")
-flags.DEFINE_integer("runs", 30, "Timed invokes per configuration.", lower_bound=1)
-flags.DEFINE_integer("warmup", 5, "Untimed invokes per configuration first.", lower_bound=0)
-flags.DEFINE_integer("profile_runs", 20, "Invokes of the profiled delegate run.", lower_bound=1)
-flags.DEFINE_boolean("check_exact", True, "Compare the delegate's outputs with the reference "
-                     "kernels' (bit-exact: yes/no).")
-flags.DEFINE_integer("top_ops", 12, "Ops listed individually in the per-op tables.",
-                     lower_bound=0)
-flags.DEFINE_string("output", None, "Also write the tables to this markdown file.")
-flags.DEFINE_float("cpu_ghz", None, "CPU clock for MACs/cycle (default: /proc/cpuinfo).")
-flags.DEFINE_float("dsp_clock_ghz", 1.0, "Cost model: DSP clock.", lower_bound=0.01)
-flags.DEFINE_integer("dsp_contexts", 1, "Cost model: HVX contexts an op is split over.",
-                     lower_bound=1)
-flags.DEFINE_integer("dsp_slots", 4, "Cost model: HVX instructions per packet (cycle).",
-                     lower_bound=1)
-flags.DEFINE_integer("dsp_mpy_units", 2, "Cost model: multiply-class (vrmpy, vmpy) per cycle.",
-                     lower_bound=1)
-flags.DEFINE_integer("dsp_alu_units", 2, "Cost model: ALU instructions per cycle.",
-                     lower_bound=1)
-flags.DEFINE_integer("dsp_shift_units", 1, "Cost model: shift/pack/permute per cycle.",
-                     lower_bound=1)
-flags.DEFINE_integer("dsp_load_units", 1, "Cost model: vector loads per cycle.", lower_bound=1)
-flags.DEFINE_integer("dsp_store_units", 1, "Cost model: vector stores per cycle.",
-                     lower_bound=1)
-flags.DEFINE_integer("dsp_op_overhead", 2000, "Cost model: fixed cycles per op (dispatch, "
-                     "synchronisation).", lower_bound=0)
+@dataclasses.dataclass(frozen=True)
+class Config:
+    model: tuple = option((), "int8 .tflite files to benchmark.")
+    float_model: Optional[str] = option(None, "A float32 .tflite for the float32 + XNNPACK "
+                                        "column when a single --model is given (otherwise that "
+                                        "column is n/a).")
+    keras_application: tuple = option((), "keras.applications models built on the fly "
+                                      "(weights=None, BN statistics from calibration images), "
+                                      "converted to int8 and float32 by tfquant: e.g. "
+                                      "MobileNet,MobileNetV2,ResNet50.")
+    size: int = option(224, "Input size of --keras_application models.", lower=32)
+    classes: int = option(1000, "Classes of --keras_application models.", lower=2)
+    calibration_images: int = option(16, "Calibration images for conversion.", lower=1)
+    threads: tuple[int, ...] = option((1, 2), "Thread counts.")
+    runs: int = option(30, "Timed invokes per configuration.", lower=1)
+    warmup: int = option(5, "Untimed invokes per configuration first.", lower=0)
+    profile_runs: int = option(20, "Invokes of the profiled delegate run.", lower=1)
+    check_exact: bool = option(True, "Compare the delegate's outputs with the reference "
+                               "kernels' (bit-exact: yes/no).")
+    top_ops: int = option(12, "Ops listed individually in the per-op tables.", lower=0)
+    output: Optional[str] = option(None, "Also write the tables to this markdown file.")
+    cpu_ghz: Optional[float] = option(None, "CPU clock for MACs/cycle (default: "
+                                      "/proc/cpuinfo).")
+    dsp_clock_ghz: float = option(1.0, "Cost model: DSP clock.", lower=0.01)
+    dsp_contexts: int = option(1, "Cost model: HVX contexts an op is split over.", lower=1)
+    dsp_slots: int = option(4, "Cost model: HVX instructions per packet (cycle).", lower=1)
+    dsp_mpy_units: int = option(2, "Cost model: multiply-class (vrmpy, vmpy) per cycle.",
+                                lower=1)
+    dsp_alu_units: int = option(2, "Cost model: ALU instructions per cycle.", lower=1)
+    dsp_shift_units: int = option(1, "Cost model: shift/pack/permute per cycle.", lower=1)
+    dsp_load_units: int = option(1, "Cost model: vector loads per cycle.", lower=1)
+    dsp_store_units: int = option(1, "Cost model: vector stores per cycle.", lower=1)
+    dsp_op_overhead: int = option(2000, "Cost model: fixed cycles per op (dispatch, "
+                                  "synchronisation).", lower=0)
+
+    def __post_init__(self):
+        _app.validate(self)
+        if not self.threads or min(self.threads) < 1:
+            raise ValueError("--threads must list positive integers")
+        if not self.model and not self.keras_application:
+            raise ValueError("give --model and/or --keras_application")
+        if self.float_model and len(self.model) != 1:
+            raise ValueError("--float_model needs exactly one --model")
+
 
 CONFIGS = ("float32 + XNNPACK", "int8 built-in", "int8 + XNNPACK", "int8 + delegate")
 # The paper's Table 7 (Pixel 2, ms): int8 CPU / int8 Hexagon DSP.
@@ -118,10 +128,10 @@ def op_details(model):
 
 # ---- measuring ---------------------------------------------------------------------------------
 
-def cpu_clock_ghz():
-    """(GHz, where it came from)."""
-    if FLAGS.cpu_ghz:
-        return FLAGS.cpu_ghz, "--cpu_ghz"
+def cpu_clock_ghz(cpu_ghz: Optional[float] = None):
+    """(GHz, where it came from): `cpu_ghz` (--cpu_ghz) if given, else /proc/cpuinfo's."""
+    if cpu_ghz:
+        return cpu_ghz, "--cpu_ghz"
     try:
         with open("/proc/cpuinfo") as f:
             mhz = [float(line.split(":")[1]) for line in f if line.startswith("cpu MHz")]
@@ -150,10 +160,11 @@ def time_interleaved(interpreters, runs, warmup):
 
 # ---- the DSP cost model ------------------------------------------------------------------------
 
-def dsp_params_from_flags():
-    return DspParams(FLAGS.dsp_clock_ghz, FLAGS.dsp_contexts, FLAGS.dsp_slots,
-                     FLAGS.dsp_mpy_units, FLAGS.dsp_alu_units, FLAGS.dsp_shift_units,
-                     FLAGS.dsp_load_units, FLAGS.dsp_store_units, FLAGS.dsp_op_overhead)
+def dsp_params(config: Config) -> DspParams:
+    """The cost model's assumptions from the --dsp_* flags."""
+    return DspParams(config.dsp_clock_ghz, config.dsp_contexts, config.dsp_slots,
+                     config.dsp_mpy_units, config.dsp_alu_units, config.dsp_shift_units,
+                     config.dsp_load_units, config.dsp_store_units, config.dsp_op_overhead)
 
 
 # ---- tables ------------------------------------------------------------------------------------
@@ -164,12 +175,6 @@ def fmt_latency(t):
 
 def ratio(a, b):
     return "n/a" if a is None or b is None else f"{a[0] / b[0]:.2f}x"
-
-
-def table(header, rows):
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
-    return "\n".join(lines)
 
 
 def macs_per_cycle(macs, us, ghz):
@@ -249,7 +254,7 @@ def largest_pointwise(rows, details):
 
 # ---- main --------------------------------------------------------------------------------------
 
-def benchmark_model(name, int8, float32, thread_counts, ghz):
+def benchmark_model(name, int8, float32, thread_counts, config):
     import tfquant.delegate
     result = {"latency": {}, "exact": {}, "profile": {}, "peak": {},
               "details": op_details(int8)}
@@ -263,25 +268,25 @@ def benchmark_model(name, int8, float32, thread_counts, ghz):
         interpreters[CONFIGS[2]] = interpreter_for(int8, "default", threads)
         interpreters[CONFIGS[3]] = interpreter_for(int8, "reference", threads, [delegate])
         _app.log(f"{name}: {threads} thread(s): timing {len(interpreters)} configurations, "
-                 f"{FLAGS.warmup} + {FLAGS.runs} invokes each, interleaved ...")
-        result["latency"][threads] = time_interleaved(interpreters, FLAGS.runs, FLAGS.warmup)
+                 f"{config.warmup} + {config.runs} invokes each, interleaved ...")
+        result["latency"][threads] = time_interleaved(interpreters, config.runs, config.warmup)
         del interpreters
-        if FLAGS.check_exact:
+        if config.check_exact:
             _app.log(f"{name}: {threads} thread(s): checking bit-exactness against BUILTIN_REF ...")
             result["exact"][threads] = check_bit_exact(int8, threads)
         _app.log(f"{name}: {threads} thread(s): profiling the delegate ...")
         result["profile"][threads], result["peak"][threads] = profile_delegate(
-            int8, threads, FLAGS.profile_runs)
+            int8, threads, config.profile_runs)
     return result
 
 
-def report(results, thread_counts, ghz, ghz_source, dsp: DspParams):
+def report(results, thread_counts, ghz, ghz_source, dsp: DspParams, config):
     out = ["# tfquant-benchmark (ai-edge-litert)", "",
            f"Delegate configuration: tfquant DSP delegate over the reference resolver "
            f"(BUILTIN_REF: unclaimed ops run TFLite's reference kernels). Latency in ms: median "
-           f"[p10, p90] over {FLAGS.runs} interleaved runs after {FLAGS.warmup} warm-up runs. "
+           f"[p10, p90] over {config.runs} interleaved runs after {config.warmup} warm-up runs. "
            f"CPU clock {ghz:.2f} GHz from {ghz_source}. Per-op profile: the delegate times "
-           f"each op over {FLAGS.profile_runs} invokes (after one untimed); 'mean ms' is the "
+           f"each op over {config.profile_runs} invokes (after one untimed); 'mean ms' is the "
            "average, 'min ms' the fastest invoke, and MACs/cycle use 'min ms' unless labelled "
            "(the CPU is shared: the fastest invoke is the best estimate of the kernel itself). "
            f"'of peak' is against the nominal {PEAK_MACS_PER_CYCLE} int8 MACs/cycle at that "
@@ -331,11 +336,11 @@ def report(results, thread_counts, ghz, ghz_source, dsp: DspParams):
                            f"of peak ({PEAK_MACS_PER_CYCLE} x threads)", "GMAC/s",
                            measured_peak_label(peak), "DSP kcycles", "DSP ms"],
                           by_op_type(rows, ghz, dsp, threads, peak)), ""]
-            if FLAGS.top_ops:
-                out += [f"### Slowest {FLAGS.top_ops} ops ({name}, {threads} thread(s))", "",
+            if config.top_ops:
+                out += [f"### Slowest {config.top_ops} ops ({name}, {threads} thread(s))", "",
                         table(["node", "op", "output", "mean ms", "min ms", "MMACs", "MACs/cycle",
                                "GMAC/s", measured_peak_label(peak), "vrmpy", "DSP kcycles"],
-                              per_op(rows, ghz, r["details"], FLAGS.top_ops, dsp, threads,
+                              per_op(rows, ghz, r["details"], config.top_ops, dsp, threads,
                                      peak)),
                         ""]
             best = largest_pointwise(rows, r["details"])
@@ -377,48 +382,40 @@ def report(results, thread_counts, ghz, ghz_source, dsp: DspParams):
     return "\n".join(out)
 
 
-def main(argv):
-    del argv
+def main(config: Config) -> int:
+    """Benchmark, print the report (and write it to config.output)."""
     import tfquant  # noqa: F401  (loads before tensorflow; see tfquant/__init__.py)
-    try:
-        thread_counts = [int(t) for t in FLAGS.threads]
-    except ValueError:
-        raise app.UsageError(f"--threads must be integers, got {FLAGS.threads}")
-    if not thread_counts or min(thread_counts) < 1:
-        raise app.UsageError("--threads must list positive integers")
-    if not FLAGS.model and not FLAGS.keras_application:
-        raise app.UsageError("give --model and/or --keras_application")
-    if FLAGS.float_model and len(FLAGS.model) != 1:
-        raise app.UsageError("--float_model needs exactly one --model")
-    ghz, ghz_source = cpu_clock_ghz()
+    thread_counts = list(config.threads)
+    ghz, ghz_source = cpu_clock_ghz(config.cpu_ghz)
     models = {}
-    for path in FLAGS.model:
+    for path in config.model:
         with open(path, "rb") as f:
             int8 = f.read()
         float32 = None
-        if FLAGS.float_model:
-            with open(FLAGS.float_model, "rb") as f:
+        if config.float_model:
+            with open(config.float_model, "rb") as f:
                 float32 = f.read()
         models[os.path.basename(path)] = (int8, float32)
-    for name in FLAGS.keras_application:
-        _app.log(f"building and converting {name} at {FLAGS.size}x{FLAGS.size} ...")
+    for name in config.keras_application:
+        _app.log(f"building and converting {name} at {config.size}x{config.size} ...")
         start = time.perf_counter()
-        models[name] = build_application(name, FLAGS.size, FLAGS.classes,
-                                         FLAGS.calibration_images)
+        models[name] = build_application(name, config.size, config.classes,
+                                         config.calibration_images)
         _app.log(f"  done in {time.perf_counter() - start:.0f} s")
-    results = {name: benchmark_model(name, int8, float32, thread_counts, ghz)
+    results = {name: benchmark_model(name, int8, float32, thread_counts, config)
                for name, (int8, float32) in models.items()}
-    text = report(results, thread_counts, ghz, ghz_source, dsp_params_from_flags())
+    text = report(results, thread_counts, ghz, ghz_source, dsp_params(config), config)
     print(text)
-    if FLAGS.output:
-        with open(FLAGS.output, "w") as f:
+    if config.output:
+        with open(config.output, "w") as f:
             f.write(text + "\n")
     return 0
 
 
 def run():
     """Console-script entry point (tfquant-benchmark)."""
-    _app.run_flags_main(main, __name__, __doc__)
+    _app.run(Config, main, __doc__)
+
 
 if __name__ == "__main__":
     run()

@@ -19,28 +19,38 @@ Example:
 """
 
 import contextlib
+import dataclasses
 import io
 import time
 
-from absl import app, flags
-
+from tfquant.experiments import reports
 from tfquant.tools import _app
+from tfquant.tools._app import option
 
-FLAGS = flags.FLAGS
 APPLICATIONS = ("MobileNetV2", "MobileNetV3Small", "EfficientNetB0", "ResNet50")
 
-flags.DEFINE_list("applications", list(APPLICATIONS), "keras.applications networks to compare.")
-flags.DEFINE_integer("size", 96, "Input height and width.", lower_bound=32)
-flags.DEFINE_list("weights", ["fp32", "fp16"], "Float .tflite variants: fp32 and/or fp16 "
-                  "weights (TFLiteConverter with supported_types=[tf.float16]).")
-flags.DEFINE_integer("num_calibration", 64, "Calibration images (photo crops).", lower_bound=1)
-flags.DEFINE_integer("batch_size", 16, "Calibration batch size.", lower_bound=1)
-flags.DEFINE_integer("num_test", 32, "Test images for the SQNR (disjoint from calibration).",
-                     lower_bound=1)
-flags.DEFINE_list("calibration_seeds", ["1"], "Seeds of the calibration photo-crop draws; "
-                  "with more than one, a table of the mean and spread over the draws follows.")
-flags.DEFINE_boolean("tflite_converter", True, "Also run TFLiteConverter's int8 PTQ of the "
-                     "Keras model.")
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    applications: tuple = option(APPLICATIONS, "keras.applications networks to compare.",
+                                 choices=APPLICATIONS)
+    size: int = option(96, "Input height and width.", lower=32)
+    weights: tuple = option(("fp32", "fp16"), "Float .tflite variants: fp32 and/or fp16 weights "
+                            "(TFLiteConverter with supported_types=[tf.float16]).",
+                            choices=("fp32", "fp16"))
+    num_calibration: int = option(64, "Calibration images (photo crops).", lower=1)
+    batch_size: int = option(16, "Calibration batch size.", lower=1)
+    num_test: int = option(32, "Test images for the SQNR (disjoint from calibration).", lower=1)
+    calibration_seeds: tuple[int, ...] = option((1,), "Seeds of the calibration photo-crop "
+                                                "draws; with more than one, a table of the "
+                                                "mean and spread over the draws follows.")
+    tflite_converter: bool = option(True, "Also run TFLiteConverter's int8 PTQ of the Keras "
+                                    "model.")
+
+    def __post_init__(self):
+        _app.validate(self)
+        if not self.calibration_seeds:
+            raise ValueError("--calibration_seeds needs at least one seed")
 
 
 def float_tflite(model, float16: bool = False) -> bytes:
@@ -195,70 +205,57 @@ def format_table(rows: list) -> str:
         return "-" if value is None else f"{value:.1f}"
 
     keys = ("tfquant", "ai_edge_quantizer", "tflite_converter")
-    lines = ["| model | weights | SQNR dB tfquant | SQNR dB AI Edge Quantizer | "
-             "SQNR dB TFLiteConverter (Keras) | s tfquant | s AI Edge Quantizer | "
-             "s TFLiteConverter | tfquant - TFLiteConverter dB |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    table = []
     for r in rows:
         diff = difference(r)
-        lines.append(f"| {r['model']} | {r['weights']} | "
-                     + " | ".join(db(r, k) for k in keys) + " | "
-                     + " | ".join(seconds(r, k) for k in keys) + " | "
-                     + ("-" if diff is None else ", ".join(f"{d:+.2f}" for d in diff)) + " |")
-    return "\n".join(lines)
+        table.append([r["model"], r["weights"], *(db(r, k) for k in keys),
+                      *(seconds(r, k) for k in keys),
+                      "-" if diff is None else ", ".join(f"{d:+.2f}" for d in diff)])
+    return reports.markdown_table(
+        ["model", "weights", "SQNR dB tfquant", "SQNR dB AI Edge Quantizer",
+         "SQNR dB TFLiteConverter (Keras)", "s tfquant", "s AI Edge Quantizer",
+         "s TFLiteConverter", "tfquant - TFLiteConverter dB"], table)
 
 
 def format_seed_table(rows: list) -> str:
     """Markdown table over calibration draws: per model and weights, each quantizer's mean and
     standard deviation of the (first output's) SQNR, and the paired difference tfquant -
     TFLiteConverter (mean, standard deviation, minimum)."""
-    import numpy as np
-
     def stats(values):
         if not values:
             return "-"
-        return f"{np.mean(values):.2f} +- {np.std(values, ddof=1) if len(values) > 1 else 0:.2f}"
+        s = reports.spread(values)
+        return f"{s.mean:.2f} +- {s.std if s.n > 1 else 0:.2f}"
 
     groups = {}
     for r in rows:
         groups.setdefault((r["model"], r["weights"]), []).append(r)
     keys = ("tfquant", "ai_edge_quantizer", "tflite_converter")
-    lines = ["| model | weights | draws | SQNR dB tfquant | SQNR dB AI Edge Quantizer | "
-             "SQNR dB TFLiteConverter (Keras) | tfquant - TFLiteConverter dB | "
-             "min difference dB |", "|---|---|---|---|---|---|---|---|"]
+    table = []
     for (model, weights), group in groups.items():
         per_key = [stats([r["sqnr"][k][0] for r in group if k in r["sqnr"]]) for k in keys]
         diffs = [difference(r)[0] for r in group if difference(r) is not None]
-        lines.append(f"| {model} | {weights} | {len(group)} | " + " | ".join(per_key)
-                     + f" | {stats(diffs)} | "
-                     + (f"{min(diffs):+.2f}" if diffs else "-") + " |")
-    return "\n".join(lines)
+        table.append([model, weights, len(group), *per_key, stats(diffs),
+                      f"{min(diffs):+.2f}" if diffs else "-"])
+    return reports.markdown_table(
+        ["model", "weights", "draws", "SQNR dB tfquant", "SQNR dB AI Edge Quantizer",
+         "SQNR dB TFLiteConverter (Keras)", "tfquant - TFLiteConverter dB", "min difference dB"],
+        table)
 
 
-def main(argv):
-    del argv
+def main(config: Config) -> int:
+    """Print the comparison table(s)."""
     import tfquant  # noqa: F401  (loads before tensorflow; see tfquant/__init__.py)
-    for name in FLAGS.applications:
-        if name not in APPLICATIONS:
-            raise app.UsageError(f"unknown application {name!r}; choose from {APPLICATIONS}")
-    for variant in FLAGS.weights:
-        if variant not in ("fp32", "fp16"):
-            raise app.UsageError(f"--weights takes fp32 and/or fp16, not {variant!r}")
-    try:
-        seeds = [int(s) for s in FLAGS.calibration_seeds]
-    except ValueError:
-        raise app.UsageError("--calibration_seeds takes integers") from None
-    if not seeds:
-        raise app.UsageError("--calibration_seeds needs at least one seed")
+    seeds = list(config.calibration_seeds)
     rows = []
-    for name in FLAGS.applications:
-        rows += compare_application(name, FLAGS.size, FLAGS.weights, FLAGS.num_calibration,
-                                    FLAGS.batch_size, FLAGS.num_test, FLAGS.tflite_converter,
-                                    seeds)
-    print(f"tfquant recipe: {tfquant_recipe(-(-FLAGS.num_calibration // FLAGS.batch_size))}\n")
-    print(f"Per-output SQNR vs the float Keras model on {FLAGS.num_test} photo crops "
-          f"({FLAGS.size}x{FLAGS.size}), litert reference kernels; {FLAGS.num_calibration} "
-          f"calibration crops in batches of {FLAGS.batch_size}, the same for every quantizer. "
+    for name in config.applications:
+        rows += compare_application(name, config.size, list(config.weights),
+                                    config.num_calibration, config.batch_size, config.num_test,
+                                    config.tflite_converter, seeds)
+    print(f"tfquant recipe: {tfquant_recipe(-(-config.num_calibration // config.batch_size))}\n")
+    print(f"Per-output SQNR vs the float Keras model on {config.num_test} photo crops "
+          f"({config.size}x{config.size}), litert reference kernels; {config.num_calibration} "
+          f"calibration crops in batches of {config.batch_size}, the same for every quantizer. "
           "Conversion time includes calibration (TFLiteConverter's: from the Keras model). "
           f"Calibration seed {seeds[0]}.\n")
     print(format_table([r for r in rows if r["seed"] == seeds[0]]))
@@ -272,7 +269,7 @@ def main(argv):
 
 def run():
     """Console-script entry point (tfquant-compare-tflite)."""
-    _app.run_flags_main(main, __name__, __doc__)
+    _app.run(Config, main, __doc__)
 
 
 if __name__ == "__main__":

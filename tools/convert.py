@@ -7,79 +7,93 @@ Examples:
       --inference_type=int8 --per_channel_dense=false
 """
 
+import dataclasses
 import os
 import sys
-
-from absl import app, flags
+from typing import Optional
 
 from tfquant.tools import _app
-
-FLAGS = flags.FLAGS
-
-flags.DEFINE_string("model", None, "Model to convert: a .keras or .h5 file, a SavedModel "
-                    "directory holding a Keras model, or a float .tflite file.")
-flags.DEFINE_string("output", None, "Path of the .tflite file to write. Written atomically: "
-                    "a failed run leaves no file and never damages an existing one.")
-flags.DEFINE_enum("mode", "int8", ["float", "float16", "int8", "int16x8", "weights_only"],
-                  "float: float32 model. int8: full integer (int8 weights and activations, "
-                  "needs calibration data). weights_only: int8 weights, float activations "
-                  "(TFLite dynamic-range kernels).")
-flags.DEFINE_boolean("per_channel", True, "Per-channel weight scales for convolutions "
-                     "(recommended); false gives one scale per weight tensor.")
-flags.DEFINE_enum("per_channel_dense", "auto", ["auto", "true", "false"],
-                  "Per-channel weights for fully-connected layers; 'auto' follows "
-                  "--per_channel. Use false for consumers that want per-tensor FC "
-                  "(microcontrollers, some NPUs).")
-flags.DEFINE_string("calibration_data", None,
-                    "Representative inputs for --mode=int8: a .npy file (one array, "
-                    "samples first), a .npz file (array 'x', or one array per model input), "
-                    "or a built-in data set: 'mnist_5k' (28x28x1) or 'digits' (8x8x1).")
-flags.DEFINE_integer("num_calibration_batches", 100, "At most this many batches are used for "
-                     "calibration (the paper: about 100 suffice).", lower_bound=1)
-flags.DEFINE_integer("calibration_batch_size", 32, "Batch size for calibration.",
-                     lower_bound=1)
-flags.DEFINE_enum("calibration_kernels", "default", ["default", "reference"],
-                  "TFLite kernels that run calibration: default (optimized, fast) or "
-                  "reference (slower; the same ranges, and so the same output bytes, on every "
-                  "CPU).")
-flags.DEFINE_enum("calibration_method", "minmax", ["minmax", "ema", "percentile", "mse"],
-                  "Activation range estimator: absolute min/max, a moving average of "
-                  "per-batch min/max, a percentile of the values, or the range with the "
-                  "smallest int8 quantization error.")
-flags.DEFINE_float("ema_decay", 0.9, "Decay of the 'ema' range estimator.")
-flags.DEFINE_float("percentile", 99.99, "Percentile of the 'percentile' range estimator.")
-flags.DEFINE_bool("cross_layer_equalization", False, "Equalize the weight ranges of "
-                  "consecutive conv / dense layers before quantizing (helps per-tensor "
-                  "weights).")
-flags.DEFINE_bool("equalize_through_relu6", False, "With --cross_layer_equalization, also "
-                  "equalize across ReLU6 by turning it into ReLU (changes the float model).")
-flags.DEFINE_bool("bias_correction", False, "Correct biases for the mean output shift of "
-                  "weight quantization, from the calibration data.")
-flags.DEFINE_integer("weight_bits", 8, "Bits per weight (2..8).", lower_bound=2,
-                     upper_bound=8)
-flags.DEFINE_enum("int4_packing", "portable", ["none", "portable", "litert"],
-                  "Storage of weights of 4 bits or fewer: TFLite INT4 for CONV_2D (portable), "
-                  "also FULLY_CONNECTED (litert: not loadable by tflite-runtime 2.14), or int8 "
-                  "containers (none).")
-flags.DEFINE_enum("weight_range_method", "minmax", ["minmax", "mse"],
-                  "Weight ranges: each channel's max |w|, or the clipping with the smallest "
-                  "quantization error.")
-flags.DEFINE_enum("inference_type", "float", ["float", "int8", "uint8"],
-                  "Type of the int8 model's inputs and outputs: float (QUANTIZE/DEQUANTIZE "
-                  "inside the model), int8 or uint8. Overridden per side by "
-                  "--inference_input_type / --inference_output_type.")
-flags.DEFINE_enum("inference_input_type", None, ["float32", "int8", "uint8"],
-                  "Type of the int8 model's inputs (default: --inference_type).")
-flags.DEFINE_enum("inference_output_type", None, ["float32", "int8", "uint8"],
-                  "Type of the int8 model's outputs (default: --inference_type).")
-flags.DEFINE_boolean("float_fallback", False, "Keep layers tfquant cannot quantize in float "
-                     "(real float TFLite ops with DEQUANTIZE/QUANTIZE around them) instead of "
-                     "failing.")
-flags.DEFINE_boolean("overwrite", True, "Replace --output if it exists (only once the new "
-                     "model is complete).")
-flags.DEFINE_boolean("quiet", False, "Print nothing but errors.")
+from tfquant.tools._app import option
 
 BUILTIN_DATASETS = ("mnist_5k", "digits")
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    model: Optional[str] = option(None, "Model to convert: a .keras or .h5 file, a SavedModel "
+                                  "directory holding a Keras model, or a float .tflite file.")
+    output: Optional[str] = option(None, "Path of the .tflite file to write. Written "
+                                   "atomically: a failed run leaves no file and never damages "
+                                   "an existing one.")
+    mode: str = option("int8", "float: float32 model. int8: full integer (int8 weights and "
+                       "activations, needs calibration data). weights_only: int8 weights, float "
+                       "activations (TFLite dynamic-range kernels).",
+                       choices=("float", "float16", "int8", "int16x8", "weights_only"))
+    per_channel: bool = option(True, "Per-channel weight scales for convolutions "
+                               "(recommended); false gives one scale per weight tensor.")
+    per_channel_dense: str = option("auto", "Per-channel weights for fully-connected layers; "
+                                    "'auto' follows --per_channel. Use false for consumers "
+                                    "that want per-tensor FC (microcontrollers, some NPUs).",
+                                    choices=("auto", "true", "false"))
+    calibration_data: Optional[str] = option(
+        None, "Representative inputs for --mode=int8: a .npy file (one array, samples first), "
+        "a .npz file (array 'x', or one array per model input), or a built-in data set: "
+        "'mnist_5k' (28x28x1) or 'digits' (8x8x1).")
+    num_calibration_batches: int = option(100, "At most this many batches are used for "
+                                          "calibration (the paper: about 100 suffice).",
+                                          lower=1)
+    calibration_batch_size: int = option(32, "Batch size for calibration.", lower=1)
+    calibration_kernels: str = option("default", "TFLite kernels that run calibration: default "
+                                      "(optimized, fast) or reference (slower; the same "
+                                      "ranges, and so the same output bytes, on every CPU).",
+                                      choices=("default", "reference"))
+    calibration_method: str = option("minmax", "Activation range estimator: absolute min/max, "
+                                     "a moving average of per-batch min/max, a percentile of "
+                                     "the values, or the range with the smallest int8 "
+                                     "quantization error.",
+                                     choices=("minmax", "ema", "percentile", "mse"))
+    ema_decay: float = option(0.9, "Decay of the 'ema' range estimator.")
+    percentile: float = option(99.99, "Percentile of the 'percentile' range estimator.")
+    cross_layer_equalization: bool = option(False, "Equalize the weight ranges of consecutive "
+                                            "conv / dense layers before quantizing (helps "
+                                            "per-tensor weights).")
+    equalize_through_relu6: bool = option(False, "With --cross_layer_equalization, also "
+                                          "equalize across ReLU6 by turning it into ReLU "
+                                          "(changes the float model).")
+    bias_correction: bool = option(False, "Correct biases for the mean output shift of weight "
+                                   "quantization, from the calibration data.")
+    weight_bits: int = option(8, "Bits per weight (2..8).", lower=2, upper=8)
+    int4_packing: str = option("portable", "Storage of weights of 4 bits or fewer: TFLite INT4 "
+                               "for CONV_2D (portable), also FULLY_CONNECTED (litert: not "
+                               "loadable by tflite-runtime 2.14), or int8 containers (none).",
+                               choices=("none", "portable", "litert"))
+    weight_range_method: str = option("minmax", "Weight ranges: each channel's max |w|, or the "
+                                      "clipping with the smallest quantization error.",
+                                      choices=("minmax", "mse"))
+    inference_type: str = option("float", "Type of the int8 model's inputs and outputs: float "
+                                 "(QUANTIZE/DEQUANTIZE inside the model), int8 or uint8. "
+                                 "Overridden per side by --inference_input_type / "
+                                 "--inference_output_type.", choices=("float", "int8", "uint8"))
+    inference_input_type: Optional[str] = option(None, "Type of the int8 model's inputs "
+                                                 "(default: --inference_type).",
+                                                 choices=("float32", "int8", "uint8"))
+    inference_output_type: Optional[str] = option(None, "Type of the int8 model's outputs "
+                                                  "(default: --inference_type).",
+                                                  choices=("float32", "int8", "uint8"))
+    float_fallback: bool = option(False, "Keep layers tfquant cannot quantize in float (real "
+                                  "float TFLite ops with DEQUANTIZE/QUANTIZE around them) "
+                                  "instead of failing.")
+    overwrite: bool = option(True, "Replace --output if it exists (only once the new model is "
+                             "complete).")
+    quiet: bool = option(False, "Print nothing but errors.")
+
+    def __post_init__(self):
+        _app.validate(self)
+        if not self.model or not self.output:
+            raise ValueError("--model and --output are required")
+        if self.mode == "int8" and not self.calibration_data:
+            raise ValueError("--mode=int8 needs --calibration_data (a .npy/.npz file or one of "
+                             f"{', '.join(BUILTIN_DATASETS)})")
 
 
 def load_calibration_data(spec: str):
@@ -110,60 +124,55 @@ def load_calibration_data(spec: str):
     return arrays[0] if len(arrays) == 1 else tuple(arrays)
 
 
-def _io_type(side_flag):
-    if side_flag is not None:
-        return side_flag
-    return "float32" if FLAGS.inference_type == "float" else FLAGS.inference_type
+def _io_type(config, side):
+    if side is not None:
+        return side
+    return "float32" if config.inference_type == "float" else config.inference_type
 
 
-def main(argv):
-    del argv
+def main(config: Config) -> int:
+    """Convert config.model to config.output; 0, or 1 after a one-line error on stderr."""
     import tfquant
     from tfquant.errors import TfquantError
 
-    if not FLAGS.model or not FLAGS.output:
-        raise app.UsageError("--model and --output are required")
-    per_channel_dense = {"auto": None, "true": True, "false": False}[FLAGS.per_channel_dense]
+    per_channel_dense = {"auto": None, "true": True, "false": False}[config.per_channel_dense]
     try:
-        output_dir = os.path.dirname(os.path.abspath(FLAGS.output))
+        output_dir = os.path.dirname(os.path.abspath(config.output))
         if not os.path.isdir(output_dir):
             raise TfquantError(f"output directory {output_dir!r} does not exist; create it "
                                "first")
-        if os.path.exists(FLAGS.output) and not FLAGS.overwrite:
-            raise TfquantError(f"output {FLAGS.output!r} exists and --nooverwrite was given")
+        if os.path.exists(config.output) and not config.overwrite:
+            raise TfquantError(f"output {config.output!r} exists and --nooverwrite was given")
         try:
             recipe = tfquant.Recipe(
-                mode=FLAGS.mode, per_channel=FLAGS.per_channel,
+                mode=config.mode, per_channel=config.per_channel,
                 per_channel_dense=per_channel_dense,
-                inference_input_type=_io_type(FLAGS.inference_input_type),
-                inference_output_type=_io_type(FLAGS.inference_output_type),
-                calibration_method=FLAGS.calibration_method, ema_decay=FLAGS.ema_decay,
-                percentile=FLAGS.percentile, weight_range_method=FLAGS.weight_range_method,
-                weight_bits=FLAGS.weight_bits, int4_packing=FLAGS.int4_packing,
-                cross_layer_equalization=FLAGS.cross_layer_equalization,
-                equalize_through_relu6=FLAGS.equalize_through_relu6,
-                bias_correction=FLAGS.bias_correction,
-                num_calibration_batches=FLAGS.num_calibration_batches,
-                calibration_batch_size=FLAGS.calibration_batch_size,
-                calibration_kernels=FLAGS.calibration_kernels,
-                float_fallback=FLAGS.float_fallback)
+                inference_input_type=_io_type(config, config.inference_input_type),
+                inference_output_type=_io_type(config, config.inference_output_type),
+                calibration_method=config.calibration_method, ema_decay=config.ema_decay,
+                percentile=config.percentile, weight_range_method=config.weight_range_method,
+                weight_bits=config.weight_bits, int4_packing=config.int4_packing,
+                cross_layer_equalization=config.cross_layer_equalization,
+                equalize_through_relu6=config.equalize_through_relu6,
+                bias_correction=config.bias_correction,
+                num_calibration_batches=config.num_calibration_batches,
+                calibration_batch_size=config.calibration_batch_size,
+                calibration_kernels=config.calibration_kernels,
+                float_fallback=config.float_fallback)
         except ValueError as e:
             raise TfquantError(str(e)) from None
         data = None
-        if FLAGS.mode == "int8":
-            if not FLAGS.calibration_data:
-                raise TfquantError("--mode=int8 needs --calibration_data (a .npy/.npz file or "
-                                   f"one of {', '.join(BUILTIN_DATASETS)})")
-            data = load_calibration_data(FLAGS.calibration_data)
-        model = tfquant.load_keras_model(FLAGS.model)
-        result = tfquant.convert_model(model, data, recipe, show_progress=not FLAGS.quiet)
-        tfquant.save_atomically(result.model, FLAGS.output, overwrite=FLAGS.overwrite)
+        if config.mode == "int8":
+            data = load_calibration_data(config.calibration_data)
+        model = tfquant.load_keras_model(config.model)
+        result = tfquant.convert_model(model, data, recipe, show_progress=not config.quiet)
+        tfquant.save_atomically(result.model, config.output, overwrite=config.overwrite)
     except TfquantError as e:
         print(f"tfquant-convert: error: {e}", file=sys.stderr)
         return 1
-    if not FLAGS.quiet:
+    if not config.quiet:
         ops = ", ".join(f"{k} x{v}" for k, v in sorted(result.op_counts().items()))
-        print(f"wrote {FLAGS.output}: {len(result.model):,} bytes, mode={FLAGS.mode}, "
+        print(f"wrote {config.output}: {len(result.model):,} bytes, mode={config.mode}, "
               f"{len(result.graph.ops)} ops ({ops}), {result.seconds:.2f} s")
         for name, reason in result.float_graph.float_layers:
             print(f"kept in float: layer {name!r} ({reason})")
@@ -171,8 +180,9 @@ def main(argv):
 
 
 def run():
-    """Console-script entry point (tfquant-convert)."""
-    _app.run_flags_main(main, __name__, __doc__)
+    """Console-script entry point (tfquant-convert). Every error, the Config's included, is
+    one line `tfquant-convert: error: ...` and exit code 1."""
+    _app.run(Config, main, __doc__, name="tfquant-convert", error_exit_code=1)
 
 
 if __name__ == "__main__":

@@ -9,19 +9,25 @@ reference kernels, element by element.
   python -m tfquant.tools.demo [--architecture=mobilenet_v1,mobilenet_v2] [--epochs=N]
 """
 
+import dataclasses
 import os
+from typing import Optional
 
-from absl import flags
-
+from tfquant.experiments import reports
 from tfquant.tools import _app
+from tfquant.tools._app import option
 
-FLAGS = flags.FLAGS
 
-flags.DEFINE_list("architecture", ["mobilenet_v1", "mobilenet_v2"],
-                  "Architectures to train and quantize: mobilenet_v1, mobilenet_v2, resnet.")
-flags.DEFINE_integer("epochs", None, "Training epochs (default: the model zoo's default).")
-flags.DEFINE_string("output_dir", "build/demo", "Where the .keras and .tflite files go.")
-flags.DEFINE_integer("runs", 200, "Timed invocations per latency figure.", lower_bound=5)
+@dataclasses.dataclass(frozen=True)
+class Config:
+    architecture: tuple = option(("mobilenet_v1", "mobilenet_v2"), "Architectures to train and "
+                                 "quantize: mobilenet_v1, mobilenet_v2, resnet.")
+    epochs: Optional[int] = option(None, "Training epochs (default: the model zoo's default).")
+    output_dir: str = option("build/demo", "Where the .keras and .tflite files go.")
+    runs: int = option(200, "Timed invocations per latency figure.", lower=5)
+
+    def __post_init__(self):
+        _app.validate(self)
 
 
 def evaluate(name, model, dataset, output_dir, runs, log=print) -> dict:
@@ -39,13 +45,13 @@ def evaluate(name, model, dataset, output_dir, runs, log=print) -> dict:
     for kind, result in (("float32", float_result), ("int8", int8_result)):
         paths[kind] = os.path.join(output_dir, f"{name}_{kind}.tflite")
         tfquant.save_atomically(result.model, paths[kind])
-    row = {"keras_accuracy": float(np.mean(np.argmax(keras_pred, 1) == y_test)),
+    row = {"keras_accuracy": reports.top1_accuracy(keras_pred, y_test),
            "convert_seconds": int8_result.seconds}
     for kind, result in (("float32", float_result), ("int8", int8_result)):
         pred = runtime.Runner(result.model).predict(x_test)
         row[kind] = {
-            "accuracy": float(np.mean(np.argmax(pred, 1) == y_test)),
-            "agreement": float(np.mean(np.argmax(pred, 1) == np.argmax(keras_pred, 1))),
+            "accuracy": reports.top1_accuracy(pred, y_test),
+            "agreement": reports.top1_agreement(pred, keras_pred),
             "max_abs_diff": float(np.abs(pred - keras_pred).max()),
             "bytes": len(result.model),
             "latency_ms": runtime.median_latency_ms(result.model, x_test[:1], runs=runs)[0],
@@ -69,7 +75,7 @@ def evaluate_delegate(model, x_test, y_test, runs) -> dict:
     return {
         "claimed": claimed, "total": total,
         "equal": float(np.mean(on_dsp == reference)),
-        "accuracy": float(np.mean(np.argmax(on_dsp, 1) == y_test)),
+        "accuracy": reports.top1_accuracy(on_dsp, y_test),
         "latency_ms": runtime.median_latency_ms(model, x_test[:1], resolver="reference",
                                                 runs=runs, delegates=[delegate])[0],
         "reference_ms": runtime.median_latency_ms(model, x_test[:1], resolver="reference",
@@ -78,50 +84,57 @@ def evaluate_delegate(model, x_test, y_test, runs) -> dict:
 
 
 def format_table(rows: dict) -> str:
-    lines = ["| model | Keras acc | float32 acc | int8 acc | int8 - Keras | int8 top-1 agree "
-             "| float32 KB | int8 KB | size ratio | float32 ms | int8 ms | convert s |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    table = []
     for name, r in rows.items():
         f, q = r["float32"], r["int8"]
-        lines.append(
-            f"| {name} | {r['keras_accuracy']:.4f} | {f['accuracy']:.4f} | {q['accuracy']:.4f} "
-            f"| {100 * (q['accuracy'] - r['keras_accuracy']):+.2f} pt | {q['agreement']:.4f} | "
-            f"{f['bytes'] / 1024:.1f} | {q['bytes'] / 1024:.1f} | {q['bytes'] / f['bytes']:.2f}x"
-            f" | {f['latency_ms']:.3f} | {q['latency_ms']:.3f} | {r['convert_seconds']:.2f} |")
-    lines += ["", "int8 model on tfquant's DSP delegate (emulated HVX ISA) vs TFLite's reference "
-              "kernels, ai-edge-litert:", "",
-              "| model | nodes claimed | outputs equal to reference | int8 acc (DSP) | "
-              "reference kernels ms | DSP delegate ms |", "|---|---|---|---|---|---|"]
-    for name, r in rows.items():
-        d = r["dsp"]
-        lines.append(f"| {name} | {d['claimed']}/{d['total']} | {100 * d['equal']:.2f}% | "
-                     f"{d['accuracy']:.4f} | {d['reference_ms']:.3f} | {d['latency_ms']:.3f} |")
-    return "\n".join(lines)
+        table.append([
+            name, f"{r['keras_accuracy']:.4f}", f"{f['accuracy']:.4f}", f"{q['accuracy']:.4f}",
+            f"{100 * (q['accuracy'] - r['keras_accuracy']):+.2f} pt", f"{q['agreement']:.4f}",
+            f"{f['bytes'] / 1024:.1f}", f"{q['bytes'] / 1024:.1f}",
+            f"{q['bytes'] / f['bytes']:.2f}x", f"{f['latency_ms']:.3f}",
+            f"{q['latency_ms']:.3f}", f"{r['convert_seconds']:.2f}"])
+    dsp = [[name, f"{d['claimed']}/{d['total']}", f"{100 * d['equal']:.2f}%",
+            f"{d['accuracy']:.4f}", f"{d['reference_ms']:.3f}", f"{d['latency_ms']:.3f}"]
+           for name, d in ((name, r["dsp"]) for name, r in rows.items())]
+    return "\n".join([
+        reports.markdown_table(["model", "Keras acc", "float32 acc", "int8 acc", "int8 - Keras",
+                                "int8 top-1 agree", "float32 KB", "int8 KB", "size ratio",
+                                "float32 ms", "int8 ms", "convert s"], table),
+        "", "int8 model on tfquant's DSP delegate (emulated HVX ISA) vs TFLite's reference "
+        "kernels, ai-edge-litert:", "",
+        reports.markdown_table(["model", "nodes claimed", "outputs equal to reference",
+                                "int8 acc (DSP)", "reference kernels ms", "DSP delegate ms"],
+                               dsp)])
 
 
-def main(argv):
-    del argv
+def main(config: Config, models: Optional[dict] = None) -> int:
+    """Train (unless `models`, {name: trained Keras model}, is given), convert, evaluate and
+    print the table."""
     import tfquant  # noqa: F401  (loads before tensorflow; see tfquant/__init__.py)
     from tfquant.models import data, zoo
 
-    os.makedirs(FLAGS.output_dir, exist_ok=True)
+    os.makedirs(config.output_dir, exist_ok=True)
     dataset = data.load_mnist_5k()
     print(f"MNIST-5k: {len(dataset.x_train)} train / {len(dataset.x_test)} test images")
     rows = {}
-    for name in FLAGS.architecture:
-        print(f"\n== {name}: training on MNIST-5k (Keras 3) ==")
-        model = zoo.trained_model(name, dataset, epochs=FLAGS.epochs, verbose=2)
-        model.save(os.path.join(FLAGS.output_dir, f"{name}.keras"))
+    for name in config.architecture:
+        if models and name in models:
+            model = models[name]
+        else:
+            print(f"\n== {name}: training on MNIST-5k (Keras 3) ==")
+            model = zoo.trained_model(name, dataset, epochs=config.epochs, verbose=2)
+        model.save(os.path.join(config.output_dir, f"{name}.keras"))
         print(f"== {name}: converting with tfquant and evaluating on ai-edge-litert ==")
-        rows[name] = evaluate(name, model, dataset, FLAGS.output_dir, FLAGS.runs)
+        rows[name] = evaluate(name, model, dataset, config.output_dir, config.runs)
     print("\nMNIST-5k test split (1000 images); latency: median of "
-          f"{FLAGS.runs} single-image invokes, ai-edge-litert, 1 thread, default kernels\n")
+          f"{config.runs} single-image invokes, ai-edge-litert, 1 thread, default kernels\n")
     print(format_table(rows))
     return 0
 
 
 def run():
-    _app.run_flags_main(main, __name__, __doc__)
+    """Entry point of `python -m tfquant.tools.demo`."""
+    _app.run(Config, main, __doc__)
 
 
 if __name__ == "__main__":

@@ -19,29 +19,36 @@ Examples:
   tfquant-paper-tables --architecture=mobilenet_v1 --qat=false
 """
 
+import dataclasses
 import time
+from typing import Optional
 
-from absl import flags
-
-from tfquant.experiments.reports import save_png
+from tfquant.experiments import reports
 from tfquant.tools import _app
+from tfquant.tools._app import option
 
-FLAGS = flags.FLAGS
 
-flags.DEFINE_list("architecture", ["mobilenet_v1", "mobilenet_v2", "resnet"],
-                  "Model-zoo architectures (the rows of every table).")
-flags.DEFINE_integer("epochs", None, "Float training epochs (default: the zoo's).")
-flags.DEFINE_integer("qat_epochs", 3, "Fine-tuning epochs of every QAT run (tfquant and tfmot).",
-                     lower_bound=1)
-flags.DEFINE_float("learning_rate", 1e-4, "Adam learning rate of every QAT run.")
-flags.DEFINE_list("seeds", ["1"], "Fine-tuning seeds of the QAT runs (tfquant and tfmot); "
-                  "QAT cells are means over them (one run varies by ~0.3 pt on MNIST-5k).")
-flags.DEFINE_integer("calibration_images", 3200, "Calibration images (training split).",
-                     lower_bound=1)
-flags.DEFINE_bool("qat", True, "Run the QAT columns (tfquant and tfmot); PTQ only when false.")
-flags.DEFINE_bool("peers", True, "Run TFLiteConverter PTQ and tfmot QAT on the same models.")
-flags.DEFINE_string("output", None, "Write the tables (markdown) to this file too.")
-flags.DEFINE_string("plot", None, "PNG of the output SQNR of every cell, one panel per table.")
+@dataclasses.dataclass(frozen=True)
+class Config:
+    architecture: tuple = option(("mobilenet_v1", "mobilenet_v2", "resnet"),
+                                 "Model-zoo architectures (the rows of every table).")
+    epochs: Optional[int] = option(None, "Float training epochs (default: the zoo's).")
+    qat_epochs: int = option(3, "Fine-tuning epochs of every QAT run (tfquant and tfmot).",
+                             lower=1)
+    learning_rate: float = option(1e-4, "Adam learning rate of every QAT run.")
+    seeds: tuple[int, ...] = option((1,), "Fine-tuning seeds of the QAT runs (tfquant and "
+                                    "tfmot); QAT cells are means over them (one run varies by "
+                                    "~0.3 pt on MNIST-5k).")
+    calibration_images: int = option(3200, "Calibration images (training split).", lower=1)
+    qat: bool = option(True, "Run the QAT columns (tfquant and tfmot); PTQ only when false.")
+    peers: bool = option(True, "Run TFLiteConverter PTQ and tfmot QAT on the same models.")
+    output: Optional[str] = option(None, "Write the tables (markdown) to this file too.")
+    plot: Optional[str] = option(None, "PNG of the output SQNR of every cell, one panel per "
+                                 "table.")
+
+    def __post_init__(self):
+        _app.validate(self)
+
 
 BATCH_SIZE = 64
 
@@ -110,31 +117,19 @@ PEER_PTQ = [
 ]
 
 
-def _metrics(expected, got, labels) -> dict:
-    import numpy as np
-
-    from tfquant import spec
-    return dict(accuracy=float(np.mean(np.argmax(got, 1) == labels)),
-                agreement=float(np.mean(np.argmax(got, 1) == np.argmax(expected, 1))),
-                sqnr=spec.sqnr_db(expected, got))
-
-
-def _mean(runs: list) -> dict:
-    """Metrics of several seeds averaged (SQNR averaged in dB)."""
-    return {key: sum(run[key] for run in runs) / len(runs) for key in runs[0]}
-
-
-def evaluate(name, model, dataset, tf_keras_model=None) -> dict:
+def evaluate(name, model, dataset, config, tf_keras_model=None) -> dict:
     """Every cell for one trained float model: {key: metrics dict}, plus "deployed" and
     "peers" sub-dictionaries. `tf_keras_model` (the same weights in tf_keras) enables tfmot."""
     import tfquant
     from tfquant import qat, runtime
     from tfquant.experiments import peers
+    from tfquant.experiments.reports import mean_of_runs as mean
+    from tfquant.experiments.reports import prediction_metrics as metrics
 
     x, y = dataset.x_test, dataset.y_test
     expected = model.predict(x, verbose=0)
-    cells = {"float": _metrics(expected, expected, y)}
-    calibration = dataset.x_train[:FLAGS.calibration_images]
+    cells = {"float": metrics(expected, expected, y)}
+    calibration = dataset.x_train[:config.calibration_images]
     _app.log(f"[{name}] calibrating activation ranges on the float model ...")
     ranges = qat.calibrate_activation_ranges(qat.quantize_model(model), calibration,
                                              show_progress=False)
@@ -145,37 +140,38 @@ def evaluate(name, model, dataset, tf_keras_model=None) -> dict:
                                            quantize_weights=weights,
                                            quantize_activations=activations,
                                            activation_ranges=ranges)]
-        cells[key] = _metrics(expected, simulated[key][0].predict(x, verbose=0), y)
-    if FLAGS.qat:
-        steps = -(-len(dataset.x_train) // BATCH_SIZE) * FLAGS.qat_epochs
+        cells[key] = metrics(expected, simulated[key][0].predict(x, verbose=0), y)
+    if config.qat:
+        steps = -(-len(dataset.x_train) // BATCH_SIZE) * config.qat_epochs
         for key, recipe in QAT_CELLS.items():
-            _app.log(f"[{name}] {key}: fine-tuning {FLAGS.qat_epochs} epochs ({steps} steps) ...")
+            _app.log(f"[{name}] {key}: fine-tuning {config.qat_epochs} epochs ({steps} steps) "
+                     "...")
             start = time.perf_counter()
             simulated[key] = [qat.fine_tune(model, dataset.x_train, dataset.y_train,
-                                            qat.QatRecipe(**recipe), epochs=FLAGS.qat_epochs,
-                                            learning_rate=FLAGS.learning_rate,
-                                            batch_size=BATCH_SIZE, seed=int(seed))
-                              for seed in FLAGS.seeds]
-            cells[key] = _mean([_metrics(expected, m.predict(x, verbose=0), y)
-                                for m in simulated[key]])
+                                            qat.QatRecipe(**recipe), epochs=config.qat_epochs,
+                                            learning_rate=config.learning_rate,
+                                            batch_size=BATCH_SIZE, seed=seed)
+                              for seed in config.seeds]
+            cells[key] = mean([metrics(expected, m.predict(x, verbose=0), y)
+                               for m in simulated[key]])
             cells[key]["seconds"] = time.perf_counter() - start
-    if FLAGS.qat and FLAGS.peers and tf_keras_model is not None:
-        _app.log(f"[{name}] tfmot QAT of the tf_keras copy: fine-tuning {FLAGS.qat_epochs} "
+    if config.qat and config.peers and tf_keras_model is not None:
+        _app.log(f"[{name}] tfmot QAT of the tf_keras copy: fine-tuning {config.qat_epochs} "
                  "epochs ...")
         start = time.perf_counter()
         simulated_runs, deployed_runs = [], []
-        for seed in FLAGS.seeds:
+        for seed in config.seeds:
             tf_keras_model.set_weights(model.get_weights())
             data, tfmot_model = peers.tfmot_qat(tf_keras_model, dataset.x_train,
-                                                dataset.y_train, epochs=FLAGS.qat_epochs,
-                                                learning_rate=FLAGS.learning_rate,
-                                                batch_size=BATCH_SIZE, seed=int(seed))
-            simulated_runs.append(_metrics(expected, tfmot_model.predict(x, verbose=0), y))
-            deployed_runs.append(_metrics(
+                                                dataset.y_train, epochs=config.qat_epochs,
+                                                learning_rate=config.learning_rate,
+                                                batch_size=BATCH_SIZE, seed=seed)
+            simulated_runs.append(metrics(expected, tfmot_model.predict(x, verbose=0), y))
+            deployed_runs.append(metrics(
                 expected, runtime.Runner(data, resolver="reference").predict(x), y))
-        cells["tfmot_qat"] = _mean(simulated_runs)
+        cells["tfmot_qat"] = mean(simulated_runs)
         cells["tfmot_qat"]["seconds"] = time.perf_counter() - start
-        cells["deployed_tfmot_qat"] = _mean(deployed_runs)
+        cells["deployed_tfmot_qat"] = mean(deployed_runs)
 
     for key in DEPLOYED:
         if key not in simulated:
@@ -185,16 +181,16 @@ def evaluate(name, model, dataset, tf_keras_model=None) -> dict:
         for simulated_model in simulated[key]:
             result = tfquant.convert_model(simulated_model, show_progress=False)
             got = runtime.Runner(result.model, resolver="reference").predict(x)
-            runs.append(dict(_metrics(expected, got, y), size=len(result.model)))
-        cells[f"deployed_{key}"] = _mean(runs)
+            runs.append(dict(metrics(expected, got, y), size=len(result.model)))
+        cells[f"deployed_{key}"] = mean(runs)
 
     peer_rows = []
-    for label, recipe, mode in PEER_PTQ if FLAGS.peers else []:
+    for label, recipe, mode in PEER_PTQ if config.peers else []:
         _app.log(f"[{name}] PTQ {label}: tfquant and TFLiteConverter ...")
         ours = tfquant.convert(model, calibration, tfquant.Recipe(**recipe), show_progress=False)
         theirs = peers.tflite_converter_ptq(model, calibration, mode)
         peer_rows.append(dict(label=label, **{
-            side: dict(size=len(data), **_metrics(
+            side: dict(size=len(data), **metrics(
                 expected, runtime.Runner(data, resolver="reference").predict(x), y))
             for side, data in (("tfquant", ours), ("tflite", theirs))}))
     cells["peers"] = peer_rows
@@ -212,39 +208,34 @@ def _cell(metrics) -> str:
 
 def format_tables(results: dict) -> str:
     """The paper's tables (rows: networks; cells: accuracy % / agreement % / SQNR dB)."""
+    table = reports.markdown_table
     lines = []
     for title, columns in TABLES:
         lines += [f"### {title}", "",
-                  "| Network | " + " | ".join(header for header, _ in columns) + " |",
-                  "|---" * (len(columns) + 1) + "|"]
-        for name, cells in results.items():
-            lines.append(f"| {name} | " + " | ".join(_cell(cells.get(key))
-                                                    for _, key in columns) + " |")
-        lines.append("")
-    lines += ["### Deployed: the exportable cells as int8 TFLite (reference kernels) vs their "
-              "simulation", "",
-              "| Network | cell | simulation | int8 TFLite | TFLite size KB |",
-              "|---|---|---|---|---|"]
+                  table(["Network"] + [header for header, _ in columns],
+                        [[name] + [_cell(cells.get(key)) for _, key in columns]
+                         for name, cells in results.items()]), ""]
+    deployed_rows = []
     for name, cells in results.items():
         for key, label in list(DEPLOYED.items()) + [("tfmot_qat", "tfmot QAT 8/8")]:
             deployed = cells.get(f"deployed_{key}")
             if deployed is None:
                 continue
             size = f"{deployed['size'] / 1024:.0f}" if "size" in deployed else "-"
-            lines.append(f"| {name} | {label} | {_cell(cells.get(key))} | {_cell(deployed)} | "
-                         f"{size} |")
-    lines.append("")
+            deployed_rows.append([name, label, _cell(cells.get(key)), _cell(deployed), size])
+    lines += ["### Deployed: the exportable cells as int8 TFLite (reference kernels) vs their "
+              "simulation", "",
+              table(["Network", "cell", "simulation", "int8 TFLite", "TFLite size KB"],
+                    deployed_rows), ""]
     if any(cells.get("peers") for cells in results.values()):
+        peer_rows = [[name, row["label"], _cell(row["tfquant"]), _cell(row["tflite"]),
+                      f"{row['tfquant']['size'] / 1024:.0f} / "
+                      f"{row['tflite']['size'] / 1024:.0f}"]
+                     for name, cells in results.items() for row in cells.get("peers", [])]
         lines += ["### Peers: tfquant PTQ vs TFLiteConverter PTQ on the same model and "
                   "calibration data (int8 TFLite, reference kernels)", "",
-                  "| Network | scheme | tfquant | TFLiteConverter | size KB tfquant / "
-                  "TFLiteConverter |", "|---|---|---|---|---|"]
-        for name, cells in results.items():
-            for row in cells.get("peers", []):
-                lines.append(f"| {name} | {row['label']} | {_cell(row['tfquant'])} | "
-                             f"{_cell(row['tflite'])} | {row['tfquant']['size'] / 1024:.0f} / "
-                             f"{row['tflite']['size'] / 1024:.0f} |")
-        lines.append("")
+                  table(["Network", "scheme", "tfquant", "TFLiteConverter",
+                         "size KB tfquant / TFLiteConverter"], peer_rows), ""]
     return "\n".join(lines)
 
 
@@ -301,11 +292,10 @@ def findings(results: dict) -> list:
 
 
 def format_findings(found: list) -> str:
-    lines = ["### The paper's findings on these results", "", "| claim | holds | evidence |",
-             "|---|---|---|"]
-    lines += [f"| {claim} | {'yes' if holds else 'no'} | {evidence} |"
-              for claim, holds, evidence in found]
-    return "\n".join(lines) + "\n"
+    return "\n".join(["### The paper's findings on these results", "", reports.markdown_table(
+        ["claim", "holds", "evidence"],
+        [[claim, "yes" if holds else "no", evidence] for claim, holds, evidence in found])]) \
+        + "\n"
 
 
 def plot(results: dict, path: str):
@@ -327,44 +317,48 @@ def plot(results: dict, path: str):
     axes[0].set_ylabel("output SQNR vs float (dB, MNIST-5k test)")
     axes[0].legend(fontsize=8)
     fig.tight_layout()
-    save_png(fig, path)
+    reports.save_png(fig, path)
 
 
-def main(argv):
-    del argv
+def main(config: Config, models: Optional[dict] = None) -> int:
+    """Print the tables and findings (and write the report and plot config names). `models`
+    ({name: trained float Keras model, or (that model, its tf_keras copy) for tfmot}) replaces
+    the training of those architectures."""
     import tfquant  # noqa: F401  (loads tflite_runtime before tensorflow)
     from tfquant.models import data, zoo
 
     dataset = data.load_mnist_5k()
     results = {}
-    for name in FLAGS.architecture:
-        _app.log(f"[{name}] training the float model on MNIST-5k ...")
-        model = zoo.trained_model(name, dataset, epochs=FLAGS.epochs)
-        copy = None
-        if FLAGS.qat and FLAGS.peers:
+    for name in config.architecture:
+        given = (models or {}).get(name)
+        model, copy = given if isinstance(given, tuple) else (given, None)
+        if model is None:
+            _app.log(f"[{name}] training the float model on MNIST-5k ...")
+            model = zoo.trained_model(name, dataset, epochs=config.epochs)
+        if copy is None and config.qat and config.peers:
             copy = zoo.tf_keras_copy(name, model, dataset.x_test[:64])
-        results[name] = evaluate(name, model, dataset, copy)
+        results[name] = evaluate(name, model, dataset, config, copy)
     report = format_tables(results) + "\n" + format_findings(findings(results))
     print(report)
-    if FLAGS.output:
+    if config.output:
         _app.write_report(
-            FLAGS.output, "The paper's tables 2-6 on MNIST-5k",
+            config.output, "The paper's tables 2-6 on MNIST-5k",
             ". Cells: accuracy % / top-1 agreement with the float model % / output SQNR vs "
             "float dB, on the 1000 MNIST-5k test images; PTQ cells are simulated (fake "
             "quantization in Keras; the deployed table checks them against int8 TFLite), QAT "
-            f"cells fine-tune {FLAGS.qat_epochs} epochs from the float model (Adam "
-            f"{FLAGS.learning_rate:g}, mean over seeds {', '.join(FLAGS.seeds)}), activations "
-            f"per-layer asymmetric min/max over {FLAGS.calibration_images} training "
-            f"images.\n\n{report}",
-            "tfquant-paper-tables")
-    if FLAGS.plot:
-        plot(results, FLAGS.plot)
+            f"cells fine-tune {config.qat_epochs} epochs from the float model (Adam "
+            f"{config.learning_rate:g}, mean over seeds {', '.join(map(str, config.seeds))}), "
+            f"activations per-layer asymmetric min/max over {config.calibration_images} "
+            f"training images.\n\n{report}",
+            _app.command_line("tfquant-paper-tables", config))
+    if config.plot:
+        plot(results, config.plot)
     return 0
 
 
 def run():
     """Console-script entry point (tfquant-paper-tables)."""
-    _app.run_flags_main(main, __name__, __doc__)
+    _app.run(Config, main, __doc__)
 
 
 if __name__ == "__main__":

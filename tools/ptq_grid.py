@@ -15,35 +15,38 @@ after batch-norm folding (--fold_plot: why per-layer quantization collapses).
 """
 
 
-from absl import flags
+import dataclasses
+from typing import Optional
 
-from tfquant.experiments.reports import save_png
+from tfquant.experiments import reports
 from tfquant.tools import _app
-
-FLAGS = flags.FLAGS
-
-flags.DEFINE_list("architecture", ["mobilenet_v1", "mobilenet_v2", "resnet"],
-                  "Model-zoo architectures.")
-flags.DEFINE_integer("epochs", None, "Float training epochs (default: the zoo's).")
-flags.DEFINE_integer("calibration_images", 3200, "Calibration images (training split).",
-                     lower_bound=32)
-flags.DEFINE_bool("peers", True, "Also convert with TFLiteConverter (int8, 16x8, "
-                  "weight-only).")
-flags.DEFINE_string("output", None, "Write the tables (markdown) to this file too.")
-flags.DEFINE_string("plot", None, "PNG of the output SQNR of every scheme and model.")
-flags.DEFINE_string("fold_plot", None, "PNG of the per-channel weight ranges of the first "
-                    "depthwise layer of MobileNet-v1 before and after batch-norm folding.")
+from tfquant.tools._app import option
 
 
-_trained = {}
+@dataclasses.dataclass(frozen=True)
+class Config:
+    architecture: tuple = option(("mobilenet_v1", "mobilenet_v2", "resnet"),
+                                 "Model-zoo architectures.")
+    epochs: Optional[int] = option(None, "Float training epochs (default: the zoo's).")
+    calibration_images: int = option(3200, "Calibration images (training split).", lower=32)
+    peers: bool = option(True, "Also convert with TFLiteConverter (int8, 16x8, weight-only).")
+    output: Optional[str] = option(None, "Write the tables (markdown) to this file too.")
+    plot: Optional[str] = option(None, "PNG of the output SQNR of every scheme and model.")
+    fold_plot: Optional[str] = option(None, "PNG of the per-channel weight ranges of the first "
+                                      "depthwise layer of MobileNet-v1 before and after "
+                                      "batch-norm folding.")
+
+    def __post_init__(self):
+        _app.validate(self)
 
 
-def _trained_model(name, dataset):
+def _trained_model(name, dataset, config, models: dict):
+    """The float model `name`: from `models`, else trained (and kept in `models`)."""
     from tfquant.models import zoo
-    if name not in _trained:
+    if name not in models:
         _app.log(f"[{name}] training the float model ...")
-        _trained[name] = zoo.trained_model(name, dataset, epochs=FLAGS.epochs)
-    return _trained[name]
+        models[name] = zoo.trained_model(name, dataset, epochs=config.epochs)
+    return models[name]
 
 
 def schemes():
@@ -66,25 +69,24 @@ def schemes():
     ]
 
 
-def evaluate(name, dataset) -> list:
-    import numpy as np
-
+def evaluate(name, model, dataset, config) -> list:
+    """Rows {scheme, accuracy, agreement, sqnr, size} of the float model and of every scheme
+    (and of the peers, with config.peers) for one trained float model."""
     import tfquant  # noqa: F401  (loads tflite_runtime before tensorflow)
-    from tfquant import runtime, spec
+    from tfquant import runtime
 
-    model = _trained_model(name, dataset)
     x, y = dataset.x_test, dataset.y_test
     expected = model.predict(x, verbose=0)
     float_bytes = tfquant.convert(model, recipe=tfquant.Recipe(mode="float"))
-    rows = [dict(scheme="float32", accuracy=float(np.mean(np.argmax(expected, 1) == y)),
+    rows = [dict(scheme="float32", accuracy=reports.top1_accuracy(expected, y),
                  agreement=1.0, sqnr=float("inf"), size=len(float_bytes))]
-    calibration = dataset.x_train[:FLAGS.calibration_images]
+    calibration = dataset.x_train[:config.calibration_images]
     models = []
     for label, recipe in schemes():
         _app.log(f"[{name}] {label} ...")
         models.append((label, tfquant.convert(model, calibration, tfquant.Recipe(**recipe),
                                               show_progress=False)))
-    if FLAGS.peers:
+    if config.peers:
         _app.log(f"[{name}] TFLiteConverter (int8, 16x8, weight-only) ...")
         from tfquant.experiments import peers
         models += [(f"TFLiteConverter {label}",
@@ -93,9 +95,8 @@ def evaluate(name, dataset) -> list:
                                        ("weight-only", "weights_only"))]
     for label, data in models:
         got = runtime.Runner(data, resolver="reference").predict(x)
-        rows.append(dict(scheme=label, accuracy=float(np.mean(np.argmax(got, 1) == y)),
-                         agreement=float(np.mean(np.argmax(got, 1) == np.argmax(expected, 1))),
-                         sqnr=spec.sqnr_db(expected, got), size=len(data)))
+        rows.append(dict(scheme=label, **reports.prediction_metrics(expected, got, y),
+                         size=len(data)))
     return rows
 
 
@@ -103,13 +104,12 @@ def format_tables(results: dict) -> str:
     lines = []
     for name, rows in results.items():
         float_size = rows[0]["size"]
-        lines += [f"### {name}", "", "| scheme | accuracy % | top-1 agreement with float % | "
-                  "output SQNR dB | size KB | size vs float |", "|---|---|---|---|---|---|"]
-        for r in rows:
-            lines.append(f"| {r['scheme']} | {100 * r['accuracy']:.2f} | "
-                         f"{100 * r['agreement']:.2f} | {r['sqnr']:.1f} | "
-                         f"{r['size'] / 1024:.0f} | {r['size'] / float_size:.2f}x |")
-        lines.append("")
+        table = [[r["scheme"], f"{100 * r['accuracy']:.2f}", f"{100 * r['agreement']:.2f}",
+                  f"{r['sqnr']:.1f}", f"{r['size'] / 1024:.0f}",
+                  f"{r['size'] / float_size:.2f}x"] for r in rows]
+        lines += [f"### {name}", "", reports.markdown_table(
+            ["scheme", "accuracy %", "top-1 agreement with float %", "output SQNR dB",
+             "size KB", "size vs float"], table), ""]
     return "\n".join(lines)
 
 
@@ -131,11 +131,12 @@ def plot_sqnr(results: dict, path: str):
     ax.set_xlabel("output SQNR vs float model (dB, MNIST-5k test)")
     ax.legend()
     fig.tight_layout()
-    save_png(fig, path)
+    reports.save_png(fig, path)
 
 
-def plot_fold_ranges(dataset, path: str):
-    """Per-channel weight ranges of MobileNet-v1's first depthwise layer, raw and folded."""
+def plot_fold_ranges(model, path: str):
+    """Per-channel weight ranges of the first depthwise layer of `model`, a trained
+    MobileNet-v1, raw and folded."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -144,7 +145,6 @@ def plot_fold_ranges(dataset, path: str):
     from tfquant import passes
     from tfquant.frontends.keras_model import from_keras
 
-    model = _trained_model("mobilenet_v1", dataset)
     raw = model.get_layer("block1_dw").get_weights()[0]  # [kh, kw, c, 1]
     graph = passes.canonicalize(from_keras(model))
     op = next(op for op in graph.ops if "block1_dw" in op.source)
@@ -163,32 +163,39 @@ def plot_fold_ranges(dataset, path: str):
     fig.suptitle("Folding batch norm spreads the channel ranges: one per-layer grid "
                  "(red) wastes most levels on the narrow channels", fontsize=9)
     fig.tight_layout()
-    save_png(fig, path)
+    reports.save_png(fig, path)
 
 
-def main(argv):
-    del argv
+def main(config: Config, models: Optional[dict] = None, dataset=None) -> int:
+    """Print the tables (and write the report and plots config names). `models` ({name:
+    trained float Keras model}) replaces the training of those architectures, `dataset` (a
+    tfquant.models.data.Dataset) MNIST-5k."""
     import tfquant  # noqa: F401  (loads tflite_runtime before tensorflow)
     from tfquant.models import data
 
-    dataset = data.load_mnist_5k()
-    results = {name: evaluate(name, dataset) for name in FLAGS.architecture}
+    dataset = data.load_mnist_5k() if dataset is None else dataset
+    models = dict(models or {})
+    results = {name: evaluate(name, _trained_model(name, dataset, config, models), dataset,
+                              config)
+               for name in config.architecture}
     tables = format_tables(results)
     print(tables)
-    if FLAGS.output:
-        _app.write_report(FLAGS.output, "Post-training quantization grid on MNIST-5k",
+    if config.output:
+        _app.write_report(config.output, "Post-training quantization grid on MNIST-5k",
                           "; int8 TFLite models on ai-edge-litert's reference kernels, 1000 "
-                          f"test images.\n\n{tables}", "tfquant-ptq-grid")
-    if FLAGS.plot:
-        plot_sqnr(results, FLAGS.plot)
-    if FLAGS.fold_plot:
-        plot_fold_ranges(dataset, FLAGS.fold_plot)
+                          f"test images.\n\n{tables}",
+                          _app.command_line("tfquant-ptq-grid", config))
+    if config.plot:
+        plot_sqnr(results, config.plot)
+    if config.fold_plot:
+        plot_fold_ranges(_trained_model("mobilenet_v1", dataset, config, models),
+                         config.fold_plot)
     return 0
 
 
 def run():
     """Console-script entry point (tfquant-ptq-grid)."""
-    _app.run_flags_main(main, __name__, __doc__)
+    _app.run(Config, main, __doc__)
 
 
 if __name__ == "__main__":

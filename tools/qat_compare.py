@@ -24,35 +24,13 @@ With tfmot and the per_channel scheme in the run, the report ends with the paire
 tfquant - tfmot per architecture (same seed = same batches in the same order for both).
 """
 
+import dataclasses
 import time
+from typing import Optional
 
-from absl import flags
-
-from tfquant.experiments.reports import save_png
+from tfquant.experiments import reports
 from tfquant.tools import _app
-
-FLAGS = flags.FLAGS
-
-flags.DEFINE_list("architecture", ["mobilenet_v1"], "Model-zoo architectures to evaluate: "
-                  "mobilenet_v1, mobilenet_v2, resnet.")
-flags.DEFINE_integer("float_epochs", None, "Float training epochs (default: the zoo's).")
-flags.DEFINE_integer("qat_epochs", 3, "Fine-tuning epochs of every QAT run.", lower_bound=1)
-flags.DEFINE_float("learning_rate", 1e-4, "Adam learning rate of every QAT run.")
-flags.DEFINE_float("freeze_bn_epochs", 2.0, "The 'BN frozen' row freezes batch-norm "
-                   "statistics after this many epochs (paper 3.2.2); the other rows keep "
-                   "them updating.", lower_bound=0.0)
-flags.DEFINE_list("seeds", ["1", "2"], "Fine-tuning seeds; every QAT row is the mean over them "
-                  "(single runs differ by a few tenths of a point on 1000 test images).")
-flags.DEFINE_list("schemes", ["per_channel", "per_channel_bn_frozen", "per_layer",
-                               "per_layer_asym", "per_channel_4bit"],
-                  "QAT rows to run (tfquant): per_channel, per_channel_bn_frozen, per_layer, "
-                  "per_layer_asym, per_channel_4bit.")
-flags.DEFINE_list("activation_initial_range", None, "min,max every tfquant activation range "
-                  "starts its moving average from; default: QatRecipe's (-6,6), tfmot's "
-                  "convention; an empty value starts each range at its first training batch.")
-flags.DEFINE_bool("peers", True, "Also run tfmot QAT on the tf_keras copy of each model.")
-flags.DEFINE_string("output", None, "Write the table (markdown) to this file as well.")
-flags.DEFINE_string("plot", None, "Write a PNG bar chart of the accuracies to this file.")
+from tfquant.tools._app import option
 
 BATCH_SIZE = 64
 
@@ -68,33 +46,53 @@ SCHEMES = {
 }
 TFMOT_LABEL = "tfmot QAT 8w/8a (TFLiteConverter)"
 
-flags.register_validator(
-    "schemes", lambda names: set(names) <= set(SCHEMES),
-    message=f"--schemes takes names from: {', '.join(SCHEMES)}")
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    architecture: tuple = option(("mobilenet_v1",), "Model-zoo architectures to evaluate: "
+                                 "mobilenet_v1, mobilenet_v2, resnet.")
+    float_epochs: Optional[int] = option(None, "Float training epochs (default: the zoo's).")
+    qat_epochs: int = option(3, "Fine-tuning epochs of every QAT run.", lower=1)
+    learning_rate: float = option(1e-4, "Adam learning rate of every QAT run.")
+    freeze_bn_epochs: float = option(2.0, "The 'BN frozen' row freezes batch-norm statistics "
+                                     "after this many epochs (paper 3.2.2); the other rows "
+                                     "keep them updating.", lower=0.0)
+    seeds: tuple[int, ...] = option((1, 2), "Fine-tuning seeds; every QAT row is the mean over "
+                                    "them (single runs differ by a few tenths of a point on "
+                                    "1000 test images).")
+    schemes: tuple = option(tuple(SCHEMES), "QAT rows to run (tfquant): per_channel, "
+                            "per_channel_bn_frozen, per_layer, per_layer_asym, "
+                            "per_channel_4bit.")
+    activation_initial_range: Optional[tuple[str, ...]] = option(
+        None, "min,max every tfquant activation range starts its moving average from; "
+        "default: QatRecipe's (-6,6), tfmot's convention; an empty value starts each range at "
+        "its first training batch.")
+    peers: bool = option(True, "Also run tfmot QAT on the tf_keras copy of each model.")
+    output: Optional[str] = option(None, "Write the table (markdown) to this file as well.")
+    plot: Optional[str] = option(None, "Write a PNG bar chart of the accuracies to this file.")
+
+    def __post_init__(self):
+        _app.validate(self)
+        if not set(self.schemes) <= set(SCHEMES):
+            raise ValueError(f"--schemes takes names from: {', '.join(SCHEMES)}")
+        from tfquant.qat.activation_quantizer import check_initial_range
+        initial = self.activation_initial_range
+        try:
+            check_initial_range(list(initial) if initial else None)
+        except ValueError as e:
+            raise ValueError(f"--activation_initial_range: {e}") from None
 
 
-def _check_initial_range_flag(values) -> bool:
-    """absl validator: tfquant's own range check, its message prefixed with the flag."""
-    from tfquant.qat.activation_quantizer import check_initial_range
-    try:
-        check_initial_range(values or None)
-    except ValueError as e:
-        raise flags.ValidationError(f"--activation_initial_range: {e}") from None
-    return True
-
-
-flags.register_validator("activation_initial_range", _check_initial_range_flag)
-
-
-def _schemes(names):
-    """(label, recipe, exportable, freeze batch norms) of the named schemes, in table order."""
+def _schemes(config):
+    """(label, recipe, exportable, freeze batch norms) of config.schemes, in table order."""
     from tfquant import qat
-    # Flag absent: QatRecipe's default; empty: None (first batch); else the strings, which
+    # Flag absent: QatRecipe's default; empty: None (first batch); else the values, which
     # QatRecipe turns into floats.
-    initial = FLAGS.activation_initial_range
+    initial = config.activation_initial_range
     start = {} if initial is None else dict(activation_initial_range=initial or None)
     return [(label, qat.QatRecipe(**kwargs, **start), exportable, freeze)
-            for key, (label, kwargs, exportable, freeze) in SCHEMES.items() if key in names]
+            for key, (label, kwargs, exportable, freeze) in SCHEMES.items()
+            if key in config.schemes]
 
 
 def paired_difference(ours: list, theirs: list) -> dict:
@@ -104,25 +102,16 @@ def paired_difference(ours: list, theirs: list) -> dict:
     diffs = np.asarray(ours, float) - np.asarray(theirs, float)
     if diffs.size == 0 or len(ours) != len(theirs):
         raise ValueError("paired_difference needs two equally long, non-empty lists of runs")
-    stderr = float(diffs.std(ddof=1) / np.sqrt(diffs.size)) if diffs.size > 1 else float("nan")
-    return dict(mean=float(diffs.mean()), stderr=stderr, n=int(diffs.size),
-                wins=int((diffs > 0).sum()), ties=int((diffs == 0).sum()),
-                losses=int((diffs < 0).sum()))
+    d = reports.spread(diffs)
+    return dict(mean=d.mean, stderr=d.stderr, n=d.n, wins=int((diffs > 0).sum()),
+                ties=int((diffs == 0).sum()), losses=int((diffs < 0).sum()))
 
 
 def _mean_row(runs: list) -> dict:
     """One table row from runs of several seeds: numeric fields averaged."""
-    row = dict(runs[0])
-    for key, value in runs[0].items():
-        if isinstance(value, float):
-            row[key] = sum(r[key] for r in runs) / len(runs)
+    row = reports.mean_of_runs(runs)
     row["per_seed"] = [r["int8"] if r.get("int8") is not None else r["keras"] for r in runs]
     return row
-
-
-def _accuracy(pred, labels):
-    import numpy as np
-    return float(np.mean(np.argmax(pred, -1) == labels))
 
 
 def _fold_fidelity(model, x):
@@ -175,7 +164,8 @@ def _depthwise(tflite_model) -> str:
     return "per-channel, wrong axis" if all(n > 1 for n, _ in found) else "mixed"
 
 
-def _evaluate(name, dataset):
+def _evaluate(name, model, dataset, config):
+    """The table rows and the fold fidelity of one trained float model."""
     import numpy as np
 
     import tfquant  # noqa: F401  (loads tflite_runtime before tensorflow)
@@ -183,9 +173,7 @@ def _evaluate(name, dataset):
     from tfquant.models import zoo
 
     x_test, y_test = dataset.x_test, dataset.y_test
-    _app.log(f"[{name}] training the float model on MNIST-5k ...")
-    model = zoo.trained_model(name, dataset, epochs=FLAGS.float_epochs)
-    float_acc = _accuracy(model.predict(x_test, verbose=0), y_test)
+    float_acc = reports.top1_accuracy(model.predict(x_test, verbose=0), y_test)
     rows = [dict(scheme="float (Keras)", keras=float_acc, int8=None)]
 
     fidelity = _fold_fidelity(model, dataset.x_train[:128])
@@ -197,30 +185,29 @@ def _evaluate(name, dataset):
         _app.log(f"[{name}] {label} ...")
         data = tfquant.convert(model, calibration, tfquant.Recipe(per_channel=per_channel),
                                show_progress=False)
-        acc = _accuracy(runtime.Runner(data, resolver="reference").predict(x_test), y_test)
+        got = runtime.Runner(data, resolver="reference").predict(x_test)
+        acc = reports.top1_accuracy(got, y_test)
         rows.append(dict(scheme=label, keras=None, int8=acc, depthwise=_depthwise(data)))
 
     steps_per_epoch = -(-len(dataset.x_train) // BATCH_SIZE)
-    seeds = [int(seed) for seed in FLAGS.seeds]
-    for label, recipe, exportable, freeze in _schemes(FLAGS.schemes):
+    for label, recipe, exportable, freeze in _schemes(config):
         runs = []
-        for seed in seeds:
-            _app.log(f"[{name}] {label}: fine-tuning {FLAGS.qat_epochs} epochs (seed {seed}) ...")
+        for seed in config.seeds:
+            _app.log(f"[{name}] {label}: fine-tuning {config.qat_epochs} epochs (seed {seed}) ...")
             start = time.perf_counter()
             qat_model = qat.fine_tune(
-                model, dataset.x_train, dataset.y_train, recipe, epochs=FLAGS.qat_epochs,
-                learning_rate=FLAGS.learning_rate, batch_size=BATCH_SIZE, seed=seed,
-                freeze_bn_delay=int(FLAGS.freeze_bn_epochs * steps_per_epoch) if freeze else None)
+                model, dataset.x_train, dataset.y_train, recipe, epochs=config.qat_epochs,
+                learning_rate=config.learning_rate, batch_size=BATCH_SIZE, seed=seed,
+                freeze_bn_delay=int(config.freeze_bn_epochs * steps_per_epoch) if freeze else None)
             seconds = time.perf_counter() - start
             simulated = qat_model.predict(x_test, verbose=0)
-            run = dict(scheme=label, keras=_accuracy(simulated, y_test), int8=None,
+            run = dict(scheme=label, keras=reports.top1_accuracy(simulated, y_test), int8=None,
                        seconds=seconds)
             if exportable:
                 result = tfquant.convert_model(qat_model, show_progress=False)
                 exported = runtime.Runner(result.model, resolver="reference").predict(x_test)
-                run.update(int8=_accuracy(exported, y_test),
-                           agreement=float(np.mean(np.argmax(simulated, -1)
-                                                   == np.argmax(exported, -1))),
+                run.update(int8=reports.top1_accuracy(exported, y_test),
+                           agreement=reports.top1_agreement(simulated, exported),
                            steps=float(np.mean(np.abs(simulated - exported))
                                        / _output_step(result)),
                            depthwise=_depthwise(result.model))
@@ -229,26 +216,25 @@ def _evaluate(name, dataset):
             runs.append(run)
         rows.append(_mean_row(runs))
 
-    if FLAGS.peers:
+    if config.peers:
         from tfquant.experiments import peers
         runs = []
-        for seed in seeds:
-            _app.log(f"[{name}] tfmot QAT of the tf_keras copy: fine-tuning {FLAGS.qat_epochs} "
+        for seed in config.seeds:
+            _app.log(f"[{name}] tfmot QAT of the tf_keras copy: fine-tuning {config.qat_epochs} "
                      f"epochs (seed {seed}) ...")
             copy = zoo.tf_keras_copy(name, model, x_test[:64])
             start = time.perf_counter()
             data, tfmot_model = peers.tfmot_qat(copy, dataset.x_train, dataset.y_train,
-                                                epochs=FLAGS.qat_epochs,
-                                                learning_rate=FLAGS.learning_rate,
+                                                epochs=config.qat_epochs,
+                                                learning_rate=config.learning_rate,
                                                 batch_size=BATCH_SIZE, seed=seed)
             seconds = time.perf_counter() - start
             simulated = tfmot_model.predict(x_test, verbose=0)
             exported = runtime.Runner(data, resolver="reference").predict(x_test)
             runs.append(dict(scheme=TFMOT_LABEL,
-                             keras=_accuracy(simulated, y_test),
-                             int8=_accuracy(exported, y_test),
-                             agreement=float(np.mean(np.argmax(simulated, -1)
-                                                     == np.argmax(exported, -1))),
+                             keras=reports.top1_accuracy(simulated, y_test),
+                             int8=reports.top1_accuracy(exported, y_test),
+                             agreement=reports.top1_agreement(simulated, exported),
                              depthwise=_depthwise(data), seconds=seconds))
         rows.append(_mean_row(runs))
     for row in rows:
@@ -265,32 +251,31 @@ def _format(results) -> str:
 
     lines = []
     for name, (rows, fidelity) in results.items():
-        lines += [f"### {name} (MNIST-5k test, 1000 images)", "",
-                  f"Batch-norm fold with quantization off: max relative difference to the float "
-                  f"model {fidelity[0]:.1e} in training mode (before the freeze), "
-                  f"{fidelity[1]:.1e} in inference mode (after it).", "",
-                  "| scheme | Keras acc % | int8 TFLite acc % | vs float (pt) | "
-                  "QAT/int8 top-1 agreement % | mean abs output diff (steps) | "
-                  "depthwise weights | train s | per seed % |",
-                  "|---|---|---|---|---|---|---|---|---|"]
+        table = []
         for r in rows:
             delta = "-" if r["delta"] is None else f"{r['delta']:+.2f}"
-            agreement = pct(r.get("agreement"))
             steps = "-" if r.get("steps") is None else f"{r['steps']:.3f}"
             seconds = "-" if r.get("seconds") is None else f"{r['seconds']:.0f}"
             scheme = r["scheme"] + (f" ({r['note']})" if r.get("note") else "")
             per_seed = ", ".join(f"{100 * v:.1f}" for v in r.get("per_seed", []))
-            lines.append(f"| {scheme} | {pct(r['keras'])} | {pct(r['int8'])} | {delta} | "
-                         f"{agreement} | {steps} | {r.get('depthwise', '-')} | {seconds} | "
-                         f"{per_seed or '-'} |")
-        lines.append("")
+            table.append([scheme, pct(r["keras"]), pct(r["int8"]), delta,
+                          pct(r.get("agreement")), steps, r.get("depthwise", "-"), seconds,
+                          per_seed or "-"])
+        lines += [f"### {name} (MNIST-5k test, 1000 images)", "",
+                  f"Batch-norm fold with quantization off: max relative difference to the float "
+                  f"model {fidelity[0]:.1e} in training mode (before the freeze), "
+                  f"{fidelity[1]:.1e} in inference mode (after it).", "",
+                  reports.markdown_table(
+                      ["scheme", "Keras acc %", "int8 TFLite acc %", "vs float (pt)",
+                       "QAT/int8 top-1 agreement %", "mean abs output diff (steps)",
+                       "depthwise weights", "train s", "per seed %"], table), ""]
     lines += _paired_section(results)
     return "\n".join(lines)
 
 
 def _paired_section(results) -> list:
     """tfquant per-channel QAT - tfmot QAT, int8 accuracy, paired by seed, per architecture."""
-    lines = []
+    table = []
     for name, (rows, _) in results.items():
         by_scheme = {r["scheme"]: r for r in rows}
         ours, theirs = by_scheme.get(SCHEMES["per_channel"][0]), by_scheme.get(TFMOT_LABEL)
@@ -298,17 +283,17 @@ def _paired_section(results) -> list:
             continue
         d = paired_difference(ours["per_seed"], theirs["per_seed"])
         stderr = "-" if d["n"] < 2 else f"{100 * d['stderr']:.2f}"
-        lines.append(f"| {name} | {d['n']} | {100 * ours['int8']:.2f} | {100 * theirs['int8']:.2f} "
-                     f"| {100 * d['mean']:+.2f} | {stderr} | {d['wins']} / {d['ties']} / "
-                     f"{d['losses']} |")
-    if not lines:
+        table.append([name, d["n"], f"{100 * ours['int8']:.2f}", f"{100 * theirs['int8']:.2f}",
+                      f"{100 * d['mean']:+.2f}", stderr,
+                      f"{d['wins']} / {d['ties']} / {d['losses']}"])
+    if not table:
         return []
     return ["### tfquant QAT vs tfmot QAT, paired by seed (int8 TFLite accuracy)", "",
             "Each seed gives both the same batches in the same order; difference = tfquant - "
             "tfmot.", "",
-            "| architecture | seeds | tfquant % | tfmot % | mean difference (pt) | "
-            "standard error (pt) | tfquant ahead / tied / behind |",
-            "|---|---|---|---|---|---|---|", *lines, ""]
+            reports.markdown_table(["architecture", "seeds", "tfquant %", "tfmot %",
+                                    "mean difference (pt)", "standard error (pt)",
+                                    "tfquant ahead / tied / behind"], table), ""]
 
 
 def _plot(results, path):
@@ -333,31 +318,37 @@ def _plot(results, path):
         ax.set_title(f"{name}: accuracy (int8 TFLite where exported)")
         ax.set_xlabel("MNIST-5k test accuracy %")
     fig.tight_layout()
-    save_png(fig, path)
+    reports.save_png(fig, path)
 
 
-def main(argv):
-    del argv
+def main(config: Config, models: Optional[dict] = None, dataset=None) -> int:
+    """Print the table (and write the report and plot config names). `models` ({name: trained
+    float Keras model}) replaces the training of those architectures, `dataset` (a
+    tfquant.models.data.Dataset) MNIST-5k."""
     import tfquant  # noqa: F401  (loads tflite_runtime before tensorflow)
-    from tfquant.models import data
+    from tfquant.models import data, zoo
 
-    dataset = data.load_mnist_5k()
+    dataset = data.load_mnist_5k() if dataset is None else dataset
     results = {}
-    for name in FLAGS.architecture:
-        results[name] = _evaluate(name, dataset)
+    for name in config.architecture:
+        model = (models or {}).get(name)
+        if model is None:
+            _app.log(f"[{name}] training the float model on MNIST-5k ...")
+            model = zoo.trained_model(name, dataset, epochs=config.float_epochs)
+        results[name] = _evaluate(name, model, dataset, config)
     table = _format(results)
     print(table)
-    if FLAGS.output:
-        _app.write_report(FLAGS.output, "Quantization-aware training on MNIST-5k",
-                          f".\n\n{table}", "tfquant-qat-compare")
-    if FLAGS.plot:
-        _plot(results, FLAGS.plot)
+    if config.output:
+        _app.write_report(config.output, "Quantization-aware training on MNIST-5k",
+                          f".\n\n{table}", _app.command_line("tfquant-qat-compare", config))
+    if config.plot:
+        _plot(results, config.plot)
     return 0
 
 
 def run():
     """Console-script entry point (tfquant-qat-compare)."""
-    _app.run_flags_main(main, __name__, __doc__)
+    _app.run(Config, main, __doc__)
 
 
 if __name__ == "__main__":
