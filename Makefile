@@ -22,13 +22,16 @@ setup: $(STAMP)
 demo: $(STAMP)
 	TF_CPP_MIN_LOG_LEVEL=2 $(PY) -m tfquant.tools.demo
 
+# Tests run on two worker processes (pytest-xdist; TESTFLAGS="-n 0" runs them in one).
+TESTFLAGS ?= -n 2 --dist worksteal
+
 # Everything (what CI runs), with the slowest tests' durations at the end.
 test: $(STAMP)
-	TF_CPP_MIN_LOG_LEVEL=2 $(PY) -m pytest -q --durations=25 tests
+	TF_CPP_MIN_LOG_LEVEL=2 $(PY) -m pytest -q $(TESTFLAGS) --durations=25 tests
 
 # Without the tests marked slow (training, compiling, fine-tuning, peers' long runs).
 test-fast: $(STAMP)
-	TF_CPP_MIN_LOG_LEVEL=2 $(PY) -m pytest -q -m "not slow" --durations=10 tests
+	TF_CPP_MIN_LOG_LEVEL=2 $(PY) -m pytest -q $(TESTFLAGS) -m "not slow" --durations=10 tests
 
 # C++ delegate with Bazel, offline (installs Debian's bazel-bootstrap if missing).
 bazel-test:

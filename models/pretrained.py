@@ -55,6 +55,21 @@ def load(name: str, keras_module=None):
     return model
 
 
+def trained(name: str, dataset=None, epochs: Optional[int] = None, keras_module=None,
+            log=None):
+    """The zoo model `name` trained on MNIST-5k: the shipped weights when `epochs` is None,
+    else trained here for `epochs` (seed 0; minutes per model)."""
+    if epochs is None:
+        return load(name, keras_module)
+    if log is not None:
+        log(f"training {name} on MNIST-5k for {epochs} epoch(s) ...")
+    if dataset is None:
+        from .data import load_mnist_5k
+        dataset = load_mnist_5k()
+    return zoo.trained_model(name, dataset, epochs=epochs, seed=SEED,
+                             keras_module=keras_module)
+
+
 def save(name: str, model, accuracy: float, epochs: int, seed: int):
     """Store `model`'s weights (kernels as float16) and how they were made."""
     import keras

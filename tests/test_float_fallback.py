@@ -69,3 +69,20 @@ def test_fallback_does_not_touch_the_model(model):
     before = [len(layer._inbound_nodes) for layer in model.layers]
     tfquant.convert(model, recipe=tfquant.Recipe(mode="float", float_fallback=True))
     assert [len(layer._inbound_nodes) for layer in model.layers] == before
+
+
+def test_multi_input_layer_keeps_its_operand_order():
+    """TFLiteConverter orders a one-layer model's inputs by their names and its outputs its own
+    way; the fallback maps them by signature, so a non-commutative layer (Subtract) computes
+    a - b however many models Keras has named before (here the names cross 9 -> 10)."""
+    L = keras.layers
+    rng = np.random.default_rng(1)
+    x = rng.uniform(size=(4, 6)).astype(np.float32)
+    for _ in range(12):
+        inp = keras.Input((6,))
+        a = L.Dense(6)(inp)
+        b = L.Dense(6, activation="relu")(inp)
+        model = keras.Model(inp, L.Subtract()([a, b]))
+        data = tfquant.convert(model, recipe=tfquant.Recipe(mode="float", float_fallback=True))
+        expected = model.predict(x, verbose=0)
+        np.testing.assert_allclose(runtime.Runner(data).predict(x), expected, atol=1e-5)

@@ -52,23 +52,22 @@ def test_config_is_checked():
 
 
 @pytest.mark.slow
-def test_main_on_a_trained_zoo_model(zoo_model, mnist, tmp_path, capsys):
+def test_main_on_a_trained_zoo_model(pretrained, mnist, tmp_path, capsys):
     """The whole tool on the shared zoo model, calibrated and tested on part of MNIST-5k."""
-    model = zoo_model("mobilenet_v1", epochs=1)
+    model = pretrained("resnet")  # the smallest graph of the zoo
     part = type(mnist)(mnist.x_train[:640], mnist.y_train[:640], mnist.x_test[:300],
                        mnist.y_test[:300])
     weights = [w.copy() for w in model.get_weights()]
     paths = {key: str(tmp_path / name) for key, name in
              (("output", "grid.md"), ("plot", "grid.png"), ("fold_plot", "fold.png"))}
-    config = ptq_grid.Config(architecture=("mobilenet_v1",), calibration_images=64,
+    config = ptq_grid.Config(architecture=("resnet",), calibration_images=64,
                              peers=False, **paths)
-    assert ptq_grid.main(config, models={"mobilenet_v1": model}, dataset=part) == 0
+    assert ptq_grid.main(config, models={"resnet": model}, dataset=part) == 0
     out = capsys.readouterr().out
     rows = [line for line in out.splitlines() if line.startswith("| ")]
     assert len(rows) == 1 + 1 + len(ptq_grid.schemes())  # header, float32, every scheme
     cells = {line.split(" | ")[0][2:]: line.split(" | ")[1:] for line in rows[1:]}
     assert cells["float32"][2] == "inf" and cells["float32"][4] == "1.00x |"
-    # (one epoch of training: the float model is far from converged, but int8 follows it)
     assert float(cells["int8, weights per-channel"][1]) > 90.0  # top-1 agreement %
     assert float(cells["int8, weights per-channel"][2]) > 15.0  # output SQNR dB
     report = open(paths["output"]).read()

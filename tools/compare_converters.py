@@ -28,8 +28,9 @@ class Config:
                                  choices=ARCHITECTURES)
     model: Optional[str] = option(None, "A Keras model file (28x28x1 MNIST classifier) to "
                                   "compare instead of training built-in architectures.")
-    epochs: Optional[int] = option(None, "Training epochs for built-in architectures (default: "
-                                   "the model zoo's default).", lower=1)
+    epochs: Optional[int] = option(None, "Train the built-in architectures here for this many "
+                                   "epochs (default: the weights tfquant ships, trained "
+                                   "offline).", lower=1)
     num_calibration_batches: int = option(100, "Calibration batches for both converters.",
                                           lower=1)
     calibration_batch_size: int = option(32, "Calibration batch size for both.", lower=1)
@@ -45,7 +46,7 @@ def main(config: Config, models: Optional[dict] = None) -> int:
     built-in architectures (tests pass already trained ones)."""
     import tfquant
     from tfquant.experiments import peers
-    from tfquant.models import data, zoo
+    from tfquant.models import data, pretrained
 
     dataset = data.load_mnist_5k()
     if models is None:
@@ -54,8 +55,7 @@ def main(config: Config, models: Optional[dict] = None) -> int:
             models[config.model] = tfquant.load_keras_model(config.model)
         else:
             for name in config.architecture:
-                _app.log(f"training {name} on MNIST-5k ...")
-                models[name] = zoo.trained_model(name, dataset, epochs=config.epochs)
+                models[name] = pretrained.trained(name, dataset, config.epochs, log=_app.log)
     rows = {}
     for name, model in models.items():
         _app.log(f"comparing converters on {name}:")

@@ -34,7 +34,9 @@ class Config:
     images: int = option(4, "Images per comparison.", lower=1)
     runtimes: Optional[tuple[str, ...]] = option(None, "Runtimes (default: every installed "
                                                  "one).")
-    zoo_epochs: int = option(1, "Training epochs of the zoo models.", lower=1)
+    zoo_epochs: Optional[int] = option(None, "Train the zoo models here for this many epochs "
+                                       "(default: the weights tfquant ships, trained "
+                                       "offline).", lower=1)
 
     def __post_init__(self):
         _app.validate(self)
@@ -47,7 +49,7 @@ def _models(config, zoo_models):
     import numpy as np
 
     import tfquant  # noqa: F401  (loads tflite_runtime before tensorflow)
-    from tfquant.models import applications, data, zoo
+    from tfquant.models import applications, data, pretrained
 
     for path in config.model:
         with open(path, "rb") as f:
@@ -66,9 +68,7 @@ def _models(config, zoo_models):
         for name in config.zoo:
             keras_model = zoo_models.get(name)
             if keras_model is None:
-                _app.log(f"training {name} on MNIST-5k ({config.zoo_epochs} epoch(s)) and "
-                         "converting ...")
-                keras_model = zoo.trained_model(name, mnist, epochs=config.zoo_epochs)
+                keras_model = pretrained.trained(name, mnist, config.zoo_epochs, log=_app.log)
             model = tfquant.convert(keras_model, mnist.x_train[:512], show_progress=False)
             yield name, model, mnist.x_test[:config.images]
     for name in config.applications:

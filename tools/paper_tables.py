@@ -32,7 +32,8 @@ from tfquant.tools._app import option
 class Config:
     architecture: tuple = option(("mobilenet_v1", "mobilenet_v2", "resnet"),
                                  "Model-zoo architectures (the rows of every table).")
-    epochs: Optional[int] = option(None, "Float training epochs (default: the zoo's).")
+    epochs: Optional[int] = option(None, "Train the float models here for this many epochs "
+                                   "(default: the weights tfquant ships, trained offline).")
     qat_epochs: int = option(3, "Fine-tuning epochs of every QAT run (tfquant and tfmot).",
                              lower=1)
     learning_rate: float = option(1e-4, "Adam learning rate of every QAT run.")
@@ -325,7 +326,7 @@ def main(config: Config, models: Optional[dict] = None) -> int:
     ({name: trained float Keras model, or (that model, its tf_keras copy) for tfmot}) replaces
     the training of those architectures."""
     import tfquant  # noqa: F401  (loads tflite_runtime before tensorflow)
-    from tfquant.models import data, zoo
+    from tfquant.models import data, pretrained, zoo
 
     dataset = data.load_mnist_5k()
     results = {}
@@ -333,8 +334,7 @@ def main(config: Config, models: Optional[dict] = None) -> int:
         given = (models or {}).get(name)
         model, copy = given if isinstance(given, tuple) else (given, None)
         if model is None:
-            _app.log(f"[{name}] training the float model on MNIST-5k ...")
-            model = zoo.trained_model(name, dataset, epochs=config.epochs)
+            model = pretrained.trained(name, dataset, config.epochs, log=_app.log)
         if copy is None and config.qat and config.peers:
             copy = zoo.tf_keras_copy(name, model, dataset.x_test[:64])
         results[name] = evaluate(name, model, dataset, config, copy)

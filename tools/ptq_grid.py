@@ -27,7 +27,8 @@ from tfquant.tools._app import option
 class Config:
     architecture: tuple = option(("mobilenet_v1", "mobilenet_v2", "resnet"),
                                  "Model-zoo architectures.")
-    epochs: Optional[int] = option(None, "Float training epochs (default: the zoo's).")
+    epochs: Optional[int] = option(None, "Train the float models here for this many epochs "
+                                   "(default: the weights tfquant ships, trained offline).")
     calibration_images: int = option(3200, "Calibration images (training split).", lower=32)
     peers: bool = option(True, "Also convert with TFLiteConverter (int8, 16x8, weight-only).")
     output: Optional[str] = option(None, "Write the tables (markdown) to this file too.")
@@ -41,11 +42,11 @@ class Config:
 
 
 def _trained_model(name, dataset, config, models: dict):
-    """The float model `name`: from `models`, else trained (and kept in `models`)."""
-    from tfquant.models import zoo
+    """The float model `name`: from `models`, else the shipped weights or trained with
+    --epochs (and kept in `models`)."""
+    from tfquant.models import pretrained
     if name not in models:
-        _app.log(f"[{name}] training the float model ...")
-        models[name] = zoo.trained_model(name, dataset, epochs=config.epochs)
+        models[name] = pretrained.trained(name, dataset, config.epochs, log=_app.log)
     return models[name]
 
 

@@ -51,7 +51,9 @@ TFMOT_LABEL = "tfmot QAT 8w/8a (TFLiteConverter)"
 class Config:
     architecture: tuple = option(("mobilenet_v1",), "Model-zoo architectures to evaluate: "
                                  "mobilenet_v1, mobilenet_v2, resnet.")
-    float_epochs: Optional[int] = option(None, "Float training epochs (default: the zoo's).")
+    float_epochs: Optional[int] = option(None, "Train the float models here for this many "
+                                         "epochs (default: the weights tfquant ships, trained "
+                                         "offline).")
     qat_epochs: int = option(3, "Fine-tuning epochs of every QAT run.", lower=1)
     learning_rate: float = option(1e-4, "Adam learning rate of every QAT run.")
     freeze_bn_epochs: float = option(2.0, "The 'BN frozen' row freezes batch-norm statistics "
@@ -326,15 +328,14 @@ def main(config: Config, models: Optional[dict] = None, dataset=None) -> int:
     float Keras model}) replaces the training of those architectures, `dataset` (a
     tfquant.models.data.Dataset) MNIST-5k."""
     import tfquant  # noqa: F401  (loads tflite_runtime before tensorflow)
-    from tfquant.models import data, zoo
+    from tfquant.models import data, pretrained
 
     dataset = data.load_mnist_5k() if dataset is None else dataset
     results = {}
     for name in config.architecture:
         model = (models or {}).get(name)
         if model is None:
-            _app.log(f"[{name}] training the float model on MNIST-5k ...")
-            model = zoo.trained_model(name, dataset, epochs=config.float_epochs)
+            model = pretrained.trained(name, dataset, config.float_epochs, log=_app.log)
         results[name] = _evaluate(name, model, dataset, config)
     table = _format(results)
     print(table)

@@ -32,10 +32,28 @@ def _one_layer_model(layer, inputs):
     else:
         import tf_keras as K
     clone = type(layer).from_config(layer.get_config())
-    fresh_inputs = [K.Input(_shape_of(t)) for t in inputs]
+    fresh_inputs = [K.Input(_shape_of(t), name=_input_name(i)) for i, t in enumerate(inputs)]
     outputs = clone(fresh_inputs[0] if len(fresh_inputs) == 1 else fresh_inputs)
     clone.set_weights(layer.get_weights())
     return K.Model(fresh_inputs, outputs)
+
+
+def _input_name(position: int) -> str:
+    return f"fallback_input_{position:04d}"
+
+
+def _positions(model, subgraph, kind: str, count: int) -> list:
+    """The tensor index of each input (kind "inputs") or output ("outputs") of the one-layer
+    model, by position: TFLiteConverter orders the subgraph's inputs by name and its outputs
+    otherwise, so positions are read from the signature (inputs are named _input_name(i),
+    outputs output_i)."""
+    expected = [_input_name(i) if kind == "inputs" else f"output_{i}" for i in range(count)]
+    for signature in model.signatureDefs or []:
+        by_name = {flatbuffer.text(entry.name): entry.tensorIndex
+                   for entry in getattr(signature, kind) or []}
+        if set(expected) <= set(by_name):
+            return [by_name[name] for name in expected]
+    return list(getattr(subgraph, kind))
 
 
 def _convert_float(model) -> bytes:
@@ -64,9 +82,10 @@ def splice_float_layer(graph: ir.Graph, layer, in_names: list, inputs, outputs) 
         raise UnsupportedLayerError([(layer.name, kind)], "it needs control flow in TFLite")
     subgraph = model.subgraphs[0]
     names = {}
-    for position, index in enumerate(subgraph.inputs):
+    for position, index in enumerate(_positions(model, subgraph, "inputs", len(in_names))):
         names[index] = in_names[position]
-    for position, index in enumerate(subgraph.outputs):
+    output_indices = _positions(model, subgraph, "outputs", len(outputs))
+    for position, index in enumerate(output_indices):
         names[index] = graph.add_tensor(layer.name, (-1,) + tuple(int(d) for d in
                                                                   _shape_of(outputs[position])))
 
@@ -99,4 +118,4 @@ def splice_float_layer(graph: ir.Graph, layer, in_names: list, inputs, outputs) 
         graph.add_op(flatbuffer.builtin_name(code), [tensor_name(i) for i in operator.inputs],
                      [tensor_name(i) for i in operator.outputs], options, (layer.name,),
                      keep_float=True, source_version=code.version)
-    return [names[index] for index in subgraph.outputs]
+    return [names[index] for index in output_indices]
