@@ -72,6 +72,8 @@ def test_python_loader_validates_its_arguments():
         tfquant.delegate.load("litert", num_threads=0)
     with pytest.raises(ValueError):
         tfquant.delegate.load("litert", ops=[])
+    with pytest.raises(ValueError, match="unknown TFLite op.*CONV2D; tfquant knows: .*CONV_2D"):
+        tfquant.delegate.load("litert", ops=["CONV_2D", "conv2d"])
 
 
 @pytest.fixture(scope="module")

@@ -50,6 +50,13 @@ def options(runtime: str = "litert", num_threads: int = 1, ops: Optional[Sequenc
         ops = [str(op).strip().upper() for op in ops]
         if not ops or not all(ops):
             raise ValueError("ops must name at least one op, e.g. ['CONV_2D', 'ADD']")
+        from tfquant import ops as records
+        unknown = [op for op in ops if op not in records.REGISTRY or
+                   records.REGISTRY[op].pseudo]
+        if unknown:
+            raise ValueError(f"ops names unknown TFLite op(s) {', '.join(unknown)}; tfquant "
+                             "knows: " + ", ".join(sorted(
+                                 n for n, r in records.REGISTRY.items() if not r.pseudo)))
         result["ops"] = ",".join(ops)
     if profile:
         result["profile"] = str(profile)

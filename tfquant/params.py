@@ -25,9 +25,6 @@ from tfquant.spec import QuantParams, QuantSpec
 log = logging.getLogger("tfquant")
 
 _INT32_MAX = 2 ** 31 - 1
-# The reference SOFTMAX kernel aborts when beta * input_scale * 2^26 <= 1
-# (notes/tflite-int8.md section 2); keep a margin above that bound.
-_SOFTMAX_MIN_SCALE_TIMES_BETA = 2.0 / 2 ** 26
 # Upper clamp of the fused activations with one; TFLite's kernels compute zp + round(bound /
 # scale) in int32 and refuse the model at allocation when that overflows.
 _CLAMP_BOUNDS = {"RELU6": 6.0, "RELU_N1_TO_1": 1.0}
@@ -111,7 +108,7 @@ def activation_params(graph: ir.Graph, ranges: dict, bits: int = 8) -> dict:
         for name in group:
             params[name] = group_params
     if bits == 8:
-        _guard_softmax_inputs(graph, params)
+        _guard_input_scales(graph, params)
     _guard_activation_clamps(graph, params)
     return params
 
@@ -138,15 +135,19 @@ def _guard_activation_clamps(graph: ir.Graph, params: dict):
         _widen(params, current, minimum)
 
 
-def _guard_softmax_inputs(graph: ir.Graph, params: dict):
-    for op in graph.ops_of_type("SOFTMAX"):
+def _guard_input_scales(graph: ir.Graph, params: dict):
+    """Widen int8 input ranges below what an op's kernels accept (QuantRule
+    .min_int8_input_scale: SOFTMAX)."""
+    for op in graph.ops:
+        rule = ops.quant_rule(op.type)
+        if rule is None or rule.min_int8_input_scale is None or op.keep_float:
+            continue
         current = params[op.inputs[0]]
-        minimum = _SOFTMAX_MIN_SCALE_TIMES_BETA / float(op.options.beta)
+        minimum = rule.min_int8_input_scale(op.options)
         if current.scale[0] >= minimum:
             continue
-        log.warning("softmax %s: input range is too small for TFLite's int8 softmax "
-                    "(scale %.3g); widening it to scale %.3g", op.label, current.scale[0],
-                    minimum)
+        log.warning("%s: input range is too small for TFLite's int8 %s kernel (scale %.3g); "
+                    "widening it to scale %.3g", op.label, op.type, current.scale[0], minimum)
         _widen(params, current, minimum)
 
 

@@ -13,8 +13,12 @@ from tfquant.ops.conv import Conv2DOptions, DepthwiseConv2DOptions
 from tfquant.ops.elementwise import BinaryOptions
 from tfquant.ops.fully_connected import FullyConnectedOptions
 
-_OP_OF_KIND = {"conv2d": "CONV_2D", "depthwise_conv2d": "DEPTHWISE_CONV_2D",
-               "dense": "FULLY_CONNECTED"}
+
+
+def _op_of_kind(kind: str) -> str:
+    """The op whose weight layout a FoldedBatchNorm of `kind` trains."""
+    return next(name for name, record in ops.REGISTRY.items()
+                if record.weights and record.weights.qat_kind == kind)
 
 
 def _folded_batch_norm(b, layer, inputs, out_shape):
@@ -27,7 +31,7 @@ def _folded_batch_norm(b, layer, inputs, out_shape):
     finally:
         layer.quantize.assign(quantize)
     bias = np.array(layer.folded_bias(), np.float32)
-    op_type = _OP_OF_KIND[layer.kind]
+    op_type = _op_of_kind(layer.kind)
     if op_type == "CONV_2D":
         options = Conv2DOptions(layer.padding, tuple(layer.strides), tuple(layer.dilation_rate))
     elif op_type == "DEPTHWISE_CONV_2D":

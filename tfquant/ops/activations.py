@@ -19,6 +19,12 @@ _PROBABILITY = {8: (1.0 / 256.0, -128), 16: (1.0 / 32768.0, 0)}
 _SIGNED_UNIT = {8: (1.0 / 128.0, 0), 16: (1.0 / 32768.0, 0)}
 
 
+def _softmax_min_input_scale(options) -> float:
+    """The reference int8 SOFTMAX kernel aborts when beta * input_scale * 2^26 <= 1
+    (notes/tflite-int8.md section 2); keep a margin of 2 above that bound."""
+    return 2.0 / 2 ** 26 / float(options.beta)
+
+
 @dataclasses.dataclass(frozen=True)
 class LeakyReluOptions:
     alpha: float
@@ -175,7 +181,8 @@ PRELU = OpRecord(
 
 SOFTMAX = OpRecord(
     name="SOFTMAX", options=SoftmaxOptions, write=_write_softmax, read=_read_softmax,
-    version=common.version_by_type, quant=QuantRule(fixed_output=_PROBABILITY),
+    version=common.version_by_type,
+    quant=QuantRule(fixed_output=_PROBABILITY, min_int8_input_scale=_softmax_min_input_scale),
     weights=_NO_WEIGHTS, keras={"Softmax": _softmax}, keras_activations=("softmax",),
     qat=_render_activation("softmax"),
     delegate=(DelegateCase("mean_and_softmax", delegate_models.mean_and_softmax),))

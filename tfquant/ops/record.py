@@ -49,6 +49,8 @@ class QuantRule:
     # QUANTIZE / DEQUANTIZE: converts between float and integer grids (the quantizer inserts
     # them; mixed precision and the debugger treat them as boundaries).
     type_conversion: bool = False
+    # options -> the smallest int8 input scale the op's kernels accept (SOFTMAX), or None.
+    min_int8_input_scale: Optional[Callable] = None
 
 
 @dataclasses.dataclass(frozen=True)
