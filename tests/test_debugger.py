@@ -8,12 +8,6 @@ import pytest
 import tfquant
 from tfquant import debugger, runtime
 from tfquant.errors import ConversionError
-from tfquant.models import data
-
-
-@pytest.fixture(scope="module")
-def mnist():
-    return data.load_mnist_5k()
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,7 @@
-"""The DSP delegate on whole models: the MNIST zoo architectures tfquant emits and
+"""The DSP delegate on whole models: the MNIST zoo architectures (shipped weights) and
 keras.applications MobileNet, MobileNetV2 and ResNet50 (weights=None, batch-norm statistics from
-photos, 96x96, calibrated on photo crops), converted by tfquant. On every runtime the delegate claims every node and
-every output element equals the reference kernels'."""
+photos, 96x96, calibrated on photo crops), converted by tfquant. On every runtime the delegate
+claims every node and every output element equals the reference kernels'."""
 
 import pytest
 

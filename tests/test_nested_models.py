@@ -8,7 +8,6 @@ import tf_keras
 
 import tfquant
 from tfquant import runtime
-from tfquant.models import data
 from tfquant.models.nested import build_nested_model
 
 
@@ -38,11 +37,6 @@ def models():
         if weights:
             target[name].set_weights(weights)
     return k3, tk
-
-
-@pytest.fixture(scope="module")
-def mnist():
-    return data.load_mnist_5k()
 
 
 def test_float_export_of_both_matches_keras(models, mnist):

@@ -10,7 +10,6 @@ import pytest
 import tfquant
 from tfquant import runtime
 from tfquant.errors import ConversionError, TfquantError
-from tfquant.models import data
 from tfquant.qat.activation_quantizer import ActivationQuantizer
 from tfquant.qat.batch_norm_folding import FoldedBatchNorm as FoldedBatchNormLayer
 from tfquant.qat.callbacks import QuantizationScheduler
@@ -52,11 +51,6 @@ def _qat_model(with_head_quantizers=True):
     model.compile(keras.optimizers.Adam(3e-3), "sparse_categorical_crossentropy",
                   metrics=["accuracy"])
     return model
-
-
-@pytest.fixture(scope="module")
-def mnist():
-    return data.load_mnist_5k()
 
 
 @pytest.fixture(scope="module")

@@ -37,8 +37,8 @@ def _int8_tensor(model_bytes, name, x):
     interpreter.invoke()
     tensor = next(t for t in interpreter.get_tensor_details() if t["name"] == name)
     scale, zero_point = tensor["quantization"]
-    codes = interpreter.get_tensor(tensor["index"]).astype(np.float64)
-    return (codes - zero_point) * scale, scale, zero_point
+    values = runtime.decode(interpreter.get_tensor(tensor["index"]), tensor)
+    return np.asarray(values, np.float64), scale, zero_point
 
 
 def test_concatenation_inputs_share_one_quantizer_and_export_exactly():

@@ -108,9 +108,10 @@ def compare_layers(model, representative_data=None, recipe: Optional[Recipe] = N
         scale = float(graph.tensors[name].quant.scale[0])
         reports.append(TensorReport(
             tensor=name, layer="/".join(op.source) or name, op_type=op.type,
-            sqnr_db=_sqnr(signal, noise), channel_sqnr_db=float(np.median(
-                [_sqnr(a, b) for a, b in zip(np.atleast_1d(channels[name][0]),
-                                             np.atleast_1d(channels[name][1]))])),
+            sqnr_db=spec.sqnr_db_of_energies(signal, noise),
+            channel_sqnr_db=float(np.median([
+                spec.sqnr_db_of_energies(a, b) for a, b in
+                zip(np.atleast_1d(channels[name][0]), np.atleast_1d(channels[name][1]))])),
             sqnr_drop_db=0.0, max_abs_error=float(largest),
             mean_error=float(total / max(count, 1)),
             rms_error_steps=float(np.sqrt(noise / max(count, 1)) / scale)))
@@ -127,14 +128,6 @@ def compare_layers(model, representative_data=None, recipe: Optional[Recipe] = N
 # SQNR of inputs the report does not cover (the model input), and the cap of any SQNR in the
 # drop computation (an exact tensor has infinite SQNR).
 _SQNR_CAP = 60.0
-
-
-def _sqnr(signal: float, noise: float) -> float:
-    if noise == 0:
-        return float("inf")
-    if signal == 0:
-        return float("-inf")
-    return float(10 * np.log10(signal / noise))
 
 
 def worst_layers(reports: Sequence[TensorReport], count: int) -> list:

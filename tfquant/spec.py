@@ -212,7 +212,11 @@ def sqnr_db(reference: np.ndarray, approximation: np.ndarray) -> float:
     """
     reference = np.asarray(reference, np.float64)
     noise = np.sum((reference - np.asarray(approximation, np.float64)) ** 2)
-    signal = np.sum(reference ** 2)
+    return sqnr_db_of_energies(np.sum(reference ** 2), noise)
+
+
+def sqnr_db_of_energies(signal: float, noise: float) -> float:
+    """sqnr_db from accumulated energies: sum of reference^2 and sum of error^2."""
     if noise == 0:
         return float("inf")
     if signal == 0:

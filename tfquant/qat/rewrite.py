@@ -8,8 +8,8 @@ has quantized tensors: every weight (per channel by default), the model input an
 every op that produces a new int8 tensor; not between a conv and its batch norm, nor between an
 op and its fused ReLU. Tensors the int8 model holds on one grid (the same-scale groups of
 tfquant.params: a concatenation's inputs and output) share one quantizer, which quantizes them
-all with the union of their ranges, as the export does. After training, `tfquant.convert(qat_model)` exports the int8 model from
-the learned ranges and folded weights.
+all with the union of their ranges, as the export does. After training,
+`tfquant.convert(qat_model)` exports the int8 model from the learned ranges and folded weights.
 
 Layers the rewrite cannot quantize stay float: the layer itself (a copy) runs in the QAT model
 between the fake-quantized tensors around it, and the int8 export keeps it as float TFLite ops

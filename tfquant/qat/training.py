@@ -12,8 +12,9 @@ from tfquant.qat.rewrite import QatRecipe, quantize_model
 def epoch_orders(num_samples: int, epochs: int, seed: int | None) -> list:
     """The sample order of each fine-tuning epoch: permutations drawn from numpy's generator
     seeded with `seed`. Keras 3 and tf_keras shuffle with different random streams; taking the
-    order from here gives tfquant's fine-tuning and a peer's (tfquant.experiments.peers.tfmot_qat) the same
-    batches in the same order for the same seed, so their comparison is paired."""
+    order from here gives tfquant's fine-tuning and a peer's
+    (tfquant.experiments.peers.tfmot_qat) the same batches in the same order for the same
+    seed, so their comparison is paired."""
     rng = np.random.default_rng(seed)
     return [rng.permutation(num_samples) for _ in range(epochs)]
 
