@@ -125,7 +125,8 @@ SUB = OpRecord(
     quant=QuantRule(fused_activation=True), weights=NotApplicable("no weights"),
     keras=NotApplicable("no Keras layer becomes SUB (it comes from .tflite files)"),
     qat=NotApplicable("QAT renders Keras models, which never hold SUB"),
-    delegate=NotApplicable("the delegate does not run SUB and no Keras model holds one"))
+    delegate=(DelegateCase("sub_on_cpu", lambda: delegate_models.after_conv_graph(
+        "sub", "SUB", BinaryOptions(), [np.full(4, 0.25, np.float32)]), claimed=False),))
 
 MUL = OpRecord(
     name="MUL", options=BinaryOptions,
