@@ -4,6 +4,7 @@ DEQUANTIZE / QUANTIZE, and the model still computes the Keras result on every ru
 import keras
 import numpy as np
 import pytest
+import tf_keras
 
 import tfquant
 from tfquant import runtime
@@ -86,3 +87,30 @@ def test_multi_input_layer_keeps_its_operand_order():
         data = tfquant.convert(model, recipe=tfquant.Recipe(mode="float", float_fallback=True))
         expected = model.predict(x, verbose=0)
         np.testing.assert_allclose(runtime.Runner(data).predict(x), expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("K", [keras, tf_keras], ids=["keras3", "tf_keras"])
+def test_multi_output_layer_keeps_its_output_order(K):
+    """A layer tfquant cannot read with two outputs of different shapes: each reaches the
+    right consumer (the lowering's outputs are matched by name, not by position)."""
+    import tensorflow as tf
+
+    class SplitShift(K.layers.Layer):
+        def call(self, x):
+            a, b = tf.split(x, [2, 4], axis=-1)
+            return [a * 2.0 - 1.0, b - 3.0]
+
+    inp = K.Input((6,))
+    a, b = SplitShift(name="split_shift")(K.layers.Dense(6, name="d")(inp))
+    model = K.Model(inp, [K.layers.Dense(3, name="ha")(a), K.layers.Dense(3, name="hb")(b)])
+    x = np.random.default_rng(2).uniform(size=(4, 6)).astype(np.float32)
+    data = tfquant.convert(model, recipe=tfquant.Recipe(mode="float", float_fallback=True))
+    interpreter = runtime.make_interpreter(data)
+    detail = interpreter.get_input_details()[0]
+    interpreter.resize_tensor_input(detail["index"], x.shape)
+    interpreter.allocate_tensors()
+    interpreter.set_tensor(detail["index"], x)
+    interpreter.invoke()
+    got = [interpreter.get_tensor(d["index"]) for d in interpreter.get_output_details()]
+    for g, expected in zip(got, model.predict(x, verbose=0)):
+        np.testing.assert_allclose(g, expected, atol=1e-5)

@@ -84,3 +84,28 @@ def test_bad_int16_layers_are_clear_errors(model_and_data):
         tfquant.Recipe(int16_layers=("c1",), inference_input_type="int8")
     with pytest.raises(ValueError, match="both float and int16: c1"):
         tfquant.Recipe(int16_layers=("c1",), float_layers=("c1",))
+
+
+def test_ops_without_an_int16_kernel_stay_int8_among_int16_layers(caplog):
+    """int16_layers naming a hard_swish layer (no int16 kernel in TFLite): the layer stays
+    int8 with a warning, its neighbours run at 16 bits, and the model runs on every runtime."""
+    keras.utils.set_random_seed(0)
+    L = keras.layers
+    x = keras.Input((8, 8, 3))
+    y = L.Conv2D(8, 3, padding="same", name="c1")(x)
+    y = L.Activation("hard_swish", name="hs")(y)
+    y = L.Conv2D(4, 3, padding="same", name="c2")(y)
+    model = keras.Model(x, L.GlobalAveragePooling2D(name="gap")(y))
+    data = np.random.default_rng(0).uniform(-1, 1, (32, 8, 8, 3)).astype(np.float32)
+    with caplog.at_level("WARNING", logger="tfquant"):
+        result = tfquant.convert_model(model, data, tfquant.Recipe(int16_layers=("c1", "hs")),
+                                       show_progress=False)
+    assert "stay int8" in caplog.text and "HARD_SWISH" in caplog.text
+    types = {op.type: result.graph.tensors[op.outputs[0]].dtype for op in result.graph.ops}
+    assert types["HARD_SWISH"] == np.int8 and types["CONV_2D"] in (np.int8, np.int16)
+    c1 = next(op for op in result.graph.ops if op.source[:1] == ("c1",))
+    assert result.graph.tensors[c1.outputs[0]].dtype == np.int16
+    expected = model.predict(data[:8], verbose=0)
+    for rt in runtime.RUNTIMES:
+        got = runtime.Runner(result.model, rt, "reference").predict(data[:8])
+        assert spec.sqnr_db(expected, got) > 20, rt

@@ -58,3 +58,19 @@ def test_fine_tune_and_export(mnist, small_mobilenet_v1):
     assert agreement >= 0.995, agreement
     assert int8_acc >= float_acc - 0.01, (int8_acc, float_acc)
     assert len(_layers(qat, ActivationQuantizer)) > 5
+
+
+def test_float_layers_lists_every_layer_kept_float():
+    """Layers of supported classes in configurations TFLite int8 cannot express stay float
+    too, and are listed (ReLU with max_value 3, a gelu activation)."""
+    keras.utils.set_random_seed(0)
+    L = keras.layers
+    x = keras.Input((8, 8, 3))
+    y = L.Conv2D(4, 3, name="conv")(x)
+    y = L.ReLU(3.0, name="relu3")(y)
+    y = L.Activation("gelu", name="gelu")(y)
+    y = L.UpSampling2D(name="up")(y)
+    y = L.GlobalAveragePooling2D(name="gap")(y)
+    qat = quantize_model(keras.Model(x, L.Dense(2, name="head")(y)))
+    assert sorted(tfquant.qat.float_layers(qat)) == [
+        ("gelu", "Activation"), ("relu3", "ReLU"), ("up", "UpSampling2D")]

@@ -84,3 +84,55 @@ def test_shared_quantizer_survives_save_and_load(tmp_path):
     loaded = keras.models.load_model(path)
     np.testing.assert_allclose(loaded(probe).numpy(), qat(probe).numpy(), atol=1e-6)
     assert tfquant.convert(loaded) == tfquant.convert(qat)
+
+
+def _sigmoid_and_wide_branch(K=keras):
+    K.utils.set_random_seed(0)
+    x = K.Input((6, 6, 3), name="image")
+    gate = K.layers.Conv2D(4, 3, padding="same", activation="sigmoid", name="gate")(x)
+    wide = K.layers.Conv2D(4, 3, padding="same", name="wide")(x)
+    model = K.Model(x, K.layers.Concatenate(name="cat")([gate, wide]))
+    kernel, bias = model.get_layer("wide").get_weights()
+    model.get_layer("wide").set_weights([kernel * 6.0, bias])  # a range well beyond [0, 1]
+    return model
+
+
+def test_fixed_params_output_concatenated_with_a_wider_branch_is_requantized():
+    """A sigmoid output keeps LOGISTIC's fixed params (1/256, -128), and the concatenation
+    reads it through an int8 -> int8 QUANTIZE to the group's grid: neither branch is clipped
+    (holding the group on [0, 1) clipped the wide branch)."""
+    model = _sigmoid_and_wide_branch()
+    rng = np.random.default_rng(0)
+    calibration = rng.uniform(-1, 1, (64, 6, 6, 3)).astype(np.float32)
+    result = tfquant.convert_model(model, calibration, show_progress=False)
+    graph = result.graph
+    gate_out = next(op for op in graph.ops if op.type == "LOGISTIC").outputs[0]
+    assert graph.tensors[gate_out].quant.scale[0] == np.float32(1 / 256)
+    requantize = [op for op in graph.ops if op.type == "QUANTIZE" and op.inputs[0] == gate_out]
+    assert len(requantize) == 1
+    cat = next(op for op in graph.ops if op.type == "CONCATENATION")
+    assert requantize[0].outputs[0] in cat.inputs
+    assert graph.tensors[requantize[0].outputs[0]].quant == graph.tensors[cat.outputs[0]].quant
+    test = rng.uniform(-1, 1, (16, 6, 6, 3)).astype(np.float32)
+    expected = model.predict(test, verbose=0)
+    for rt in runtime.RUNTIMES:
+        got = runtime.Runner(result.model, rt, "reference").predict(test)
+        assert spec.sqnr_db(expected, got) > 30, rt
+
+
+def test_qat_of_a_fixed_params_output_in_a_group_exports_what_it_simulates():
+    qat = tfquant.qat.quantize_model(_sigmoid_and_wide_branch(), tfquant.qat.QatRecipe(
+        activation_initial_range=None))
+    shared = [layer for layer in qat.layers
+              if isinstance(layer, ActivationQuantizer) and layer.members > 1]
+    assert len(shared) == 1 and shared[0].members == 2  # the sigmoid output and the wide one
+    rng = np.random.default_rng(0)
+    tfquant.qat.calibrate_activation_ranges(
+        qat, rng.uniform(-1, 1, (64, 6, 6, 3)).astype(np.float32), show_progress=False)
+    int8 = tfquant.convert(qat, show_progress=False)
+    probe = rng.uniform(-1, 1, (8, 6, 6, 3)).astype(np.float32)
+    simulated = keras.Model(qat.input, qat.get_layer("cat").output)(probe).numpy()
+    exported, step, _ = _int8_tensor(int8, "cat/int8", probe)  # (the output is float)
+    # Two roundings in the int8 model (the sigmoid's own grid, then the group's) against one
+    # in training: within one step.
+    assert np.abs(simulated - exported).max() <= step * 1.001

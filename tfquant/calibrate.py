@@ -229,7 +229,6 @@ def calibrate(graph: ir.Graph, data, *, num_batches: int = DEFAULT_NUM_BATCHES,
                               num_threads=os.cpu_count() or 1,
                               experimental_op_resolver_type=resolver)
     index = writer.tensor_index(observed)
-    names = [n for n in graph.activation_tensors()]
     input_details = interpreter.get_input_details()
     current_shapes = [None] * len(input_details)
 

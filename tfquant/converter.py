@@ -12,7 +12,9 @@ from tfquant import calibrate as calibration
 from tfquant import ir, mixed_precision, passes, quantize, writer
 from tfquant.errors import CalibrationDataError, ModelLoadError, TfquantError
 from tfquant.frontends.keras_model import from_keras
-from tfquant.frontends.tflite_model import from_tflite, is_tflite_model, load_tflite_bytes
+from tfquant.flatbuffer import is_tflite as is_tflite_model
+from tfquant.flatbuffer import load_bytes as load_tflite_bytes
+from tfquant.frontends.tflite_model import from_tflite
 from tfquant.recipe import Recipe
 
 

@@ -178,6 +178,11 @@ def operators(model, subgraph_index: int = 0) -> list:
     """The ops of a subgraph in order (a light, read-only view for comparisons and reports)."""
     if not isinstance(model, schema.ModelT):
         model = read(model)
+    with guarded("TFLite flatbuffer"):
+        return _operators(model, subgraph_index)
+
+
+def _operators(model, subgraph_index: int) -> list:
     subgraph = model.subgraphs[subgraph_index]
     result = []
     for op in subgraph.operators or []:

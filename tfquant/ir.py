@@ -179,7 +179,8 @@ class Graph:
         return self.add_tensor(name, np.shape(data), dtype, data)
 
     def set_tensor(self, name: str, **changes) -> Tensor:
-        """Replace tensor `name` by a copy with `changes` (it keeps its place in the order)."""
+        """Replace tensor `name` by a copy with `changes` (it keeps its place in the order). A
+        constant's data is cast to its (new) dtype: change both together."""
         tensor = dataclasses.replace(self.tensors[name], **changes)
         self.tensors[name] = tensor
         return tensor
@@ -309,7 +310,8 @@ class Graph:
         self.tensors = {name: t for name, t in self.tensors.items() if name in live}
 
     def validate(self):
-        """Check that every tensor exists and ops are in topological order."""
+        """Check that every tensor exists, is produced once, and ops are in topological
+        order."""
         available = set(self.inputs) | {n for n, t in self.tensors.items() if t.is_const}
         for op in self._ops:
             for name in op.inputs:
@@ -318,6 +320,8 @@ class Graph:
             for name in op.outputs:
                 if name not in self.tensors:
                     raise ValueError(f"{op.label} writes unknown tensor {name!r}")
+                if name in available:
+                    raise ValueError(f"{op.label} writes {name!r}, which is already produced")
                 available.add(name)
         for name in self.outputs:
             if name not in available:

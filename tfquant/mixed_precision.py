@@ -11,12 +11,15 @@ runtime), int16 -> int8 with one QUANTIZE (a requantization every runtime has).
 
 from __future__ import annotations
 
+import logging
 from typing import Iterable
 
 import numpy as np
 
 from tfquant import ir, ops
 from tfquant.errors import ConversionError
+
+log = logging.getLogger("tfquant")
 
 
 
@@ -42,19 +45,35 @@ def _marked_ops(graph: ir.Graph, names: list) -> set:
     return named | readers
 
 
+def _int16_params(int16: ir.Graph, name: str):
+    """The params tensor `name` has in the 16x8 graph (where a float op wrote it, those of the
+    QUANTIZE that brings it back to int16)."""
+    params = int16.tensors[name].quant
+    if params is None:
+        params = next(int16.tensors[op.outputs[0]].quant for op in int16.consumers(name)
+                      if op.type == "QUANTIZE")
+    return params
+
+
 def splice_int16_layers(int8: ir.Graph, int16: ir.Graph, layer_names: Iterable[str]) -> ir.Graph:
     """The int8 graph with the ops of `layer_names` taken from the int16x8 graph.
 
-    `int8` and `int16` are quantize_int8 results of the same float graph and ranges (same ops
-    in the same order, same tensor names).
+    `int8` and `int16` are quantize_int8 results of the same float graph and ranges (same
+    tensor names; an op is found in the 16x8 graph by its output). Ops without an int16 kernel
+    (float inside 16x8 models) stay int8, with a warning.
     """
     names = list(dict.fromkeys(layer_names))
     if not names:
         return int8
-    if [op.type for op in int8.ops] != [op.type for op in int16.ops]:
-        raise ConversionError("internal: the int8 and 16x8 graphs differ; cannot mix them")
     merged = int8.copy()
     marked = _marked_ops(merged, names)
+    twin = {i: int16.producer(merged.ops[i].outputs[0]) for i in marked}
+    no_int16 = {i for i in marked if twin[i] is None or twin[i].keep_float
+                or twin[i].type != merged.ops[i].type}
+    if no_int16:
+        log.warning("int16_layers: %s stay int8 (TFLite has no int16 kernel for them)",
+                    ", ".join(merged.ops[i].label for i in sorted(no_int16)))
+        marked -= no_int16
 
     # Outputs of the 16x8 ops get new int16 tensors; the int8 names stay for int8 readers.
     wide = {}
@@ -79,13 +98,13 @@ def splice_int16_layers(int8: ir.Graph, int16: ir.Graph, layer_names: Iterable[s
                 as_float = merged.add_tensor(name + "/dequantized", tensor.shape)
                 merged.add_op("DEQUANTIZE", [name], [as_float], source=("int16 island",))
             wide[name] = merged.add_tensor(name + "/int16", tensor.shape, np.int16,
-                                           quant=int16.tensors[name].quant)
+                                           quant=_int16_params(int16, name))
             merged.add_op("QUANTIZE", [as_float], [wide[name]], source=("int16 island",))
         return wide[name]
 
     produced_wide = list(wide)
     for i in sorted(marked):
-        op, op16 = merged.ops[i], int16.ops[i]
+        op, op16 = merged.ops[i], twin[i]
         inputs = list(op.inputs)
         for k, name in enumerate(op.inputs):
             if not name:

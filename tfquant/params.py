@@ -17,7 +17,7 @@ from typing import Optional
 import numpy as np
 from scipy.cluster.hierarchy import DisjointSet
 
-from tfquant import ir, ops, spec
+from tfquant import ir, ops, spec, vocabulary
 from tfquant.errors import ConversionError
 from tfquant.recipe import Recipe
 from tfquant.spec import QuantParams, QuantSpec
@@ -25,9 +25,6 @@ from tfquant.spec import QuantParams, QuantSpec
 log = logging.getLogger("tfquant")
 
 _INT32_MAX = 2 ** 31 - 1
-# Upper clamp of the fused activations with one; TFLite's kernels compute zp + round(bound /
-# scale) in int32 and refuse the model at allocation when that overflows.
-_CLAMP_BOUNDS = {"RELU6": 6.0, "RELU_N1_TO_1": 1.0}
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -47,19 +44,25 @@ def activation_spec(bits: int) -> QuantSpec:
 
 # -- activations ------------------------------------------------------------------------------
 
+def tied_inputs(graph: ir.Graph, op: ir.Op) -> list:
+    """The inputs a same-scale op holds on its output's grid (none for other ops)."""
+    rule = ops.quant_rule(op.type)
+    if rule is None or not rule.same_scale or op.keep_float:
+        return []
+    tied = [n for i, n in enumerate(op.inputs)
+            if n and not graph.tensors[n].is_const and i not in rule.int_inputs]
+    return tied if rule.same_scale_all_inputs else tied[:1]
+
+
 def same_scale_groups(graph: ir.Graph) -> list:
     """Lists of float activation tensors that must share quantization params (tied by
     same-scale ops), each in graph order, the groups in order of their first member."""
     names = [n for n in graph.activation_tensors() if graph.tensors[n].dtype == np.float32]
     groups = DisjointSet(names)
     for op in graph.ops:
-        rule = ops.quant_rule(op.type)
-        if rule is None or not rule.same_scale or op.keep_float:
+        tied = tied_inputs(graph, op)
+        if not tied:
             continue
-        tied = [n for i, n in enumerate(op.inputs)
-                if n and not graph.tensors[n].is_const and i not in rule.int_inputs]
-        if not rule.same_scale_all_inputs:
-            tied = tied[:1]
         for name in tied + [op.outputs[0]]:
             if name not in groups:
                 groups.add(name)
@@ -81,20 +84,52 @@ def _fixed_output(op: Optional[ir.Op]):
     return rule.fixed_output if rule is not None else None
 
 
-def activation_params(graph: ir.Graph, ranges: dict, bits: int = 8) -> dict:
+def _tied(graph: ir.Graph, name: str) -> bool:
+    """Whether `name` is the output of a same-scale op (its grid comes from its inputs)."""
+    op = graph.producer(name)
+    rule = ops.quant_rule(op.type) if op is not None and not op.keep_float else None
+    return bool(rule is not None and rule.same_scale)
+
+
+def group_roots(graph: ir.Graph, group: list) -> tuple:
+    """(roots with ranges, fixed-params roots) of a same-scale group: the members not made by
+    a same-scale op, split by whether their op fixes its output params (SOFTMAX, LOGISTIC,
+    TANH). A group with both holds the fixed ones on its range through a requantization."""
+    roots = [n for n in group if not _tied(graph, n)]
+    fixed = [n for n in roots if _fixed_output(graph.producer(n))]
+    return [n for n in roots if n not in fixed], fixed
+
+
+@dataclasses.dataclass
+class ActivationParams:
+    """Params of every activation tensor, and the fixed-params outputs that must be
+    requantized (int8 -> int8 QUANTIZE) to their group's params where same-scale ops read
+    them: {tensor: group params} (passes.requantize_fixed_outputs)."""
+
+    tensors: dict
+    requantize: dict
+
+
+def _fixed_range(fixed, bits: int) -> tuple:
+    """The real range the fixed params (scale, zero point) of an op's output can hold."""
+    scale, zero_point = fixed
+    code = activation_spec(bits)
+    return (code.qmin - zero_point) * scale, (code.qmax - zero_point) * scale
+
+
+def activation_params(graph: ir.Graph, ranges: dict, bits: int = 8) -> ActivationParams:
     """Params of every activation tensor: fixed where the op dictates, else from ranges."""
-    params = {}
+    params, represented_by = {}, {}
     for group in same_scale_groups(graph):
-        fixed = {f[bits] for f in (_fixed_output(graph.producer(n)) for n in group) if f}
-        if len(fixed) > 1:
-            raise ConversionError(
-                f"tensors {sorted(group)} must share quantization params but come from ops "
-                f"with different fixed output params {sorted(fixed)}")
-        if fixed:
-            scale, zero_point = fixed.pop()
+        free, fixed_roots = group_roots(graph, group)
+        fixed = {_fixed_output(graph.producer(n))[bits] for n in fixed_roots}
+        if fixed and not free and len(fixed) == 1:
+            scale, zero_point = fixed.pop()  # the op's own params, for the whole group
             group_params = QuantParams.per_tensor(scale, zero_point)
         else:
-            known = [ranges[n] for n in group if n in ranges]
+            known = [(r.min, r.max) for r in (ranges.get(n) for n in group) if r is not None]
+            known += [_fixed_range(_fixed_output(graph.producer(n))[bits], bits)
+                      for n in fixed_roots if n not in ranges]
             if not known and all(_inside_float_island(graph, n) for n in group):
                 continue  # read and written by float ops only: it stays float, no params
             if not known:
@@ -102,15 +137,22 @@ def activation_params(graph: ir.Graph, ranges: dict, bits: int = 8) -> dict:
                     f"no range for tensor(s) {sorted(group)}: calibrate with representative "
                     "data, or (QAT models) put an ActivationQuantizer after the layer that "
                     "produces it")
-            group_params = spec.params_from_range(min(r.min for r in known),
-                                                  max(r.max for r in known),
+            group_params = spec.params_from_range(min(r[0] for r in known),
+                                                  max(r[1] for r in known),
                                                   activation_spec(bits))
         for name in group:
             params[name] = group_params
+        if free or len(fixed) > 1:
+            member = next(n for n in group if n not in fixed_roots)
+            for name in fixed_roots:  # keeps its op's params; its same-scale readers do not
+                scale, zero_point = _fixed_output(graph.producer(name))[bits]
+                params[name] = QuantParams.per_tensor(scale, zero_point)
+                represented_by[name] = member
     if bits == 8:
         _guard_input_scales(graph, params)
     _guard_activation_clamps(graph, params)
-    return params
+    return ActivationParams(params, {name: params[member]
+                                     for name, member in represented_by.items()})
 
 
 def _widen(params: dict, current: QuantParams, scale: float):
@@ -122,7 +164,7 @@ def _widen(params: dict, current: QuantParams, scale: float):
 
 def _guard_activation_clamps(graph: ir.Graph, params: dict):
     for op in graph.ops:
-        bound = _CLAMP_BOUNDS.get(getattr(op.options, "fused_activation", "NONE"))
+        bound = vocabulary.CLAMP_BOUNDS.get(getattr(op.options, "fused_activation", "NONE"))
         if bound is None or op.keep_float or op.outputs[0] not in params:
             continue
         current = params[op.outputs[0]]
@@ -228,14 +270,25 @@ def _constant_operand(tensor: ir.Tensor, bits: int, symmetric: bool) -> TensorQu
     return TensorQuant(params, operand_spec, operand_spec.storage_dtype())
 
 
-def compute(graph: ir.Graph, ranges: dict, recipe: Recipe) -> dict:
-    """{tensor name: TensorQuant} for a full-integer (int8 or 16x8) graph: activations,
-    weights, biases and constant operands of every op that does not stay float. Constants
-    must not be shared between ops (passes.unshare_constants)."""
+@dataclasses.dataclass
+class Params:
+    """What params.compute decides: {tensor name: TensorQuant}, and {fixed-params tensor:
+    QuantParams of its group} for the requantizations same-scale readers need."""
+
+    tensors: dict
+    requantize: dict
+
+
+def compute(graph: ir.Graph, ranges: dict, recipe: Recipe) -> Params:
+    """The params of a full-integer (int8 or 16x8) graph: activations, weights, biases and
+    constant operands of every op that does not stay float, and the requantizations of
+    fixed-params outputs. Constants must not be shared between ops
+    (passes.unshare_constants)."""
     bits = 16 if recipe.mode == "int16x8" else 8
     activation = activation_spec(bits)
+    activations = activation_params(graph, ranges, bits)
     result = {name: TensorQuant(p, activation, activation.storage_dtype())
-              for name, p in activation_params(graph, ranges, bits).items()}
+              for name, p in activations.tensors.items()}
     for op in graph.ops:
         if op.keep_float:
             continue
@@ -251,4 +304,4 @@ def compute(graph: ir.Graph, ranges: dict, recipe: Recipe) -> dict:
                     or tensor.dtype != np.float32):
                 continue
             result[name] = _constant_operand(tensor, bits, rule.symmetric_const_operands)
-    return result
+    return Params(result, activations.requantize)

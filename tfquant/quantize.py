@@ -2,7 +2,7 @@
 
   integer (int8, 16x8):  unshare constants -> [16x8: float ops without int16 kernels]
                          -> [bias correction] -> params.compute -> apply params
-                         -> float islands -> I/O boundary
+                         -> requantize fixed outputs -> float islands -> I/O boundary
   weights_only:          int8 weights for the dynamic-range (hybrid) kernels
   float16:               float16 weights behind DEQUANTIZE
 """
@@ -18,6 +18,7 @@ from tfquant.passes.bias_correction import correct_bias
 from tfquant.passes.float_islands import isolate_float_ops
 from tfquant.passes.io_boundary import quantize_io
 from tfquant.passes.keep_float import keep_float_without_int16_kernel
+from tfquant.passes.requantize import requantize_fixed_outputs
 from tfquant.passes.unshare_constants import unshare_constants
 from tfquant.recipe import Recipe
 from tfquant.spec import QuantParams
@@ -39,7 +40,9 @@ def quantize_int8(graph: ir.Graph, ranges: dict, recipe: Recipe) -> ir.Graph:
         graph = keep_float_without_int16_kernel(graph)
     if recipe.bias_correction:
         graph = correct_bias(graph, ranges, recipe)
-    graph = apply_params(graph, params.compute(graph, ranges, recipe))
+    decided = params.compute(graph, ranges, recipe)
+    graph = apply_params(graph, decided.tensors)
+    graph = requantize_fixed_outputs(graph, decided.requantize)
     graph = isolate_float_ops(graph)
     graph = quantize_io(graph, recipe)
     graph.toposort()

@@ -39,21 +39,23 @@ def _interpreter_module(runtime: str):
 
 
 def encode(x: np.ndarray, detail: dict) -> np.ndarray:
-    """A float batch in the type of an interpreter input (`detail` from get_input_details):
-    as is for float inputs; quantized with the input's params for integer ones, rounding half
-    away from zero as TFLite's QUANTIZE does."""
+    """A batch in the type of an interpreter input (`detail` from get_input_details): as is for
+    float inputs and for integer inputs without quantization params (token ids, indices);
+    quantized with the input's params otherwise, rounding half away from zero as TFLite's
+    QUANTIZE does."""
     dtype = np.dtype(detail["dtype"])
-    if dtype.kind == "f":
-        return np.asarray(x, dtype)
     scale, zero_point = detail["quantization"]
+    if dtype.kind not in "iu" or scale == 0:
+        return np.asarray(x).astype(dtype)
     return spec.quantize(x, spec.QuantParams.per_tensor(scale, zero_point),
                          spec.integer_spec(dtype))
 
 
 def decode(y: np.ndarray, detail: dict) -> np.ndarray:
-    """An interpreter output as float: dequantized with its params when it is integer."""
+    """An interpreter output as float: dequantized with its params when it is quantized
+    (other outputs as they are)."""
     scale, zero_point = detail["quantization"]
-    if np.dtype(detail["dtype"]).kind == "f" or scale == 0:
+    if np.dtype(detail["dtype"]).kind not in "iu" or scale == 0:
         return y
     return spec.dequantize(y, spec.QuantParams.per_tensor(scale, zero_point))
 

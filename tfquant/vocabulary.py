@@ -22,10 +22,11 @@ TRAINING_ONLY = "TRAINING_ONLY"
 KERAS_LAYER = "KERAS_LAYER"
 PSEUDO_OPS = (BATCH_NORM, IDENTITY, TRAINING_ONLY, KERAS_LAYER)
 
-# Fused activations TFLite ops accept, and the standalone ops the fusion pass folds in.
-FUSED_ACTIVATIONS = ("NONE", "RELU", "RELU6", "RELU_N1_TO_1")
+# Fused activations tfquant writes (the standalone ops the fusion pass folds in), and the upper
+# clamp of those with one: TFLite's kernels compute zp + round(bound / scale) in int32 and refuse
+# the model at allocation when that overflows.
 FUSABLE_ACTIVATIONS = ("RELU", "RELU6")
-PADDINGS = ("SAME", "VALID")
+CLAMP_BOUNDS = {"RELU6": 6.0}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,9 +66,6 @@ class LayerRef:
 
     def __init__(self, layer):
         self.layer = layer
-
-    def __deepcopy__(self, memo):
-        return self
 
     def __repr__(self):
         return f"LayerRef({getattr(self.layer, 'name', self.layer)!r})"

@@ -48,7 +48,7 @@ def op_version(op: ir.Op, graph: ir.Graph) -> int:
     tflite-runtime 2.14); ops carried opaquely from a source .tflite keep their version."""
     types = _types(op, graph)
     if isinstance(op.options, vocabulary.CarriedOptions):
-        return max(op.source_version, common.version_by_type(types))
+        return common.version_from_source(types)
     return ops.get(op.type).version(types)
 
 

@@ -91,9 +91,9 @@ class Config:
         _app.validate(self)
         if not self.model or not self.output:
             raise ValueError("--model and --output are required")
-        if self.mode == "int8" and not self.calibration_data:
-            raise ValueError("--mode=int8 needs --calibration_data (a .npy/.npz file or one of "
-                             f"{', '.join(BUILTIN_DATASETS)})")
+        if self.mode in ("int8", "int16x8") and not self.calibration_data:
+            raise ValueError(f"--mode={self.mode} needs --calibration_data (a .npy/.npz file or "
+                             f"one of {', '.join(BUILTIN_DATASETS)})")
 
 
 def load_calibration_data(spec: str):
@@ -162,7 +162,7 @@ def main(config: Config) -> int:
         except ValueError as e:
             raise TfquantError(str(e)) from None
         data = None
-        if config.mode == "int8":
+        if config.mode in ("int8", "int16x8"):
             data = load_calibration_data(config.calibration_data)
         model = tfquant.load_keras_model(config.model)
         result = tfquant.convert_model(model, data, recipe, show_progress=not config.quiet)

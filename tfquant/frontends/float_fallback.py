@@ -15,12 +15,12 @@ import numpy as np
 
 from tfquant import flatbuffer, ir, vocabulary
 from tfquant.errors import ModelLoadError, UnsupportedLayerError
+from tfquant.ops import keras_support
 
 
 def _shape_of(keras_tensor):
-    shape = keras_tensor.shape
-    dims = shape.as_list() if hasattr(shape, "as_list") else list(shape)
-    return tuple(dims[1:])
+    """The shape without the batch, None for unknown dimensions (as keras.Input takes it)."""
+    return tuple(None if d < 0 else d for d in keras_support.shape(keras_tensor)[1:])
 
 
 def _one_layer_model(layer, inputs):
@@ -32,28 +32,38 @@ def _one_layer_model(layer, inputs):
     else:
         import tf_keras as K
     clone = type(layer).from_config(layer.get_config())
-    fresh_inputs = [K.Input(_shape_of(t), name=_input_name(i)) for i, t in enumerate(inputs)]
+    fresh_inputs = [K.Input(_shape_of(t), name=_name("input", i)) for i, t in enumerate(inputs)]
     outputs = clone(fresh_inputs[0] if len(fresh_inputs) == 1 else fresh_inputs)
     clone.set_weights(layer.get_weights())
+    if isinstance(outputs, (list, tuple)):  # named, so that the signature tells them apart
+        if is_keras3:
+            outputs = {_name("output", i): y for i, y in enumerate(outputs)}
+        else:  # tf_keras names signature outputs after the layers that make them
+            outputs = [K.layers.Activation("linear", name=_name("output", i))(y)
+                       for i, y in enumerate(outputs)]
     return K.Model(fresh_inputs, outputs)
 
 
-def _input_name(position: int) -> str:
-    return f"fallback_input_{position:04d}"
+def _name(kind: str, position: int) -> str:
+    return f"fallback_{kind}_{position:04d}"
 
 
-def _positions(model, subgraph, kind: str, count: int) -> list:
+def _positions(model, subgraph, kind: str, count: int, layer) -> list:
     """The tensor index of each input (kind "inputs") or output ("outputs") of the one-layer
     model, by position: TFLiteConverter orders the subgraph's inputs by name and its outputs
-    otherwise, so positions are read from the signature (inputs are named _input_name(i),
-    outputs output_i)."""
-    expected = [_input_name(i) if kind == "inputs" else f"output_{i}" for i in range(count)]
+    its own way, so positions are read from the signature, where _one_layer_model named
+    them."""
+    tensors = list(getattr(subgraph, kind))
+    expected = [_name(kind[:-1], i) for i in range(count)]
     for signature in model.signatureDefs or []:
         by_name = {flatbuffer.text(entry.name): entry.tensorIndex
                    for entry in getattr(signature, kind) or []}
         if set(expected) <= set(by_name):
             return [by_name[name] for name in expected]
-    return list(getattr(subgraph, kind))
+    if len(tensors) == count == 1:
+        return tensors
+    raise UnsupportedLayerError([(layer.name, type(layer).__name__)],
+                                f"TFLiteConverter's lowering does not tell its {kind} apart")
 
 
 def _convert_float(model) -> bytes:
@@ -82,12 +92,13 @@ def splice_float_layer(graph: ir.Graph, layer, in_names: list, inputs, outputs) 
         raise UnsupportedLayerError([(layer.name, kind)], "it needs control flow in TFLite")
     subgraph = model.subgraphs[0]
     names = {}
-    for position, index in enumerate(_positions(model, subgraph, "inputs", len(in_names))):
+    for position, index in enumerate(_positions(model, subgraph, "inputs", len(in_names),
+                                                layer)):
         names[index] = in_names[position]
-    output_indices = _positions(model, subgraph, "outputs", len(outputs))
+    output_indices = _positions(model, subgraph, "outputs", len(outputs), layer)
     for position, index in enumerate(output_indices):
-        names[index] = graph.add_tensor(layer.name, (-1,) + tuple(int(d) for d in
-                                                                  _shape_of(outputs[position])))
+        names[index] = graph.add_tensor(layer.name,
+                                        (-1,) + keras_support.shape(outputs[position])[1:])
 
     def tensor_name(index):
         if index < 0:

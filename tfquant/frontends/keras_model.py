@@ -18,12 +18,6 @@ from tfquant.ops import keras_support
 from tfquant.ops.keras_support import Unsupported
 
 
-def _shape(keras_tensor) -> tuple:
-    shape = keras_tensor.shape
-    dims = shape.as_list() if hasattr(shape, "as_list") else list(shape)
-    return tuple(-1 if d is None else int(d) for d in dims)
-
-
 def _is_model(layer) -> bool:
     return hasattr(layer, "_nodes_by_depth") or hasattr(layer, "_functional")
 
@@ -134,7 +128,7 @@ class _Builder:
             data_format = getattr(layer, "data_format", "channels_last")
             if data_format not in (None, "channels_last"):
                 raise Unsupported(f"{kind} data_format={data_format}")
-            return [converter(self, layer, in_names, _shape(outputs[0]))]
+            return [converter(self, layer, in_names, keras_support.shape(outputs[0]))]
         except Unsupported as reason:
             for op in self.graph.ops[first_new_op:]:  # drop a partial conversion
                 self.graph.remove_op(op)
@@ -150,7 +144,7 @@ class _Builder:
             return [in_names[0] if in_names else layer.name for _ in outputs]
 
     def keras_layer(self, layer, in_names, outputs) -> list:
-        out_names = [self.graph.add_tensor(layer.name, _shape(t)) for t in outputs]
+        out_names = [self.graph.add_tensor(layer.name, keras_support.shape(t)) for t in outputs]
         self.graph.add_op(vocabulary.KERAS_LAYER, list(in_names), out_names,
                           vocabulary.LayerOptions(vocabulary.LayerRef(layer)),
                           source=(layer.name,), keep_float=True)
@@ -187,7 +181,7 @@ def from_keras(model, float_fallback: bool = False, keep_keras_layers: bool = Fa
         history = getattr(keras_tensor, "_keras_history", None)
         layer = getattr(history, "operation", None) or getattr(history, "layer", None)
         name = getattr(layer, "name", None) or keras_tensor.name.split(":")[0] or "input"
-        input_names.append(graph.add_tensor(name, _shape(keras_tensor)))
+        input_names.append(graph.add_tensor(name, keras_support.shape(keras_tensor)))
     graph.inputs = input_names
     graph.outputs = builder.inline(model, input_names)
     if builder.unsupported:

@@ -9,9 +9,7 @@ import numpy as np
 from tfquant import ir, ops, vocabulary
 from tfquant.errors import TfquantError
 from tfquant.ops import keras_support
-from tfquant.ops.conv import Conv2DOptions, DepthwiseConv2DOptions
 from tfquant.ops.elementwise import BinaryOptions
-from tfquant.ops.fully_connected import FullyConnectedOptions
 
 
 
@@ -32,16 +30,11 @@ def _folded_batch_norm(b, layer, inputs, out_shape):
         layer.quantize.assign(quantize)
     bias = np.array(layer.folded_bias(), np.float32)
     op_type = _op_of_kind(layer.kind)
-    if op_type == "CONV_2D":
-        options = Conv2DOptions(layer.padding, tuple(layer.strides), tuple(layer.dilation_rate))
-    elif op_type == "DEPTHWISE_CONV_2D":
-        options = DepthwiseConv2DOptions(layer.padding, tuple(layer.strides),
-                                         int(kernel.shape[3]), tuple(layer.dilation_rate))
-    else:
-        if len(out_shape) != 2:
-            raise keras_support.Unsupported("FoldedBatchNorm(dense) on inputs of rank > 2")
-        options = FullyConnectedOptions(False)
-    w = b.const(f"{layer.name}/kernel", ops.weight_layout(op_type).from_keras(kernel))
+    layout = ops.weight_layout(op_type)
+    if layout.dense and len(out_shape) != 2:
+        raise keras_support.Unsupported("FoldedBatchNorm(dense) on inputs of rank > 2")
+    options = layout.options_from_qat_layer(layer, kernel)
+    w = b.const(f"{layer.name}/kernel", layout.from_keras(kernel))
     bias_name = b.const(f"{layer.name}/bias", bias)
     out = b.graph.add_tensor(layer.name, out_shape)
     b.graph.add_op(op_type, [inputs[0], w, bias_name], [out], options, (layer.name,),

@@ -43,10 +43,6 @@ _REFUSED = ("WHILE", "IF", "CALL_ONCE", "CALL")
 _name = flatbuffer.text
 _ints = flatbuffer.ints
 
-# Kept for callers of the frontend module.
-load_tflite_bytes = flatbuffer.load_bytes
-is_tflite_model = flatbuffer.is_tflite
-
 
 def from_tflite(model) -> ir.Graph:
     """Build the IR of a float TFLite model (bytes or a .tflite path).
@@ -267,7 +263,7 @@ class _Importer:
 
     def _dequantize(self, name, label):
         tensor = self.graph.tensors[name]
-        index = self._index_of(name)
+        index = self.indices[name]
         values = tensor.data
         if tensor.dtype == np.float16:
             return values.astype(np.float32)
@@ -296,14 +292,11 @@ class _Importer:
             return values
         raise ModelLoadError(f"{label}: cannot dequantize a {tensor.dtype} constant")
 
-    def _index_of(self, name):
-        return self.indices[name]
-
     # -- sparse constants -----------------------------------------------------------------------
 
     def _densify(self, name, label):
         """Dense values of a sparse constant (tflite_sparsity), within the expansion budget."""
-        t = self.tensors[self._index_of(name)]
+        t = self.tensors[self.indices[name]]
         dtype = self.graph.tensors[name].dtype
         if t.sparsity is None:
             if self.graph.tensors[name].data is None:

@@ -1,7 +1,7 @@
 """The op registry: one record per op type (tfquant.ops.record.OpRecord).
 
-Frontends, writer, params, passes, QAT and the delegate's tests read op knowledge here and
-nowhere else. Adding an op is one record (in the module of its family, listed in _MODULES)
+Frontends, writer, params, passes, QAT and the delegate's tests read what they need to know
+about an op here. Adding an op is one record (in the module of its family, listed in _MODULES)
 plus its test.
 """
 
@@ -69,11 +69,14 @@ def activation_ops() -> dict:
 
 
 def delegate_cases() -> dict:
-    """Every DelegateCase of every record, by case name (a case may serve several ops)."""
+    """Every DelegateCase of every record, by case name (a case may serve several ops; each
+    name must mean the same case everywhere)."""
     cases = {}
     for record in REGISTRY.values():
         for case in record.delegate or ():
-            cases.setdefault(case.name, case)
+            if cases.setdefault(case.name, case) != case:
+                raise ValueError(f"delegate case {case.name!r} is defined differently by "
+                                 f"{record.name} and another record")
     return cases
 
 

@@ -11,8 +11,8 @@ from ai_edge_litert import schema_py_generated as schema
 from tfquant.errors import ModelLoadError
 from tfquant.ops import common, delegate_models, keras_support as ks, tflite_support as ts
 from tfquant.ops.record import DelegateCase, NotApplicable, OpRecord, QuantRule
+from tfquant.vocabulary import NoOptions
 
-NoOptions = common.NoOptions
 _NO_WEIGHTS = NotApplicable("no weights")
 # Output params the int8 / int16 kernels fix (notes/tflite-int8.md section 1).
 _PROBABILITY = {8: (1.0 / 256.0, -128), 16: (1.0 / 32768.0, 0)}

@@ -7,6 +7,7 @@ from ai_edge_litert import schema_py_generated as schema
 
 from tfquant.ops import common, delegate_models
 from tfquant.ops.record import DelegateCase, NotApplicable, OpRecord, QuantRule
+from tfquant.vocabulary import NoOptions
 
 _INSERTED = "the quantizer inserts it"
 # Every float-I/O int8 model has both at its borders.
@@ -24,7 +25,7 @@ def _dequantize_version(t) -> int:
 
 
 QUANTIZE = OpRecord(
-    name="QUANTIZE", options=common.NoOptions,
+    name="QUANTIZE", options=NoOptions,
     write=common.empty_options(schema.QuantizeOptionsT, schema.BuiltinOptions.QuantizeOptions),
     read=NotApplicable("a QUANTIZE in a float model stays float (tfquant reads float models)"),
     version=_quantize_version, quant=QuantRule(type_conversion=True),
@@ -34,7 +35,7 @@ QUANTIZE = OpRecord(
 # DEQUANTIZE of a constant (fp16 / int8 weights) is folded by the TFLite frontend before the
 # record is asked; one of an activation stays float.
 DEQUANTIZE = OpRecord(
-    name="DEQUANTIZE", options=common.NoOptions, write=common.no_options,
+    name="DEQUANTIZE", options=NoOptions, write=common.no_options,
     read=NotApplicable("a DEQUANTIZE of an activation stays float"),
     version=_dequantize_version, quant=QuantRule(type_conversion=True),
     weights=NotApplicable("no weights"), keras=NotApplicable(_INSERTED),

@@ -6,7 +6,6 @@ import numpy as np
 from ai_edge_litert import schema_py_generated as schema
 
 from tfquant.ops.tflite_support import ACTIVATION_CODES, PADDING_CODES
-from tfquant.vocabulary import NO_OPTIONS, NoOptions  # noqa: F401  (records use them)
 
 INT8, INT16, UINT8 = np.dtype(np.int8), np.dtype(np.int16), np.dtype(np.uint8)
 FLOAT16, FLOAT32 = np.dtype(np.float16), np.dtype(np.float32)

@@ -29,6 +29,74 @@ class DepthwiseConv2DOptions:
     fused_activation: str = "NONE"
 
 
+# -- weights ----------------------------------------------------------------------------------
+
+class ConvWeights(weights.WeightLayout):
+    """CONV_2D: [out, kh, kw, in]; Keras [kh, kw, in, out]."""
+
+    qat_kind = "conv2d"
+    int4_packing = "portable"
+
+    def mean_shift(self, error, input_mean, options):
+        return (error.sum(axis=(1, 2)) * input_mean[None, :]).sum(axis=1)
+
+    def to_keras(self, w, options):
+        return w.transpose(1, 2, 3, 0)
+
+    def from_keras(self, kernel):
+        return kernel.transpose(3, 0, 1, 2)
+
+    def qat_layer_arguments(self, w, options):
+        return dict(filters=w.shape[0], kernel_size=w.shape[1:3], strides=options.stride,
+                    padding=options.padding.lower(), dilation_rate=options.dilation)
+
+    def options_from_qat_layer(self, layer, kernel):
+        return Conv2DOptions(layer.padding, tuple(layer.strides), tuple(layer.dilation_rate))
+
+
+class DepthwiseWeights(weights.WeightLayout):
+    """DEPTHWISE_CONV_2D: [1, kh, kw, in * multiplier] (channel c reads input c // multiplier);
+    Keras [kh, kw, in, multiplier]."""
+
+    output_axis = 3
+    qat_kind = "depthwise_conv2d"
+    # XNNPACK-era kernels disagree with the reference on INT4 depthwise weights.
+    int4_packing = None
+    # Hybrid depthwise reads one scale per channel on every runtime.
+    hybrid_per_channel = True
+
+    def output_channel_range(self, w):
+        return np.abs(w).max(axis=(0, 1, 2))
+
+    def scale_output_channels(self, w, factor):
+        return w * factor.reshape(1, 1, 1, -1)
+
+    def mean_shift(self, error, input_mean, options):
+        return error.sum(axis=(0, 1, 2)) * np.repeat(input_mean, options.depth_multiplier)
+
+    def to_keras(self, w, options):
+        kh, kw, channels = w.shape[1:]
+        multiplier = options.depth_multiplier
+        return w.reshape(kh, kw, channels // multiplier, multiplier)
+
+    def from_keras(self, kernel):
+        kh, kw, cin, multiplier = kernel.shape
+        return kernel.reshape(1, kh, kw, cin * multiplier)
+
+    def qat_layer_arguments(self, w, options):
+        return dict(filters=options.depth_multiplier, kernel_size=w.shape[1:3],
+                    strides=options.stride, padding=options.padding.lower(),
+                    dilation_rate=options.dilation)
+
+    def options_from_qat_layer(self, layer, kernel):
+        return DepthwiseConv2DOptions(layer.padding, tuple(layer.strides), int(kernel.shape[3]),
+                                      tuple(layer.dilation_rate))
+
+
+CONV_WEIGHTS = ConvWeights()
+DEPTHWISE_WEIGHTS = DepthwiseWeights()
+
+
 # -- Keras ------------------------------------------------------------------------------------
 
 def _conv2d(b, layer, inputs, out_shape):
@@ -38,7 +106,7 @@ def _conv2d(b, layer, inputs, out_shape):
     bias = ks.bias_or_zeros(layer, kernel.shape[-1])
     options = Conv2DOptions(ks.padding(layer), ks.pair(layer.strides),
                             ks.pair(layer.dilation_rate))
-    w = b.const(f"{layer.name}/kernel", weights.CONV.from_keras(kernel))
+    w = b.const(f"{layer.name}/kernel", CONV_WEIGHTS.from_keras(kernel))
     bias_name = b.const(f"{layer.name}/bias", bias)
     y = b.op("CONV_2D", [inputs[0], w, bias_name], out_shape,
              ks.pre_activation_name(layer, "conv"), layer, options)
@@ -53,7 +121,7 @@ def _depthwise_kernel(layer) -> np.ndarray:
 def _emit_depthwise(b, layer, x, kernel, bias, out_shape, name):
     options = DepthwiseConv2DOptions(ks.padding(layer), ks.pair(layer.strides),
                                      int(kernel.shape[3]), ks.pair(layer.dilation_rate))
-    w = b.const(f"{name}/depthwise_kernel", weights.DEPTHWISE.from_keras(kernel))
+    w = b.const(f"{name}/depthwise_kernel", DEPTHWISE_WEIGHTS.from_keras(kernel))
     bias_name = b.const(f"{name}/bias", bias)
     return b.op("DEPTHWISE_CONV_2D", [x, w, bias_name], out_shape, name, layer, options)
 
@@ -73,7 +141,7 @@ def _separable_conv2d(b, layer, inputs, out_shape):
                           out_shape[:-1] + (cin * mult,), f"{layer.name}/depthwise")
     pointwise = ks.value(layer.pointwise_kernel)  # [1, 1, cin*mult, out]
     bias = ks.bias_or_zeros(layer, pointwise.shape[-1])
-    w = b.const(f"{layer.name}/pointwise_kernel", weights.CONV.from_keras(pointwise))
+    w = b.const(f"{layer.name}/pointwise_kernel", CONV_WEIGHTS.from_keras(pointwise))
     bias_name = b.const(f"{layer.name}/bias", bias)
     y = b.op("CONV_2D", [mid, w, bias_name], out_shape, ks.pre_activation_name(layer, "pw"),
              layer, Conv2DOptions("VALID", (1, 1), (1, 1)))
@@ -145,16 +213,12 @@ def _depthwise_version(t) -> int:
     return 2 if tuple(t.options.dilation) != (1, 1) else 1
 
 
-def _render_linear(r, op, x, name):
-    return r.linear(op)
-
-
 CONV_2D = OpRecord(
     name="CONV_2D", options=Conv2DOptions, write=_write_conv, read=_read_conv,
     version=_conv_version, quant=QuantRule(bias_input=2, fused_activation=True),
-    weights=weights.CONV,
+    weights=CONV_WEIGHTS,
     keras={"Conv2D": _conv2d, "SeparableConv2D": _separable_conv2d},
-    qat=_render_linear,
+    qat=weights.render_folded,
     delegate=(
         DelegateCase("conv_same_stride2_relu", delegate_models.conv_same_stride2_relu,
                      threads=True),
@@ -175,8 +239,8 @@ CONV_2D = OpRecord(
 DEPTHWISE_CONV_2D = OpRecord(
     name="DEPTHWISE_CONV_2D", options=DepthwiseConv2DOptions, write=_write_depthwise,
     read=_read_depthwise, version=_depthwise_version,
-    quant=QuantRule(bias_input=2, fused_activation=True), weights=weights.DEPTHWISE,
-    keras={"DepthwiseConv2D": _depthwise_conv2d}, qat=_render_linear,
+    quant=QuantRule(bias_input=2, fused_activation=True), weights=DEPTHWISE_WEIGHTS,
+    keras={"DepthwiseConv2D": _depthwise_conv2d}, qat=weights.render_folded,
     delegate=(
         DelegateCase("depthwise_multiplier3_stride2",
                      delegate_models.depthwise_multiplier3_stride2),

@@ -12,8 +12,8 @@ from ai_edge_litert import schema_py_generated as schema
 from tfquant.errors import ModelLoadError
 from tfquant.ops import common, delegate_models, tflite_support as ts
 from tfquant.ops.record import DelegateCase, NotApplicable, OpRecord, QuantRule
+from tfquant.vocabulary import NoOptions
 
-NoOptions = common.NoOptions
 
 
 @dataclasses.dataclass(frozen=True)

@@ -11,6 +11,7 @@ from ai_edge_litert import schema_py_generated as schema
 from tfquant.errors import ModelLoadError
 from tfquant.ops import common, delegate_models, tflite_support as ts
 from tfquant.ops.record import DelegateCase, NotApplicable, OpRecord, QuantRule
+from tfquant.vocabulary import NoOptions
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,7 +68,7 @@ def _reader(op_type, options_class):
 
 def _read_squared_difference(imp, inputs, outputs, options, label):
     _operands(imp, inputs, label)
-    return "SQUARED_DIFFERENCE", list(inputs), common.NO_OPTIONS
+    return "SQUARED_DIFFERENCE", list(inputs), NoOptions()
 
 
 def _writer(options_class, options_type):
@@ -138,7 +139,7 @@ MUL = OpRecord(
                            delegate_models.add_residual_and_batchnorm),))
 
 SQUARED_DIFFERENCE = OpRecord(
-    name="SQUARED_DIFFERENCE", options=type(common.NO_OPTIONS),
+    name="SQUARED_DIFFERENCE", options=NoOptions,
     write=common.empty_options(schema.SquaredDifferenceOptionsT,
                                schema.BuiltinOptions.SquaredDifferenceOptions),
     read=_read_squared_difference, version=common.version_by_type,

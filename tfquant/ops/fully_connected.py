@@ -15,6 +15,7 @@ from ai_edge_litert import schema_py_generated as schema
 from tfquant.ops import common, delegate_models, keras_support as ks, tflite_support as ts
 from tfquant.ops import weights
 from tfquant.ops.record import DelegateCase, OpRecord, QuantRule
+from tfquant.vocabulary import NoOptions
 
 
 @dataclasses.dataclass(frozen=True)
@@ -25,10 +26,50 @@ class FullyConnectedOptions:
     fused_activation: str = "NONE"
 
 
+class DenseWeights(weights.WeightLayout):
+    """FULLY_CONNECTED: [out, in]; Keras [in, out]."""
+
+    qat_kind = "dense"
+    dense = True
+    int4_packing = "litert"  # tflite-runtime 2.14 refuses INT4 FULLY_CONNECTED
+    # Hybrid FULLY_CONNECTED ignores per-channel scales on tflite-runtime 2.14.
+    hybrid_per_channel = False
+
+    def hybrid_options(self, options):
+        # Quantize the float input with its own zero point at run time, as TFLiteConverter.
+        return dataclasses.replace(options, asymmetric_quantize_inputs=True)
+
+    def input_channel_range(self, w):
+        return np.abs(w).max(axis=0)
+
+    def scale_input_channels(self, w, factor):
+        return w * factor.reshape(1, -1)
+
+    def mean_shift(self, error, input_mean, options):
+        if input_mean.size != error.shape[1]:
+            return None
+        return error @ input_mean
+
+    def to_keras(self, w, options):
+        return w.T
+
+    def from_keras(self, kernel):
+        return kernel.T
+
+    def qat_layer_arguments(self, w, options):
+        return dict(filters=w.shape[0])
+
+    def options_from_qat_layer(self, layer, kernel):
+        return FullyConnectedOptions(False)
+
+
+DENSE_WEIGHTS = DenseWeights()
+
+
 def _dense(b, layer, inputs, out_shape):
     kernel = ks.value(layer.kernel)  # [in, out]
     bias = ks.bias_or_zeros(layer, kernel.shape[-1])
-    w = b.const(f"{layer.name}/kernel", weights.DENSE.from_keras(kernel))
+    w = b.const(f"{layer.name}/kernel", DENSE_WEIGHTS.from_keras(kernel))
     bias_name = b.const(f"{layer.name}/bias", bias)
     pre = ks.pre_activation_name(layer, "matmul")
     x, fc_shape = inputs[0], out_shape
@@ -70,7 +111,7 @@ def _read(imp, inputs, outputs, options, label):
     g.add_op("FULLY_CONNECTED", [flat] + new_inputs[1:], [fc],
              FullyConnectedOptions(False, fused_activation=activation), (label,))
     shape = g.add_const(f"{outputs[0]}/shape", np.array(out_shape, np.int32), np.int32)
-    return "RESHAPE", [fc, shape], common.NO_OPTIONS
+    return "RESHAPE", [fc, shape], NoOptions()
 
 
 def _write(options):
@@ -94,7 +135,7 @@ def _version(t) -> int:
 FULLY_CONNECTED = OpRecord(
     name="FULLY_CONNECTED", options=FullyConnectedOptions, write=_write, read=_read,
     version=_version, quant=QuantRule(bias_input=2, fused_activation=True),
-    weights=weights.DENSE, keras={"Dense": _dense}, qat=lambda r, op, x, name: r.linear(op),
+    weights=DENSE_WEIGHTS, keras={"Dense": _dense}, qat=weights.render_folded,
     delegate=(DelegateCase("dense_per_channel", delegate_models.dense(True, False)),
               DelegateCase("dense_per_tensor", delegate_models.dense(False, False)),
               DelegateCase("dense_wide_per_channel", delegate_models.dense(True, True)),

@@ -17,6 +17,13 @@ class Unsupported(Exception):
     """Raised by a layer converter for a configuration TFLite int8 cannot express."""
 
 
+def shape(keras_tensor) -> tuple:
+    """A Keras 3 or tf_keras tensor's shape with -1 for unknown dimensions."""
+    dims = keras_tensor.shape
+    dims = dims.as_list() if hasattr(dims, "as_list") else list(dims)
+    return tuple(-1 if d is None else int(d) for d in dims)
+
+
 def value(variable) -> np.ndarray:
     """A Keras variable (or array) as a float32 numpy array."""
     return np.array(variable.numpy() if hasattr(variable, "numpy") else variable, np.float32)

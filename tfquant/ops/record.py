@@ -96,7 +96,7 @@ class OpRecord:
     # options -> (flatbuffer BuiltinOptions type, options object or None).
     write: Callable | NotApplicable
     # TFLite frontend: (importer, inputs, outputs, flatbuffer options, label) ->
-    # (op type, inputs, options); raises tflite_reading.KeepFloat to keep the op float.
+    # (op type, inputs, options); raises tflite_support.KeepFloat to keep the op float.
     read: Callable | NotApplicable
     # OpTypes -> operator version (the one TF 2.21's TFLiteConverter writes).
     version: Callable | NotApplicable
@@ -112,6 +112,9 @@ class OpRecord:
     keras_activations: tuple = ()
     # Pseudo-ops never reach the writer (tfquant.vocabulary).
     pseudo: bool = False
+    # The op commutes with a positive per-channel scaling of its input (zero padding): cross-
+    # layer equalization may look through it.
+    commutes_with_channel_scaling: bool = False
 
     def __post_init__(self):
         missing = [f.name for f in dataclasses.fields(self) if getattr(self, f.name) is None]

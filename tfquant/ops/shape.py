@@ -12,8 +12,8 @@ from ai_edge_litert import schema_py_generated as schema
 from tfquant.errors import ModelLoadError
 from tfquant.ops import common, delegate_models, tflite_support as ts
 from tfquant.ops.record import DelegateCase, NotApplicable, OpRecord, QuantRule
+from tfquant.vocabulary import NoOptions
 
-NoOptions = common.NoOptions
 
 
 @dataclasses.dataclass(frozen=True)
@@ -131,6 +131,7 @@ PAD = OpRecord(
     read=_read_pad, version=common.version_by_type,
     quant=QuantRule(same_scale=True, int_inputs=(1,)), weights=NotApplicable("no weights"),
     keras={"ZeroPadding2D": _zero_padding2d}, qat=_render_pad,
+    commutes_with_channel_scaling=True,
     delegate=(_PAD_RESHAPE_CONCAT,
               DelegateCase("pad_fused_into_depthwise", delegate_models.pad_fused_into_depthwise,
                            threads=True)))

@@ -1,11 +1,11 @@
-"""Weight layouts of the ops with weights: which axis holds output channels, which input
-channels, and the per-channel arithmetic that batch-norm folding, cross-layer equalization,
-bias correction and QAT need. The one place that knows CONV_2D is [out, kh, kw, in],
-DEPTHWISE_CONV_2D [1, kh, kw, in * multiplier] and FULLY_CONNECTED [out, in]."""
+"""The weight layout of an op with weights (OpRecord.weights): which axis holds output
+channels, which input channels, the per-channel arithmetic that batch-norm folding,
+cross-layer equalization, bias correction and QAT need, and how runtimes store the weights.
+This is the base; each op's module defines its layout (conv.py: CONV_2D [out, kh, kw, in],
+DEPTHWISE_CONV_2D [1, kh, kw, in * multiplier]; fully_connected.py: [out, in])."""
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Optional
 
 import numpy as np
@@ -61,84 +61,18 @@ class WeightLayout:
         """TFLite weights from a Keras kernel."""
         raise NotImplementedError
 
+    def qat_layer_arguments(self, w: np.ndarray, options) -> dict:
+        """The tfquant.qat.FoldedBatchNorm arguments (filters, kernel size, strides, ...) that
+        train an op of these weights and options."""
+        raise NotImplementedError
 
-class ConvWeights(WeightLayout):
-    """CONV_2D: [out, kh, kw, in]; Keras [kh, kw, in, out]."""
-
-    qat_kind = "conv2d"
-    int4_packing = "portable"
-
-    def mean_shift(self, error, input_mean, options):
-        return (error.sum(axis=(1, 2)) * input_mean[None, :]).sum(axis=1)
-
-    def to_keras(self, w, options):
-        return w.transpose(1, 2, 3, 0)
-
-    def from_keras(self, kernel):
-        return kernel.transpose(3, 0, 1, 2)
+    def options_from_qat_layer(self, layer, kernel: np.ndarray):
+        """The op's options for a trained FoldedBatchNorm `layer` (its Keras kernel)."""
+        raise NotImplementedError
 
 
-class DepthwiseWeights(WeightLayout):
-    """DEPTHWISE_CONV_2D: [1, kh, kw, in * multiplier] (channel c reads input c // multiplier);
-    Keras [kh, kw, in, multiplier]."""
-
-    output_axis = 3
-    qat_kind = "depthwise_conv2d"
-    # XNNPACK-era kernels disagree with the reference on INT4 depthwise weights.
-    int4_packing = None
-    # Hybrid depthwise reads one scale per channel on every runtime.
-    hybrid_per_channel = True
-
-    def output_channel_range(self, w):
-        return np.abs(w).max(axis=(0, 1, 2))
-
-    def scale_output_channels(self, w, factor):
-        return w * factor.reshape(1, 1, 1, -1)
-
-    def mean_shift(self, error, input_mean, options):
-        return error.sum(axis=(0, 1, 2)) * np.repeat(input_mean, options.depth_multiplier)
-
-    def to_keras(self, w, options):
-        kh, kw, channels = w.shape[1:]
-        multiplier = options.depth_multiplier
-        return w.reshape(kh, kw, channels // multiplier, multiplier)
-
-    def from_keras(self, kernel):
-        kh, kw, cin, multiplier = kernel.shape
-        return kernel.reshape(1, kh, kw, cin * multiplier)
+def render_folded(r, op, x, name):
+    """QAT rendering of an op with weights: a FoldedBatchNorm (tfquant.qat.rewrite)."""
+    return r.linear(op)
 
 
-class DenseWeights(WeightLayout):
-    """FULLY_CONNECTED: [out, in]; Keras [in, out]."""
-
-    qat_kind = "dense"
-    dense = True
-    int4_packing = "litert"  # tflite-runtime 2.14 refuses INT4 FULLY_CONNECTED
-    # Hybrid FULLY_CONNECTED ignores per-channel scales on tflite-runtime 2.14.
-    hybrid_per_channel = False
-
-    def hybrid_options(self, options):
-        # Quantize the float input with its own zero point at run time, as TFLiteConverter.
-        return dataclasses.replace(options, asymmetric_quantize_inputs=True)
-
-    def input_channel_range(self, w):
-        return np.abs(w).max(axis=0)
-
-    def scale_input_channels(self, w, factor):
-        return w * factor.reshape(1, -1)
-
-    def mean_shift(self, error, input_mean, options):
-        if input_mean.size != error.shape[1]:
-            return None
-        return error @ input_mean
-
-    def to_keras(self, w, options):
-        return w.T
-
-    def from_keras(self, kernel):
-        return kernel.T
-
-
-CONV = ConvWeights()
-DEPTHWISE = DepthwiseWeights()
-DENSE = DenseWeights()

@@ -3,7 +3,8 @@
 Canonical (every export): remove_identity, fold_batch_norm, fuse_activation, merge_reshapes.
 Optional float rewrites: cross_layer_equalization, keep_float.
 Quantization (tfquant.quantize chains them): unshare_constants,
-keep_float_without_int16_kernel, correct_bias, apply_params, isolate_float_ops, quantize_io.
+keep_float_without_int16_kernel, correct_bias, apply_params, requantize_fixed_outputs,
+isolate_float_ops, quantize_io.
 """
 
 from tfquant.passes.apply_params import apply_params
@@ -16,6 +17,7 @@ from tfquant.passes.io_boundary import quantize_io
 from tfquant.passes.keep_float import keep_float, keep_float_without_int16_kernel
 from tfquant.passes.merge_reshapes import merge_reshapes
 from tfquant.passes.remove_identity import remove_identity
+from tfquant.passes.requantize import requantize_fixed_outputs
 from tfquant.passes.unshare_constants import unshare_constants
 
 
@@ -31,4 +33,4 @@ def canonicalize(graph):
 __all__ = ["apply_params", "canonicalize", "correct_bias", "cross_layer_equalization",
            "fold_batch_norm", "fuse_activation", "isolate_float_ops", "keep_float",
            "keep_float_without_int16_kernel", "lower_batch_norm", "merge_reshapes",
-           "quantize_io", "remove_identity", "unshare_constants"]
+           "quantize_io", "remove_identity", "requantize_fixed_outputs", "unshare_constants"]

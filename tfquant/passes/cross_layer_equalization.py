@@ -44,13 +44,14 @@ def _pairs(graph: ir.Graph, relu6_to_relu: bool) -> list:
         if len(consumers) != 1 or tensor in graph.outputs:
             continue
         b = consumers[0]
-        if b.type == "PAD":  # zero padding commutes with scaling
+        if ops.REGISTRY.get(b.type) is not None and \
+                ops.REGISTRY[b.type].commutes_with_channel_scaling:
             padded = b.outputs[0]
             if len(graph.consumers(padded)) != 1 or padded in graph.outputs:
                 continue
             b = graph.consumers(padded)[0]
         b_layout = ops.weight_layout(b.type)
-        if b_layout is None or b.keep_float or b.options.fused_activation == "RELU_N1_TO_1":
+        if b_layout is None or b.keep_float:
             continue
         if getattr(b.options, "depth_multiplier", 1) != 1:
             continue

@@ -26,7 +26,9 @@ class ActivationQuantizer(keras.layers.Layer):
     Tensors the int8 model must hold on one grid (the inputs of a CONCATENATION, which shares
     its params with its output) share one quantizer with `members` > 1: it is called once per
     tensor with `member=i`, tracks each member's range, and quantizes every member with the
-    union of those ranges, which is what the int8 export gives the group.
+    union of those ranges, which is what the int8 export gives the group. (Within one training
+    step a member called early uses the union before later members update theirs: with
+    initial_range=None that matters on the first batch only.)
     """
 
     def __init__(self, bits=8, symmetric=False, decay=0.999, initial_range=None, members=1,

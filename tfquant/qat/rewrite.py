@@ -98,19 +98,15 @@ def qat_graph(model) -> ir.Graph:
 
 def _quantized_groups(graph: ir.Graph) -> dict:
     """{tensor: (group's first root, member index, members)} for the tensors the QAT model
-    fake-quantizes: those the int8 model quantizes with params from a range (not fixed ones),
-    where they are made (graph inputs and outputs of ops that are not same-scale). The tensors
-    of one same-scale group share one quantizer: the int8 model holds them on one grid."""
+    fake-quantizes: where the int8 model's tensors are made (graph inputs and outputs of ops
+    that are not same-scale) with params from a range. The tensors of one same-scale group
+    share one quantizer: the int8 model holds them on one grid. A fixed-params output (SOFTMAX,
+    LOGISTIC, TANH) gets none, unless its group has other roots: then the int8 model
+    requantizes it to the group's grid, and it is a member too."""
     placed = {}
     for group in params.same_scale_groups(graph):
-        roots = []
-        for name in group:
-            producer = graph.producer(name)
-            rule = None if producer is None else ops.quant_rule(producer.type)
-            tied = rule is not None and rule.same_scale and not producer.keep_float
-            fixed = rule is not None and rule.fixed_output and not producer.keep_float
-            if not tied and not fixed:
-                roots.append(name)
+        free, fixed = params.group_roots(graph, group)
+        roots = [n for n in group if n in free or (free and n in fixed)]
         for member, name in enumerate(roots):
             placed[name] = (roots[0], member, len(roots))
     return placed
@@ -161,13 +157,8 @@ class _Renderer:
             # op.source names the conv, its batch norm and any fused activation.
             momentum = next((self.momenta[s] for s in op.source if s in self.momenta), 0.99)
             common.update(epsilon=bn.epsilon, momentum=self.recipe.bn_momentum or momentum)
-        if layout.dense:
-            layer = FoldedBatchNorm(layout.qat_kind, w.shape[0], **common)
-        else:
-            filters = getattr(options, "depth_multiplier", None) or w.shape[0]
-            layer = FoldedBatchNorm(layout.qat_kind, filters, kernel_size=w.shape[1:3],
-                                    strides=options.stride, padding=options.padding.lower(),
-                                    dilation_rate=options.dilation, **common)
+        layer = FoldedBatchNorm(layout.qat_kind, **layout.qat_layer_arguments(w, options),
+                                **common)
         y = layer(self.values[op.inputs[0]])
         layer.kernel.assign(layout.to_keras(w, options))
         layer.bias.assign(b)
@@ -212,9 +203,8 @@ class _Renderer:
                                    "training keeps single-output layers float")
         y = record.qat(self, op, x, name)
         fused = getattr(op.options, "fused_activation", "NONE")
-        if fused != "NONE":
-            y = keras.layers.ReLU(6.0 if fused == "RELU6" else None,
-                                  name=f"{name}_{fused.lower()}")(y)
+        if fused != "NONE":  # rendered as the standalone activation op it was fused from
+            y = ops.get(fused).qat(self, op, [y], f"{name}_{fused.lower()}")
         self.values[op.outputs[0]] = self.quantize(op.outputs[0], y, name)
 
     def render(self, model_name: str):
@@ -254,18 +244,10 @@ def quantize_model(model, recipe: QatRecipe | None = None):
     return _Renderer(graph, recipe, _bn_momenta(model)).render(model.name)
 
 
-# Layer types the renderer emits for quantized ops; any other layer in a QAT model is float.
-_QUANTIZED_LAYER_TYPES = (
-    FoldedBatchNorm, ActivationQuantizer, ConstantOperand, keras.layers.InputLayer,
-    keras.layers.Add, keras.layers.Concatenate, keras.layers.MaxPooling2D,
-    keras.layers.AveragePooling2D, keras.layers.GlobalAveragePooling2D, keras.layers.Reshape,
-    keras.layers.ZeroPadding2D, keras.layers.Activation, keras.layers.ReLU,
-    keras.layers.LeakyReLU, keras.layers.Dropout, keras.layers.SpatialDropout2D,
-    keras.layers.GaussianNoise)
-
-
 def float_layers(qat_model) -> list:
-    """Names and types of the layers of a QAT model that stay float (not quantized)."""
-    return [(layer.name, type(layer).__name__)
-            for layer in qat_model._flatten_layers(include_self=False, recursive=True)
-            if not isinstance(layer, _QUANTIZED_LAYER_TYPES)]
+    """Names and types of the layers of a QAT model that stay float: those the Keras frontend
+    cannot quantize (the test that kept them float when the QAT model was made)."""
+    graph = from_keras(qat_model, keep_keras_layers=True, quantized_tensors={})
+    kinds = {layer.name: type(layer).__name__
+             for layer in qat_model._flatten_layers(include_self=False, recursive=True)}
+    return [(name, kinds.get(name, "?")) for name, _ in graph.float_layers]

@@ -29,8 +29,9 @@ def calibrate_activation_ranges(qat_model, calibration, batch_size: int = 256,
     """Sets every ActivationQuantizer of `qat_model` to the min / max over `calibration` of
     the tensor it quantizes in the float version of the model (fake quantization off, batch
     norms folded with their moving statistics), calibrated by tfquant's own calibrator on that
-    graph, and freezes the ranges. Returns {quantizer name: (min, max)}, or a list of
-    (min, max) per member for quantizers shared by several tensors."""
+    graph, and freezes the ranges. Returns {quantizer name: (min, max)}, or for quantizers
+    shared by several tensors a list with one (min, max) per member (None where a member was
+    not seen)."""
     from tfquant import calibrate, passes
     from tfquant.frontends.keras_model import from_keras
 
@@ -53,26 +54,25 @@ def calibrate_activation_ranges(qat_model, calibration, batch_size: int = 256,
         for member in range(q.members):
             names = seen.get((q.name, member), ())
             observed = next((ranges[n] for n in names if n in ranges), None)
-            if observed is not None:
-                q.set_member_range(member, observed.min, observed.max)
-                member_ranges.append((observed.min, observed.max))
-        if member_ranges:
-            q.freeze_range.assign(1.0)
+            member_ranges.append(None if observed is None else (observed.min, observed.max))
+        if any(member_ranges):
             found[q.name] = member_ranges[0] if q.members == 1 else member_ranges
+    set_activation_ranges(qat_model, found)
     return found
 
 
 def set_activation_ranges(qat_model, ranges: dict) -> None:
     """Sets and freezes the ActivationQuantizer ranges of `qat_model` from {name: (min, max)}
-    ({name: [(min, max) per member]} for shared quantizers), as calibrate_activation_ranges
-    returns them for a model of the same graph."""
+    ({name: [(min, max) or None per member]} for shared quantizers), as
+    calibrate_activation_ranges returns them for a model of the same graph."""
     for q in quant_layers(qat_model, ActivationQuantizer):
         if q.name not in ranges:
             continue
         value = ranges[q.name]
         member_ranges = [value] if q.members == 1 else list(value)
-        for member, (lo, hi) in enumerate(member_ranges):
-            q.set_member_range(member, lo, hi)
+        for member, observed in enumerate(member_ranges):
+            if observed is not None:
+                q.set_member_range(member, *observed)
         q.freeze_range.assign(1.0)
 
 
