@@ -30,8 +30,10 @@ def _model(K, unsupported=False):
     K.utils.set_random_seed(0)
     x = K.Input((8, 8, 1), name="image")
     y = K.layers.Conv2D(4, 3, padding="same", activation="relu", name="conv")(x)
-    if unsupported:
-        y = K.layers.UpSampling2D(name="upsample")(y)
+    if unsupported:  # a layer the Keras frontend does not read
+        y = K.layers.Reshape((8, 8, 4, 1))(y)
+        y = K.layers.Conv3D(1, (3, 3, 1), padding="same", name="conv3d")(y)
+        y = K.layers.Reshape((8, 8, 4))(y)
     y = K.layers.GlobalAveragePooling2D(name="gap")(y)
     y = K.layers.Dense(10, activation="softmax", name="probs")(y)
     return K.Model(x, y)
@@ -94,7 +96,8 @@ def test_builtin_dataset(files, capsys):
 
 
 BAD_INPUTS = [
-    ("unsupported layer", {"model": "unsupported.keras"}, "'upsample' (UpSampling2D)"),
+    ("unsupported layer", {"model": "unsupported.keras", "route": "native"},
+     "'conv3d' (Conv3D)"),
     ("corrupt model", {"model": "corrupt.keras"}, "cannot load"),
     ("missing model", {"model": "nope.keras"}, "does not exist"),
     ("NaN calibration", {"calibration_data": "nan.npy"}, "NaN"),
@@ -122,6 +125,14 @@ def test_bad_input_fails_clearly_and_keeps_existing_output(files, capsys, case, 
     assert stderr.startswith("tfquant-convert: error: ") and stderr.count("\n") == 1
     assert output.read_bytes() == b"precious earlier result"
     assert set(os.listdir(d)) == before  # no temporary or partial file left behind
+
+
+def test_unsupported_layer_takes_the_lowered_route(files, capsys):
+    out = str(files["dir"] / "lowered.tflite")
+    code, stdout, _ = run_cli(capsys, f"--model={files['unsupported.keras']}", f"--output={out}",
+                              f"--calibration_data={files['calib.npy']}")
+    assert code == 0 and "route lowered by TFLiteConverter" in stdout
+    assert "'conv3d' (Conv3D)" in stdout
 
 
 def test_output_in_missing_directory(files, capsys):

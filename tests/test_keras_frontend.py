@@ -117,5 +117,5 @@ def test_channels_first_rejected():
 
 def test_unbuilt_sequential_is_a_clear_error():
     model = keras.Sequential([keras.layers.Dense(3)])
-    with pytest.raises(TfquantError, match="no defined inputs"):
+    with pytest.raises(TfquantError, match="never built"):
         from_keras(model)

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import logging
 import os
+import time
 from typing import Iterable, Iterator, Optional
 
 import numpy as np
@@ -17,6 +19,8 @@ import numpy as np
 from tfquant import ir, writer
 from tfquant.errors import CalibrationDataError
 from tfquant.progress import Progress
+
+log = logging.getLogger("tfquant")
 
 DEFAULT_NUM_BATCHES = 100
 DEFAULT_BATCH_SIZE = 32
@@ -113,14 +117,47 @@ class _RangeEstimator:
         return self.ranges
 
 
-def _as_batches(data, batch_size: int, num_inputs: int) -> Iterator:
+def peek(data) -> tuple:
+    """(first batch as a tuple of arrays or None, data to use instead of `data`): a one-shot
+    iterator is consumed by the peek and comes back chained to its first item."""
+    if isinstance(data, np.ndarray):
+        return (data[:1],), data
+    if isinstance(data, dict) and all(isinstance(v, np.ndarray) for v in data.values()):
+        return tuple(v[:1] for v in data.values()), data
+    if isinstance(data, (list, tuple)) and data and all(isinstance(d, np.ndarray) for d in data) \
+            and len({len(d) for d in data}) == 1:
+        return tuple(d[:1] for d in data), data
+    if hasattr(data, "__next__"):  # a generator or iterator: chain the item back
+        try:
+            first = next(data)
+        except StopIteration:
+            return None, iter(())
+        return _as_tuple(first), itertools.chain([first], data)
+    try:
+        first = next(iter(_as_batches(data, 1, None)))
+    except (StopIteration, CalibrationDataError):
+        return None, data
+    return first, data
+
+
+def _as_tuple(item) -> tuple:
+    if isinstance(item, dict):
+        item = tuple(item.values())
+    return tuple(np.asarray(x) for x in (item if isinstance(item, (list, tuple)) else (item,)))
+
+
+def _as_batches(data, batch_size: int, input_names) -> Iterator:
     """Yields batches (tuples of arrays, one per model input) from the accepted data forms:
-    one array (batched by `batch_size`); a tuple/list of `num_inputs` arrays with the same
-    number of samples (one per input, multi-input models); any other iterable (a list of
-    batches, tf.data.Dataset, generator, or a function returning one) yielding batches."""
+    one array (batched by `batch_size`); a tuple/list of arrays with the same number of
+    samples (one per input, multi-input models) or a dict of them by input name; any other
+    iterable (a list of batches, tf.data.Dataset, generator, or a function returning one)
+    yielding batches (arrays, tuples, or dicts by input name)."""
+    if isinstance(data, dict) and all(isinstance(v, np.ndarray) for v in data.values()):
+        data = _in_input_order(data, input_names)
     if isinstance(data, np.ndarray):
         data = (data,)
-    if (isinstance(data, (list, tuple)) and len(data) == num_inputs
+    if (isinstance(data, (list, tuple)) and data
+            and (input_names is None or len(data) == len(input_names[0]))
             and all(isinstance(d, np.ndarray) for d in data)
             and len({len(d) for d in data}) == 1):
         for start in range(0, len(data[0]), batch_size):
@@ -136,8 +173,25 @@ def _as_batches(data, batch_size: int, num_inputs: int) -> Iterator:
             "array, a tuple of arrays (one per input), a tf.data.Dataset or a generator")
     for item in data:
         if isinstance(item, dict):
-            item = tuple(item.values())
-        yield tuple(np.asarray(x) for x in (item if isinstance(item, (list, tuple)) else (item,)))
+            item = _in_input_order(item, input_names)
+        yield _as_tuple(item)
+
+
+def _in_input_order(mapping: dict, input_names) -> tuple:
+    """The values of a {input name: array} dict in the model's input order (names as the
+    graph or its signature has them); as given when the keys are not input names."""
+    if input_names is None:
+        return tuple(mapping.values())
+    keys = list(mapping)
+    for names in input_names:
+        if set(names) == set(keys):
+            return tuple(mapping[n] for n in names)
+    names = input_names[-1]  # the signature's names where the model has them
+    missing = [n for n in names if n not in keys]
+    raise CalibrationDataError(
+        f"calibration data gives inputs {', '.join(map(repr, keys))} but the model's inputs "
+        f"are {', '.join(map(repr, names))}: name every input ({missing[0]!r} is "
+        "missing)" if missing else "calibration data names inputs the model does not have")
 
 
 def _check_batch(batch: tuple, graph: ir.Graph, index: int) -> tuple:
@@ -152,11 +206,11 @@ def _check_batch(batch: tuple, graph: ir.Graph, index: int) -> tuple:
     for array, name in zip(batch, inputs):
         expected = graph.tensors[name].shape
         array = np.asarray(array)
-        if array.dtype.kind not in "fiu":
+        if array.dtype.kind not in "fiub":
             raise CalibrationDataError(
                 f"calibration batch {index} for input {name!r} has dtype {array.dtype}; "
                 "give numeric arrays")
-        array = array.astype(np.float32)
+        array = array.astype(graph.tensors[name].dtype)
         if array.ndim == len(expected) - 1:
             array = array[None]
         if array.ndim != len(expected) or any(
@@ -166,7 +220,7 @@ def _check_batch(batch: tuple, graph: ir.Graph, index: int) -> tuple:
                 f"the model expects ({', '.join('N' if d < 0 else str(d) for d in expected)})")
         if array.shape[0] == 0:
             raise CalibrationDataError(f"calibration batch {index} is empty")
-        if not np.all(np.isfinite(array)):
+        if array.dtype.kind == "f" and not np.all(np.isfinite(array)):
             bad = "NaN" if np.isnan(array).any() else "inf"
             raise CalibrationDataError(
                 f"calibration batch {index} for input {name!r} contains {bad} values; clean "
@@ -220,37 +274,101 @@ def calibrate(graph: ir.Graph, data, *, num_batches: int = DEFAULT_NUM_BATCHES,
     resolver = OpResolverType.AUTO if kernels == "default" else OpResolverType.BUILTIN_REF
 
     estimator = _RangeEstimator(method, ema_decay, percentile, channel_means=channel_means)
-    names = graph.activation_tensors()
-    # Every activation tensor is a model output, so the interpreter keeps them all while its
-    # fast kernels (XNNPACK) and threads stay on; tensor indices are the IR's order.
+    # Every float activation tensor is a model output, so the interpreter keeps them all while
+    # its fast kernels (XNNPACK) and threads stay on; tensor indices are the IR's order.
+    names = [n for n in graph.activation_tensors() if graph.tensors[n].dtype.kind == "f"]
     observed = graph.copy()
     observed.outputs = list(dict.fromkeys(graph.outputs + names))
-    interpreter = Interpreter(model_content=writer.write_tflite(observed),
-                              num_threads=os.cpu_count() or 1,
-                              experimental_op_resolver_type=resolver)
+    runner = _Invoker(Interpreter(model_content=writer.write_tflite(observed),
+                                  num_threads=os.cpu_count() or 1,
+                                  experimental_op_resolver_type=resolver),
+                      one_at_a_time=any(graph.tensors[n].shape[:1] == (1,)
+                                        for n in graph.inputs))
     index = writer.tensor_index(observed)
-    input_details = interpreter.get_input_details()
-    current_shapes = [None] * len(input_details)
 
     progress = Progress("calibrating", num_batches, enabled=show_progress)
     seen = 0
     for i, batch in enumerate(itertools.islice(
-            _as_batches(data, batch_size, len(graph.inputs)), num_batches)):
-        batch = _check_batch(batch, graph, i)
-        if any(a.shape != s for a, s in zip(batch, current_shapes)):
-            for detail, array in zip(input_details, batch):
-                interpreter.resize_tensor_input(detail["index"], array.shape)
-            interpreter.allocate_tensors()
-            current_shapes = [a.shape for a in batch]
-        for detail, array in zip(input_details, batch):
-            interpreter.set_tensor(detail["index"], array)
-        interpreter.invoke()
-        for name in names:
-            _observe(interpreter, index[name], estimator, name, i)
+            _as_batches(data, batch_size, _input_names(graph)), num_batches)):
+        for _ in runner.run(_check_batch(batch, graph, i)):
+            for name in names:
+                _observe(runner.interpreter, index[name], estimator, name, i)
         seen += 1
         progress.update()
     progress.close()
     if seen == 0:
         raise CalibrationDataError(
             "calibration data is empty: give at least one batch of representative inputs")
+    runner.report()
     return estimator.finish()
+
+
+def _input_names(graph: ir.Graph) -> list:
+    """The names calibration data may use for the inputs: the graph's, and its signature's."""
+    names = [list(graph.inputs)]
+    if graph.signature is not None and graph.signature.inputs:
+        names.append(list(graph.signature.inputs))
+    return names
+
+
+class _Invoker:
+    """Runs calibration batches, one sample at a time where the model does not run with a
+    batch: inputs whose batch dimension is fixed to 1, or a model whose first batch of more
+    than one sample fails (a RESHAPE that hard-codes the batch). Said once in the log."""
+
+    def __init__(self, interpreter, one_at_a_time: bool):
+        self.interpreter = interpreter
+        self.details = interpreter.get_input_details()
+        self.shapes = None
+        self.one_at_a_time = one_at_a_time
+        self.reason = "its inputs have batch 1" if one_at_a_time else None
+        self.samples, self.seconds = 0, 0.0
+
+    def _invoke(self, arrays):
+        shapes = [a.shape for a in arrays]
+        if shapes != self.shapes:
+            for detail, array in zip(self.details, arrays):
+                self.interpreter.resize_tensor_input(detail["index"], array.shape)
+            self.interpreter.allocate_tensors()
+            self.shapes = shapes
+        for detail, array in zip(self.details, arrays):
+            self.interpreter.set_tensor(detail["index"], array)
+        self.interpreter.invoke()
+
+    def run(self, arrays):
+        """Invoke on `arrays` (one per input); yields after each invoke, whose tensors are
+        then in the interpreter."""
+        size = len(arrays[0])
+        if not self.one_at_a_time or size == 1:
+            try:
+                self._invoke(arrays)
+                yield
+                return
+            except (RuntimeError, ValueError) as e:
+                if size == 1:
+                    raise CalibrationDataError(
+                        f"the float model does not run on the calibration data: "
+                        f"{_first_line(e)}") from None
+                self.one_at_a_time = True
+                self.reason = f"a batch of {size} does not run ({_first_line(e)})"
+                self.shapes = None
+        start = time.perf_counter()
+        for k in range(size):
+            try:
+                self._invoke([a[k:k + 1] for a in arrays])
+            except (RuntimeError, ValueError) as e:
+                raise CalibrationDataError(f"the float model does not run on the calibration "
+                                           f"data: {_first_line(e)}") from None
+            yield
+        self.samples += size
+        self.seconds += time.perf_counter() - start
+
+    def report(self):
+        if self.one_at_a_time:
+            log.warning("calibrated one sample at a time because %s: %d samples in %.2f s",
+                     self.reason, self.samples, self.seconds)
+
+
+def _first_line(error) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0][:300] if text else type(error).__name__

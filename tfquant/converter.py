@@ -10,11 +10,8 @@ from typing import Optional
 
 from tfquant import calibrate as calibration
 from tfquant import ir, mixed_precision, passes, quantize, writer
-from tfquant.errors import CalibrationDataError, ModelLoadError, TfquantError
-from tfquant.frontends.keras_model import from_keras
-from tfquant.flatbuffer import is_tflite as is_tflite_model
-from tfquant.flatbuffer import load_bytes as load_tflite_bytes
-from tfquant.frontends.tflite_model import from_tflite
+from tfquant.errors import CalibrationDataError, TfquantError
+from tfquant.frontends import routes
 from tfquant.recipe import Recipe
 
 
@@ -27,6 +24,7 @@ class ConversionResult:
     float_graph: ir.Graph  # the canonical float graph (after BN folding and fusion)
     ranges: dict  # calibrated activation ranges (int8 mode), by tensor name
     seconds: float
+    route: str = ""  # how the model reached the IR (tfquant.frontends.routes)
 
     def op_counts(self) -> dict:
         counts = {}
@@ -34,18 +32,30 @@ class ConversionResult:
             counts[op.type] = counts.get(op.type, 0) + 1
         return counts
 
+    def float_ops(self) -> list:
+        """The ops that run in float inside the quantized model (not QUANTIZE / DEQUANTIZE)."""
+        return [op for op in self.graph.ops if op.keep_float]
+
+    def summary(self) -> str:
+        """One line: size, route, op count and how many ops run in float."""
+        return (f"{len(self.model):,} bytes, route {self.route}, {len(self.graph.ops)} ops, "
+                f"{len(self.float_ops())} in float, {self.seconds:.2f} s")
+
 
 def convert_model(model, representative_data=None, recipe: Optional[Recipe] = None, *,
                   calibrated_ranges: Optional[dict] = None,
                   show_progress: bool = True) -> ConversionResult:
-    """Convert a Keras 3 or tf_keras model, or a float TFLite model.
+    """Convert a model to TFLite.
 
     Args:
-      model: a built Keras model (Sequential, Functional, nested models), a float TFLite
-        model (flatbuffer bytes or a .tflite path; ops tfquant cannot quantize stay float), or
-        an IR graph.
-      representative_data: calibration inputs for int8 mode (numpy array, tuple of arrays,
-        tf.data.Dataset or generator); ignored by the other modes.
+      model: a Keras 3 or tf_keras model (any kind: sequential, functional, nested,
+        subclassed), a .keras / .h5 path or SavedModel directory, a TensorFlow function, a
+        float TFLite model (bytes or a .tflite path), or an IR graph. Models the Keras
+        frontend cannot read are lowered whole by TFLiteConverter (Recipe.route;
+        ConversionResult.route says which route ran).
+      representative_data: calibration inputs for int8 / int16x8 modes (numpy array, tuple
+        of arrays or dict by input name, tf.data.Dataset or generator); ignored by the other
+        modes.
       recipe: what to produce; defaults to full int8 with per-channel weights.
       calibrated_ranges: activation ranges from an earlier conversion of the same model with
         the same calibration settings (ConversionResult.ranges): int8 / int16x8 modes skip
@@ -53,16 +63,11 @@ def convert_model(model, representative_data=None, recipe: Optional[Recipe] = No
     """
     recipe = recipe or Recipe()
     start = time.perf_counter()
-    if isinstance(model, ir.Graph):
-        graph = model
-    elif is_tflite_model(model):
-        graph = from_tflite(model)
-    else:
-        qat = _qat_layers(model)
-        if qat and recipe.mode in ("int8", "int16x8"):
-            _check_qat_activation_bits(qat, 16 if recipe.mode == "int16x8" else 8)
-        # A QAT model's float layers were trained float: they stay float in the export.
-        graph = from_keras(model, float_fallback=recipe.float_fallback or bool(qat))
+    qat = routes.qat_layers(model)
+    if qat and recipe.mode in ("int8", "int16x8"):
+        _check_qat_activation_bits(qat, 16 if recipe.mode == "int16x8" else 8)
+    source = routes.to_graph(model, representative_data, recipe.route)
+    graph, representative_data = source.graph, source.data
     float_graph = passes.canonicalize(graph)
     if recipe.cross_layer_equalization and recipe.mode != "float":
         float_graph = passes.cross_layer_equalization(
@@ -97,7 +102,8 @@ def convert_model(model, representative_data=None, recipe: Optional[Recipe] = No
             show_progress=show_progress)
         out_graph = _quantize_integer(float_graph, ranges, recipe)
     data = writer.write_tflite(out_graph)
-    return ConversionResult(data, out_graph, float_graph, ranges, time.perf_counter() - start)
+    return ConversionResult(data, out_graph, float_graph, ranges, time.perf_counter() - start,
+                            source.route)
 
 
 def _quantize_integer(float_graph, ranges, recipe: Recipe):
@@ -111,13 +117,6 @@ def _quantize_integer(float_graph, ranges, recipe: Recipe):
                 per_channel_dense=None))
         out_graph = mixed_precision.splice_int16_layers(out_graph, wide, recipe.int16_layers)
     return out_graph
-
-
-def _qat_layers(model) -> list:
-    if not hasattr(model, "_flatten_layers"):
-        return []
-    return [layer for layer in model._flatten_layers(include_self=False, recursive=True)
-            if type(layer).__name__ in ("ActivationQuantizer", "FoldedBatchNorm")]
 
 
 def _check_qat_activation_bits(qat_layers, bits: int):
@@ -140,40 +139,10 @@ def convert(model, representative_data=None, recipe: Optional[Recipe] = None, *,
 
 
 def load_keras_model(path: str):
-    """Load a .keras / .h5 file or a SavedModel directory holding a Keras model.
-
-    Tries Keras 3 first, then tf_keras (Keras 2), so models saved by either load. A .tflite
-    file is returned as its flatbuffer bytes, checked by the TFLite frontend (convert_model
-    takes them), so tools that load then convert accept float .tflite models too.
-    """
-    if not os.path.exists(path):
-        raise ModelLoadError(f"model file {path!r} does not exist")
-    if is_tflite_model(path):
-        data = load_tflite_bytes(path)
-        from_tflite(data)  # a corrupt file fails here, before any work
-        return data
-    errors = []
-    loaders = []
-    import keras
-    import tf_keras
-    if os.path.isdir(path):
-        loaders = [("tf_keras", lambda: tf_keras.models.load_model(path, compile=False))]
-    elif path.endswith(".keras"):
-        loaders = [("keras", lambda: keras.models.load_model(path, compile=False)),
-                   ("tf_keras", lambda: tf_keras.models.load_model(path, compile=False))]
-    elif path.endswith((".h5", ".hdf5")):
-        loaders = [("tf_keras", lambda: tf_keras.models.load_model(path, compile=False)),
-                   ("keras", lambda: keras.models.load_model(path, compile=False))]
-    else:
-        raise ModelLoadError(f"{path!r} is not a .keras, .h5 or .tflite file or a SavedModel "
-                             "directory")
-    for name, load in loaders:
-        try:
-            return load()
-        except Exception as e:  # each loader's own error is reported below
-            errors.append(f"{name}: {str(e).splitlines()[0] if str(e) else type(e).__name__}")
-    raise ModelLoadError(f"cannot load {path!r} as a Keras model (corrupt or not Keras?): "
-                         + "; ".join(errors))
+    """Load a .keras / .h5 file or a SavedModel directory (routes.load_model): a Keras model
+    (Keras 3 first, then tf_keras), a SavedModel that is not Keras (lowered when converted),
+    or for a .tflite file its checked flatbuffer bytes."""
+    return routes.load_model(path)
 
 
 def save_atomically(data: bytes, path: str, overwrite: bool = True):

@@ -21,6 +21,7 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 
 from tfquant import spec, writer
+from tfquant.passes import io_boundary
 from tfquant.converter import ConversionResult, convert_model
 from tfquant.recipe import Recipe
 
@@ -39,19 +40,15 @@ class TensorReport:
     max_abs_error: float
     mean_error: float  # signed: a systematic shift shows here
     rms_error_steps: float  # root-mean-square error in units of the tensor's scale
+    sources: tuple = ()  # the op's source layers (Recipe.float_layers takes these names)
 
 
-def _all_tensors(model_bytes: bytes, batch: np.ndarray, runtime_name: str) -> list:
+def _all_tensors(model_bytes: bytes, batch: list, runtime_name: str):
+    """An interpreter holding every tensor of one invoke on `batch` (one array per input)."""
     from tfquant import runtime
-    interpreter = runtime.make_interpreter(model_bytes, runtime_name, "reference",
-                                           preserve_all_tensors=True)
-    detail = interpreter.get_input_details()[0]
-    batch = runtime.encode(batch, detail)
-    interpreter.resize_tensor_input(detail["index"], batch.shape)
-    interpreter.allocate_tensors()
-    interpreter.set_tensor(detail["index"], batch)
-    interpreter.invoke()
-    return interpreter
+    runner = runtime.Runner(model_bytes, runtime_name, "reference", preserve_all_tensors=True)
+    runner.run_raw(runner._encode(batch))
+    return runner.interpreter
 
 
 def compare_layers(model, representative_data=None, recipe: Optional[Recipe] = None, *,
@@ -63,32 +60,40 @@ def compare_layers(model, representative_data=None, recipe: Optional[Recipe] = N
     Args:
       model / representative_data / recipe: what to convert (as tfquant.convert_model), or
         pass an existing `result` of convert_model instead.
-      inputs: the inputs to compare on (default: the first 256 calibration samples, when the
-        representative data is one array).
+      inputs: the inputs to compare on: an array, or for several inputs a tuple of arrays in
+        the model's input order (default: the first 256 calibration samples, when the
+        representative data is arrays).
     """
     if result is None:
         result = convert_model(model, representative_data, recipe, show_progress=show_progress)
     if inputs is None:
-        if not isinstance(representative_data, np.ndarray):
-            raise ValueError("pass inputs= (an array of model inputs) to compare on")
-        inputs = representative_data[:256]
+        inputs = representative_data
+        if not isinstance(inputs, (np.ndarray, tuple, list)):
+            raise ValueError("pass inputs= (model inputs: an array, or a tuple of arrays) to "
+                             "compare on")
+    arrays = [np.asarray(a) for a in (inputs if isinstance(inputs, (tuple, list))
+                                      else (inputs,))]
+    if inputs is representative_data:
+        arrays = [a[:256] for a in arrays]
     graph, float_graph = result.graph, result.float_graph
-    if len(graph.inputs) != 1:
-        raise ValueError("the debugger compares single-input models")
+    if len(arrays) != len(graph.inputs):
+        raise ValueError(f"{len(arrays)} input arrays for a model with {len(graph.inputs)} "
+                         "inputs")
     float_bytes = writer.write_tflite(float_graph)
     int8_index, float_index = writer.tensor_index(graph), writer.tensor_index(float_graph)
     producers = {out: op for op in graph.ops for out in op.outputs}
+    twin = {n: io_boundary.outer_name(n) for n in graph.tensors}
     names = [n for n, t in graph.tensors.items()
              if t.quant is not None and not t.is_const and t.dtype == np.int8
-             and n in float_graph.tensors and n in producers]
+             and twin[n] in float_graph.tensors and n in producers]
     totals = {n: np.zeros(5) for n in names}  # signal, noise, max|e|, sum e, count
     channels = {n: [0.0, 0.0] for n in names}  # per-channel signal, noise
-    for start in range(0, len(inputs), batch_size):
-        batch = np.asarray(inputs[start:start + batch_size], np.float32)
+    for start in range(0, len(arrays[0]), batch_size):
+        batch = [a[start:start + batch_size] for a in arrays]
         reference = _all_tensors(float_bytes, batch, runtime)
         quantized = _all_tensors(result.model, batch, runtime)
         for name in names:
-            want = reference.get_tensor(float_index[name]).astype(np.float64)
+            want = reference.get_tensor(float_index[twin[name]]).astype(np.float64)
             t = graph.tensors[name]
             got = spec.dequantize(quantized.get_tensor(int8_index[name]), t.quant)
             error = got.astype(np.float64) - want
@@ -114,7 +119,8 @@ def compare_layers(model, representative_data=None, recipe: Optional[Recipe] = N
                 zip(np.atleast_1d(channels[name][0]), np.atleast_1d(channels[name][1]))])),
             sqnr_drop_db=0.0, max_abs_error=float(largest),
             mean_error=float(total / max(count, 1)),
-            rms_error_steps=float(np.sqrt(noise / max(count, 1)) / scale)))
+            rms_error_steps=float(np.sqrt(noise / max(count, 1)) / scale),
+            sources=tuple(op.source) or (name,)))
     by_tensor = {r.tensor: r for r in reports}
     for r in reports:
         inputs = [by_tensor[n].channel_sqnr_db for n in producers[r.tensor].inputs
@@ -134,7 +140,7 @@ def worst_layers(reports: Sequence[TensorReport], count: int) -> list:
     """The source layers of the `count` worst tensors (first source layer of each op)."""
     layers = []
     for r in reports:
-        first = r.layer.split("/")[0]
+        first = r.sources[0] if r.sources else r.layer.split("/")[0]
         if first not in layers:
             layers.append(first)
         if len(layers) == count:

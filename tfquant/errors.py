@@ -19,6 +19,11 @@ class UnsupportedLayerError(TfquantError):
         super().__init__(message + (f"; {hint}" if hint else ""))
 
 
+class UnreadableModelError(TfquantError):
+    """The Keras frontend cannot walk the model's graph (a subclassed model, a layer reading a
+    tensor from outside its model): it takes the lowered route instead."""
+
+
 class CalibrationDataError(TfquantError):
     """Representative data is empty, has NaN/inf, or does not match the model's inputs."""
 

@@ -21,12 +21,16 @@ from tfquant.errors import ModelLoadError
 
 BUILTIN_NAMES = {v: k for k, v in vars(schema.BuiltinOperator).items()
                  if not k.startswith("_") and isinstance(v, int)}
+# TFLite tensor types with a numpy dtype (INT4 is the writer's: packed, see spec.INT4).
 NUMPY_TYPES = {
-    schema.TensorType.FLOAT32: np.float32, schema.TensorType.FLOAT16: np.float16,
-    schema.TensorType.INT32: np.int32, schema.TensorType.UINT8: np.uint8,
-    schema.TensorType.INT64: np.int64, schema.TensorType.BOOL: np.bool_,
-    schema.TensorType.INT16: np.int16, schema.TensorType.INT8: np.int8,
-    schema.TensorType.FLOAT64: np.float64,
+    schema.TensorType.FLOAT32: np.dtype(np.float32), schema.TensorType.FLOAT16: np.dtype(np.float16),
+    schema.TensorType.FLOAT64: np.dtype(np.float64), schema.TensorType.INT8: np.dtype(np.int8),
+    schema.TensorType.INT16: np.dtype(np.int16), schema.TensorType.INT32: np.dtype(np.int32),
+    schema.TensorType.INT64: np.dtype(np.int64), schema.TensorType.UINT8: np.dtype(np.uint8),
+    schema.TensorType.UINT16: np.dtype(np.uint16), schema.TensorType.UINT32: np.dtype(np.uint32),
+    schema.TensorType.UINT64: np.dtype(np.uint64), schema.TensorType.BOOL: np.dtype(np.bool_),
+    schema.TensorType.COMPLEX64: np.dtype(np.complex64),
+    schema.TensorType.COMPLEX128: np.dtype(np.complex128),
 }
 
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from typing import Optional
 
 MODES = ("float", "float16", "int8", "int16x8", "weights_only")
 IO_TYPES = ("float32", "int8", "uint8")
+ROUTES = ("auto", "native", "lowered")
 CALIBRATION_METHODS = ("minmax", "ema", "percentile", "mse")
 WEIGHT_RANGE_METHODS = ("minmax", "mse")
 # int4_packing settings, each packing the weights of more ops than the one before (which ops
@@ -58,8 +60,12 @@ class Recipe:
         outputs), e.g. the worst layers tfquant.debugger finds.
       int16_layers: names of layers to run in 16x8 mode (int16 activations, int8 weights)
         inside an int8 model: the integer-only alternative to float_layers.
-      float_fallback: layers tfquant cannot quantize stay float (real float TFLite ops with
-        DEQUANTIZE / QUANTIZE around them) instead of failing the conversion.
+      route: how a Keras model reaches tfquant's IR (docs/architecture.md, "Two routes
+        in"): "auto" reads it layer by layer where the Keras frontend knows every layer and
+        otherwise lowers the whole model with TFLiteConverter; "native" refuses models with
+        unknown layers; "lowered" always lowers.
+      float_fallback: deprecated, no effect: the "auto" route converts models with layers the
+        Keras frontend cannot read (ops without an int8 kernel stay float in either route).
     """
 
     mode: str = "int8"
@@ -81,9 +87,16 @@ class Recipe:
     bias_correction: bool = False
     float_layers: tuple = ()
     int16_layers: tuple = ()
+    route: str = "auto"
     float_fallback: bool = False
 
     def __post_init__(self):
+        if self.float_fallback:
+            warnings.warn("Recipe.float_fallback is deprecated and has no effect: the default "
+                          "route='auto' converts models with layers the Keras frontend cannot "
+                          "read", DeprecationWarning, stacklevel=3)
+        if self.route not in ROUTES:
+            raise ValueError(f"route must be one of {ROUTES}, got {self.route!r}")
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
         for field in ("inference_input_type", "inference_output_type"):

@@ -79,40 +79,89 @@ def make_interpreter(model, runtime: str = "litert", resolver: str = "default",
 
 
 class Runner:
-    """Runs a single-input model on batches, converting float inputs to and from the model's
-    integer I/O types (int8 / uint8) with the model's own quantization params."""
+    """Runs a model on batches, converting float inputs to and from the model's integer I/O
+    types (int8 / uint8) with the model's own quantization params. Models with several inputs
+    take a tuple (in the model's input order) or a dict by input name; models whose batch
+    dimension cannot be resized (batch fixed to 1, a RESHAPE that hard-codes it) run one
+    sample at a time."""
 
     def __init__(self, model, runtime: str = "litert", resolver: str = "default",
-                 num_threads: int = 1, delegates: Sequence = ()):
+                 num_threads: int = 1, delegates: Sequence = (),
+                 preserve_all_tensors: bool = False):
         self.interpreter = make_interpreter(model, runtime, resolver, num_threads,
-                                            delegates=delegates)
-        self.input = self.interpreter.get_input_details()[0]
-        self.output = self.interpreter.get_output_details()[0]
-        self._batch = None
+                                            preserve_all_tensors, delegates)
+        self.inputs = self.interpreter.get_input_details()
+        self.outputs = self.interpreter.get_output_details()
+        self.input, self.output = self.inputs[0], self.outputs[0]
+        self._shapes = None
+        self._one_at_a_time = any(list(d["shape_signature"][:1]) == [1] for d in self.inputs)
 
-    def _prepare(self, batch_shape):
-        if self._batch != batch_shape:
-            self.interpreter.resize_tensor_input(self.input["index"], batch_shape)
+    def _prepare(self, shapes):
+        if self._shapes != shapes:
+            for detail, shape in zip(self.inputs, shapes):
+                self.interpreter.resize_tensor_input(detail["index"], shape)
             self.interpreter.allocate_tensors()
-            self._batch = batch_shape
+            self._shapes = shapes
 
-    def _encode(self, x: np.ndarray) -> np.ndarray:
-        return encode(x, self.input)
+    def _encode(self, x) -> list:
+        return [encode(a, d) for a, d in zip(self._as_inputs(x), self.inputs)]
 
-    def run_raw(self, x: np.ndarray) -> np.ndarray:
-        """One invoke on an already-encoded batch; returns the raw output tensor."""
-        self._prepare(x.shape)
-        self.interpreter.set_tensor(self.input["index"], x)
+    def _as_inputs(self, x) -> list:
+        if isinstance(x, dict):
+            names = [d["name"] for d in self.inputs]
+            signature = self.interpreter.get_signature_list() or {}
+            for key, entry in signature.items():
+                if set(entry["inputs"]) == set(x):  # the signature's names
+                    runner = self.interpreter.get_signature_runner(key)
+                    by_index = {runner.get_input_details()[n]["index"]: n for n in x}
+                    return [np.asarray(x[by_index[d["index"]]]) for d in self.inputs]
+            missing = [n for n in names if n not in x]
+            if missing:
+                raise ValueError(f"inputs named {sorted(x)}, but the model's are {names}")
+            return [np.asarray(x[n]) for n in names]
+        arrays = list(x) if isinstance(x, (list, tuple)) else [x]
+        if len(arrays) != len(self.inputs):
+            raise ValueError(f"{len(arrays)} input arrays for a model with {len(self.inputs)} "
+                             "inputs")
+        return [np.asarray(a) for a in arrays]
+
+    def run_raw(self, x):
+        """One invoke on an already-encoded batch (an array, or a list with one per input);
+        returns the raw output tensor, or a list of them for several outputs."""
+        arrays = x if isinstance(x, list) else [x]
+        self._prepare([a.shape for a in arrays])
+        for detail, array in zip(self.inputs, arrays):
+            self.interpreter.set_tensor(detail["index"], array)
         self.interpreter.invoke()
-        return self.interpreter.get_tensor(self.output["index"])
+        out = [self.interpreter.get_tensor(d["index"]).copy() for d in self.outputs]
+        return out[0] if len(out) == 1 else out
 
-    def predict(self, x: np.ndarray, batch_size: int = 256, dequantize: bool = True):
-        """Outputs for float inputs `x` (quantized for the model if its input is integer)."""
-        outputs = []
-        for start in range(0, len(x), batch_size):
-            raw = self.run_raw(self._encode(np.asarray(x[start:start + batch_size])))
-            outputs.append(decode(raw.copy(), self.output) if dequantize else raw.copy())
-        return np.concatenate(outputs)
+    def _run_batch(self, arrays) -> list:
+        size = len(arrays[0])
+        if not self._one_at_a_time or size == 1:
+            try:
+                out = self.run_raw(arrays)
+                return out if isinstance(out, list) else [out]
+            except (RuntimeError, ValueError):
+                if size == 1:
+                    raise
+                self._one_at_a_time, self._shapes = True, None
+        parts = [self._run_batch([a[k:k + 1] for a in arrays]) for k in range(size)]
+        return [np.concatenate(p) for p in zip(*parts)]
+
+    def predict(self, x, batch_size: int = 256, dequantize: bool = True):
+        """Outputs for float inputs `x` (quantized for the model if its input is integer): an
+        array, or a list in the model's output order for several outputs."""
+        arrays = self._as_inputs(x)
+        chunks = []
+        for start in range(0, len(arrays[0]), batch_size):
+            encoded = [encode(a[start:start + batch_size], d)
+                       for a, d in zip(arrays, self.inputs)]
+            raw = self._run_batch(encoded)
+            chunks.append([decode(r, d) if dequantize else r
+                           for r, d in zip(raw, self.outputs)])
+        out = [np.concatenate(parts) for parts in zip(*chunks)]
+        return out[0] if len(out) == 1 else out
 
 
 def accuracy(model, x: np.ndarray, y: np.ndarray, runtime: str = "litert",
@@ -127,7 +176,7 @@ def median_latency_ms(model, sample: np.ndarray, runtime: str = "litert",
                       runs: int = 50, delegates: Sequence = ()) -> tuple:
     """(median, 10th percentile, 90th percentile) latency in ms of one invoke on `sample`."""
     runner = Runner(model, runtime, resolver, num_threads, delegates)
-    x = runner._encode(np.asarray(sample))
+    x = runner._encode(sample)
     for _ in range(warmup):
         runner.run_raw(x)
     times = []

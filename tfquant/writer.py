@@ -12,23 +12,15 @@ import flatbuffers
 import numpy as np
 from ai_edge_litert import schema_py_generated as schema
 
-from tfquant import ir, ops, spec, vocabulary
+from tfquant import flatbuffer, ir, ops, spec, vocabulary
 from tfquant.errors import ConversionError
 from tfquant.ops import common
 
 # Packed 4-bit weights: IR tensors of this dtype hold int8 values in [-8, 7].
 INT4 = spec.INT4
 
-_TENSOR_TYPES = {
-    INT4: schema.TensorType.INT4,
-    np.dtype(np.float32): schema.TensorType.FLOAT32,
-    np.dtype(np.float16): schema.TensorType.FLOAT16,
-    np.dtype(np.int32): schema.TensorType.INT32,
-    np.dtype(np.int64): schema.TensorType.INT64,
-    np.dtype(np.int8): schema.TensorType.INT8,
-    np.dtype(np.uint8): schema.TensorType.UINT8,
-    np.dtype(np.int16): schema.TensorType.INT16,
-}
+_TENSOR_TYPES = {dtype: code for code, dtype in flatbuffer.NUMPY_TYPES.items()}
+_TENSOR_TYPES[INT4] = schema.TensorType.INT4
 
 
 def _types(op: ir.Op, graph: ir.Graph) -> ops.OpTypes:

@@ -37,7 +37,8 @@ class Config:
                                     choices=("auto", "true", "false"))
     calibration_data: Optional[str] = option(
         None, "Representative inputs for --mode=int8: a .npy file (one array, samples first), "
-        "a .npz file (array 'x', or one array per model input), or a built-in data set: "
+        "a .npz file (array 'x', or one array per model input: named as the inputs, or "
+        "np.savez order), or a built-in data set: "
         "'mnist_5k' (28x28x1) or 'digits' (8x8x1).")
     num_calibration_batches: int = option(100, "At most this many batches are used for "
                                           "calibration (the paper: about 100 suffice).",
@@ -80,9 +81,12 @@ class Config:
     inference_output_type: Optional[str] = option(None, "Type of the int8 model's outputs "
                                                   "(default: --inference_type).",
                                                   choices=("float32", "int8", "uint8"))
-    float_fallback: bool = option(False, "Keep layers tfquant cannot quantize in float (real "
-                                  "float TFLite ops with DEQUANTIZE/QUANTIZE around them) "
-                                  "instead of failing.")
+    route: str = option("auto", "How a Keras model reaches tfquant: layer by layer where "
+                        "tfquant knows every layer, else lowered whole by TFLiteConverter "
+                        "(auto); only layer by layer (native); always lowered (lowered).",
+                        choices=("auto", "native", "lowered"))
+    float_fallback: bool = option(False, "Deprecated, no effect: --route=auto converts models "
+                                  "with layers tfquant cannot read natively.")
     overwrite: bool = option(True, "Replace --output if it exists (only once the new model is "
                              "complete).")
     quiet: bool = option(False, "Print nothing but errors.")
@@ -118,10 +122,14 @@ def load_calibration_data(spec: str):
     with loaded:
         if "x" in loaded.files:
             return loaded["x"]
-        arrays = [loaded[name] for name in loaded.files]
+        arrays = {name: loaded[name] for name in loaded.files}
     if not arrays:
         raise CalibrationDataError(f"calibration data {spec!r} holds no arrays")
-    return arrays[0] if len(arrays) == 1 else tuple(arrays)
+    if len(arrays) == 1:
+        return next(iter(arrays.values()))
+    if all(name.startswith("arr_") for name in arrays):  # np.savez(a, b): in input order
+        return tuple(arrays[f"arr_{i}"] for i in range(len(arrays)))
+    return arrays  # by input name
 
 
 def _io_type(config, side):
@@ -157,10 +165,13 @@ def main(config: Config) -> int:
                 bias_correction=config.bias_correction,
                 num_calibration_batches=config.num_calibration_batches,
                 calibration_batch_size=config.calibration_batch_size,
-                calibration_kernels=config.calibration_kernels,
-                float_fallback=config.float_fallback)
+                calibration_kernels=config.calibration_kernels, route=config.route)
         except ValueError as e:
             raise TfquantError(str(e)) from None
+        if config.float_fallback and not config.quiet:
+            print("tfquant-convert: --float_fallback is deprecated and has no effect "
+                  "(--route=auto converts models with layers tfquant cannot read natively)",
+                  file=sys.stderr)
         data = None
         if config.mode in ("int8", "int16x8"):
             data = load_calibration_data(config.calibration_data)
@@ -172,8 +183,8 @@ def main(config: Config) -> int:
         return 1
     if not config.quiet:
         ops = ", ".join(f"{k} x{v}" for k, v in sorted(result.op_counts().items()))
-        print(f"wrote {config.output}: {len(result.model):,} bytes, mode={config.mode}, "
-              f"{len(result.graph.ops)} ops ({ops}), {result.seconds:.2f} s")
+        print(f"wrote {config.output}: mode={config.mode}, {result.summary()}")
+        print(f"ops: {ops}")
         for name, reason in result.float_graph.float_layers:
             print(f"kept in float: layer {name!r} ({reason})")
     return 0

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from tfquant import ir, ops, vocabulary
-from tfquant.errors import TfquantError, UnsupportedLayerError
+from tfquant.errors import UnreadableModelError, UnsupportedLayerError
 from tfquant.frontends import float_fallback, keras_qat
 from tfquant.ops import keras_support
 from tfquant.ops.keras_support import Unsupported
@@ -33,9 +33,9 @@ def _functional_of(model):
     """The object holding the node graph: Keras 3 Sequential keeps it in `_functional`."""
     functional = getattr(model, "_functional", None) or model
     if not hasattr(functional, "_nodes_by_depth") or not _model_inputs(model):
-        raise TfquantError(
-            f"model {model.name!r} has no defined inputs; build it with an Input layer "
-            "(or call it on data once) before converting")
+        raise UnreadableModelError(
+            f"model {model.name!r} has no functional graph (a subclassed model, or a model "
+            "never built): the Keras frontend cannot read it")
     return functional
 
 
@@ -105,9 +105,9 @@ class _Builder:
                 try:
                     in_names = [names[id(t)] for t in inputs]
                 except KeyError:
-                    raise TfquantError(
-                        f"layer {layer.name!r} reads a tensor from outside its model; "
-                        "tfquant converts models whose inputs are Input layers") from None
+                    raise UnreadableModelError(
+                        f"layer {layer.name!r} reads a tensor from outside its model") \
+                        from None
                 if _is_model(layer):
                     out_names = self.inline(layer, in_names)
                 else:
@@ -128,7 +128,10 @@ class _Builder:
             data_format = getattr(layer, "data_format", "channels_last")
             if data_format not in (None, "channels_last"):
                 raise Unsupported(f"{kind} data_format={data_format}")
-            return [converter(self, layer, in_names, keras_support.shape(outputs[0]))]
+            out = converter(self, layer, in_names, keras_support.shape(outputs[0]))
+            if self.keep_keras_layers:
+                self._check_trainable(self.graph.ops[first_new_op:])
+            return [out]
         except Unsupported as reason:
             for op in self.graph.ops[first_new_op:]:  # drop a partial conversion
                 self.graph.remove_op(op)
@@ -142,6 +145,14 @@ class _Builder:
                                                          outputs)
             self.unsupported.append((layer.name, str(reason)))
             return [in_names[0] if in_names else layer.name for _ in outputs]
+
+    @staticmethod
+    def _check_trainable(new_ops):
+        """QAT keeps a layer as it is (float) when an op it becomes has no QAT form yet."""
+        for op in new_ops:
+            record = ops.REGISTRY.get(op.type)
+            if record is not None and not record.pseudo and not record.qat:
+                raise Unsupported(f"{op.type} in quantization-aware training")
 
     def keras_layer(self, layer, in_names, outputs) -> list:
         out_names = [self.graph.add_tensor(layer.name, keras_support.shape(t)) for t in outputs]
@@ -174,21 +185,19 @@ def from_keras(model, float_fallback: bool = False, keep_keras_layers: bool = Fa
     input_names = []
     _functional_of(model)  # fails clearly on models without inputs
     for keras_tensor in model.inputs:
-        dtype = getattr(keras_tensor, "dtype", "float32")
-        if "float" not in str(dtype):
-            raise TfquantError(f"model input {keras_tensor.name!r} has dtype {dtype}; tfquant "
-                               "converts models with float inputs")
         history = getattr(keras_tensor, "_keras_history", None)
         layer = getattr(history, "operation", None) or getattr(history, "layer", None)
         name = getattr(layer, "name", None) or keras_tensor.name.split(":")[0] or "input"
-        input_names.append(graph.add_tensor(name, keras_support.shape(keras_tensor)))
+        input_names.append(graph.add_tensor(name, keras_support.shape(keras_tensor),
+                                            keras_support.dtype(keras_tensor)))
     graph.inputs = input_names
     graph.outputs = builder.inline(model, input_names)
     if builder.unsupported:
         raise UnsupportedLayerError(
             builder.unsupported,
             "replace them with supported layers (docs/supported_layers.md lists them) or "
-            "convert with float fallback (--float_fallback) to keep them in float")
+            "convert with route 'auto' (the default) to lower the whole model with "
+            "TFLiteConverter")
     graph.float_layers = builder.float_layers
     # A graph output that is also an input (identity model) cannot be expressed in TFLite.
     graph.validate()

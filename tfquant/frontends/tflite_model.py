@@ -86,10 +86,8 @@ class _Importer:
         if len(set(graph.inputs)) != len(graph.inputs):
             raise ModelLoadError("TFLite model lists a subgraph input twice")
         for name in graph.inputs:
-            tensor = graph.tensors[name]
-            if tensor.is_const or tensor.dtype != np.float32:
-                raise ModelLoadError(f"model input {name!r} has dtype {tensor.dtype}; tfquant "
-                                     "converts models with float32 inputs")
+            if graph.tensors[name].is_const:
+                raise ModelLoadError(f"model input {name!r} is a constant")
         sparse = {self.names[i] for i in self.sparse}
         available = set(graph.inputs) | {n for n, t in graph.tensors.items() if t.is_const} | \
             sparse

@@ -24,6 +24,12 @@ def shape(keras_tensor) -> tuple:
     return tuple(-1 if d is None else int(d) for d in dims)
 
 
+def dtype(keras_tensor) -> np.dtype:
+    """A Keras 3 or tf_keras tensor's numpy dtype."""
+    kind = getattr(keras_tensor, "dtype", "float32")
+    return np.dtype(getattr(kind, "as_numpy_dtype", None) or str(kind))
+
+
 def value(variable) -> np.ndarray:
     """A Keras variable (or array) as a float32 numpy array."""
     return np.array(variable.numpy() if hasattr(variable, "numpy") else variable, np.float32)

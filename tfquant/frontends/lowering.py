@@ -1,0 +1,124 @@
+"""Route two into the IR: a model the Keras frontend cannot read (unknown, Lambda or custom
+layers, subclassed models, SavedModels, concrete functions) is lowered whole to float TFLite by
+TFLiteConverter and read by the TFLite frontend, so that one quantizer serves every model.
+
+TFLiteConverter lowers with TFLite builtin ops only (no Flex ops: tfquant's runtimes do not
+have them); what it cannot lower is reported in one line.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import os
+from typing import Optional, Sequence
+
+import numpy as np
+
+from tfquant.errors import ConversionError, ModelLoadError
+
+
+def is_saved_model(path) -> bool:
+    return isinstance(path, (str, os.PathLike)) and os.path.isfile(
+        os.path.join(os.fspath(path), "saved_model.pb"))
+
+
+def _convert(converter, what: str) -> bytes:
+    import tensorflow as tf
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):  # it prints whole signatures
+            return bytes(converter.convert())
+    except Exception as e:  # TFLiteConverter's message says which op it could not lower
+        text = str(e).strip()
+        lines = [line.strip() for line in text.splitlines() if "error:" in line]
+        cause = (lines[0] if lines else text.splitlines()[0] if text else
+                 type(e).__name__)[:400]
+        raise ConversionError(f"TFLiteConverter cannot lower {what} to TFLite builtin ops: "
+                              f"{cause}") from None
+
+
+def input_specs(model, first_batch=None) -> Optional[list]:
+    """(shape with None batch, dtype) of each input of a Keras model: from its Input layers,
+    else the first representative batch (calibrate.peek), else its build shapes; None if none
+    of these says."""
+    try:
+        inputs = list(model.inputs or [])
+    except (AttributeError, ValueError):
+        inputs = []
+    if inputs:
+        from tfquant.ops import keras_support
+        return [((None,) + tuple(None if d < 0 else d for d in keras_support.shape(t)[1:]),
+                 keras_support.dtype(t)) for t in inputs]
+    if first_batch is not None:
+        return [((None,) + tuple(np.shape(a)[1:]), np.asarray(a).dtype if
+                 np.asarray(a).dtype.kind in "iub" else np.dtype(np.float32))
+                for a in first_batch]
+    shapes = getattr(model, "_build_shapes_dict", None) or {}
+    if len(shapes) == 1:
+        shape = tuple(next(iter(shapes.values())))
+        return [((None,) + tuple(shape[1:]), np.dtype(np.float32))]
+    return None
+
+
+def lower_keras(model, specs: Optional[Sequence] = None) -> bytes:
+    """A Keras 3 or tf_keras model (functional, sequential or subclassed) as float TFLite.
+    Subclassed models need `specs` (see input_specs): their call is traced at those shapes."""
+    import tensorflow as tf
+    name = f"Keras model {getattr(model, 'name', '')!r}"
+    functional = hasattr(model, "_nodes_by_depth") or hasattr(model, "_functional")
+    if functional and specs is None:
+        return _convert(tf.lite.TFLiteConverter.from_keras_model(model), name)
+    if specs is None:
+        raise ConversionError(f"{name} has no defined inputs: call it on data once, or pass "
+                              "representative data, so that tfquant knows its input shapes")
+    signature = [tf.TensorSpec(shape, tf.as_dtype(dtype), name=f"input_{i}")
+                 for i, (shape, dtype) in enumerate(specs)]
+
+    @tf.function(input_signature=signature)
+    def serve(*inputs):
+        return model(inputs[0] if len(inputs) == 1 else list(inputs), training=False)
+
+    return lower_concrete_function(serve, name=name)
+
+
+def lower_saved_model(path: str, signature_key: Optional[str] = None) -> bytes:
+    """A SavedModel directory (Keras or not) as float TFLite, through its serving signature
+    (or `signature_key`)."""
+    import tensorflow as tf
+    if not is_saved_model(path):
+        raise ModelLoadError(f"{path!r} is not a SavedModel directory (no saved_model.pb)")
+    try:
+        converter = tf.lite.TFLiteConverter.from_saved_model(
+            os.fspath(path), signature_keys=[signature_key] if signature_key else None)
+    except Exception as e:  # a corrupt or incompatible SavedModel
+        raise ModelLoadError(f"cannot read SavedModel {os.fspath(path)!r}: "
+                             f"{str(e).strip().splitlines()[0] if str(e).strip() else e!r}"
+                             ) from None
+    return _convert(converter, f"SavedModel {os.fspath(path)!r}")
+
+
+def lower_concrete_function(function, name: Optional[str] = None) -> bytes:
+    """A tf.function's concrete function (or a tf.function with an input signature) as float
+    TFLite. Its variables are frozen to constants first: Keras 3 variables are not trackable
+    by TFLiteConverter, which would otherwise leave them as resource tensors."""
+    import tensorflow as tf
+    from tensorflow.python.framework.convert_to_constants import (
+        convert_variables_to_constants_v2)
+    if hasattr(function, "get_concrete_function"):
+        function = function.get_concrete_function()
+    name = name or f"function {getattr(function, 'name', '')!r}"
+    try:
+        frozen = convert_variables_to_constants_v2(function)
+    except Exception as e:  # e.g. variables created inside the function
+        raise ConversionError(f"cannot freeze the variables of {name}: "
+                              f"{str(e).strip().splitlines()[0] if str(e).strip() else e!r}"
+                              ) from None
+    logger = logging.getLogger("absl")  # "provide trackable_obj": not needed once frozen
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        return _convert(tf.lite.TFLiteConverter.from_concrete_functions([frozen]), name)
+    finally:
+        logger.setLevel(level)
