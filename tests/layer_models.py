@@ -76,3 +76,77 @@ def every_layer_model(K, input_shape=(16, 16, 3)):
     y = L.Dense(10, name="logits")(y)
     y = L.Activation("softmax", name="probs")(y)
     return randomize_batch_norms(K.Model(x, y, name="every_layer"))
+
+
+def native_layer_models(K):
+    """{name: (model, inputs)}: one tiny random-weight model per layer family the Keras
+    frontend converts beyond the CNN layers (sequence, segmentation, transformer pieces,
+    activations), each between layers whose ranges calibrate it, with 64 input samples."""
+    L = K.layers
+    rng = np.random.default_rng(0)
+    image = rng.uniform(-1, 1, (64, 8, 8, 4)).astype(np.float32)
+    sequence = rng.normal(size=(64, 12, 5)).astype(np.float32)
+    tokens = rng.integers(0, 20, size=(64, 7)).astype(np.int32)
+
+    def on_image(body, x=image):
+        K.utils.set_random_seed(1)
+        inp = K.Input(x.shape[1:])
+        y = L.Conv2D(8, 3, padding="same", name="conv_in")(inp)
+        y = body(y)
+        return K.Model(inp, L.Conv2D(4, 1, name="conv_out")(y)), x
+
+    def on_sequence(body):
+        K.utils.set_random_seed(2)
+        inp = K.Input(sequence.shape[1:])
+        y = L.Dense(8, name="dense_in")(inp)
+        return K.Model(inp, L.Dense(3, name="dense_out")(body(y))), sequence
+
+    def act(kind):
+        return lambda y: L.Activation(kind, name=kind)(y)
+
+    models = {
+        "conv1d": on_sequence(lambda y: L.Conv1D(6, 3, padding="same", activation="relu",
+                                                 name="conv1d")(y)),
+        "conv1d_strided_valid": on_sequence(lambda y: L.Conv1D(6, 3, strides=2,
+                                                               name="conv1d")(y)),
+        "conv1d_causal_dilated": on_sequence(lambda y: L.Conv1D(6, 2, padding="causal",
+                                                                dilation_rate=2,
+                                                                name="conv1d")(y)),
+        "global_average_pooling1d": on_sequence(
+            lambda y: L.GlobalAveragePooling1D(name="gap1d")(y)),
+        "global_max_pooling1d": on_sequence(lambda y: L.GlobalMaxPooling1D(name="gmp1d")(y)),
+        "global_max_pooling2d": on_image(lambda y: L.Reshape((1, 1, 8))(
+            L.GlobalMaxPooling2D(name="gmp2d")(y))),
+        "cropping2d": on_image(lambda y: L.Cropping2D(((1, 2), (0, 1)), name="crop")(y)),
+        "grouped_conv2d": on_image(lambda y: L.Conv2D(8, 3, groups=4, padding="same",
+                                                      name="grouped")(y)),
+        "upsampling2d_nearest": on_image(lambda y: L.UpSampling2D(2, name="up")(y)),
+        "upsampling2d_bilinear": on_image(lambda y: L.UpSampling2D(
+            2, interpolation="bilinear", name="up")(y)),
+        "multiply": on_image(lambda y: L.Multiply(name="gate")(
+            [y, L.Conv2D(8, 1, activation="sigmoid", name="se")(y)])),
+        "subtract": on_image(lambda y: L.Subtract(name="sub")([y, L.Conv2D(8, 1)(y)])),
+        "maximum": on_image(lambda y: L.Maximum(name="max")([y, L.Conv2D(8, 1)(y)])),
+        "minimum": on_image(lambda y: L.Minimum(name="min")([y, L.Conv2D(8, 1)(y)])),
+        "layer_normalization": on_sequence(lambda y: L.LayerNormalization(name="ln")(y)),
+        "silu": on_image(act("silu")),
+        "swish": on_image(lambda y: L.Dense(8, activation="swish", name="swish")(y)),
+        "gelu": on_sequence(lambda y: L.Dense(8, activation="gelu", name="gelu")(y)),
+        "hard_sigmoid": on_image(act("hard_sigmoid")),
+        "elu": on_image(act("elu")),
+        "permute": on_image(lambda y: L.Permute((2, 1, 3), name="permute")(y)),
+        "repeat_vector": on_sequence(lambda y: L.RepeatVector(3, name="repeat")(
+            L.Flatten()(y))),
+    }
+    K.utils.set_random_seed(3)
+    inp = K.Input(image.shape[1:])
+    norm = L.Normalization(name="norm")
+    norm.adapt(image * 3 + 1)
+    models["normalization"] = (K.Model(inp, L.Conv2D(4, 3, name="conv_out")(norm(inp))),
+                               image * 3 + 1)
+    K.utils.set_random_seed(4)
+    inp = K.Input((7,), dtype="int32")
+    y = L.Embedding(20, 8, name="embedding")(inp)
+    models["embedding"] = (K.Model(inp, L.Dense(3, name="dense_out")(
+        L.GlobalAveragePooling1D()(y))), tokens)
+    return models

@@ -8,7 +8,7 @@ import pytest
 import tf_keras
 
 import tfquant
-from layer_models import every_layer_model
+from layer_models import every_layer_model, native_layer_models
 from tfquant import flatbuffer, ops, vocabulary, writer
 from tfquant.frontends.keras_model import from_keras
 from tfquant.frontends.tflite_model import from_tflite
@@ -44,6 +44,8 @@ def _keras_models():
     yield every_layer_model(keras)
     yield every_layer_model(tf_keras)
     yield nested.build_nested_model()
+    for model, _ in native_layer_models(keras).values():
+        yield model
     for name in zoo.BUILDERS:
         yield zoo.build(name, input_shape=(28, 28, 1))
 

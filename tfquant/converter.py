@@ -8,6 +8,8 @@ import tempfile
 import time
 from typing import Optional
 
+import numpy as np
+
 from tfquant import calibrate as calibration
 from tfquant import ir, mixed_precision, passes, quantize, writer
 from tfquant.errors import CalibrationDataError, TfquantError
@@ -33,13 +35,18 @@ class ConversionResult:
         return counts
 
     def float_ops(self) -> list:
-        """The ops that run in float inside the quantized model (not QUANTIZE / DEQUANTIZE)."""
-        return [op for op in self.graph.ops if op.keep_float]
+        """The ops that compute on float tensors inside the quantized model (not QUANTIZE /
+        DEQUANTIZE; integer shape arithmetic carried through as it is does not count)."""
+        return [op for op in self.graph.ops if op.keep_float and any(
+            self.graph.tensors[n].dtype in _FLOATS for n in op.inputs + op.outputs if n)]
 
     def summary(self) -> str:
         """One line: size, route, op count and how many ops run in float."""
         return (f"{len(self.model):,} bytes, route {self.route}, {len(self.graph.ops)} ops, "
                 f"{len(self.float_ops())} in float, {self.seconds:.2f} s")
+
+
+_FLOATS = (np.dtype(np.float32), np.dtype(np.float16))
 
 
 def convert_model(model, representative_data=None, recipe: Optional[Recipe] = None, *,

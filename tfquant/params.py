@@ -54,6 +54,18 @@ def tied_inputs(graph: ir.Graph, op: ir.Op) -> list:
     return tied if rule.same_scale_all_inputs else tied[:1]
 
 
+def tied_constant(graph: ir.Graph, op: ir.Op) -> Optional[str]:
+    """The constant data input of a same-scale op (GATHER's table), which is quantized on the
+    output's grid, or None."""
+    rule = ops.quant_rule(op.type)
+    if rule is None or not rule.same_scale or op.keep_float:
+        return None
+    data = [n for i, n in enumerate(op.inputs) if n and i not in rule.int_inputs]
+    if data and graph.tensors[data[0]].is_const and graph.tensors[data[0]].dtype == np.float32:
+        return data[0]
+    return None
+
+
 def same_scale_groups(graph: ir.Graph) -> list:
     """Lists of float activation tensors that must share quantization params (tied by
     same-scale ops), each in graph order, the groups in order of their first member."""
@@ -63,11 +75,12 @@ def same_scale_groups(graph: ir.Graph) -> list:
         tied = tied_inputs(graph, op)
         if not tied:
             continue
-        for name in tied + [op.outputs[0]]:
+        outputs = [n for n in op.outputs if graph.tensors[n].dtype == np.float32]
+        for name in tied + outputs:
             if name not in groups:
                 groups.add(name)
-        for name in tied:
-            groups.merge(name, op.outputs[0])
+        for name in tied + outputs[1:]:  # several outputs (SPLIT): one grid for all
+            groups.merge(name, outputs[0])
     order = {name: i for i, name in enumerate(graph.activation_tensors())}
     return sorted((sorted(s, key=order.__getitem__) for s in groups.subsets()),
                   key=lambda group: order[group[0]])
@@ -120,6 +133,14 @@ def _fixed_range(fixed, bits: int) -> tuple:
 def activation_params(graph: ir.Graph, ranges: dict, bits: int = 8) -> ActivationParams:
     """Params of every activation tensor: fixed where the op dictates, else from ranges."""
     params, represented_by = {}, {}
+    constant_ranges = {}  # a same-scale op's output holds its constant input's values
+    for op in graph.ops:
+        constant = tied_constant(graph, op)
+        if constant is not None:
+            data = graph.tensors[constant].data
+            for out in op.outputs:
+                constant_ranges[out] = (float(data.min(initial=0.0)),
+                                        float(data.max(initial=0.0)))
     for group in same_scale_groups(graph):
         free, fixed_roots = group_roots(graph, group)
         fixed = {_fixed_output(graph.producer(n))[bits] for n in fixed_roots}
@@ -128,6 +149,7 @@ def activation_params(graph: ir.Graph, ranges: dict, bits: int = 8) -> Activatio
             group_params = QuantParams.per_tensor(scale, zero_point)
         else:
             known = [(r.min, r.max) for r in (ranges.get(n) for n in group) if r is not None]
+            known += [constant_ranges[n] for n in group if n in constant_ranges]
             known += [_fixed_range(_fixed_output(graph.producer(n))[bits], bits)
                       for n in fixed_roots if n not in ranges]
             if not known and all(_inside_float_island(graph, n) for n in group):
@@ -293,15 +315,19 @@ def compute(graph: ir.Graph, ranges: dict, recipe: Recipe) -> Params:
         if op.keep_float:
             continue
         rule = ops.quant_rule(op.type)
-        if ops.weight_layout(op.type) is not None:
-            input_scale = float(result[op.inputs[0]].params.scale[0])
+        layout = ops.weight_layout(op.type)
+        if layout is not None:
+            input_scale = float(result[op.inputs[layout.data_input]].params.scale[0])
             result.update(_weights_and_bias(graph, op, recipe, input_scale,
                                             np.int32 if bits == 8 else np.int64))
             continue
+        constant = tied_constant(graph, op)
+        if constant is not None:
+            result[constant] = result[op.outputs[0]]
         for i, name in enumerate(op.inputs):
             tensor = graph.tensors[name] if name else None
             if (tensor is None or not tensor.is_const or i in rule.int_inputs
-                    or tensor.dtype != np.float32):
+                    or tensor.dtype != np.float32 or name == constant):
                 continue
             result[name] = _constant_operand(tensor, bits, rule.symmetric_const_operands)
     return Params(result, activations.requantize)

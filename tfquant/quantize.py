@@ -57,7 +57,7 @@ def quantize_weights_only(graph: ir.Graph, recipe: Recipe) -> ir.Graph:
     graph = unshare_constants(graph)
     for op in graph.ops:
         layout = ops.weight_layout(op.type)
-        if layout is None or op.keep_float:
+        if layout is None or op.keep_float or not layout.hybrid:
             continue
         per_channel = False if layout.hybrid_per_channel is False else None
         grid_spec, grid = params.weight_grid(graph, op, recipe, per_channel)

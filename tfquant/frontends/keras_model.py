@@ -75,6 +75,9 @@ class _Builder:
         kind = keras_support.activation_name(activation)
         if kind == "linear":
             return x
+        composite = ops.composite_activations().get(kind)
+        if composite is not None:
+            return composite(self, layer, x, out_shape, name)
         op_type = ops.activation_ops().get(kind)
         if op_type is None:
             raise Unsupported(f"{type(layer).__name__} activation={kind}")
@@ -129,7 +132,7 @@ class _Builder:
             if data_format not in (None, "channels_last"):
                 raise Unsupported(f"{kind} data_format={data_format}")
             out = converter(self, layer, in_names, keras_support.shape(outputs[0]))
-            if self.keep_keras_layers:
+            if self.keep_keras_layers or self.float_fallback:  # QAT models: as QAT left it
                 self._check_trainable(self.graph.ops[first_new_op:])
             return [out]
         except Unsupported as reason:

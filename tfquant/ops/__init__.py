@@ -10,12 +10,12 @@ from __future__ import annotations
 import functools
 
 from tfquant.ops import (activations, boundary, conv, data_movement, elementwise,
-                         fully_connected, pooling, pseudo, shape)
+                         fully_connected, math_functions, pooling, pseudo, shape, split_join)
 from tfquant.ops.record import (DelegateCase, NotApplicable, OpRecord, OpTypes,
                                 QuantRule)
 
-_MODULES = (conv, fully_connected, elementwise, activations, pooling, shape, data_movement,
-            boundary, pseudo)
+_MODULES = (conv, fully_connected, elementwise, activations, math_functions, pooling, shape,
+            data_movement, split_join, boundary, pseudo)
 
 REGISTRY: dict[str, OpRecord] = {}
 for _module in _MODULES:
@@ -68,6 +68,12 @@ def activation_ops() -> dict:
             for name in record.keras_activations}
 
 
+def composite_activations() -> dict:
+    """Keras activation function name -> converter emitting several ops (silu, ...)."""
+    return {name: convert for record in REGISTRY.values()
+            for name, convert in record.keras_composite_activations}
+
+
 def delegate_cases() -> dict:
     """Every DelegateCase of every record, by case name (a case may serve several ops; each
     name must mean the same case everywhere)."""
@@ -81,6 +87,6 @@ def delegate_cases() -> dict:
 
 
 __all__ = ["DelegateCase", "NotApplicable", "OpRecord", "OpTypes", "QuantRule", "REGISTRY",
-           "activation_ops", "delegate_cases", "get", "keras_converters", "make_options",
+           "activation_ops", "composite_activations", "delegate_cases", "get", "keras_converters", "make_options",
            "quant_rule",
            "weight_layout"]

@@ -61,6 +61,29 @@ def _softmax(b, layer, inputs, out_shape):
     return b.op("SOFTMAX", inputs, out_shape, layer.name, layer, SoftmaxOptions(1.0))
 
 
+def _silu(b, layer, x, out_shape, name):
+    from tfquant.ops.elementwise import BinaryOptions
+    gate = b.op("LOGISTIC", [x], out_shape, f"{name}/sigmoid", layer)
+    return b.op("MUL", [x, gate], out_shape, name, layer, BinaryOptions())
+
+
+def _hard_sigmoid(b, layer, x, out_shape, name):
+    """relu6(a * x + 3) / 6: a = 1 for Keras 3 (relu6(x + 3) / 6), 1.2 for tf_keras
+    (clip(0.2 x + 0.5, 0, 1))."""
+    from tfquant.ops.elementwise import BinaryOptions
+    activation = getattr(layer, "activation", None)
+    slope = 1.2 if getattr(activation, "__module__", "").startswith("tf_keras") else 1.0
+    y = x
+    if slope != 1.0:
+        y = b.op("MUL", [y, b.const(f"{name}/slope", np.float32(slope))], out_shape,
+                 f"{name}/slope", layer, BinaryOptions())
+    y = b.op("ADD", [y, b.const(f"{name}/three", np.float32(3.0))], out_shape, f"{name}/add",
+             layer, BinaryOptions())
+    y = b.op("RELU6", [y], out_shape, f"{name}/relu6", layer)
+    return b.op("MUL", [y, b.const(f"{name}/sixth", np.float32(1.0 / 6.0))], out_shape, name,
+                layer, BinaryOptions())
+
+
 # -- TFLite -----------------------------------------------------------------------------------
 
 def _read_unary(op_type):
@@ -150,12 +173,15 @@ def _unary(name, quant, keras_activations=(), qat=None, delegate=_UNCLAIMED,
 
 
 RELU = _unary("RELU", QuantRule(), ("relu",), _render_relu(None), keras={"ReLU": _relu})
-RELU6 = _unary("RELU6", QuantRule(), ("relu6",), _render_relu(6.0))
+RELU6 = dataclasses.replace(_unary("RELU6", QuantRule(), ("relu6",), _render_relu(6.0)),
+                            keras_composite_activations=(("hard_sigmoid", _hard_sigmoid),))
 TANH = _unary("TANH", QuantRule(fixed_output=_SIGNED_UNIT), ("tanh",),
               _render_activation("tanh"))
-LOGISTIC = _unary("LOGISTIC", QuantRule(fixed_output=_PROBABILITY), ("sigmoid",),
-                  _render_activation("sigmoid"),
-                  (DelegateCase("sigmoid_hard_swish", delegate_models.sigmoid_hard_swish),))
+LOGISTIC = dataclasses.replace(
+    _unary("LOGISTIC", QuantRule(fixed_output=_PROBABILITY), ("sigmoid",),
+           _render_activation("sigmoid"),
+           (DelegateCase("sigmoid_hard_swish", delegate_models.sigmoid_hard_swish),)),
+    keras_composite_activations=(("silu", _silu), ("swish", _silu)))
 # int8 / uint8 only, on every runtime: float inside 16x8 models.
 HARD_SWISH = _unary("HARD_SWISH", QuantRule(int16=False), ("hard_swish", "hard_silu"),
                     _render_activation("hard_swish"),

@@ -1,4 +1,13 @@
-"""CONV_2D and DEPTHWISE_CONV_2D (Keras Conv2D, DepthwiseConv2D, SeparableConv2D)."""
+"""CONV_2D and DEPTHWISE_CONV_2D (Keras Conv2D with groups, Conv1D, DepthwiseConv2D,
+SeparableConv2D).
+
+Conv1D is a CONV_2D over a height-1 image between two RESHAPEs ('causal' padding: a PAD on
+the left first), as TFLiteConverter lowers it; grouped Conv2D is a SPLIT of the channels, one
+CONV_2D per group and a CONCATENATION (TFLite's int8 CONV_2D kernels do not all take groups).
+
+TRANSPOSE_CONV (read from .tflite files and lowered models) keeps TFLite's operand order:
+output shape (int32, computed at run time for a dynamic batch), weights [out, kh, kw, in], data,
+bias (a zero bias is added when the file has none)."""
 
 from __future__ import annotations
 
@@ -9,7 +18,8 @@ from ai_edge_litert import schema_py_generated as schema
 
 from tfquant.ops import common, delegate_models, keras_support as ks, tflite_support as ts
 from tfquant.ops import weights
-from tfquant.ops.record import DelegateCase, OpRecord, QuantRule
+from tfquant.errors import ModelLoadError
+from tfquant.ops.record import DelegateCase, NotApplicable, OpRecord, QuantRule
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,24 +103,105 @@ class DepthwiseWeights(weights.WeightLayout):
                                       tuple(layer.dilation_rate))
 
 
+class TransposeConvWeights(ConvWeights):
+    """TRANSPOSE_CONV: the data is input 2, the bias input 3; weights [out, kh, kw, in] as
+    CONV_2D's; Keras Conv2DTranspose [kh, kw, out, in]. The per-channel mean shift of a weight
+    error depends on each output pixel's taps: bias correction leaves it alone."""
+
+    data_input = 2
+    bias_input = 3
+    qat_kind = ""
+    int4_packing = None
+    # tflite-runtime 2.14 has no hybrid TRANSPOSE_CONV: weight-only models keep it float.
+    hybrid = False
+
+    def mean_shift(self, error, input_mean, options):
+        return None
+
+    def to_keras(self, w, options):
+        return w.transpose(1, 2, 0, 3)
+
+    def from_keras(self, kernel):
+        return kernel.transpose(2, 0, 1, 3)
+
+    def qat_layer_arguments(self, w, options):
+        raise NotImplementedError("TRANSPOSE_CONV has no QAT form yet")
+
+    def options_from_qat_layer(self, layer, kernel):
+        raise NotImplementedError("TRANSPOSE_CONV has no QAT form yet")
+
+
 CONV_WEIGHTS = ConvWeights()
+TRANSPOSE_CONV_WEIGHTS = TransposeConvWeights()
 DEPTHWISE_WEIGHTS = DepthwiseWeights()
 
 
 # -- Keras ------------------------------------------------------------------------------------
 
+def _emit_conv(b, layer, x, kernel, bias, options, out_shape, name):
+    w = b.const(f"{name}/kernel", CONV_WEIGHTS.from_keras(kernel))
+    bias_name = b.const(f"{name}/bias", bias)
+    return b.op("CONV_2D", [x, w, bias_name], out_shape, name, layer, options)
+
+
 def _conv2d(b, layer, inputs, out_shape):
-    if getattr(layer, "groups", 1) != 1:
-        raise ks.Unsupported(f"Conv2D groups={layer.groups}")
-    kernel = ks.value(layer.kernel)  # [kh, kw, in, out]
+    kernel = ks.value(layer.kernel)  # [kh, kw, in / groups, out]
     bias = ks.bias_or_zeros(layer, kernel.shape[-1])
     options = Conv2DOptions(ks.padding(layer), ks.pair(layer.strides),
                             ks.pair(layer.dilation_rate))
-    w = b.const(f"{layer.name}/kernel", CONV_WEIGHTS.from_keras(kernel))
-    bias_name = b.const(f"{layer.name}/bias", bias)
-    y = b.op("CONV_2D", [inputs[0], w, bias_name], out_shape,
-             ks.pre_activation_name(layer, "conv"), layer, options)
+    name = ks.pre_activation_name(layer, "conv")
+    groups = int(getattr(layer, "groups", 1))
+    if groups == 1:
+        y = _emit_conv(b, layer, inputs[0], kernel, bias, options, out_shape, name)
+    else:
+        y = _grouped(b, layer, inputs[0], kernel, bias, options, out_shape, name, groups)
     return b.act(layer, y, out_shape, layer.activation, layer.name)
+
+
+def _grouped(b, layer, x, kernel, bias, options, out_shape, name, groups):
+    from tfquant.ops.shape import ConcatenationOptions
+    from tfquant.ops.split_join import SplitOptions
+    in_shape = b.graph.tensors[x].shape
+    part_in, part_out = in_shape[-1] // groups, kernel.shape[-1] // groups
+    axis = b.const(f"{name}/split_axis", np.array(3, np.int32), np.int32)
+    parts = [b.graph.add_tensor(f"{name}/group{g}_in", in_shape[:-1] + (part_in,))
+             for g in range(groups)]
+    b.graph.add_op("SPLIT", [axis, x], parts, SplitOptions(groups), source=(layer.name,))
+    outs = [_emit_conv(b, layer, part, kernel[..., g * part_out:(g + 1) * part_out],
+                       bias[g * part_out:(g + 1) * part_out], options,
+                       out_shape[:-1] + (part_out,), f"{name}/group{g}")
+            for g, part in enumerate(parts)]
+    return b.op("CONCATENATION", outs, out_shape, name, layer, ConcatenationOptions(3))
+
+
+def _conv1d(b, layer, inputs, out_shape):
+    in_shape = b.graph.tensors[inputs[0]].shape  # [batch, steps, channels]
+    if int(getattr(layer, "groups", 1)) != 1:
+        raise ks.Unsupported(f"Conv1D groups={layer.groups}")
+    if -1 in in_shape[1:] or -1 in out_shape[1:]:
+        raise ks.Unsupported("Conv1D on sequences of unknown length")
+    kernel = ks.value(layer.kernel)[None]  # [1, k, in, out]
+    padding = str(layer.padding).lower()
+    x = b.op("RESHAPE", [inputs[0], b.const(f"{layer.name}/to_2d", np.array(
+        (-1, 1) + tuple(in_shape[1:]), np.int32), np.int32)], (-1, 1) + tuple(in_shape[1:]),
+        f"{layer.name}/to_2d", layer)
+    if padding == "causal":
+        left = (kernel.shape[1] - 1) * int(ks.pair(layer.dilation_rate)[0])
+        pads = b.const(f"{layer.name}/causal_pad",
+                       np.array([[0, 0], [0, 0], [left, 0], [0, 0]], np.int32), np.int32)
+        x = b.op("PAD", [x, pads], (-1, 1, in_shape[1] + left, in_shape[2]),
+                 f"{layer.name}/causal_pad", layer)
+        padding = "valid"
+    if padding not in ("same", "valid"):
+        raise ks.Unsupported(f"Conv1D padding={layer.padding}")
+    options = Conv2DOptions(padding.upper(), (1, int(ks.pair(layer.strides)[0])),
+                            (1, int(ks.pair(layer.dilation_rate)[0])))
+    wide = (-1, 1) + tuple(out_shape[1:])
+    y = _emit_conv(b, layer, x, kernel, ks.bias_or_zeros(layer, kernel.shape[-1]), options,
+                   wide, f"{layer.name}/conv")
+    y = b.act(layer, y, wide, layer.activation, f"{layer.name}/act")
+    return b.op("RESHAPE", [y, b.const(f"{layer.name}/to_1d", np.array(out_shape, np.int32),
+                                       np.int32)], out_shape, layer.name, layer)
 
 
 def _depthwise_kernel(layer) -> np.ndarray:
@@ -217,7 +308,7 @@ CONV_2D = OpRecord(
     name="CONV_2D", options=Conv2DOptions, write=_write_conv, read=_read_conv,
     version=_conv_version, quant=QuantRule(bias_input=2, fused_activation=True),
     weights=CONV_WEIGHTS,
-    keras={"Conv2D": _conv2d, "SeparableConv2D": _separable_conv2d},
+    keras={"Conv2D": _conv2d, "Conv1D": _conv1d, "SeparableConv2D": _separable_conv2d},
     qat=weights.render_folded,
     delegate=(
         DelegateCase("conv_same_stride2_relu", delegate_models.conv_same_stride2_relu,
@@ -252,4 +343,75 @@ DEPTHWISE_CONV_2D = OpRecord(
                      threads=True),
     ))
 
-RECORDS = (CONV_2D, DEPTHWISE_CONV_2D)
+
+
+@dataclasses.dataclass(frozen=True)
+class TransposeConvOptions:
+    padding: str
+    stride: tuple
+
+
+def _read_transpose_conv(imp, inputs, outputs, options, label):
+    o = ts.require(options, schema.TransposeConvOptionsT, label)
+    if len(inputs) not in (3, 4):
+        raise ModelLoadError(f"{label} has {len(inputs)} inputs")
+    if ts.activation(o) != "NONE":
+        raise ts.KeepFloat("a fused activation")
+    shape = imp.graph.tensors[inputs[0]]
+    if shape.dtype != np.int32:
+        raise ModelLoadError(f"{label}: its output shape is not int32")
+    ts.activation_input(imp, inputs[2], label)
+    weights = ts.const(imp, inputs[1], 4, "weights", label)
+    channels = weights.shape[0]
+    if len(inputs) == 4 and inputs[3]:
+        bias = ts.const(imp, inputs[3], None, "bias", label)
+        if bias.data.size != channels:
+            raise ModelLoadError(f"{label}: bias has {bias.data.size} values for {channels} "
+                                 "output channels")
+        bias_name = inputs[3]
+    else:
+        bias_name = imp.graph.add_const(f"{outputs[0]}/bias", np.zeros(channels, np.float32))
+    return "TRANSPOSE_CONV", [inputs[0], inputs[1], inputs[2], bias_name], TransposeConvOptions(
+        ts.padding(o, label), ts.positive((o.strideH, o.strideW), "stride", label))
+
+
+def _write_transpose_conv(options):
+    o = schema.TransposeConvOptionsT()
+    o.padding = common.padding_code(options.padding)
+    o.strideH, o.strideW = options.stride
+    return schema.BuiltinOptions.TransposeConvOptions, o
+
+
+def _transpose_conv_version(t) -> int:
+    """3 with a bias (always, in tfquant's graphs), 5 for int16 activations."""
+    return 5 if t.input == common.INT16 else 3
+
+
+def _transpose_conv_model():
+    from tfquant import ir
+    rng = np.random.default_rng(13)
+    g = ir.Graph()
+    x = g.add_tensor("x", (-1, 5, 5, 4))
+    g.inputs = [x]
+    shape = g.add_const("output_shape", np.array([2, 10, 10, 3], np.int32), np.int32)
+    w = g.add_const("w", rng.uniform(-0.5, 0.5, (3, 3, 3, 4)).astype(np.float32))
+    b = g.add_const("b", rng.uniform(-0.1, 0.1, 3).astype(np.float32))
+    y = g.add_tensor("y", (-1, 10, 10, 3))
+    g.add_op("TRANSPOSE_CONV", [shape, w, x, b], [y], TransposeConvOptions("SAME", (2, 2)))
+    g.outputs = [y]
+    return g, (2, 5, 5, 4), {}
+
+
+# Weights int8 symmetric per channel (axis 0), bias int32, as TFLiteConverter; no fused
+# activation (a later version). Keras Conv2DTranspose takes the lowered route: its output
+# shape needs the run-time batch.
+TRANSPOSE_CONV = OpRecord(
+    name="TRANSPOSE_CONV", options=TransposeConvOptions, write=_write_transpose_conv,
+    read=_read_transpose_conv, version=_transpose_conv_version,
+    quant=QuantRule(bias_input=3, int_inputs=(0,), int16=False),
+    weights=TRANSPOSE_CONV_WEIGHTS,
+    keras=NotApplicable("Conv2DTranspose is lowered by TFLiteConverter (run-time output shape)"),
+    qat=NotApplicable("QAT of TRANSPOSE_CONV is the QAT issue's work; QAT keeps it float"),
+    delegate=(DelegateCase("transpose_conv_on_cpu", _transpose_conv_model, claimed=False),))
+
+RECORDS = (CONV_2D, DEPTHWISE_CONV_2D, TRANSPOSE_CONV)

@@ -1,6 +1,7 @@
-"""TRANSPOSE, SLICE, STRIDED_SLICE, RESIZE_BILINEAR, RESIZE_NEAREST_NEIGHBOR: read from .tflite
-files and quantized with their input's params; their index / size inputs are constant int32.
-They keep the operator version of their source file (or more, if the types need it)."""
+"""TRANSPOSE (Keras Permute), SLICE (Cropping2D), STRIDED_SLICE, RESIZE_BILINEAR,
+RESIZE_NEAREST_NEIGHBOR (UpSampling2D): quantized with their input's params; their index /
+size inputs are constant int32. Read from a .tflite they keep its operator version (or more,
+if the types need it)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import numpy as np
 from ai_edge_litert import schema_py_generated as schema
 
 from tfquant.errors import ModelLoadError
-from tfquant.ops import common, delegate_models, tflite_support as ts
+from tfquant.ops import common, delegate_models, keras_support as ks, tflite_support as ts
 from tfquant.ops.record import DelegateCase, NotApplicable, OpRecord, QuantRule
 from tfquant.vocabulary import NoOptions
 
@@ -37,6 +38,41 @@ _STRIDED_SLICE_FIELDS = (("begin_mask", "beginMask"), ("end_mask", "endMask"),
                          ("shrink_axis_mask", "shrinkAxisMask"), ("offset", "offset"))
 _RESIZE_FIELDS = (("align_corners", "alignCorners"), ("half_pixel_centers", "halfPixelCenters"))
 
+
+# -- Keras ------------------------------------------------------------------------------------
+
+def _int32(b, name, values):
+    return b.const(name, np.array(values, np.int32), np.int32)
+
+
+def _permute(b, layer, inputs, out_shape):
+    perm = [0] + [int(d) for d in layer.dims]
+    return b.op("TRANSPOSE", [inputs[0], _int32(b, f"{layer.name}/perm", perm)], out_shape,
+                layer.name, layer)
+
+
+def _cropping2d(b, layer, inputs, out_shape):
+    (top, _), (left, _) = layer.cropping
+    if -1 in out_shape[1:]:
+        raise ks.Unsupported("Cropping2D of an image of unknown size")
+    begin = _int32(b, f"{layer.name}/begin", [0, top, left, 0])
+    size = _int32(b, f"{layer.name}/size", [-1] + list(out_shape[1:]))
+    return b.op("SLICE", [inputs[0], begin, size], out_shape, layer.name, layer)
+
+
+def _upsampling2d(b, layer, inputs, out_shape):
+    if -1 in out_shape[1:3]:
+        raise ks.Unsupported("UpSampling2D of an image of unknown size")
+    kinds = {"nearest": "RESIZE_NEAREST_NEIGHBOR", "bilinear": "RESIZE_BILINEAR"}
+    if layer.interpolation not in kinds:
+        raise ks.Unsupported(f"UpSampling2D interpolation={layer.interpolation}")
+    # Keras resizes with tf.image.resize: half-pixel centers, corners not aligned.
+    return b.op(kinds[layer.interpolation],
+                [inputs[0], _int32(b, f"{layer.name}/size", list(out_shape[1:3]))], out_shape,
+                layer.name, layer, ResizeOptions(half_pixel_centers=True))
+
+
+# -- TFLite -----------------------------------------------------------------------------------
 
 def _reader(op_type, int_inputs, options_class, schema_class, fields):
     def read(imp, inputs, outputs, options, label):
@@ -68,7 +104,8 @@ def _case(op_type, options=None, constants=(), out_shape=None):
     return (DelegateCase(f"{op_type.lower()}_on_cpu", build, claimed=False),)
 
 
-def _record(op_type, int_inputs, options_class, schema_class, options_type, fields, case):
+def _record(op_type, int_inputs, options_class, schema_class, options_type, fields, case,
+            keras=None):
     return OpRecord(
         name=op_type, options=options_class,
         write=_writer(schema_class, options_type, fields),
@@ -76,7 +113,8 @@ def _record(op_type, int_inputs, options_class, schema_class, options_type, fiel
         version=common.version_from_source,
         quant=QuantRule(same_scale=True, int_inputs=int_inputs),
         weights=NotApplicable("no weights"),
-        keras=NotApplicable("no Keras layer becomes it yet (it comes from .tflite files)"),
+        keras=keras or NotApplicable("no Keras layer becomes it (it comes from .tflite "
+                                     "files)"),
         qat=NotApplicable("QAT renders Keras models, which never hold it"), delegate=case)
 
 
@@ -84,11 +122,12 @@ _I32 = np.int32
 TRANSPOSE = _record(
     "TRANSPOSE", (1,), NoOptions, schema.TransposeOptionsT,
     schema.BuiltinOptions.TransposeOptions, (),
-    _case("TRANSPOSE", constants=[np.array([0, 2, 1, 3], _I32)], out_shape=(5, 6, 4)))
+    _case("TRANSPOSE", constants=[np.array([0, 2, 1, 3], _I32)], out_shape=(5, 6, 4)),
+    {"Permute": _permute})
 SLICE = _record(
     "SLICE", (1, 2), NoOptions, schema.SliceOptionsT, schema.BuiltinOptions.SliceOptions, (),
     _case("SLICE", constants=[np.array([0, 1, 0, 1], _I32), np.array([-1, 4, 5, 2], _I32)],
-          out_shape=(4, 5, 2)))
+          out_shape=(4, 5, 2)), {"Cropping2D": _cropping2d})
 STRIDED_SLICE = _record(
     "STRIDED_SLICE", (1, 2, 3), StridedSliceOptions, schema.StridedSliceOptionsT,
     schema.BuiltinOptions.StridedSliceOptions, _STRIDED_SLICE_FIELDS,
@@ -99,7 +138,8 @@ RESIZE_BILINEAR = _record(
     "RESIZE_BILINEAR", (1,), ResizeOptions, schema.ResizeBilinearOptionsT,
     schema.BuiltinOptions.ResizeBilinearOptions, _RESIZE_FIELDS,
     _case("RESIZE_BILINEAR", ResizeOptions(half_pixel_centers=True),
-          constants=[np.array([12, 10], _I32)], out_shape=(12, 10, 4)))
+          constants=[np.array([12, 10], _I32)], out_shape=(12, 10, 4)),
+    {"UpSampling2D": _upsampling2d})
 RESIZE_NEAREST_NEIGHBOR = _record(
     "RESIZE_NEAREST_NEIGHBOR", (1,), ResizeOptions, schema.ResizeNearestNeighborOptionsT,
     schema.BuiltinOptions.ResizeNearestNeighborOptions, _RESIZE_FIELDS,

@@ -230,9 +230,13 @@ def unclaimed_activations():
 
 
 def after_conv_graph(name, op_type, options=None, constants=(), out_shape=None,
-                     in_shape=(6, 5, 4), batch=2):
+                     in_shape=(6, 5, 4), batch=2, second_input=False, constants_first=False,
+                     outputs=1):
     """A float IR graph x -> CONV_2D -> `op_type`(conv output, *constants) for ops no Keras
-    layer produces (they come from .tflite files). Returns the delegate case tuple."""
+    layer produces (they come from .tflite files). `second_input`: the op also reads x (two
+    activation operands); `constants_first`: the constants come before the data (SPLIT);
+    `outputs` outputs, of `out_shape` (one shape, or one per output). Returns the delegate
+    case tuple."""
     from tfquant import ir
     from tfquant.ops.conv import Conv2DOptions
     rng = np.random.default_rng(zlib.crc32(name.encode()) % 1000)
@@ -244,9 +248,13 @@ def after_conv_graph(name, op_type, options=None, constants=(), out_shape=None,
     b = g.add_const("b", rng.uniform(-0.1, 0.1, channels).astype(np.float32))
     a = g.add_tensor("a", (-1,) + tuple(in_shape))
     g.add_op("CONV_2D", [x, w, b], [a], Conv2DOptions("SAME", (1, 1)))
-    inputs = [a] + [g.add_const(f"c{i}", np.asarray(c), np.asarray(c).dtype)
-                    for i, c in enumerate(constants)]
-    y = g.add_tensor("y", (-1,) + tuple(out_shape or in_shape))
-    g.add_op(op_type, inputs, [y], options if options is not None else NO_OPTIONS)
-    g.outputs = [y]
+    data = [a, x] if second_input else [a]
+    const_names = [g.add_const(f"c{i}", np.asarray(c), np.asarray(c).dtype)
+                   for i, c in enumerate(constants)]
+    inputs = const_names + data if constants_first else data + const_names
+    shapes = out_shape if isinstance(out_shape, list) else [out_shape or in_shape] * outputs
+    ys = [g.add_tensor("y" if outputs == 1 else f"y{i}", (-1,) + tuple(s))
+          for i, s in enumerate(shapes)]
+    g.add_op(op_type, inputs, ys, options if options is not None else NO_OPTIONS)
+    g.outputs = ys
     return g, (batch,) + tuple(in_shape), {}

@@ -1,5 +1,5 @@
-"""Two-operand element-wise ops: ADD (Keras Add), SUB, MUL (Keras Rescaling), and
-SQUARED_DIFFERENCE."""
+"""Two-operand element-wise ops: ADD (Keras Add), SUB (Subtract), MUL (Multiply, Rescaling,
+Normalization), and SQUARED_DIFFERENCE."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 from ai_edge_litert import schema_py_generated as schema
 
 from tfquant.errors import ModelLoadError
-from tfquant.ops import common, delegate_models, tflite_support as ts
+from tfquant.ops import common, delegate_models, keras_support as ks, tflite_support as ts
 from tfquant.ops.record import DelegateCase, NotApplicable, OpRecord, QuantRule
 from tfquant.vocabulary import NoOptions
 
@@ -30,10 +30,54 @@ def _add(b, layer, inputs, out_shape):
     return y
 
 
+def _chain(op_type):
+    """Keras Multiply / Subtract of two (Multiply: or more) inputs."""
+    def convert(b, layer, inputs, out_shape):
+        if op_type == "SUB" and len(inputs) != 2:
+            raise ks.Unsupported(f"Subtract of {len(inputs)} inputs")
+        y = inputs[0]
+        for i, other in enumerate(inputs[1:]):
+            last = i == len(inputs) - 2
+            y = b.op(op_type, [y, other], out_shape, layer.name if last else
+                     f"{layer.name}/{i}", layer, BinaryOptions())
+        return y
+    return convert
+
+
+def _channel_constant(values, rank: int) -> np.ndarray:
+    """A Keras broadcast constant as a 1-D per-channel vector when it is one."""
+    values = np.asarray(values, np.float32)
+    if values.ndim > 1 and all(d == 1 for d in values.shape[:-1]):
+        return values.reshape(-1)
+    return values
+
+
+def _normalization(b, layer, inputs, out_shape):
+    """(x - mean) / max(sqrt(variance), epsilon) (or its inverse) as one MUL and one ADD."""
+    axis = getattr(layer, "axis", (-1,))
+    axis = tuple(axis) if isinstance(axis, (tuple, list)) else (axis,)
+    if tuple(a % len(out_shape) for a in axis) != (len(out_shape) - 1,):
+        raise ks.Unsupported(f"Normalization axis={layer.axis} (only the channel axis)")
+    mean = _channel_constant(ks.value(layer.mean), len(out_shape))
+    std = np.maximum(np.sqrt(_channel_constant(ks.value(layer.variance), len(out_shape))),
+                     np.float32(1e-7))
+    if getattr(layer, "invert", False):
+        scale, offset = std, mean
+    else:
+        scale, offset = 1.0 / std, -mean / std
+    return _scale_and_offset(b, layer, inputs[0], out_shape, scale.astype(np.float32),
+                             offset.astype(np.float32))
+
+
 def _rescaling(b, layer, inputs, out_shape):
-    scale = np.asarray(layer.scale, np.float32)
-    offset = np.asarray(layer.offset, np.float32)
-    y = inputs[0]
+    return _scale_and_offset(b, layer, inputs[0], out_shape,
+                             np.asarray(layer.scale, np.float32),
+                             np.asarray(layer.offset, np.float32))
+
+
+def _scale_and_offset(b, layer, x, out_shape, scale, offset):
+    inputs = [x]
+    y = x
     if np.any(scale != 1.0):
         s = b.const(f"{layer.name}/scale", scale)
         name = f"{layer.name}/mul" if np.any(offset != 0.0) else layer.name
@@ -96,7 +140,7 @@ def _render_add(r, op, x, name):
 def _render_mul(r, op, x, name):
     if len(x) == 1:
         return r.constant_operand(op, x, name)
-    raise r.unsupported(op, "MUL of two activations")
+    return r.keras.layers.Multiply(name=name)(x)
 
 
 # -- delegate ---------------------------------------------------------------------------------
@@ -124,8 +168,8 @@ SUB = OpRecord(
     write=_writer(schema.SubOptionsT, schema.BuiltinOptions.SubOptions),
     read=_reader("SUB", schema.SubOptionsT), version=common.version_by_type,
     quant=QuantRule(fused_activation=True), weights=NotApplicable("no weights"),
-    keras=NotApplicable("no Keras layer becomes SUB (it comes from .tflite files)"),
-    qat=NotApplicable("QAT renders Keras models, which never hold SUB"),
+    keras={"Subtract": _chain("SUB")},
+    qat=NotApplicable("QAT of SUB is the QAT issue's work; QAT keeps it float"),
     delegate=(DelegateCase("sub_on_cpu", lambda: delegate_models.after_conv_graph(
         "sub", "SUB", BinaryOptions(), [np.full(4, 0.25, np.float32)]), claimed=False),))
 
@@ -134,7 +178,8 @@ MUL = OpRecord(
     write=_writer(schema.MulOptionsT, schema.BuiltinOptions.MulOptions),
     read=_reader("MUL", schema.MulOptionsT), version=_mul_version,
     quant=QuantRule(fused_activation=True), weights=NotApplicable("no weights"),
-    keras={"Rescaling": _rescaling}, qat=_render_mul,
+    keras={"Rescaling": _rescaling, "Normalization": _normalization,
+           "Multiply": _chain("MUL")}, qat=_render_mul,
     delegate=(DelegateCase("add_residual_and_batchnorm",
                            delegate_models.add_residual_and_batchnorm),))
 

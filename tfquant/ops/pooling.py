@@ -1,5 +1,6 @@
-"""MAX_POOL_2D, AVERAGE_POOL_2D and MEAN (Keras MaxPooling2D, AveragePooling2D,
-GlobalAveragePooling2D)."""
+"""MAX_POOL_2D, AVERAGE_POOL_2D and the reductions MEAN, SUM, REDUCE_MAX (Keras
+MaxPooling2D, AveragePooling2D, GlobalAverage/MaxPooling1D/2D). MEAN and SUM take their own
+output params; REDUCE_MAX keeps its input's (TF 2.21's TFLiteConverter, measured)."""
 
 from __future__ import annotations
 
@@ -34,10 +35,14 @@ def _keras_pool(op_type):
     return convert
 
 
-def _global_average_pooling2d(b, layer, inputs, out_shape):
-    axes = b.const(f"{layer.name}/axes", np.array([1, 2], np.int32), np.int32)
-    return b.op("MEAN", [inputs[0], axes], out_shape, layer.name, layer,
-                ReducerOptions(len(out_shape) == 4))
+def _global_pool(op_type, axes):
+    def convert(b, layer, inputs, out_shape):
+        if getattr(layer, "data_format", "channels_last") != "channels_last":
+            raise ks.Unsupported(f"{type(layer).__name__} data_format={layer.data_format}")
+        constant = b.const(f"{layer.name}/axes", np.array(axes, np.int32), np.int32)
+        return b.op(op_type, [inputs[0], constant], out_shape, layer.name, layer,
+                    ReducerOptions(len(out_shape) == len(axes) + 2))
+    return convert
 
 
 def _read_pool(op_type):
@@ -50,13 +55,15 @@ def _read_pool(op_type):
     return read
 
 
-def _read_mean(imp, inputs, outputs, options, label):
-    o = ts.require(options, schema.ReducerOptionsT, label)
-    if len(inputs) != 2:
-        raise ModelLoadError(f"{label} has {len(inputs)} inputs")
-    ts.activation_input(imp, inputs[0], label)
-    ts.constant_int32(imp, inputs[1], "axes are not a constant int32 tensor")
-    return "MEAN", list(inputs), ReducerOptions(bool(o.keepDims))
+def _read_reducer(op_type):
+    def read(imp, inputs, outputs, options, label):
+        o = ts.require(options, schema.ReducerOptionsT, label)
+        if len(inputs) != 2:
+            raise ModelLoadError(f"{label} has {len(inputs)} inputs")
+        ts.activation_input(imp, inputs[0], label)
+        ts.constant_int32(imp, inputs[1], "axes are not a constant int32 tensor")
+        return op_type, list(inputs), ReducerOptions(bool(o.keepDims))
+    return read
 
 
 def _write_pool(options):
@@ -83,6 +90,9 @@ def _render_pool(layer_name):
 
 
 def _render_mean(r, op, x, name):
+    axes = r.graph.tensors[op.inputs[1]].data
+    if len(r.graph.tensors[op.inputs[0]].shape) != 4 or sorted(np.ravel(axes)) != [1, 2]:
+        raise r.unsupported(op, "MEAN over other axes than height and width")
     return r.keras.layers.GlobalAveragePooling2D(keepdims=op.options.keep_dims,
                                                  name=name)(x[0])
 
@@ -103,10 +113,39 @@ MAX_POOL_2D = _pool_record("MAX_POOL_2D", "MaxPooling2D")
 AVERAGE_POOL_2D = _pool_record("AVERAGE_POOL_2D", "AveragePooling2D")
 
 MEAN = OpRecord(
-    name="MEAN", options=ReducerOptions, write=_write_mean, read=_read_mean,
+    name="MEAN", options=ReducerOptions, write=_write_mean, read=_read_reducer("MEAN"),
     version=common.version_by_type, quant=QuantRule(int_inputs=(1,)),
     weights=NotApplicable("no weights"),
-    keras={"GlobalAveragePooling2D": _global_average_pooling2d}, qat=_render_mean,
+    keras={"GlobalAveragePooling2D": _global_pool("MEAN", [1, 2]),
+           "GlobalAveragePooling1D": _global_pool("MEAN", [1])}, qat=_render_mean,
     delegate=(DelegateCase("mean_and_softmax", delegate_models.mean_and_softmax),))
 
-RECORDS = (MAX_POOL_2D, AVERAGE_POOL_2D, MEAN)
+
+def _reduction_case(op_type):
+    def build():
+        return delegate_models.after_conv_graph(
+            op_type.lower(), op_type, ReducerOptions(False), [np.array([1, 2], np.int32)],
+            out_shape=(4,))
+    return (DelegateCase(f"{op_type.lower()}_on_cpu", build, claimed=False),)
+
+
+_NO_QAT = NotApplicable("QAT of this op is the QAT issue's work; QAT keeps it float")
+
+# No int16 kernel for SUM on tflite-runtime 2.14: float in 16x8 models.
+SUM = OpRecord(
+    name="SUM", options=ReducerOptions, write=_write_mean, read=_read_reducer("SUM"),
+    version=common.version_by_type, quant=QuantRule(int_inputs=(1,), int16=False),
+    weights=NotApplicable("no weights"),
+    keras=NotApplicable("no Keras layer becomes it alone (lowered models, .tflite files)"),
+    qat=_NO_QAT, delegate=_reduction_case("SUM"))
+
+REDUCE_MAX = OpRecord(
+    name="REDUCE_MAX", options=ReducerOptions, write=_write_mean,
+    read=_read_reducer("REDUCE_MAX"), version=common.version_by_type,
+    quant=QuantRule(same_scale=True, int_inputs=(1,), int16=False),
+    weights=NotApplicable("no weights"),
+    keras={"GlobalMaxPooling2D": _global_pool("REDUCE_MAX", [1, 2]),
+           "GlobalMaxPooling1D": _global_pool("REDUCE_MAX", [1])}, qat=_NO_QAT,
+    delegate=_reduction_case("REDUCE_MAX"))
+
+RECORDS = (MAX_POOL_2D, AVERAGE_POOL_2D, MEAN, SUM, REDUCE_MAX)

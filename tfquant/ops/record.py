@@ -110,6 +110,9 @@ class OpRecord:
     delegate: tuple | NotApplicable
     # Keras activation function names that become this op (activation="relu", ...).
     keras_activations: tuple = ()
+    # Keras activation functions that become this op with others: (name, converter(builder,
+    # layer, input, output shape, output name) -> output name) pairs (silu: LOGISTIC and MUL).
+    keras_composite_activations: tuple = ()
     # Pseudo-ops never reach the writer (tfquant.vocabulary).
     pseudo: bool = False
     # The op commutes with a positive per-channel scaling of its input (zero padding): cross-

@@ -145,4 +145,35 @@ CONCATENATION = OpRecord(
     qat=_render_concatenation,
     delegate=(_PAD_RESHAPE_CONCAT, DelegateCase("pools", delegate_models.pools)))
 
-RECORDS = (RESHAPE, SQUEEZE, EXPAND_DIMS, PAD, CONCATENATION)
+
+
+@dataclasses.dataclass(frozen=True)
+class ShapeOptions:
+    out_type: int = schema.TensorType.INT32
+
+
+def _read_shape(imp, inputs, outputs, options, label):
+    o = ts.require(options, schema.ShapeOptionsT, label)
+    ts.inputs_count(inputs, 1, label)
+    if imp.graph.tensors[inputs[0]].dtype != np.float32:
+        raise ts.KeepFloat(f"its input has type {imp.graph.tensors[inputs[0]].dtype}")
+    return "SHAPE", list(inputs), ShapeOptions(int(o.outType))
+
+
+def _write_shape(options):
+    o = schema.ShapeOptionsT()
+    o.outType = int(options.out_type)
+    return schema.BuiltinOptions.ShapeOptions, o
+
+
+# Reads only its input's shape: an int8 input needs no DEQUANTIZE (run-time output shapes of
+# lowered TRANSPOSE_CONVs). Version 1 for every input type, as TFLiteConverter writes it.
+SHAPE = OpRecord(
+    name="SHAPE", options=ShapeOptions, write=_write_shape, read=_read_shape,
+    version=common.version_one, quant=QuantRule(), weights=NotApplicable("no weights"),
+    keras=NotApplicable("no Keras layer becomes it (lowered models compute shapes with it)"),
+    qat=NotApplicable("QAT renders Keras models, which never hold it"),
+    delegate=NotApplicable("its integer output is never the delegate's; covered by the "
+                           "TRANSPOSE_CONV lowering tests"))
+
+RECORDS = (RESHAPE, SQUEEZE, EXPAND_DIMS, PAD, CONCATENATION, SHAPE)

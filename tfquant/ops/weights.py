@@ -12,9 +12,10 @@ import numpy as np
 
 
 class WeightLayout:
-    """The base: weights at input 1, bias at input 2, output channels on `output_axis`; and
-    how the op's weights are stored where runtimes differ."""
+    """The base: data at input 0, weights at input 1, bias at input 2, output channels on
+    `output_axis`; and how the op's weights are stored where runtimes differ."""
 
+    data_input = 0
     weight_input = 1
     bias_input = 2
     output_axis = 0
@@ -28,6 +29,8 @@ class WeightLayout:
     # Weight-only (hybrid) kernels: None follows the recipe; False forces one scale per
     # tensor; True writes one scale per channel even for a per-tensor grid.
     hybrid_per_channel = None
+    # Every runtime has a hybrid kernel for the op (else weight-only models keep it float).
+    hybrid = True
 
     def hybrid_options(self, options):
         """The op's options in a weight-only model."""

@@ -14,7 +14,7 @@ def correct_bias(graph: ir.Graph, ranges: dict, recipe: Recipe) -> ir.Graph:
     graph = graph.copy()
     for op in graph.ops:
         layout = ops.weight_layout(op.type)
-        observed = ranges.get(op.inputs[0])
+        observed = ranges.get(op.inputs[layout.data_input]) if layout is not None else None
         if op.keep_float or layout is None or observed is None or \
                 observed.channel_mean is None:
             continue
