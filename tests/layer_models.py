@@ -144,6 +144,19 @@ def native_layer_models(K):
     norm.adapt(image * 3 + 1)
     models["normalization"] = (K.Model(inp, L.Conv2D(4, 3, name="conv_out")(norm(inp))),
                                image * 3 + 1)
+    K.utils.set_random_seed(5)
+    inp = K.Input(sequence.shape[1:])
+    y = L.Dense(8, name="dense_in")(inp)
+    y = L.MultiHeadAttention(2, 4, name="self_attention")(y, y)
+    models["multi_head_attention_self"] = (K.Model(inp, L.Dense(3, name="dense_out")(y)),
+                                           sequence)
+    K.utils.set_random_seed(6)
+    queries, memory = K.Input((4, 6)), K.Input(sequence.shape[1:])
+    y = L.MultiHeadAttention(3, 5, value_dim=2, name="cross_attention")(
+        L.Dense(8, name="query_in")(queries), L.Dense(8, name="memory_in")(memory))
+    models["multi_head_attention_cross"] = (
+        K.Model([queries, memory], L.Dense(3, name="dense_out")(y)),
+        (rng.normal(size=(64, 4, 6)).astype(np.float32), sequence))
     K.utils.set_random_seed(4)
     inp = K.Input((7,), dtype="int32")
     y = L.Embedding(20, 8, name="embedding")(inp)

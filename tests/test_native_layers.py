@@ -13,7 +13,8 @@ from tfquant import runtime, spec
 
 MODELS = {"keras": native_layer_models(keras), "tf_keras": native_layer_models(tf_keras)}
 # The SQNR floor: random weights, 64 calibration samples, 8-bit activations.
-FLOOR_DB = {"layer_normalization": 25.0, "elu": 28.0}
+FLOOR_DB = {"layer_normalization": 25.0, "elu": 28.0, "multi_head_attention_self": 27.0,
+            "multi_head_attention_cross": 27.0}
 DEFAULT_FLOOR_DB = 30.0
 
 
@@ -24,9 +25,16 @@ def test_native_layer_on_every_runtime(flavour, name):
                                    show_progress=False)
     assert result.route.startswith("native")
     assert not result.float_ops(), result.float_ops()
-    expected = np.asarray(model.predict(x[:32], verbose=0))
+    head = tuple(a[:32] for a in x) if isinstance(x, tuple) else x[:32]
+    expected = np.asarray(model.predict(list(head) if isinstance(x, tuple) else head,
+                                        verbose=0))
     for rt in runtime.RUNTIMES:
-        got = runtime.Runner(result.model, rt).predict(x[:32])
+        # TF 2.21's optimized int8 BATCH_MATMUL kernel loses most of the signal (also in
+        # TFLiteConverter's models, tests/test_lowered_ops.py): tf.lite is held to the bound
+        # on its reference kernels there.
+        kernels = "reference" if rt == "tf" and result.op_counts().get("BATCH_MATMUL") \
+            else "default"
+        got = runtime.Runner(result.model, rt, kernels).predict(head)
         sqnr = spec.sqnr_db(expected, got)
-        print(f"{flavour:8s} {name:28s} {rt:15s} {sqnr:6.1f} dB")
+        print(f"{flavour:8s} {name:28s} {rt:15s} {kernels:9s} {sqnr:6.1f} dB")
         assert sqnr >= FLOOR_DB.get(name, DEFAULT_FLOOR_DB), (name, rt, sqnr)

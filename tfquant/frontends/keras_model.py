@@ -90,6 +90,10 @@ class _Builder:
         self.graph.add_op(op_type, inputs, [out], options, source=(layer.name,))
         return out
 
+    def current_keras_inputs(self) -> list:
+        """The Keras tensors the layer being converted is called on."""
+        return list(self._inputs_of_current_node)
+
     def const(self, name, data, dtype=np.float32):
         return self.graph.add_const(name, data, dtype)
 

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import functools
 
-from tfquant.ops import (activations, boundary, conv, data_movement, elementwise,
+from tfquant.ops import (activations, attention, boundary, conv, data_movement, elementwise,
                          fully_connected, math_functions, pooling, pseudo, shape, split_join)
 from tfquant.ops.record import (DelegateCase, NotApplicable, OpRecord, OpTypes,
                                 QuantRule)
 
-_MODULES = (conv, fully_connected, elementwise, activations, math_functions, pooling, shape,
-            data_movement, split_join, boundary, pseudo)
+_MODULES = (conv, fully_connected, attention, elementwise, activations, math_functions, pooling,
+            shape, data_movement, split_join, boundary, pseudo)
 
 REGISTRY: dict[str, OpRecord] = {}
 for _module in _MODULES:

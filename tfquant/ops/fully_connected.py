@@ -1,5 +1,4 @@
-"""FULLY_CONNECTED (Keras Dense) and BATCH_MATMUL (activation x activation products:
-attention scores and their weighted sums).
+"""FULLY_CONNECTED (Keras Dense).
 
 Dense on [N, ..., in] is written as RESHAPE to [-1, in], a 2-D FULLY_CONNECTED and RESHAPE
 back, from Keras and from .tflite files alike: tflite-runtime 2.14 computes per-channel
@@ -15,7 +14,7 @@ from ai_edge_litert import schema_py_generated as schema
 
 from tfquant.ops import common, delegate_models, keras_support as ks, tflite_support as ts
 from tfquant.ops import weights
-from tfquant.ops.record import DelegateCase, NotApplicable, OpRecord, QuantRule
+from tfquant.ops.record import DelegateCase, OpRecord, QuantRule
 from tfquant.vocabulary import NoOptions
 
 
@@ -144,49 +143,4 @@ FULLY_CONNECTED = OpRecord(
               DelegateCase("mean_and_softmax", delegate_models.mean_and_softmax)))
 
 
-
-@dataclasses.dataclass(frozen=True)
-class BatchMatMulOptions:
-    adj_x: bool = False
-    adj_y: bool = False
-    asymmetric_quantize_inputs: bool = False
-
-
-def _read_batch_matmul(imp, inputs, outputs, options, label):
-    o = ts.require(options, schema.BatchMatMulOptionsT, label)
-    ts.inputs_count(inputs, 2, label)
-    tensors = [imp.graph.tensors[n] for n in inputs]
-    if all(t.is_const for t in tensors):
-        raise ts.KeepFloat("both operands are constant")
-    if any(t.dtype != np.float32 for t in tensors):
-        raise ts.KeepFloat("non-float operands")
-    return "BATCH_MATMUL", list(inputs), BatchMatMulOptions(
-        bool(o.adjX), bool(o.adjY), bool(o.asymmetricQuantizeInputs))
-
-
-def _write_batch_matmul(options):
-    o = schema.BatchMatMulOptionsT()
-    o.adjX, o.adjY = bool(options.adj_x), bool(options.adj_y)
-    o.asymmetricQuantizeInputs = bool(options.asymmetric_quantize_inputs)
-    return schema.BuiltinOptions.BatchMatMulOptions, o
-
-
-def _batch_matmul_model():
-    return delegate_models.after_conv_graph("batch_matmul", "BATCH_MATMUL",
-                                            BatchMatMulOptions(adj_y=True), out_shape=(6, 5, 5),
-                                            second_input=True)
-
-
-# Both operands int8 asymmetric with their own params, output its own (TF 2.21's
-# TFLiteConverter, measured); a constant operand symmetric. No int16 kernel on tflite-runtime
-# 2.14.
-BATCH_MATMUL = OpRecord(
-    name="BATCH_MATMUL", options=BatchMatMulOptions, write=_write_batch_matmul,
-    read=_read_batch_matmul, version=common.version_by_type,
-    quant=QuantRule(int16=False, symmetric_const_operands=True),
-    weights=NotApplicable("its operands are activations (a constant one is an operand)"),
-    keras=NotApplicable("MultiHeadAttention's products become it, through their converter"),
-    qat=NotApplicable("QAT of attention is the QAT issue's work; QAT keeps it float"),
-    delegate=(DelegateCase("batch_matmul_on_cpu", _batch_matmul_model, claimed=False),))
-
-RECORDS = (FULLY_CONNECTED, BATCH_MATMUL)
+RECORDS = (FULLY_CONNECTED,)
