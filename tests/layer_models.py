@@ -120,6 +120,9 @@ def native_layer_models(K):
         "cropping2d": on_image(lambda y: L.Cropping2D(((1, 2), (0, 1)), name="crop")(y)),
         "grouped_conv2d": on_image(lambda y: L.Conv2D(8, 3, groups=4, padding="same",
                                                       name="grouped")(y)),
+        "grouped_conv2d_depthwise": on_image(lambda y: L.Conv2D(16, 3, groups=8,
+                                                                padding="same",
+                                                                name="grouped_dw")(y)),
         "upsampling2d_nearest": on_image(lambda y: L.UpSampling2D(2, name="up")(y)),
         "upsampling2d_bilinear": on_image(lambda y: L.UpSampling2D(
             2, interpolation="bilinear", name="up")(y)),
@@ -138,6 +141,8 @@ def native_layer_models(K):
         "repeat_vector": on_sequence(lambda y: L.RepeatVector(3, name="repeat")(
             L.Flatten()(y))),
     }
+    convnext = __import__(f"{K.__name__}.src.applications.convnext", fromlist=["LayerScale"])
+    models["layer_scale"] = on_image(lambda y: convnext.LayerScale(0.5, 8, name="scale")(y))
     K.utils.set_random_seed(3)
     inp = K.Input(image.shape[1:])
     norm = L.Normalization(name="norm")

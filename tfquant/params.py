@@ -172,7 +172,9 @@ def activation_params(graph: ir.Graph, ranges: dict, bits: int = 8) -> Activatio
                 represented_by[name] = member
     if bits == 8:
         _guard_input_scales(graph, params)
+        _guard_rescales(graph, params)
     _guard_activation_clamps(graph, params)
+    _guard_tiny_scales(params)
     return ActivationParams(params, {name: params[member]
                                      for name, member in represented_by.items()})
 
@@ -197,6 +199,46 @@ def _guard_activation_clamps(graph: ir.Graph, params: dict):
                     "%.3g; the calibration data hardly excites this layer); widening it to "
                     "scale %.3g", op.label, current.scale[0], minimum)
         _widen(params, current, minimum)
+
+
+# The smallest activation scale written: below it, the rescale multiplier of an op reading a
+# normal-sized tensor into this one exceeds what TFLite's QuantizeMultiplier accepts (the
+# runtime aborts in AllocateTensors). Only ranges the calibration data hardly excites (dead
+# branches of random-weight networks) are this small; 2^-28 stays below the clamp guard's.
+MIN_ACTIVATION_SCALE = 2.0 ** -28
+
+
+def _guard_tiny_scales(params: dict):
+    widened = {}
+    for name, current in list(params.items()):
+        if current.scale[0] < MIN_ACTIVATION_SCALE and id(current) not in widened:
+            widened[id(current)] = name
+            _widen(params, current, MIN_ACTIVATION_SCALE)
+    if widened:
+        names = list(widened.values())
+        log.warning("%d activation range(s) too small to hold (%s%s; the calibration data "
+                    "hardly excites them): widened to scale %.3g", len(names),
+                    ", ".join(names[:3]), " ..." if len(names) > 3 else "",
+                    MIN_ACTIVATION_SCALE)
+
+
+def _guard_rescales(graph: ir.Graph, params: dict):
+    """Widen int8 outputs far finer than an input where the op's kernels cannot rescale that
+    much (QuantRule.max_int8_input_to_output_scale: ADD, SUB)."""
+    for op in graph.ops:
+        rule = ops.quant_rule(op.type)
+        limit = rule.max_int8_input_to_output_scale if rule is not None else None
+        if limit is None or op.keep_float or op.outputs[0] not in params:
+            continue
+        largest = max((float(params[n].scale[0]) for n in op.inputs if n in params),
+                      default=0.0)
+        current = params[op.outputs[0]]
+        if current.scale[0] * limit >= largest:
+            continue
+        log.warning("%s: output range is too small for its inputs' in TFLite's int8 %s kernel "
+                    "(scale %.3g, inputs up to %.3g); widening it to scale %.3g", op.label,
+                    op.type, current.scale[0], largest, largest / limit)
+        _widen(params, current, largest / limit)
 
 
 def _guard_input_scales(graph: ir.Graph, params: dict):

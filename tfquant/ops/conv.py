@@ -2,8 +2,9 @@
 SeparableConv2D).
 
 Conv1D is a CONV_2D over a height-1 image between two RESHAPEs ('causal' padding: a PAD on
-the left first), as TFLiteConverter lowers it; grouped Conv2D is a SPLIT of the channels, one
-CONV_2D per group and a CONCATENATION (TFLite's int8 CONV_2D kernels do not all take groups).
+the left first), as TFLiteConverter lowers it; grouped Conv2D is a DEPTHWISE_CONV_2D when each group reads
+one channel, else a SPLIT of the channels, one CONV_2D per group and a CONCATENATION (TFLite's
+int8 CONV_2D kernels do not all take groups).
 
 TRANSPOSE_CONV (read from .tflite files and lowered models) keeps TFLite's operand order:
 output shape (int32, computed at run time for a dynamic batch), weights [out, kh, kw, in], data,
@@ -138,9 +139,10 @@ DEPTHWISE_WEIGHTS = DepthwiseWeights()
 
 # -- Keras ------------------------------------------------------------------------------------
 
-def _emit_conv(b, layer, x, kernel, bias, options, out_shape, name):
-    w = b.const(f"{name}/kernel", CONV_WEIGHTS.from_keras(kernel))
-    bias_name = b.const(f"{name}/bias", bias)
+def _emit_conv(b, layer, x, kernel, bias, options, out_shape, name, weights_name=None):
+    weights_name = weights_name or name
+    w = b.const(f"{weights_name}/kernel", CONV_WEIGHTS.from_keras(kernel))
+    bias_name = b.const(f"{weights_name}/bias", bias)
     return b.op("CONV_2D", [x, w, bias_name], out_shape, name, layer, options)
 
 
@@ -152,7 +154,13 @@ def _conv2d(b, layer, inputs, out_shape):
     name = ks.pre_activation_name(layer, "conv")
     groups = int(getattr(layer, "groups", 1))
     if groups == 1:
-        y = _emit_conv(b, layer, inputs[0], kernel, bias, options, out_shape, name)
+        y = _emit_conv(b, layer, inputs[0], kernel, bias, options, out_shape, name,
+                       layer.name)
+    elif kernel.shape[2] == 1:  # one input channel per group: a depthwise conv (ConvNeXt)
+        kh, kw, _, filters = kernel.shape
+        y = _emit_depthwise(b, layer, inputs[0],
+                            kernel.reshape(kh, kw, groups, filters // groups), bias,
+                            out_shape, name)
     else:
         y = _grouped(b, layer, inputs[0], kernel, bias, options, out_shape, name, groups)
     return b.act(layer, y, out_shape, layer.activation, layer.name)

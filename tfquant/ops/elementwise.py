@@ -69,6 +69,14 @@ def _normalization(b, layer, inputs, out_shape):
                              offset.astype(np.float32))
 
 
+def _layer_scale(b, layer, inputs, out_shape):
+    """keras.applications ConvNeXt's LayerScale: x * gamma per channel."""
+    if not type(layer).__module__.split(".applications.")[-1].startswith("convnext"):
+        raise ks.Unsupported("a custom layer named LayerScale")
+    gamma = ks.value(layer.gamma)
+    return _scale_and_offset(b, layer, inputs[0], out_shape, gamma, np.zeros_like(gamma))
+
+
 def _rescaling(b, layer, inputs, out_shape):
     return _scale_and_offset(b, layer, inputs[0], out_shape,
                              np.asarray(layer.scale, np.float32),
@@ -152,12 +160,16 @@ def _squared_difference_model():
         constants=[rng.uniform(-1, 1, 4).astype(np.float32)])
 
 
+# The int8 ADD / SUB kernels shift inputs left by 20 bits and need 2 * max input scale /
+# (2^20 * output scale) < 1, else the runtime aborts (a margin of 1%).
+_ADD_RESCALE_LIMIT = 2.0 ** 19 / 1.01
+
 ADD = OpRecord(
     name="ADD", options=BinaryOptions,
     write=_writer(schema.AddOptionsT, schema.BuiltinOptions.AddOptions),
     read=_reader("ADD", schema.AddOptionsT), version=common.version_by_type,
-    quant=QuantRule(fused_activation=True), weights=NotApplicable("no weights"),
-    keras={"Add": _add}, qat=_render_add,
+    quant=QuantRule(fused_activation=True, max_int8_input_to_output_scale=_ADD_RESCALE_LIMIT),
+    weights=NotApplicable("no weights"), keras={"Add": _add}, qat=_render_add,
     delegate=(DelegateCase("add_residual_and_batchnorm",
                            delegate_models.add_residual_and_batchnorm),
               DelegateCase("biased_activations", delegate_models.biased_activations,
@@ -167,7 +179,8 @@ SUB = OpRecord(
     name="SUB", options=BinaryOptions,
     write=_writer(schema.SubOptionsT, schema.BuiltinOptions.SubOptions),
     read=_reader("SUB", schema.SubOptionsT), version=common.version_by_type,
-    quant=QuantRule(fused_activation=True), weights=NotApplicable("no weights"),
+    quant=QuantRule(fused_activation=True, max_int8_input_to_output_scale=_ADD_RESCALE_LIMIT),
+    weights=NotApplicable("no weights"),
     keras={"Subtract": _chain("SUB")},
     qat=NotApplicable("QAT of SUB is the QAT issue's work; QAT keeps it float"),
     delegate=(DelegateCase("sub_on_cpu", lambda: delegate_models.after_conv_graph(
@@ -179,7 +192,7 @@ MUL = OpRecord(
     read=_reader("MUL", schema.MulOptionsT), version=_mul_version,
     quant=QuantRule(fused_activation=True), weights=NotApplicable("no weights"),
     keras={"Rescaling": _rescaling, "Normalization": _normalization,
-           "Multiply": _chain("MUL")}, qat=_render_mul,
+           "Multiply": _chain("MUL"), "LayerScale": _layer_scale}, qat=_render_mul,
     delegate=(DelegateCase("add_residual_and_batchnorm",
                            delegate_models.add_residual_and_batchnorm),))
 

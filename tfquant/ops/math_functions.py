@@ -8,7 +8,9 @@ ADD epsilon, RSQRT, SUB, MUL, then MUL gamma and ADD beta.
 Versions and params are the ones TF 2.21's TFLiteConverter writes for int8 (measured): each
 table op takes its own output params, LOG_SOFTMAX fixes them to (16/256, 127), MAXIMUM /
 MINIMUM compare raw codes, so their inputs and output share one grid. None of them has an
-int16 kernel on every runtime: in 16x8 models they run in float.
+int16 kernel on every runtime: in 16x8 models they run in float. NEG has no record: the int8
+kernel is missing in tflite-runtime 2.14 ("Neg only currently supports int64, int32, and
+float32"), so it stays float.
 """
 
 from __future__ import annotations

@@ -51,6 +51,9 @@ class QuantRule:
     type_conversion: bool = False
     # options -> the smallest int8 input scale the op's kernels accept (SOFTMAX), or None.
     min_int8_input_scale: Optional[Callable] = None
+    # The largest ratio of an int8 input scale to the output scale the kernels accept (ADD and
+    # SUB rescale both inputs by 2^20 / (2 max input scale) and need a multiplier below one).
+    max_int8_input_to_output_scale: Optional[float] = None
 
 
 @dataclasses.dataclass(frozen=True)
