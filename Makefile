@@ -10,10 +10,11 @@ STAMP := $(VENV)/.installed
 DELEGATE_SOURCES := $(shell find delegates -name '*.cc' -o -name '*.h' -o -name '*.map')
 
 # The editable install also compiles the C++ delegate into the package (setup.py).
-$(STAMP): requirements.txt setup.cfg pyproject.toml setup.py $(DELEGATE_SOURCES)
+$(STAMP): requirements.txt requirements-extras.txt setup.cfg pyproject.toml setup.py $(DELEGATE_SOURCES)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip wheel setuptools
 	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-deps -r requirements-extras.txt
 	$(PY) -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
 

@@ -122,3 +122,24 @@ def test_unbuilt_sequential_is_a_clear_error():
     model = keras.Sequential([keras.layers.Dense(3)])
     with pytest.raises(TfquantError, match="never built"):
         from_keras(model)
+
+
+def test_keras_operations_with_constants_are_computed_not_dropped():
+    """`x * (1/6)`, `3 - x` and `x + y` in a Keras 3 functional model are operations, not
+    layers: their constants become operands (they once became identities)."""
+    import tfquant
+    from tfquant import runtime, spec
+    x = keras.Input((4,))
+    y = keras.layers.Dense(4, name="dense")(x)
+    z = keras.ops.add(3.0 - y * (1 / 6), y)
+    model = keras.Model(x, keras.ops.maximum(z, 0.5))  # with a constant: not native
+    data = np.random.default_rng(0).normal(size=(32, 4)).astype(np.float32)
+    with pytest.raises(UnsupportedLayerError, match="maximum with a constant operand"):
+        from_keras(model)
+    native = keras.Model(x, z)
+    graph = from_keras(native)
+    assert [op.type for op in graph.ops] == ["FULLY_CONNECTED", "MUL", "SUB", "ADD"]
+    for m in (model, native):
+        result = tfquant.convert_model(m, data, show_progress=False)
+        got = runtime.Runner(result.model).predict(data)
+        assert spec.sqnr_db(m.predict(data, verbose=0), got) > 30, result.route

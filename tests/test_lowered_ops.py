@@ -92,3 +92,20 @@ def test_conv2d_transpose_model_is_int8_on_every_runtime():
             sqnr = spec.sqnr_db(expected, runtime.Runner(result.model, rt).predict(data[:16]))
             print(f"{mode:13s} {rt:15s} {sqnr:6.1f} dB")
             assert sqnr >= floor, (mode, rt, sqnr)
+
+
+def test_weights_read_by_several_ops_are_written_once():
+    """One conv kernel applied to two inputs (a shared layer): its int8 codes are the same
+    for both ops, so the file holds them once."""
+    keras.utils.set_random_seed(0)
+    a, b = keras.Input((8, 8, 16)), keras.Input((8, 8, 16))
+    shared = keras.layers.Conv2D(32, 3, padding="same", use_bias=False)
+    model = keras.Model([a, b], keras.layers.Add()([shared(a), shared(b)]))
+    data = tuple(RNG.normal(size=(32, 8, 8, 16)).astype(np.float32) for _ in range(2))
+    result = tfquant.convert_model(model, data, show_progress=False)
+    from ai_edge_litert import schema_py_generated as schema
+    tflite = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(result.model, 0))
+    sizes = [len(b.data) for b in tflite.buffers if b.data is not None]
+    assert sizes.count(32 * 3 * 3 * 16) == 1, sizes
+    expected = model.predict(list(data), verbose=0)
+    assert spec.sqnr_db(expected, runtime.Runner(result.model).predict(data)) > 30

@@ -320,3 +320,29 @@ def test_cli_converts_a_saved_model_directory(tmp_path, two_input_model):
     assert proc.returncode == 0, proc.stderr
     assert "route lowered" in proc.stdout and "in float" in proc.stdout
     assert out.stat().st_size > 0
+
+
+def test_recurrent_layers_of_unknown_batch_get_a_remedy():
+    keras.utils.set_random_seed(0)
+    x = keras.Input((6, 3))
+    model = keras.Model(x, keras.layers.Dense(2)(keras.layers.LSTM(4)(x)))
+    with pytest.raises(ConversionError, match=r"fixed batch size \(keras.Input\(shape, "
+                                              r"batch_size=1\)\)") as info:
+        tfquant.convert_model(model, RNG.normal(size=(8, 6, 3)).astype(np.float32),
+                              show_progress=False)
+    assert "\n" not in str(info.value)
+
+
+def test_fused_lstm_runs_as_a_float_island():
+    """tf_keras lowers LSTM to UNIDIRECTIONAL_SEQUENCE_LSTM (Keras 3 to a WHILE loop, which
+    the TFLite frontend refuses): it runs in float between the int8 layers."""
+    tf_keras.utils.set_random_seed(0)
+    x = tf_keras.Input((6, 3), batch_size=1)
+    y = tf_keras.layers.Dense(8, activation="relu")(x)
+    model = tf_keras.Model(x, tf_keras.layers.Dense(2)(tf_keras.layers.LSTM(4)(y)))
+    data = RNG.normal(size=(32, 6, 3)).astype(np.float32)
+    result = tfquant.convert_model(model, data, show_progress=False)
+    assert {op.type for op in result.float_ops()} == {"UNIDIRECTIONAL_SEQUENCE_LSTM"}
+    assert result.op_counts()["FULLY_CONNECTED"] >= 2
+    expected = np.concatenate([model.predict(data[i:i + 1], verbose=0) for i in range(16)])
+    _sqnr_on_every_runtime(result.model, expected, data[:16], 30)

@@ -124,9 +124,11 @@ def peek(data) -> tuple:
         return (data[:1],), data
     if isinstance(data, dict) and all(isinstance(v, np.ndarray) for v in data.values()):
         return tuple(v[:1] for v in data.values()), data
-    if isinstance(data, (list, tuple)) and data and all(isinstance(d, np.ndarray) for d in data) \
-            and len({len(d) for d in data}) == 1:
+    if isinstance(data, tuple) and data and all(isinstance(d, np.ndarray) for d in data) \
+            and len({len(d) for d in data}) == 1:  # one array per input
         return tuple(d[:1] for d in data), data
+    if isinstance(data, list) and data and all(isinstance(d, np.ndarray) for d in data):
+        return (data[0][:1],), data  # a list of batches of a one-input model
     if hasattr(data, "__next__"):  # a generator or iterator: chain the item back
         try:
             first = next(data)
@@ -148,18 +150,19 @@ def _as_tuple(item) -> tuple:
 
 def _as_batches(data, batch_size: int, input_names) -> Iterator:
     """Yields batches (tuples of arrays, one per model input) from the accepted data forms:
-    one array (batched by `batch_size`); a tuple/list of arrays with the same number of
-    samples (one per input, multi-input models) or a dict of them by input name; any other
-    iterable (a list of batches, tf.data.Dataset, generator, or a function returning one)
-    yielding batches (arrays, tuples, or dicts by input name)."""
+    one array (batched by `batch_size`); a tuple of arrays with the same number of samples (one
+    per input, multi-input models; a list too when the model has that many inputs) or a dict
+    of them by input name; any other iterable (a list of batches, tf.data.Dataset, generator,
+    or a function returning one) yielding batches (arrays, tuples, or dicts by input name)."""
     if isinstance(data, dict) and all(isinstance(v, np.ndarray) for v in data.values()):
         data = _in_input_order(data, input_names)
     if isinstance(data, np.ndarray):
         data = (data,)
-    if (isinstance(data, (list, tuple)) and data
-            and (input_names is None or len(data) == len(input_names[0]))
-            and all(isinstance(d, np.ndarray) for d in data)
-            and len({len(d) for d in data}) == 1):
+    several_inputs = input_names is not None and len(input_names[0]) > 1
+    if (isinstance(data, tuple) or (isinstance(data, list) and several_inputs)) and data \
+            and (input_names is None or len(data) == len(input_names[0])) \
+            and all(isinstance(d, np.ndarray) for d in data) \
+            and len({len(d) for d in data}) == 1:
         for start in range(0, len(data[0]), batch_size):
             yield tuple(d[start:start + batch_size] for d in data)
         return
@@ -333,6 +336,7 @@ class _Invoker:
             self.shapes = shapes
         for detail, array in zip(self.details, arrays):
             self.interpreter.set_tensor(detail["index"], array)
+        self.interpreter.reset_all_variables()  # stateless calls (fused LSTM state)
         self.interpreter.invoke()
 
     def run(self, arrays):

@@ -42,6 +42,9 @@ class Tensor:
     dtype: np.dtype = _FLOAT32
     data: Optional[np.ndarray] = None  # constants only; read-only
     quant: Optional[QuantParams] = None
+    # A TFLite variable tensor (the state of a fused LSTM): available from the start, read and
+    # written by the op that owns it, never an activation to calibrate or quantize.
+    variable: bool = False
 
     def __post_init__(self):
         object.__setattr__(self, "dtype", np.dtype(self.dtype))
@@ -242,7 +245,8 @@ class Graph:
         seen = dict.fromkeys(self.inputs)
         for op in self._ops:
             for name in op.inputs + op.outputs:
-                if name and not self.tensors[name].is_const:
+                tensor = self.tensors[name] if name else None
+                if tensor is not None and not tensor.is_const and not tensor.variable:
                     seen.setdefault(name)
         return list(seen)
 
@@ -263,7 +267,8 @@ class Graph:
     def toposort(self):
         """Reorder ops so that every op comes after the producers of its inputs. Stable: among
         the ops that can run, the earliest in the current order goes first."""
-        available = set(self.inputs) | {n for n, t in self.tensors.items() if t.is_const}
+        available = set(self.inputs) | {n for n, t in self.tensors.items()
+                                         if t.is_const or t.variable}
         waiting_on = {}  # position -> number of inputs not yet available
         readers = {}  # tensor -> positions of ops waiting for it
         ready = []
@@ -312,7 +317,8 @@ class Graph:
     def validate(self):
         """Check that every tensor exists, is produced once, and ops are in topological
         order."""
-        available = set(self.inputs) | {n for n, t in self.tensors.items() if t.is_const}
+        available = set(self.inputs) | {n for n, t in self.tensors.items()
+                                         if t.is_const or t.variable}
         for op in self._ops:
             for name in op.inputs:
                 if name and name not in available:

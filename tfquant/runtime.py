@@ -132,6 +132,9 @@ class Runner:
         self._prepare([a.shape for a in arrays])
         for detail, array in zip(self.inputs, arrays):
             self.interpreter.set_tensor(detail["index"], array)
+        # Each invoke is one stateless call (as Keras runs the model): a fused LSTM's state
+        # (variable tensors) would otherwise carry over from the previous batch.
+        self.interpreter.reset_all_variables()
         self.interpreter.invoke()
         out = [self.interpreter.get_tensor(d["index"]).copy() for d in self.outputs]
         return out[0] if len(out) == 1 else out

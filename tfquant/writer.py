@@ -115,11 +115,17 @@ def _tensor(tensor: ir.Tensor, buffer: int):
     t.name = tensor.name
     t.type = _TENSOR_TYPES[tensor.dtype]
     t.shape = [1 if d < 0 else int(d) for d in tensor.shape]
+    t.isVariable = bool(tensor.variable)
     if any(d < 0 for d in tensor.shape):
         t.shapeSignature = [int(d) for d in tensor.shape]
     t.buffer = buffer
     t.quantization = _quantization(tensor)
     return t
+
+
+# Constants of at least this many bytes with equal contents share one buffer: weights that
+# several ops read (unshared per op for their params) are written once when their codes agree.
+_SHARED_BUFFER_BYTES = 1024
 
 
 def write_tflite(graph: ir.Graph, description: str = "tfquant") -> bytes:
@@ -134,13 +140,21 @@ def write_tflite(graph: ir.Graph, description: str = "tfquant") -> bytes:
     subgraph = schema.SubGraphT()
     subgraph.name = "main"
     subgraph.tensors = []
+    shared = {}  # (dtype, bytes) -> buffer of a large constant already written
     for tensor in graph.tensors.values():
         buffer = 0
         if tensor.is_const:
-            data = schema.BufferT()
-            data.data = _buffer_bytes(tensor)
-            model.buffers.append(data)
-            buffer = len(model.buffers) - 1
+            raw = _buffer_bytes(tensor)
+            key = (tensor.dtype.str, raw.tobytes()) if raw.size >= _SHARED_BUFFER_BYTES \
+                else None
+            buffer = shared.get(key, 0) if key is not None else 0
+            if not buffer:
+                data = schema.BufferT()
+                data.data = raw
+                model.buffers.append(data)
+                buffer = len(model.buffers) - 1
+                if key is not None:
+                    shared[key] = buffer
         subgraph.tensors.append(_tensor(tensor, buffer))
     subgraph.inputs = [index[n] for n in graph.inputs]
     subgraph.outputs = [index[n] for n in graph.outputs]

@@ -117,6 +117,10 @@ class _Builder:
                         from None
                 if _is_model(layer):
                     out_names = self.inline(layer, in_names)
+                elif _is_operation(layer):  # keras.ops arithmetic: x * 0.5, x + y
+                    self._inputs_of_current_node = inputs
+                    self.call_kwargs = kwargs
+                    out_names = self.operation(layer, node, names, outputs)
                 else:
                     self._inputs_of_current_node = inputs
                     self.call_kwargs = kwargs
@@ -124,6 +128,43 @@ class _Builder:
                 for keras_tensor, name in zip(outputs, out_names):
                     names[id(keras_tensor)] = name
         return [names[id(t)] for t in model.outputs]
+
+    def operation(self, operation, node, names, outputs) -> list:
+        """A Keras 3 operation node (not a layer) of the element-wise arithmetic the records
+        convert; its constant arguments become constant operands. Anything else is
+        unsupported (the model takes the lowered route)."""
+        kind = type(operation).__name__
+        args = list(getattr(node.arguments, "args", ()))
+        if kind not in _OPERATIONS or self.call_kwargs or len(args) != 2:
+            return self.unsupported_layer(operation, f"keras.ops.{kind.lower()} "
+                                          "(a Keras operation)", outputs)
+        in_names = []
+        for i, arg in enumerate(args):
+            if id(arg) in names:
+                in_names.append(names[id(arg)])
+            elif isinstance(arg, (int, float, np.number, np.ndarray)):
+                in_names.append(self.const(f"{operation.name}/operand{i}",
+                                           np.asarray(arg, np.float32)))
+            else:
+                return self.unsupported_layer(operation, f"keras.ops.{kind.lower()} of "
+                                              f"{type(arg).__name__}", outputs)
+        constants = [n for n in in_names if self.graph.tensors[n].is_const]
+        if constants and (len(constants) == len(in_names) or kind in ("Maximum", "Minimum")
+                          or self.keep_keras_layers or self.float_fallback):
+            return self.unsupported_layer(operation, f"keras.ops.{kind.lower()} with a "
+                                          "constant operand", outputs)
+        shape = keras_support.shape(outputs[0])
+        return [self.op(_OPERATIONS[kind], in_names, shape, operation.name, operation,
+                        ops.get(_OPERATIONS[kind]).options())]
+
+    def unsupported_layer(self, layer, reason, outputs) -> list:
+        if self.keep_keras_layers or self.float_fallback:
+            raise UnsupportedLayerError(
+                [(layer.name, reason)], "quantization-aware training keeps layers float, not "
+                "Keras operations: write the arithmetic as a layer (keras.layers.Rescaling, "
+                "Add, Multiply, ...)")
+        self.unsupported.append((layer.name, reason))
+        return [layer.name for _ in outputs]
 
     def layer(self, layer, in_names, outputs) -> list:
         kind = type(layer).__name__
@@ -167,6 +208,16 @@ class _Builder:
                           vocabulary.LayerOptions(vocabulary.LayerRef(layer)),
                           source=(layer.name,), keep_float=True)
         return out_names
+
+
+# Keras 3 operation classes (keras.ops / tensor arithmetic in a functional model) -> op type.
+_OPERATIONS = {"Add": "ADD", "Subtract": "SUB", "Multiply": "MUL", "Maximum": "MAXIMUM",
+               "Minimum": "MINIMUM"}
+
+
+def _is_operation(layer) -> bool:
+    """A Keras 3 operation that is not a layer (keras.src.ops.*: `x * 0.5`, `ops.add`)."""
+    return type(layer).__module__.startswith("keras.src.ops")
 
 
 def _activation(b: _Builder, layer, inputs, out_shape):

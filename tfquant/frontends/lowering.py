@@ -32,9 +32,15 @@ def _convert(converter, what: str) -> bytes:
             return bytes(converter.convert())
     except Exception as e:  # TFLiteConverter's message says which op it could not lower
         text = str(e).strip()
+        if "tensor list ops" in text.lower():  # recurrent layers with an unknown batch size
+            raise ConversionError(
+                f"TFLiteConverter cannot lower {what} to TFLite builtin ops: its recurrent "
+                "layers (LSTM, GRU, RNN) loop over a tensor list of unknown batch size; give "
+                "the model a fixed batch size (keras.Input(shape, batch_size=1))") from None
         lines = [line.strip() for line in text.splitlines() if "error:" in line]
         cause = (lines[0] if lines else text.splitlines()[0] if text else
-                 type(e).__name__)[:400]
+                 type(e).__name__)
+        cause = cause.split("error:", 1)[-1].strip()[:300]
         raise ConversionError(f"TFLiteConverter cannot lower {what} to TFLite builtin ops: "
                               f"{cause}") from None
 

@@ -89,8 +89,8 @@ class _Importer:
             if graph.tensors[name].is_const:
                 raise ModelLoadError(f"model input {name!r} is a constant")
         sparse = {self.names[i] for i in self.sparse}
-        available = set(graph.inputs) | {n for n, t in graph.tensors.items() if t.is_const} | \
-            sparse
+        available = set(graph.inputs) | {n for n, t in graph.tensors.items()
+                                          if t.is_const or t.variable} | sparse
         for position, operator in enumerate(self.subgraph.operators or []):
             self._operator(position, operator, available)
         for name in graph.outputs:
@@ -131,11 +131,15 @@ class _Importer:
             shape = signature
         if any(d < -1 for d in shape) or len(shape) > 8:
             raise ModelLoadError(f"{label} has an invalid shape {shape}")
-        if t.isVariable:
-            raise ModelLoadError(f"{label} is a variable tensor (stateful model); tfquant "
-                                 "converts stateless models")
-        values = self._buffer_values(index, t, dtype, shape)
         name = _name(t.name) or f"tensor_{index}"
+        if t.isVariable:  # an op's state (fused LSTM): carried as it is
+            if dtype != np.float32 or any(d < 0 for d in shape):
+                raise ModelLoadError(f"{label} is a variable tensor of type {dtype} and shape "
+                                     f"{shape}; tfquant carries float32 state of fixed shape")
+            self.names[index] = self.graph.add_tensor(name, shape, dtype)
+            self.graph.set_tensor(self.names[index], variable=True)
+            return
+        values = self._buffer_values(index, t, dtype, shape)
         if values is not None:
             self.names[index] = self.graph.add_const(name, values, dtype)
         else:
