@@ -114,6 +114,9 @@ def native_layer_models(K):
                                                                 name="conv1d")(y)),
         "global_average_pooling1d": on_sequence(
             lambda y: L.GlobalAveragePooling1D(name="gap1d")(y)),
+        "max_pooling1d": on_sequence(lambda y: L.MaxPooling1D(2, name="pool1d")(y)),
+        "average_pooling1d": on_sequence(lambda y: L.AveragePooling1D(
+            3, strides=2, padding="same", name="pool1d")(y)),
         "global_max_pooling1d": on_sequence(lambda y: L.GlobalMaxPooling1D(name="gmp1d")(y)),
         "global_max_pooling2d": on_image(lambda y: L.Reshape((1, 1, 8))(
             L.GlobalMaxPooling2D(name="gmp2d")(y))),

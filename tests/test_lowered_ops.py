@@ -16,7 +16,7 @@ X = RNG.normal(size=(64, 4, 6)).astype(np.float32)
 IDX = RNG.integers(0, 10, size=(64, 3)).astype(np.int32)
 OUTPUTS = ("gelu", "elu", "exp", "rsqrt", "sum", "reduce_max", "maximum_minimum",
            "log_softmax", "split_0", "split_1", "split_v", "unpack_pack", "gather",
-           "broadcast_to", "tile", "batch_matmul")
+           "broadcast_to", "tile", "batch_matmul", "reduce_min", "mirror_pad")
 
 
 class _Ops(tf.Module):
@@ -34,7 +34,9 @@ class _Ops(tf.Module):
                 tf.maximum(gelu, elu) + tf.minimum(elu, exp), tf.nn.log_softmax(x), first,
                 second, tf.split(x, [2, 4], axis=-1)[0], tf.stack([rows[0], rows[1]], axis=1),
                 tf.gather(tf.constant(TABLE), idx), tf.broadcast_to(total, tf.shape(x)),
-                tf.tile(x, [1, 2, 1]), tf.matmul(x, x, transpose_b=True)]
+                tf.tile(x, [1, 2, 1]), tf.matmul(x, x, transpose_b=True),
+                tf.reduce_min(x, axis=[1]),
+                tf.pad(x, [[0, 0], [2, 1], [1, 1]], mode="REFLECT")]
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +56,7 @@ def test_every_lowered_op_is_int8(lowered_ops):
     counts = result.op_counts()
     for op_type in ("GELU", "ELU", "EXP", "RSQRT", "SUM", "REDUCE_MAX", "MAXIMUM", "MINIMUM",
                     "LOG_SOFTMAX", "SPLIT", "SPLIT_V", "UNPACK", "PACK", "GATHER",
-                    "BROADCAST_TO", "TILE", "BATCH_MATMUL"):
+                    "BROADCAST_TO", "TILE", "BATCH_MATMUL", "REDUCE_MIN", "MIRROR_PAD"):
         assert counts.get(op_type), op_type
 
 
@@ -109,3 +111,27 @@ def test_weights_read_by_several_ops_are_written_once():
     assert sizes.count(32 * 3 * 3 * 16) == 1, sizes
     expected = model.predict(list(data), verbose=0)
     assert spec.sqnr_db(expected, runtime.Runner(result.model).predict(data)) > 30
+
+
+def test_unrolled_lstm_and_upsampling_lowerings_are_all_int8():
+    """Keras 3's unrolled LSTM starts from FILL(zeros of the run-time batch), MaxPooling1D and
+    a Conv2DTranspose next to UpSampling2D make TFLiteConverter RESHAPE to a shape computed at
+    run time: all int8, as TFLiteConverter's own models."""
+    keras.utils.set_random_seed(0)
+    x = keras.Input((16, 2))
+    y = keras.layers.MaxPooling1D(2)(keras.layers.Conv1D(8, 3, activation="relu")(x))
+    sequence = keras.Model(x, keras.layers.Dense(3)(keras.layers.LSTM(6, unroll=True)(y)))
+    x = keras.Input((8, 8, 1))
+    y = keras.layers.UpSampling2D()(keras.layers.Conv2D(4, 3, padding="same")(x))
+    y = keras.layers.Conv2DTranspose(4, 3, strides=2, padding="same")(y)
+    image = keras.Model(x, keras.layers.Conv2D(1, 1)(y))
+    for model, shape, kind in ((sequence, (16, 2), "FILL"), (image, (8, 8, 1), "RESHAPE")):
+        data = RNG.normal(size=(48,) + shape).astype(np.float32)
+        result = tfquant.convert_model(model, data, show_progress=False)
+        assert result.route.startswith("lowered") and result.op_counts().get(kind)
+        assert not result.float_ops(), [op.label for op in result.float_ops()]
+        expected = model.predict(data[32:], verbose=0)
+        for rt in runtime.RUNTIMES:
+            sqnr = spec.sqnr_db(expected, runtime.Runner(result.model, rt).predict(data[32:]))
+            print(f"{model.name:12s} {rt:15s} {sqnr:6.1f} dB")
+            assert sqnr > 25, (model.name, rt, sqnr)

@@ -1,6 +1,6 @@
-"""MAX_POOL_2D, AVERAGE_POOL_2D and the reductions MEAN, SUM, REDUCE_MAX (Keras
-MaxPooling2D, AveragePooling2D, GlobalAverage/MaxPooling1D/2D). MEAN and SUM take their own
-output params; REDUCE_MAX keeps its input's (TF 2.21's TFLiteConverter, measured)."""
+"""MAX_POOL_2D, AVERAGE_POOL_2D and the reductions MEAN, SUM, REDUCE_MAX / MIN (Keras
+Max/AveragePooling1D/2D, GlobalAverage/MaxPooling1D/2D). MEAN and SUM take their own
+output params; REDUCE_MAX / MIN keep their input's (TF 2.21's TFLiteConverter, measured)."""
 
 from __future__ import annotations
 
@@ -32,6 +32,23 @@ def _keras_pool(op_type):
         options = Pool2DOptions(ks.padding(layer), ks.pair(layer.strides),
                                 ks.pair(layer.pool_size))
         return b.op(op_type, inputs, out_shape, layer.name, layer, options)
+    return convert
+
+
+def _keras_pool1d(op_type):
+    """MaxPooling1D / AveragePooling1D: the 2-D pool over a height-1 image between RESHAPEs."""
+    def convert(b, layer, inputs, out_shape):
+        in_shape = b.graph.tensors[inputs[0]].shape
+        if -1 in in_shape[1:] or -1 in out_shape[1:]:
+            raise ks.Unsupported(f"{type(layer).__name__} on sequences of unknown length")
+        wide_in, wide_out = (-1, 1) + tuple(in_shape[1:]), (-1, 1) + tuple(out_shape[1:])
+        shape = b.const(f"{layer.name}/to_2d", np.array(wide_in, np.int32), np.int32)
+        x = b.op("RESHAPE", [inputs[0], shape], wide_in, f"{layer.name}/to_2d", layer)
+        options = Pool2DOptions(ks.padding(layer), (1, int(ks.pair(layer.strides)[0])),
+                                (1, int(ks.pair(layer.pool_size)[0])))
+        y = b.op(op_type, [x], wide_out, f"{layer.name}/pool", layer, options)
+        shape = b.const(f"{layer.name}/to_1d", np.array(out_shape, np.int32), np.int32)
+        return b.op("RESHAPE", [y, shape], out_shape, layer.name, layer)
     return convert
 
 
@@ -105,7 +122,9 @@ def _pool_record(op_type, layer_name):
         name=op_type, options=Pool2DOptions, write=_write_pool, read=_read_pool(op_type),
         version=common.version_by_type,
         quant=QuantRule(same_scale=True, fused_activation=True),
-        weights=NotApplicable("no weights"), keras={layer_name: _keras_pool(op_type)},
+        weights=NotApplicable("no weights"),
+        keras={layer_name: _keras_pool(op_type),
+               layer_name.replace("2D", "1D"): _keras_pool1d(op_type)},
         qat=_render_pool(layer_name), delegate=_POOLS_CASE)
 
 
@@ -148,4 +167,12 @@ REDUCE_MAX = OpRecord(
            "GlobalMaxPooling1D": _global_pool("REDUCE_MAX", [1])}, qat=_NO_QAT,
     delegate=_reduction_case("REDUCE_MAX"))
 
-RECORDS = (MAX_POOL_2D, AVERAGE_POOL_2D, MEAN, SUM, REDUCE_MAX)
+REDUCE_MIN = OpRecord(
+    name="REDUCE_MIN", options=ReducerOptions, write=_write_mean,
+    read=_read_reducer("REDUCE_MIN"), version=common.version_by_type,
+    quant=QuantRule(same_scale=True, int_inputs=(1,), int16=False),
+    weights=NotApplicable("no weights"),
+    keras=NotApplicable("no Keras layer becomes it (lowered models, .tflite files)"),
+    qat=_NO_QAT, delegate=_reduction_case("REDUCE_MIN"))
+
+RECORDS = (MAX_POOL_2D, AVERAGE_POOL_2D, MEAN, SUM, REDUCE_MAX, REDUCE_MIN)

@@ -54,6 +54,9 @@ def _read_reshape(keep_shape_input):
         if keep_shape_input and given is not None and given.is_const and \
                 given.dtype == np.int32 and given.data.ndim == 1:
             return "RESHAPE", [inputs[0], inputs[1]], NoOptions()
+        if keep_shape_input and given is not None and not given.is_const and \
+                given.dtype == np.int32 and sum(d < 0 for d in out_shape) > 1:
+            return "RESHAPE", [inputs[0], inputs[1]], NoOptions()  # a shape computed at run time
         if sum(d < 0 for d in out_shape) > 1:
             raise ts.KeepFloat("target shape has several unknown dimensions")
         shape = imp.graph.add_const(f"{outputs[0]}/shape", np.array(out_shape, np.int32),
@@ -176,4 +179,68 @@ SHAPE = OpRecord(
     delegate=NotApplicable("its integer output is never the delegate's; covered by the "
                            "TRANSPOSE_CONV lowering tests"))
 
-RECORDS = (RESHAPE, SQUEEZE, EXPAND_DIMS, PAD, CONCATENATION, SHAPE)
+
+
+@dataclasses.dataclass(frozen=True)
+class MirrorPadOptions:
+    mode: int = schema.MirrorPadMode.REFLECT
+
+
+def _read_mirror_pad(imp, inputs, outputs, options, label):
+    o = ts.require(options, schema.MirrorPadOptionsT, label)
+    ts.inputs_count(inputs, 2, label)
+    ts.activation_input(imp, inputs[0], label)
+    ts.constant_int32(imp, inputs[1], "paddings are not a constant int32 tensor")
+    return "MIRROR_PAD", list(inputs), MirrorPadOptions(int(o.mode))
+
+
+def _write_mirror_pad(options):
+    o = schema.MirrorPadOptionsT()
+    o.mode = int(options.mode)
+    return schema.BuiltinOptions.MirrorPadOptions, o
+
+
+def _mirror_pad_model():
+    paddings = np.array([[0, 0], [2, 1], [1, 1], [0, 0]], np.int32)
+    return delegate_models.after_conv_graph("mirror_pad", "MIRROR_PAD", MirrorPadOptions(),
+                                            [paddings], out_shape=(9, 7, 4))
+
+
+# Reflected borders copy codes: the input's params (basic-pitch's CQT front end).
+MIRROR_PAD = OpRecord(
+    name="MIRROR_PAD", options=MirrorPadOptions, write=_write_mirror_pad,
+    read=_read_mirror_pad, version=common.version_by_type,
+    quant=QuantRule(same_scale=True, int_inputs=(1,), int16=False),
+    weights=NotApplicable("no weights"),
+    keras=NotApplicable("no Keras layer becomes it (lowered models, .tflite files)"),
+    qat=NotApplicable("QAT renders Keras models, which never hold it"),
+    delegate=(DelegateCase("mirror_pad_on_cpu", _mirror_pad_model, claimed=False),))
+
+
+
+def _read_fill(imp, inputs, outputs, options, label):
+    ts.inputs_count(inputs, 2, label)
+    if imp.graph.tensors[inputs[0]].dtype not in (np.int32, np.int64):
+        raise ModelLoadError(f"{label}: its dims are not an integer tensor")
+    value = imp.graph.tensors[inputs[1]]
+    if not value.is_const or value.dtype != np.float32:
+        raise ts.KeepFloat("its value is not a float constant")
+    return "FILL", list(inputs), NoOptions()
+
+
+def _fill_version(t) -> int:  # int8 is version 3, as TFLiteConverter writes it
+    return 3 if t.output == common.INT8 else max(t.source_version, 1)
+
+
+# An initial state (zeros of a run-time shape, unrolled LSTMs): the value is quantized on the
+# output's grid (a same-scale op whose data input is a constant).
+FILL = OpRecord(
+    name="FILL", options=NoOptions, write=common.no_options, read=_read_fill,
+    version=_fill_version, quant=QuantRule(same_scale=True, int_inputs=(0,), int16=False),
+    weights=NotApplicable("no weights"),
+    keras=NotApplicable("no Keras layer becomes it (lowered models, .tflite files)"),
+    qat=NotApplicable("QAT renders Keras models, which never hold it"),
+    delegate=NotApplicable("its output has no activation input to run the delegate on; "
+                           "tests/test_lowered_ops.py runs it on every runtime"))
+
+RECORDS = (RESHAPE, SQUEEZE, EXPAND_DIMS, PAD, CONCATENATION, SHAPE, MIRROR_PAD, FILL)
