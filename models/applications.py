@@ -15,11 +15,12 @@ from .data import load_photo_crops
 
 # Builder name -> the keras.applications module holding its preprocess_input.
 PREPROCESSING = {
-    "MobileNet": "mobilenet",
-    "MobileNetV2": "mobilenet_v2",
-    "MobileNetV3Small": "mobilenet_v3",
-    "ResNet50": "resnet50",
-    "EfficientNetB0": "efficientnet",
+    "MobileNet": "mobilenet", "MobileNetV2": "mobilenet_v2", "ResNet50": "resnet50",
+    "ResNet50V2": "resnet_v2", "DenseNet121": "densenet", "InceptionV3": "inception_v3",
+    "Xception": "xception", "VGG16": "vgg16", "MobileNetV3Small": "mobilenet_v3",
+    "MobileNetV3Large": "mobilenet_v3", "EfficientNetB0": "efficientnet",
+    "EfficientNetV2B0": "efficientnet_v2", "NASNetMobile": "nasnet",
+    "ConvNeXtTiny": "convnext",
 }
 
 

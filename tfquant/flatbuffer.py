@@ -45,6 +45,16 @@ def load_bytes(model) -> bytes:
         return f.read()
 
 
+def has_variable_tensors(model) -> bool:
+    """Whether any tensor of the model's subgraphs is a variable (a fused LSTM's state)."""
+    root = schema.Model.GetRootAsModel(load_bytes(model), 0)
+    for g in range(root.SubgraphsLength()):
+        subgraph = root.Subgraphs(g)
+        if any(subgraph.Tensors(i).IsVariable() for i in range(subgraph.TensorsLength())):
+            return True
+    return False
+
+
 def is_tflite(model) -> bool:
     """True for flatbuffer bytes and for paths ending in .tflite."""
     if isinstance(model, (bytes, bytearray, memoryview)):

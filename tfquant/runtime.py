@@ -13,7 +13,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from tfquant import spec
+from tfquant import flatbuffer, spec
 
 RUNTIMES = ("litert", "tflite_runtime", "tf")
 RESOLVERS = ("default", "no_xnnpack", "reference")
@@ -95,6 +95,7 @@ class Runner:
         self.input, self.output = self.inputs[0], self.outputs[0]
         self._shapes = None
         self._one_at_a_time = any(list(d["shape_signature"][:1]) == [1] for d in self.inputs)
+        self._stateful = flatbuffer.has_variable_tensors(model)
 
     def _prepare(self, shapes):
         if self._shapes != shapes:
@@ -132,9 +133,8 @@ class Runner:
         self._prepare([a.shape for a in arrays])
         for detail, array in zip(self.inputs, arrays):
             self.interpreter.set_tensor(detail["index"], array)
-        # Each invoke is one stateless call (as Keras runs the model): a fused LSTM's state
-        # (variable tensors) would otherwise carry over from the previous batch.
-        self.interpreter.reset_all_variables()
+        if self._stateful:  # each invoke is one stateless call, as Keras runs the model: a
+            self.interpreter.reset_all_variables()  # fused LSTM's state would carry over
         self.interpreter.invoke()
         out = [self.interpreter.get_tensor(d["index"]).copy() for d in self.outputs]
         return out[0] if len(out) == 1 else out

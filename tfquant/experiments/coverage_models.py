@@ -23,14 +23,6 @@ from typing import Callable, Optional
 import numpy as np
 
 # keras.applications builder -> the module holding its preprocess_input.
-APPLICATIONS = {
-    "MobileNet": "mobilenet", "MobileNetV2": "mobilenet_v2", "ResNet50": "resnet50",
-    "ResNet50V2": "resnet_v2", "DenseNet121": "densenet", "InceptionV3": "inception_v3",
-    "Xception": "xception", "VGG16": "vgg16", "MobileNetV3Small": "mobilenet_v3",
-    "MobileNetV3Large": "mobilenet_v3", "EfficientNetB0": "efficientnet",
-    "EfficientNetV2B0": "efficientnet_v2", "NASNetMobile": "nasnet",
-    "ConvNeXtTiny": "convnext",
-}
 # Smallest input side each application accepts (32 for the others).
 MIN_SIZE = {"InceptionV3": 75, "Xception": 71}
 MTCNN = {"mtcnn_pnet": ("PNet", "pnet", 48), "mtcnn_rnet": ("RNet", "rnet", 24),
@@ -75,41 +67,28 @@ def split(x: np.ndarray, parts: int, size: int) -> list:
 
 # -- keras.applications (random weights) --------------------------------------------------------
 
-def _preprocess(name: str, images: np.ndarray) -> np.ndarray:
-    import keras
-    module = getattr(keras.applications, APPLICATIONS[name])
-    return np.asarray(module.preprocess_input(images.copy()), np.float32)
+def _applications() -> tuple:
+    from tfquant.models import applications
+    return tuple(applications.PREPROCESSING)
 
 
 def application(name: str, size: int, statistics_images: int = 16):
     """keras.applications `name` (weights=None, 10 classes) at `size` (raised to the smallest
     size it accepts), batch-norm statistics from preprocessed photo crops."""
-    import keras
-
-    from tfquant.models.data import load_photo_crops
-    size = max(size, MIN_SIZE.get(name, 32))
-    keras.utils.set_random_seed(SEED)
-    model = getattr(keras.applications, name)(weights=None, input_shape=(size, size, 3),
-                                              classes=10)
-    images = _preprocess(name, load_photo_crops(statistics_images, size, seed=SEED + 1000))
-    norms = [layer for layer in model._flatten_layers(include_self=False)
-             if isinstance(layer, keras.layers.BatchNormalization)]
-    for layer in norms:
-        layer.momentum = 0.0
-    model(images, training=True)
-    for layer in norms:
-        layer.momentum = 0.99
-    return model
+    from tfquant.models import applications
+    return applications.build_application(name, max(size, MIN_SIZE.get(name, 32)), classes=10,
+                                          statistics_images=statistics_images, seed=SEED)
 
 
 def _application_case(name):
     def build(draws, test_sets, size, log):
+        from tfquant.models import applications
         from tfquant.models.data import load_photo_crops
         model = application(name, size)
         side = model.input_shape[1]
         log(f"{name}: {side}x{side}, {model.count_params():,} parameters")
-        pool = _preprocess(name, load_photo_crops(64, side, seed=1))
-        tests = _preprocess(name, load_photo_crops(16 * test_sets, side, seed=2))
+        pool = applications.preprocess(name, load_photo_crops(64, side, seed=1))
+        tests = applications.preprocess(name, load_photo_crops(16 * test_sets, side, seed=2))
         return Case(model, calibration_draws(pool, draws, 32, 8), split(tests, test_sets, 16))
     return build
 
@@ -350,7 +329,7 @@ def layer_zoo_models() -> list:
 
 def models() -> list:
     """Every entry, in report order."""
-    return ([Entry(name, "random", _application_case(name)) for name in APPLICATIONS]
+    return ([Entry(name, "random", _application_case(name)) for name in _applications()]
             + [Entry(name, "trained", _mtcnn_case(name)) for name in MTCNN]
             + [Entry("basic_pitch_tflite", "trained", _basic_pitch_case(False)),
                Entry("basic_pitch_saved_model", "trained", _basic_pitch_case(True))]

@@ -86,13 +86,6 @@ def _hard_sigmoid(b, layer, x, out_shape, name):
 
 # -- TFLite -----------------------------------------------------------------------------------
 
-def _read_unary(op_type):
-    def read(imp, inputs, outputs, options, label):
-        ts.unary(imp, inputs, label)
-        return op_type, list(inputs), NoOptions()
-    return read
-
-
 def _read_leaky_relu(imp, inputs, outputs, options, label):
     o = ts.require(options, schema.LeakyReluOptionsT, label)
     ts.unary(imp, inputs, label)
@@ -164,7 +157,7 @@ _UNCLAIMED = (DelegateCase("unclaimed_activations", delegate_models.unclaimed_ac
 def _unary(name, quant, keras_activations=(), qat=None, delegate=_UNCLAIMED,
            version=common.version_by_type, write=common.no_options, keras=None):
     return OpRecord(
-        name=name, options=NoOptions, write=write, read=_read_unary(name), version=version,
+        name=name, options=NoOptions, write=write, read=ts.unary_reader(name), version=version,
         quant=quant, weights=_NO_WEIGHTS,
         keras=keras or NotApplicable(f"Keras activation functions become {name}"),
         keras_activations=keras_activations,

@@ -107,7 +107,8 @@ class DepthwiseWeights(weights.WeightLayout):
 class TransposeConvWeights(ConvWeights):
     """TRANSPOSE_CONV: the data is input 2, the bias input 3; weights [out, kh, kw, in] as
     CONV_2D's; Keras Conv2DTranspose [kh, kw, out, in]. The per-channel mean shift of a weight
-    error depends on each output pixel's taps: bias correction leaves it alone."""
+    error depends on each output pixel's taps: bias correction leaves it alone. No QAT form
+    (its record's qat is NotApplicable), so the QAT methods stay the base's."""
 
     data_input = 2
     bias_input = 3
@@ -124,12 +125,6 @@ class TransposeConvWeights(ConvWeights):
 
     def from_keras(self, kernel):
         return kernel.transpose(2, 0, 1, 3)
-
-    def qat_layer_arguments(self, w, options):
-        raise NotImplementedError("TRANSPOSE_CONV has no QAT form yet")
-
-    def options_from_qat_layer(self, layer, kernel):
-        raise NotImplementedError("TRANSPOSE_CONV has no QAT form yet")
 
 
 CONV_WEIGHTS = ConvWeights()

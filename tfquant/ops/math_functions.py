@@ -83,15 +83,6 @@ def _layer_normalization(b, layer, inputs, out_shape):
 
 # -- TFLite -----------------------------------------------------------------------------------
 
-def _read_unary(op_type, schema_class=None):
-    def read(imp, inputs, outputs, options, label):
-        if schema_class is not None:
-            ts.require(options, schema_class, label)
-        ts.unary(imp, inputs, label)
-        return op_type, list(inputs), NoOptions()
-    return read
-
-
 def _read_gelu(imp, inputs, outputs, options, label):
     o = ts.require(options, schema.GeluOptionsT, label)
     ts.unary(imp, inputs, label)
@@ -141,7 +132,7 @@ def _unary(name, quant, write=common.no_options, schema_class=None, keras_activa
            options=NoOptions, read=None, case_options=None, version=common.version_by_type,
            keras=None, delegate=None):
     return OpRecord(
-        name=name, options=options, write=write, read=read or _read_unary(name, schema_class),
+        name=name, options=options, write=write, read=read or ts.unary_reader(name, schema_class),
         version=version, quant=quant, weights=_NO_WEIGHTS,
         keras=keras or NotApplicable(f"Keras activation functions become {name}"
                                      if keras_activations else

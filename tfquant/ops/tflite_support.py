@@ -85,6 +85,19 @@ def unary(imp, inputs, label):
     activation_input(imp, inputs[0], label)
 
 
+def unary_reader(op_type, schema_class=None):
+    """The reader of a one-input op without options to keep (options of `schema_class`, if
+    given, are only checked)."""
+    from tfquant.vocabulary import NoOptions
+
+    def read(imp, inputs, outputs, options, label):
+        if schema_class is not None:
+            require(options, schema_class, label)
+        unary(imp, inputs, label)
+        return op_type, list(inputs), NoOptions()
+    return read
+
+
 def constant_int32(imp, name, reason):
     """The constant int32 tensor `name`, or KeepFloat(reason)."""
     tensor = imp.graph.tensors[name] if name else None
