@@ -126,6 +126,10 @@ def native_layer_models(K):
         "grouped_conv2d_depthwise": on_image(lambda y: L.Conv2D(16, 3, groups=8,
                                                                 padding="same",
                                                                 name="grouped_dw")(y)),
+        "conv2d_transpose_same": on_image(lambda y: L.Conv2DTranspose(
+            6, 3, strides=2, padding="same", activation="relu", name="up_conv")(y)),
+        "conv2d_transpose_valid": on_image(lambda y: L.Conv2DTranspose(
+            6, (2, 3), strides=(1, 2), name="up_conv")(y)),
         "upsampling2d_nearest": on_image(lambda y: L.UpSampling2D(2, name="up")(y)),
         "upsampling2d_bilinear": on_image(lambda y: L.UpSampling2D(
             2, interpolation="bilinear", name="up")(y)),

@@ -1,5 +1,5 @@
 """The int8 records of the ops lowered models hold (issue 17, point 3): a TensorFlow function
-using them and a Conv2DTranspose model take the lowered route, quantize every op to int8 and
+using them and a Conv2DTranspose model (route="lowered") quantize every op to int8 and
 stay close to the float model on every runtime (SQNR printed and bounded)."""
 
 import keras
@@ -85,7 +85,7 @@ def test_conv2d_transpose_model_is_int8_on_every_runtime():
     data = RNG.normal(size=(64, 6, 6, 4)).astype(np.float32)
     expected = model.predict(data[:16], verbose=0)
     for mode, floor in (("int8", 30.0), ("weights_only", 35.0), ("int16x8", 40.0)):
-        result = tfquant.convert_model(model, data, tfquant.Recipe(mode=mode),
+        result = tfquant.convert_model(model, data, tfquant.Recipe(mode=mode, route="lowered"),
                                        show_progress=False)
         assert result.route.startswith("lowered by TFLiteConverter")
         if mode == "int8":
@@ -127,7 +127,8 @@ def test_unrolled_lstm_and_upsampling_lowerings_are_all_int8():
     image = keras.Model(x, keras.layers.Conv2D(1, 1)(y))
     for model, shape, kind in ((sequence, (16, 2), "FILL"), (image, (8, 8, 1), "RESHAPE")):
         data = RNG.normal(size=(48,) + shape).astype(np.float32)
-        result = tfquant.convert_model(model, data, show_progress=False)
+        result = tfquant.convert_model(model, data, tfquant.Recipe(route="lowered"),
+                                       show_progress=False)
         assert result.route.startswith("lowered") and result.op_counts().get(kind)
         assert not result.float_ops(), [op.label for op in result.float_ops()]
         expected = model.predict(data[32:], verbose=0)

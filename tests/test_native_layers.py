@@ -38,3 +38,18 @@ def test_native_layer_on_every_runtime(flavour, name):
         sqnr = spec.sqnr_db(expected, got)
         print(f"{flavour:8s} {name:28s} {rt:15s} {kernels:9s} {sqnr:6.1f} dB")
         assert sqnr >= FLOOR_DB.get(name, DEFAULT_FLOOR_DB), (name, rt, sqnr)
+
+
+def test_conv2d_transpose_fixed_batch_has_a_constant_output_shape():
+    keras.utils.set_random_seed(7)
+    inp = keras.Input((6, 6, 3), batch_size=1)
+    y = keras.layers.Conv2DTranspose(4, 3, strides=2, padding="same", name="up")(inp)
+    model = keras.Model(inp, keras.layers.Conv2D(2, 1)(y))
+    x = np.random.default_rng(7).uniform(-1, 1, (16, 6, 6, 3)).astype(np.float32)
+    result = tfquant.convert_model(model, x, show_progress=False)
+    assert result.route.startswith("native")
+    assert "SHAPE" not in result.op_counts() and result.op_counts()["TRANSPOSE_CONV"] == 1
+    got = runtime.Runner(result.model, "litert").predict(x)
+    sqnr = spec.sqnr_db(model.predict(x, batch_size=1, verbose=0), got)
+    print(f"fixed-batch Conv2DTranspose {sqnr:.1f} dB")
+    assert sqnr >= DEFAULT_FLOOR_DB

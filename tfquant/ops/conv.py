@@ -6,7 +6,7 @@ the left first), as TFLiteConverter lowers it; grouped Conv2D is a DEPTHWISE_CON
 one channel, else a SPLIT of the channels, one CONV_2D per group and a CONCATENATION (TFLite's
 int8 CONV_2D kernels do not all take groups).
 
-TRANSPOSE_CONV (read from .tflite files and lowered models) keeps TFLite's operand order:
+TRANSPOSE_CONV (Keras Conv2DTranspose) keeps TFLite's operand order:
 output shape (int32, computed at run time for a dynamic batch), weights [out, kh, kw, in], data,
 bias (a zero bias is added when the file has none)."""
 
@@ -385,6 +385,45 @@ def _write_transpose_conv(options):
     return schema.BuiltinOptions.TransposeConvOptions, o
 
 
+def _conv2d_transpose(b, layer, inputs, out_shape):
+    """Keras Conv2DTranspose as TFLiteConverter lowers it: the output shape is built at run
+    time (SHAPE, STRIDED_SLICE of the batch, PACK) unless the batch is fixed."""
+    if tuple(ks.pair(layer.dilation_rate)) != (1, 1):
+        raise ks.Unsupported(f"Conv2DTranspose dilation_rate={layer.dilation_rate}")
+    if getattr(layer, "output_padding", None) is not None:
+        raise ks.Unsupported(f"Conv2DTranspose output_padding={layer.output_padding}")
+    if -1 in out_shape[1:]:
+        raise ks.Unsupported("Conv2DTranspose on images of unknown size")
+    i32 = np.int32
+    if out_shape[0] > 0:
+        shape = b.const(f"{layer.name}/output_shape", np.array(out_shape, i32), i32)
+    else:
+        from tfquant.ops.data_movement import StridedSliceOptions
+        from tfquant.ops.shape import ShapeOptions
+        from tfquant.ops.split_join import StackOptions
+        g = b.graph
+        dims = g.add_tensor(f"{layer.name}/input_shape", (4,), i32)
+        g.add_op("SHAPE", [inputs[0]], [dims], ShapeOptions(), source=(layer.name,))
+        batch = g.add_tensor(f"{layer.name}/batch", (), i32)
+        ends = [b.const(f"{layer.name}/batch_{part}", np.array([v], i32), i32)
+                for part, v in (("begin", 0), ("end", 1), ("stride", 1))]
+        # Integer shape arithmetic is carried as it is (keep_float), as the lowered route's.
+        g.add_op("STRIDED_SLICE", [dims] + ends, [batch],
+                 StridedSliceOptions(shrink_axis_mask=1), source=(layer.name,), keep_float=True)
+        sizes = [b.const(f"{layer.name}/output_{axis}", np.array(v, i32), i32)
+                 for axis, v in zip(("height", "width", "channels"), out_shape[1:])]
+        shape = g.add_tensor(f"{layer.name}/output_shape", (4,), i32)
+        g.add_op("PACK", [batch] + sizes, [shape], StackOptions(4, 0), source=(layer.name,),
+                 keep_float=True)
+    kernel = ks.value(layer.kernel)  # [kh, kw, out, in]
+    w = b.const(f"{layer.name}/kernel", TRANSPOSE_CONV_WEIGHTS.from_keras(kernel))
+    bias = b.const(f"{layer.name}/bias", ks.bias_or_zeros(layer, kernel.shape[2]))
+    y = b.op("TRANSPOSE_CONV", [shape, w, inputs[0], bias], out_shape,
+             ks.pre_activation_name(layer, "conv"), layer,
+             TransposeConvOptions(ks.padding(layer), ks.pair(layer.strides)))
+    return b.act(layer, y, out_shape, layer.activation, layer.name)
+
+
 def _transpose_conv_version(t) -> int:
     """3 with a bias (always, in tfquant's graphs), 5 for int16 activations."""
     return 5 if t.input == common.INT16 else 3
@@ -406,14 +445,13 @@ def _transpose_conv_model():
 
 
 # Weights int8 symmetric per channel (axis 0), bias int32, as TFLiteConverter; no fused
-# activation (a later version). Keras Conv2DTranspose takes the lowered route: its output
-# shape needs the run-time batch.
+# activation (a later version).
 TRANSPOSE_CONV = OpRecord(
     name="TRANSPOSE_CONV", options=TransposeConvOptions, write=_write_transpose_conv,
     read=_read_transpose_conv, version=_transpose_conv_version,
     quant=QuantRule(bias_input=3, int_inputs=(0,), int16=False),
     weights=TRANSPOSE_CONV_WEIGHTS,
-    keras=NotApplicable("Conv2DTranspose is lowered by TFLiteConverter (run-time output shape)"),
+    keras={"Conv2DTranspose": _conv2d_transpose},
     qat=NotApplicable("QAT of TRANSPOSE_CONV is the QAT issue's work; QAT keeps it float"),
     delegate=(DelegateCase("transpose_conv_on_cpu", _transpose_conv_model, claimed=False),))
 

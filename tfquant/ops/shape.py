@@ -174,7 +174,8 @@ def _write_shape(options):
 SHAPE = OpRecord(
     name="SHAPE", options=ShapeOptions, write=_write_shape, read=_read_shape,
     version=common.version_one, quant=QuantRule(), weights=NotApplicable("no weights"),
-    keras=NotApplicable("no Keras layer becomes it (lowered models compute shapes with it)"),
+    keras=NotApplicable("no Keras layer becomes it alone (Conv2DTranspose's converter emits it "
+                          "for the run-time output shape)"),
     qat=NotApplicable("QAT renders Keras models, which never hold it"),
     delegate=NotApplicable("its integer output is never the delegate's; covered by the "
                            "TRANSPOSE_CONV lowering tests"))
