@@ -67,7 +67,8 @@ def test_tflite_converter_widens_residual_add_input_to_the_add_output():
     assert branch.max() < 0.3 * add.max() and branch.min() > 0.3 * add.min()
 
     ours, ours_add = _residual_add_ranges(tfquant.convert(
-        model, batches, tfquant.Recipe(num_calibration_batches=4), show_progress=False))
+        model, batches, tfquant.Recipe(num_calibration_batches=4, calibration_method="minmax"),
+        show_progress=False))
     theirs, theirs_add = _residual_add_ranges(
         peers.convert_with_tflite_converter(model, batches))
     step = (ours[1] - ours[0]) / 255

@@ -45,7 +45,8 @@ def test_nothing_quantized_is_the_float_model(float_model, images):
 
 def test_symmetric_per_channel_simulation_matches_the_int8_converter(float_model, images):
     simulated = qat.simulate_ptq(float_model, qat.QatRecipe(), images, show_progress=False)
-    converted = tfquant.convert(float_model, images, tfquant.Recipe(num_calibration_batches=8),
+    converted = tfquant.convert(float_model, images, tfquant.Recipe(num_calibration_batches=8,
+                                                                calibration_method="minmax"),
                                 show_progress=False)
     deployed = runtime.Runner(converted, resolver="reference").predict(images[:64])
     sim = simulated.predict(images[:64], verbose=0)

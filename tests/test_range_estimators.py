@@ -66,10 +66,17 @@ def test_percentile_ignores_rare_glitches_in_calibration_data():
     calibration = rng.normal(size=(3200, 64)).astype(np.float32)
     calibration[rng.integers(0, 3200, 3), rng.integers(0, 64, 3)] = 400.0  # rare glitches
     test = rng.normal(size=(500, 64)).astype(np.float32)
-    minmax, _ = _sqnr(model, calibration, test)
+    minmax, _ = _sqnr(model, calibration, test, calibration_method="minmax")
     percentile, result = _sqnr(model, calibration, test, calibration_method="percentile")
     assert result.ranges[result.float_graph.inputs[0]].max < 10.0  # glitches clipped away
     assert percentile > minmax + 6.0, (percentile, minmax)
+    # The default ("auto") sees the glitches cost precision on the first calibration samples
+    # and keeps an estimator that discounts them.
+    auto, result = _sqnr(model, calibration, test)
+    print(result.calibration)
+    assert result.calibration.startswith("auto: ") and " minmax " in result.calibration
+    assert result.calibration.split()[1] != "minmax", result.calibration
+    assert auto > minmax + 6.0, (auto, minmax)
 
 
 def test_mse_calibration_on_heavy_tailed_inputs():
@@ -77,12 +84,44 @@ def test_mse_calibration_on_heavy_tailed_inputs():
     rng = np.random.default_rng(0)
     calibration = rng.laplace(size=(3200, 64)).astype(np.float32)
     test = rng.laplace(size=(1000, 64)).astype(np.float32)
-    minmax, _ = _sqnr(model, calibration, test)
+    minmax, _ = _sqnr(model, calibration, test, calibration_method="minmax")
     mse, result = _sqnr(model, calibration, test, calibration_method="mse",
                         weight_range_method="mse")
     input_range = result.ranges[result.float_graph.inputs[0]]
     assert input_range.max < 0.95 * calibration.max()  # the tails are clipped
     assert mse > minmax, (mse, minmax)
+
+
+def test_auto_keeps_the_candidate_with_the_best_calibration_sample_sqnr():
+    """Each candidate's model is what that estimator alone gives, and "auto" returns the one
+    its score names, with every candidate's score in the summary."""
+    from tfquant import range_selection
+    model = _dense_model()
+    rng = np.random.default_rng(1)
+    calibration = rng.laplace(size=(640, 64)).astype(np.float32)
+    auto = tfquant.convert_model(model, calibration, show_progress=False)
+    scores = {}
+    for method in range_selection.CANDIDATES:
+        alone = tfquant.convert_model(model, calibration,
+                                      tfquant.Recipe(calibration_method=method),
+                                      show_progress=False)
+        held = calibration[:range_selection.HELD_SAMPLES]
+        scores[method] = spec.sqnr_db(model.predict(held, verbose=0),
+                                      runtime.Runner(alone.model).predict(held))
+        if auto.calibration.split()[1] == method:
+            assert auto.model == alone.model
+    print(auto.calibration, scores)
+    best = max(scores, key=scores.get)
+    assert auto.calibration.split()[1] == best, (auto.calibration, scores)
+    assert f"ranges {best}" in auto.summary() or "ranges auto" in auto.summary()
+
+
+def test_auto_keeps_minmax_for_16_bit_activations():
+    model = _dense_model()
+    data = np.random.default_rng(2).laplace(size=(256, 64)).astype(np.float32)
+    wide = tfquant.convert_model(model, data, tfquant.Recipe(mode="int16x8"),
+                                 show_progress=False)
+    assert wide.calibration == "minmax"
 
 
 def test_bad_estimator_settings_are_clear_errors():

@@ -30,8 +30,10 @@ ESTIMATORS = ("minmax", "ema", "percentile", "mse")
 # AVX2, an AVX-512 and an aarch64 machine. "reference": TFLite's reference kernels, slower,
 # the same ranges on every machine (reproducible builds).
 CALIBRATION_KERNELS = ("default", "reference")
-# Values kept per tensor and batch for the percentile and MSE estimators (a uniform sample).
-SAMPLE_PER_BATCH = 4096
+# Values kept per tensor for the percentile and MSE estimators: a uniform sample of each
+# batch, SAMPLES_PER_TENSOR / (number of batches) values, within the bounds below.
+SAMPLES_PER_TENSOR = 1 << 17
+SAMPLE_PER_BATCH_MIN, SAMPLE_PER_BATCH_MAX = 1024, 4096
 
 
 @dataclasses.dataclass
@@ -44,77 +46,84 @@ class TensorRange:
 
 
 class _RangeEstimator:
-    """Tracks min/max over batches: absolute extremes ("minmax") or an exponential moving
-    average of per-batch extremes ("ema", the paper's estimator for activations). The
-    "percentile" and "mse" estimators also keep a uniform sample of each tensor's values and
-    choose the range from it at the end (see finish)."""
+    """Tracks, in one pass over the calibration batches, what every range estimator needs: the
+    extremes ("minmax"), an exponential moving average of per-batch extremes ("ema", the
+    paper's estimator for activations) and, when "percentile" or "mse" is asked for, a uniform
+    sample of each tensor's values from which those choose the range at the end (finish)."""
 
-    def __init__(self, method: str, decay: float, percentile: float = 99.99, seed: int = 0,
-                 channel_means: bool = False):
-        if method not in ESTIMATORS:
-            raise ValueError(f"unknown range estimator {method!r}; use one of {ESTIMATORS}")
+    def __init__(self, methods, decay: float, percentile: float = 99.99, seed: int = 0,
+                 channel_means: bool = False, batches: int = 100):
+        for method in methods:
+            if method not in ESTIMATORS:
+                raise ValueError(f"unknown range estimator {method!r}; use one of "
+                                 f"{ESTIMATORS + ('auto',)}")
         if not 0.0 <= decay < 1.0:
             raise ValueError(f"ema decay must be in [0, 1), got {decay}")
         if not 50.0 < percentile <= 100.0:
             raise ValueError(f"percentile must be in (50, 100], got {percentile}")
-        self.method, self.decay, self.percentile = method, decay, percentile
+        self.methods, self.decay, self.percentile = tuple(methods), decay, percentile
         self.channel_means = channel_means
-        self.ranges: dict[str, TensorRange] = {}
+        self.extremes: dict[str, list] = {}
+        self.averages: dict[str, list] = {}
+        self.means: dict[str, tuple] = {}
         self.samples: dict[str, list] = {}
         self._rng = np.random.default_rng(seed)
+        self.sample_per_batch = min(SAMPLE_PER_BATCH_MAX, max(SAMPLE_PER_BATCH_MIN,
+                                                          SAMPLES_PER_TENSOR // max(batches, 1)))
 
     @property
     def needs_values(self) -> bool:
-        return self.method in ("percentile", "mse")
+        return any(m in ("percentile", "mse") for m in self.methods)
 
     def update(self, name: str, batch_min: float, batch_max: float):
-        current = self.ranges.get(name)
-        if current is None:
-            self.ranges[name] = TensorRange(batch_min, batch_max)
-        elif self.method == "ema":
-            current.min = self.decay * current.min + (1 - self.decay) * batch_min
-            current.max = self.decay * current.max + (1 - self.decay) * batch_max
-        else:
-            current.min = min(current.min, batch_min)
-            current.max = max(current.max, batch_max)
+        extremes = self.extremes.get(name)
+        if extremes is None:
+            self.extremes[name] = [batch_min, batch_max]
+            self.averages[name] = [batch_min, batch_max]
+            return
+        extremes[0], extremes[1] = min(extremes[0], batch_min), max(extremes[1], batch_max)
+        average, d = self.averages[name], self.decay
+        average[0] = d * average[0] + (1 - d) * batch_min
+        average[1] = d * average[1] + (1 - d) * batch_max
 
     def observe_means(self, name: str, values: np.ndarray):
         """Running per-channel (last axis) mean, weighted by the number of values."""
-        current = self.ranges[name]
         if values.ndim == 0:
             return
         rows = values.reshape(-1, values.shape[-1]).astype(np.float64)
         mean = rows.mean(axis=0)
-        if current.channel_mean is None:
-            current.channel_mean, current.samples = mean, len(rows)
+        if name not in self.means:
+            self.means[name] = (mean, len(rows))
         else:
-            total = current.samples + len(rows)
-            current.channel_mean = (current.channel_mean * current.samples
-                                    + mean * len(rows)) / total
-            current.samples = total
+            current, count = self.means[name]
+            total = count + len(rows)
+            self.means[name] = ((current * count + mean * len(rows)) / total, total)
 
     def observe(self, name: str, values: np.ndarray):
         flat = values.reshape(-1)
-        if flat.size > SAMPLE_PER_BATCH:
-            flat = flat[self._rng.integers(0, flat.size, SAMPLE_PER_BATCH)]
+        if flat.size > self.sample_per_batch:
+            flat = flat[self._rng.integers(0, flat.size, self.sample_per_batch)]
         self.samples.setdefault(name, []).append(np.array(flat, np.float32))
 
-    def finish(self) -> dict:
-        """The final ranges: percentile clipping or the MSE-optimal clipping of each sample,
-        never wider than the observed extremes."""
-        if not self.needs_values:
-            return self.ranges
+    def finish(self, method: str) -> dict:
+        """The ranges of one estimator: the extremes, their moving average, or percentile /
+        MSE-optimal clipping of each sample, never wider than the observed extremes."""
         from tfquant import spec
-        for name, current in self.ranges.items():
-            sample = np.concatenate(self.samples.get(name, [np.zeros(1, np.float32)]))
-            if self.method == "percentile":
-                low = float(np.percentile(sample, 100.0 - self.percentile))
-                high = float(np.percentile(sample, self.percentile))
-            else:
-                low, high = spec.mse_optimal_range(sample, current.min, current.max,
-                                                   spec.INT8_ACTIVATION)
-            current.min, current.max = max(current.min, low), min(current.max, high)
-        return self.ranges
+        ranges = {}
+        for name, (low, high) in self.extremes.items():
+            if method == "ema":
+                low, high = self.averages[name]
+            elif method in ("percentile", "mse"):
+                sample = np.concatenate(self.samples.get(name, [np.zeros(1, np.float32)]))
+                if method == "percentile":
+                    clip = (float(np.percentile(sample, 100.0 - self.percentile)),
+                            float(np.percentile(sample, self.percentile)))
+                else:
+                    clip = spec.mse_optimal_range(sample, low, high, spec.INT8_ACTIVATION)
+                low, high = max(low, clip[0]), min(high, clip[1])
+            mean, count = self.means.get(name, (None, 0))
+            ranges[name] = TensorRange(low, high, mean, count)
+        return ranges
 
 
 def peek(data) -> tuple:
@@ -251,6 +260,17 @@ def _observe(interpreter, tensor_index: int, estimator: "_RangeEstimator", name:
         estimator.observe_means(name, values)
 
 
+@dataclasses.dataclass
+class Calibration:
+    """One pass over the calibration data: the ranges of each estimator asked for, and the
+    first samples with the float model's outputs on them (for choosing an estimator, see
+    tfquant.range_selection)."""
+
+    ranges: dict  # {estimator: {tensor name: TensorRange}}
+    inputs: tuple = ()  # arrays, one per model input, of the held samples
+    outputs: tuple = ()  # the float model's outputs on them, one array per model output
+
+
 def calibrate(graph: ir.Graph, data, *, num_batches: int = DEFAULT_NUM_BATCHES,
               batch_size: int = DEFAULT_BATCH_SIZE, method: str = "minmax",
               ema_decay: float = 0.9, percentile: float = 99.99, channel_means: bool = False,
@@ -269,6 +289,19 @@ def calibrate(graph: ir.Graph, data, *, num_batches: int = DEFAULT_NUM_BATCHES,
       channel_means: also record each tensor's per-channel mean (for bias correction).
       kernels: "default" (optimized, fast) or "reference" (the same ranges on every CPU).
     """
+    return calibrate_all(graph, data, (method,), num_batches=num_batches,
+                         batch_size=batch_size, ema_decay=ema_decay, percentile=percentile,
+                         channel_means=channel_means, kernels=kernels,
+                         show_progress=show_progress).ranges[method]
+
+
+def calibrate_all(graph: ir.Graph, data, methods, *, num_batches: int = DEFAULT_NUM_BATCHES,
+                  batch_size: int = DEFAULT_BATCH_SIZE, ema_decay: float = 0.9,
+                  percentile: float = 99.99, channel_means: bool = False,
+                  kernels: str = "default", held_samples: int = 0,
+                  show_progress: bool = True) -> Calibration:
+    """calibrate() for several estimators at once (one pass over the data), also holding the
+    first `held_samples` samples (whole batches) and the float model's outputs on them."""
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
     if kernels not in CALIBRATION_KERNELS:
@@ -276,7 +309,8 @@ def calibrate(graph: ir.Graph, data, *, num_batches: int = DEFAULT_NUM_BATCHES,
                          f"{kernels!r}")
     resolver = OpResolverType.AUTO if kernels == "default" else OpResolverType.BUILTIN_REF
 
-    estimator = _RangeEstimator(method, ema_decay, percentile, channel_means=channel_means)
+    estimator = _RangeEstimator(methods, ema_decay, percentile, channel_means=channel_means,
+                                batches=_expected_batches(data, batch_size, num_batches))
     # Every float activation tensor is a model output, so the interpreter keeps them all while
     # its fast kernels (XNNPACK) and threads stay on; tensor indices are the IR's order.
     names = [n for n in graph.activation_tensors() if graph.tensors[n].dtype.kind == "f"]
@@ -290,10 +324,17 @@ def calibrate(graph: ir.Graph, data, *, num_batches: int = DEFAULT_NUM_BATCHES,
     index = writer.tensor_index(observed)
 
     progress = Progress("calibrating", num_batches, enabled=show_progress)
-    seen = 0
+    seen, held_inputs, held_outputs = 0, [], []
     for i, batch in enumerate(itertools.islice(
             _as_batches(data, batch_size, _input_names(graph)), num_batches)):
-        for _ in runner.run(_check_batch(batch, graph, i)):
+        batch = _check_batch(batch, graph, i)
+        hold = sum(len(b[0]) for b in held_inputs) < held_samples
+        if hold:
+            held_inputs.append(batch)
+        for _ in runner.run(batch):
+            if hold:
+                held_outputs.append([np.array(runner.interpreter.tensor(index[n])())
+                                     for n in graph.outputs])
             for name in names:
                 _observe(runner.interpreter, index[name], estimator, name, i)
         seen += 1
@@ -303,7 +344,20 @@ def calibrate(graph: ir.Graph, data, *, num_batches: int = DEFAULT_NUM_BATCHES,
         raise CalibrationDataError(
             "calibration data is empty: give at least one batch of representative inputs")
     runner.report()
-    return estimator.finish()
+    ranges = {m: estimator.finish(m) for m in methods}
+    if not held_inputs:
+        return Calibration(ranges)
+    return Calibration(ranges, tuple(np.concatenate(parts) for parts in zip(*held_inputs)),
+                       tuple(np.concatenate(parts) for parts in zip(*held_outputs)))
+
+
+def _expected_batches(data, batch_size: int, num_batches: int) -> int:
+    """How many batches calibration will see: known for arrays and lists, else the cap."""
+    arrays = data if isinstance(data, tuple) else (data,) if isinstance(data, np.ndarray) \
+        else None
+    if arrays and all(isinstance(a, np.ndarray) for a in arrays):
+        return min(num_batches, -(-len(arrays[0]) // batch_size))
+    return min(num_batches, len(data)) if isinstance(data, list) and data else num_batches
 
 
 def _input_names(graph: ir.Graph) -> list:

@@ -11,7 +11,7 @@ from typing import Optional
 import numpy as np
 
 from tfquant import calibrate as calibration
-from tfquant import ir, mixed_precision, passes, quantize, writer
+from tfquant import ir, mixed_precision, passes, quantize, range_selection, writer
 from tfquant.errors import CalibrationDataError, TfquantError
 from tfquant.frontends import routes
 from tfquant.recipe import Recipe
@@ -27,6 +27,7 @@ class ConversionResult:
     ranges: dict  # calibrated activation ranges (int8 mode), by tensor name
     seconds: float
     route: str = ""  # how the model reached the IR (tfquant.frontends.routes)
+    calibration: str = ""  # the range estimator used, and why ("auto": every candidate's score)
 
     def op_counts(self) -> dict:
         counts = {}
@@ -42,8 +43,9 @@ class ConversionResult:
 
     def summary(self) -> str:
         """One line: size, route, op count and how many ops run in float."""
+        ranges = f", ranges {self.calibration.split(' (')[0]}" if self.calibration else ""
         return (f"{len(self.model):,} bytes, route {self.route}, {len(self.graph.ops)} ops, "
-                f"{len(self.float_ops())} in float, {self.seconds:.2f} s")
+                f"{len(self.float_ops())} in float{ranges}, {self.seconds:.2f} s")
 
 
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float16))
@@ -101,16 +103,39 @@ def convert_model(model, representative_data=None, recipe: Optional[Recipe] = No
             raise CalibrationDataError(
                 "int8 conversion needs representative data to calibrate activation ranges; "
                 "pass representative_data (about 100 batches of real inputs)")
-        ranges = calibration.calibrate(
-            float_graph, representative_data, num_batches=recipe.num_calibration_batches,
-            batch_size=recipe.calibration_batch_size, method=recipe.calibration_method,
-            ema_decay=recipe.ema_decay, percentile=recipe.percentile,
-            channel_means=recipe.bias_correction, kernels=recipe.calibration_kernels,
-            show_progress=show_progress)
-        out_graph = _quantize_integer(float_graph, ranges, recipe)
+        return _calibrate_and_quantize(float_graph, representative_data, recipe, start,
+                                       source.route, show_progress)
     data = writer.write_tflite(out_graph)
     return ConversionResult(data, out_graph, float_graph, ranges, time.perf_counter() - start,
                             source.route)
+
+
+def _calibrate_and_quantize(float_graph, data, recipe: Recipe, start: float, route: str,
+                            show_progress: bool) -> ConversionResult:
+    method = recipe.calibration_method
+    if method == "auto" and (recipe.mode == "int16x8" or recipe.int16_layers):
+        method = "minmax"  # 16-bit steps leave little to trade against clipping
+    auto = method == "auto"
+    calibrated = calibration.calibrate_all(
+        float_graph, data, range_selection.CANDIDATES if auto else (method,),
+        num_batches=recipe.num_calibration_batches, batch_size=recipe.calibration_batch_size,
+        ema_decay=recipe.ema_decay, percentile=recipe.percentile,
+        channel_means=recipe.bias_correction, kernels=recipe.calibration_kernels,
+        held_samples=range_selection.HELD_SAMPLES if auto else 0,
+        show_progress=show_progress)
+
+    def quantize_with(ranges):
+        graph = _quantize_integer(float_graph, ranges, recipe)
+        return graph, writer.write_tflite(graph)
+
+    if auto:
+        out_graph, data, choice = range_selection.choose(calibrated, quantize_with,
+                                                         recipe.calibration_kernels)
+        method, note = choice.method, choice.describe()
+    else:
+        (out_graph, data), note = quantize_with(calibrated.ranges[method]), method
+    return ConversionResult(data, out_graph, float_graph, calibrated.ranges[method],
+                            time.perf_counter() - start, route, note)
 
 
 def _quantize_integer(float_graph, ranges, recipe: Recipe):

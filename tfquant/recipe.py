@@ -9,7 +9,7 @@ from typing import Optional
 MODES = ("float", "float16", "int8", "int16x8", "weights_only")
 IO_TYPES = ("float32", "int8", "uint8")
 ROUTES = ("auto", "native", "lowered")
-CALIBRATION_METHODS = ("minmax", "ema", "percentile", "mse")
+CALIBRATION_METHODS = ("auto", "minmax", "ema", "percentile", "mse")
 WEIGHT_RANGE_METHODS = ("minmax", "mse")
 # int4_packing settings, each packing the weights of more ops than the one before (which ops
 # need which setting is in the op records' weight layouts).
@@ -31,9 +31,12 @@ class Recipe:
         Older consumers (microcontrollers, some NPUs) want per-tensor FC.
       inference_input_type / inference_output_type: the model's I/O type in int8 mode: float32
         (QUANTIZE / DEQUANTIZE ops inside the model), int8 or uint8.
-      calibration_method: activation range estimator: "minmax" (extremes), "ema" (moving
-        average of batch extremes), "percentile" (clip at the `percentile`) or "mse" (the
-        clipping range with the smallest int8 quantization error).
+      calibration_method: activation range estimator: "auto" (int8: each of the others,
+        keeping the one whose quantized model is closest to the float model on the first
+        calibration samples; int16x8 and int16_layers: minmax; see tfquant.range_selection), "minmax"
+        (extremes, as TFLiteConverter), "ema" (moving average of batch extremes), "percentile"
+        (clip at the `percentile`) or "mse" (the clipping range with the smallest int8
+        quantization error).
       ema_decay: decay of the "ema" estimator.
       percentile: upper percentile of the "percentile" estimator (the lower one is 100 - p).
       weight_range_method: "minmax" (each channel's max |w|) or "mse" (the per-channel clipping
@@ -73,7 +76,7 @@ class Recipe:
     per_channel_dense: Optional[bool] = None
     inference_input_type: str = "float32"
     inference_output_type: str = "float32"
-    calibration_method: str = "minmax"
+    calibration_method: str = "auto"
     ema_decay: float = 0.9
     percentile: float = 99.99
     weight_range_method: str = "minmax"

@@ -224,10 +224,17 @@ def sqnr_db_of_energies(signal: float, noise: float) -> float:
     return float(10.0 * np.log10(signal / noise))
 
 
-def _quantization_mse(centers, counts, rmin, rmax, spec: QuantSpec) -> float:
-    params = params_from_range(rmin, rmax, spec)
-    error = centers - fake_quantize(centers, params, spec).astype(np.float64)
-    return float(np.sum(counts * error * error))
+def _quantization_mses(centers, counts, rmins, rmaxs, spec: QuantSpec) -> np.ndarray:
+    """The weighted quantization error of `centers` under each range (rmins[k], rmaxs[k]):
+    fake_quantize with params_from_range, for all ranges at once."""
+    params = params_from_range(rmins, rmaxs, spec)
+    scale = params.scale[:, None]  # float32, as a QuantParams holds it
+    zero_point = params.zero_point[:, None]
+    codes = np.clip(round_half_away(centers[None, :] / scale.astype(np.float64)) + zero_point,
+                    spec.qmin, spec.qmax)
+    restored = ((codes - zero_point) * scale).astype(np.float32).astype(np.float64)
+    error = centers[None, :] - restored
+    return np.sum(counts[None, :] * error * error, axis=1)
 
 
 def mse_optimal_range(values: np.ndarray, rmin: float, rmax: float, spec: QuantSpec,
@@ -248,8 +255,9 @@ def mse_optimal_range(values: np.ndarray, rmin: float, rmax: float, spec: QuantS
     fractions = np.linspace(1.0 / steps, 1.0, steps)
 
     def best(candidates):
-        errors = [_quantization_mse(centers, counts, lo, hi, spec) for lo, hi in candidates]
-        return candidates[int(np.argmin(errors))]
+        lows, highs = np.array(candidates, np.float64).T
+        return candidates[int(np.argmin(_quantization_mses(centers, counts, lows, highs,
+                                                           spec)))]
 
     low, high = best([(f * rmin, f * rmax) for f in fractions])
     low, high = best([(low, f * rmax) for f in fractions if f * rmax >= 0] + [(low, high)])

@@ -48,11 +48,14 @@ class Config:
                                       "(optimized, fast) or reference (slower; the same "
                                       "ranges, and so the same output bytes, on every CPU).",
                                       choices=("default", "reference"))
-    calibration_method: str = option("minmax", "Activation range estimator: absolute min/max, "
-                                     "a moving average of per-batch min/max, a percentile of "
-                                     "the values, or the range with the smallest int8 "
-                                     "quantization error.",
-                                     choices=("minmax", "ema", "percentile", "mse"))
+    calibration_method: str = option("auto", "Activation range estimator: auto (each of the "
+                                     "others, keeping the one whose int8 model is closest to "
+                                     "the float model on the first calibration samples; "
+                                     "minmax for int16x8), absolute min/max, a moving average "
+                                     "of per-batch min/max, a percentile of the values, or "
+                                     "the range with the smallest int8 quantization error "
+                                     "(docs/calibration.md).",
+                                     choices=("auto", "minmax", "ema", "percentile", "mse"))
     ema_decay: float = option(0.9, "Decay of the 'ema' range estimator.")
     percentile: float = option(99.99, "Percentile of the 'percentile' range estimator.")
     cross_layer_equalization: bool = option(False, "Equalize the weight ranges of consecutive "

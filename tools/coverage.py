@@ -200,12 +200,21 @@ def tflite_converter_int8(model, batches) -> tuple:
         return converter.convert(), "float fallback"
 
 
-def convert(tool: str, case, batches, scratch: dict) -> tuple:
-    """(int8 model bytes, seconds, route or note) of `tool` for one calibration draw."""
+# Each peer's activation range estimator, as a tfquant recipe: where a peer's SQNR is higher,
+# tfquant is run again with the peer's estimator to measure how much of the gap that explains.
+PEER_ESTIMATORS = {"tflite_converter": ("minmax", {"calibration_method": "minmax"}),
+                   "ai_edge_quantizer": ("moving average 0.95",
+                                         {"calibration_method": "ema", "ema_decay": 0.95})}
+
+
+def convert(tool: str, case, batches, scratch: dict, recipe: dict = None) -> tuple:
+    """(int8 model bytes, seconds, route or note) of `tool` for one calibration draw (tfquant:
+    with its default recipe, or these Recipe fields)."""
     if tool == "tfquant":
         import tfquant
         start = time.perf_counter()
-        result = tfquant.convert_model(case.model, batches, show_progress=False)
+        result = tfquant.convert_model(case.model, batches, tfquant.Recipe(**(recipe or {})),
+                                       show_progress=False)
         return result.model, time.perf_counter() - start, result.route
     source = peer_source(case, scratch)
     if tool == "tflite_converter":
@@ -271,7 +280,34 @@ def evaluate(entry, config: Config) -> dict:
                      f"{result['share']:.0%} int8 ops, {np.mean(result['seconds']):.1f} s")
     if "directory" in scratch:
         scratch["directory"].cleanup()
+    diagnose(row, case, reference)
     return row
+
+
+def diagnose(row: dict, case, reference: list):
+    """Where the best peer's SQNR is higher, tfquant again with that peer's range estimator
+    on the same draws and test sets: row["diagnosis"] = (peer label, estimator, result)."""
+    ours = row["tools"]["tfquant"]
+    peers = {t: r for t, r in row["tools"].items() if t != "tfquant" and converted(r)}
+    if not converted(ours) or not peers:
+        return
+    best = max(peers, key=lambda t: pooled(peers[t])[0])
+    if pooled(ours)[0] >= pooled(peers[best])[0]:
+        return
+    from tfquant import runtime
+    label, recipe = PEER_ESTIMATORS[best]
+    result = {"sqnr": [], "error": None}
+    _app.log(f"{row['name']}: tfquant with {TOOLS[best]}'s range estimator ({label})")
+    try:
+        for batches in case.calibration:
+            runner = runtime.Runner(convert("tfquant", case, batches, {}, recipe)[0], "litert")
+            for i, x in enumerate(case.tests):
+                result["sqnr"].append(matched_sqnr(reference[i],
+                                                   as_list(runner.predict(x)))[0])
+    except Exception as e:  # noqa: BLE001  a diagnosis that fails is left out
+        _app.log(f"{row['name']}: the diagnosis fails: {one_line(e)}")
+        return
+    row["diagnosis"] = (TOOLS[best], label, result)
 
 
 def runs_on(model: bytes, x, runtimes) -> str:
@@ -314,8 +350,12 @@ def criterion(row: dict) -> str:
     failing = []
     mean = pooled(ours)[0]
     if not mean >= best_mean - (best_se if random else 0.0):
-        failing.append(f"SQNR {mean:.2f} < {best_mean:.2f}"
-                       f"{f' - {best_se:.2f}' if random else ''} dB ({best_label})")
+        text = (f"SQNR {mean:.2f} < {best_mean:.2f}{f' - {best_se:.2f}' if random else ''} dB "
+                f"({best_label})")
+        if row.get("diagnosis") and row["diagnosis"][0] == best_label:
+            _, estimator, result = row["diagnosis"]
+            text += f"; with its ranges ({estimator}) tfquant gets {format_sqnr(result)}"
+        failing.append(text)
     best_share = max(r["share"] for r in peers.values())
     if ours["share"] < best_share:
         failing.append(f"int8 ops {ours['share']:.1%} < {best_share:.1%}")
