@@ -346,3 +346,35 @@ def test_fused_lstm_runs_as_a_float_island():
     assert result.op_counts()["FULLY_CONNECTED"] >= 2
     expected = np.concatenate([model.predict(data[i:i + 1], verbose=0) for i in range(16)])
     _sqnr_on_every_runtime(result.model, expected, data[:16], 30)
+
+
+def test_keras_saved_model_with_an_unknown_layer_is_lowered_from_its_directory(tmp_path,
+                                                                                monkeypatch):
+    """A tf_keras SavedModel whose recorded layers include one the frontend cannot read is
+    lowered from the directory, without loading it into Keras (which would only export it
+    again); its layers are named from the SavedModel's metadata."""
+    import tf_keras
+    tf_keras.utils.set_random_seed(0)
+
+    class Shift(tf_keras.layers.Layer):
+        def call(self, x):
+            return x - 0.5
+
+    x = tf_keras.Input((8, 8, 3))
+    y = Shift(name="shift")(tf_keras.layers.Conv2D(4, 3, name="conv")(x))
+    model = tf_keras.Model(x, tf_keras.layers.Dense(3, name="logits")(
+        tf_keras.layers.Flatten()(y)))
+    path = str(tmp_path / "saved")
+    model.save(path, save_format="tf")
+    assert ("shift", "Shift") in lowering.saved_keras_layers(path)
+
+    from tfquant.frontends import routes
+
+    def no_keras_load(_):
+        raise AssertionError("the SavedModel was loaded into Keras")
+    monkeypatch.setattr(routes, "load_model", no_keras_load)
+    result = tfquant.convert_model(path, IMAGES, show_progress=False)
+    assert result.route.startswith("lowered by TFLiteConverter") and "(Shift)" in result.route
+    assert not result.float_ops()
+    _sqnr_on_every_runtime(result.model, model.predict(IMAGES[:32], verbose=0), IMAGES[:32],
+                           30)

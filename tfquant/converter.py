@@ -72,6 +72,7 @@ def convert_model(model, representative_data=None, recipe: Optional[Recipe] = No
     """
     recipe = recipe or Recipe()
     start = time.perf_counter()
+    model = routes.opened(model, recipe.route)
     qat = routes.qat_layers(model)
     if qat and recipe.mode in ("int8", "int16x8"):
         _check_qat_activation_bits(qat, 16 if recipe.mode == "int16x8" else 8)

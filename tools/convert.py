@@ -178,8 +178,8 @@ def main(config: Config) -> int:
         data = None
         if config.mode in ("int8", "int16x8"):
             data = load_calibration_data(config.calibration_data)
-        model = tfquant.load_keras_model(config.model)
-        result = tfquant.convert_model(model, data, recipe, show_progress=not config.quiet)
+        result = tfquant.convert_model(config.model, data, recipe,
+                                       show_progress=not config.quiet)
         tfquant.save_atomically(result.model, config.output, overwrite=config.overwrite)
     except TfquantError as e:
         print(f"tfquant-convert: error: {e}", file=sys.stderr)

@@ -54,6 +54,12 @@ def _converters() -> dict:
     return {**ops.keras_converters(), **keras_qat.CONVERTERS, "Activation": _activation}
 
 
+def converted_layer_classes() -> set:
+    """The Keras layer class names the frontend has a converter for (a layer of one of these
+    may still be refused for its settings), and the containers it walks through."""
+    return set(_converters()) | {"InputLayer", "Functional", "Sequential", "Model"}
+
+
 class _Builder:
     """Builds the graph; the records' Keras converters call op / const / act."""
 

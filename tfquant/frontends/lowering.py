@@ -128,3 +128,46 @@ def lower_concrete_function(function, name: Optional[str] = None) -> bytes:
         return _convert(tf.lite.TFLiteConverter.from_concrete_functions([frozen]), name)
     finally:
         logger.setLevel(level)
+
+
+_NOT_LAYERS = ("_tf_keras_network", "_tf_keras_model", "_tf_keras_sequential",
+               "_tf_keras_input_layer", "_tf_keras_metric")
+
+
+def saved_keras_layers(path: str) -> list:
+    """(name, class name) of the Keras layers a SavedModel directory records (its
+    keras_metadata.pb, else the object graph's metadata), without loading it; [] for a
+    SavedModel that records none. Models, input layers and metrics are left out."""
+    import json
+
+    from tensorflow.core.protobuf import saved_model_pb2
+    entries = []
+    metadata_file = os.path.join(path, "keras_metadata.pb")
+    try:
+        if os.path.isfile(metadata_file):
+            from tensorflow.python.keras.protobuf import saved_metadata_pb2
+            saved = saved_metadata_pb2.SavedMetadata()
+            with open(metadata_file, "rb") as f:
+                saved.ParseFromString(f.read())
+            entries = [(node.identifier, node.metadata) for node in saved.nodes]
+        else:
+            saved = saved_model_pb2.SavedModel()
+            with open(os.path.join(path, "saved_model.pb"), "rb") as f:
+                saved.ParseFromString(f.read())
+            entries = [(node.user_object.identifier, node.user_object.metadata)
+                       for graph in saved.meta_graphs[:1]
+                       for node in graph.object_graph_def.nodes
+                       if node.WhichOneof("kind") == "user_object"]
+    except Exception:  # noqa: BLE001  unreadable here: the Keras loader will say why
+        return []
+    layers = []
+    for identifier, text in entries:
+        if not identifier.startswith("_tf_keras_") or identifier in _NOT_LAYERS or not text:
+            continue
+        try:
+            metadata = json.loads(text)
+        except ValueError:
+            continue
+        if isinstance(metadata, dict) and metadata.get("class_name"):
+            layers.append((str(metadata.get("name", "")), str(metadata["class_name"])))
+    return layers

@@ -64,8 +64,11 @@ def to_graph(model, data=None, route: str = "auto") -> Source:
         return Source(model, "IR graph", data)
     if is_tflite(model):
         return Source(from_tflite(model), "float .tflite (TFLite frontend)", data)
-    if isinstance(model, (str, os.PathLike)):
-        model = load_model(os.fspath(model))
+    model = opened(model, route)
+    if isinstance(model, str):  # a Keras SavedModel with layers the frontend cannot read
+        reason = str(UnsupportedLayerError(_unknown_saved_layers(model))).split(";")[0]
+        return Source(from_tflite(lowering.lower_saved_model(model)),
+                      f"lowered by TFLiteConverter ({reason})", data)
     if isinstance(model, SavedModel):
         return Source(from_tflite(lowering.lower_saved_model(model.path, model.signature_key)),
                       "lowered by TFLiteConverter (SavedModel signature)", data)
@@ -94,6 +97,30 @@ def to_graph(model, data=None, route: str = "auto") -> Source:
         input_names = [f"input_{i}" for i in range(len(specs))]
     in_keras_order(graph, input_names, getattr(model, "output_names", None) or [])
     return Source(graph, f"lowered by TFLiteConverter ({reason})", data)
+
+
+def opened(model, route: str = "auto"):
+    """A model path loaded (load_model), except a Keras SavedModel directory whose recorded
+    layers include one the Keras frontend has no converter for: its path comes back, to be
+    lowered from the directory (loading it into Keras would only export it again). Anything
+    else comes back as it is."""
+    if not isinstance(model, (str, os.PathLike)) or is_tflite(model):
+        return model
+    path = os.fspath(model)
+    if route != "native" and _unknown_saved_layers(path):
+        return path
+    return load_model(path)
+
+
+def _unknown_saved_layers(path: str) -> list:
+    """(name, class) of the layers of a Keras SavedModel directory that the Keras frontend
+    has no converter for, read from its metadata; [] for other paths."""
+    if not lowering.is_saved_model(path):
+        return []
+    from tfquant.frontends.keras_model import converted_layer_classes
+    known = converted_layer_classes()
+    return [(name, kind) for name, kind in lowering.saved_keras_layers(path)
+            if kind not in known]
 
 
 def in_keras_order(graph: ir.Graph, input_names, output_names):
