@@ -160,8 +160,6 @@ def test_inputs_are_never_modified(files, capsys):
 
 
 def test_config_is_checked_like_the_command_line(files):
-    with pytest.raises(ValueError, match="--mode=int8 needs --calibration_data"):
-        cli.Config(model=files["model.keras"], output="x.tflite")
     with pytest.raises(ValueError, match="--model and --output are required"):
         cli.Config(mode="float")
     with pytest.raises(ValueError, match="--weight_bits must be at most 8"):
@@ -206,3 +204,46 @@ def test_console_script_error_is_one_line_exit_1_and_keeps_the_output(files):
     assert proc.stdout == ""
     assert output.read_bytes() == b"precious earlier result"
     assert set(os.listdir(d)) == before
+
+
+@pytest.fixture(scope="module")
+def qat_file(tmp_path_factory):
+    """A briefly trained QAT model saved as .keras, and its calibration-free int8 export."""
+    import keras
+
+    import tfquant
+    from tfquant import qat
+    d = tmp_path_factory.mktemp("qat_cli")
+    model = qat.quantize_model(_model(keras))
+    x = np.random.default_rng(0).uniform(size=(64, 8, 8, 1)).astype(np.float32)
+    model.compile("adam", "mse")
+    model.fit(x, np.full((64, 10), 0.1, np.float32), epochs=1, verbose=0)
+    path = str(d / "qat.keras")
+    model.save(path)
+    np.save(d / "calib.npy", x * 3.0)
+    return {"path": path, "dir": d, "x": x,
+            "expected": tfquant.convert(model, show_progress=False)}
+
+
+def test_qat_model_exports_from_the_cli_without_calibration_data(qat_file, capsys):
+    """A saved QAT model converts with --mode=int8 and no data: the same bytes as the Python
+    export of the trained model (its learned ranges)."""
+    out = qat_file["dir"] / "qat_int8.tflite"
+    code, stdout, stderr = run_cli(capsys, f"--model={qat_file['path']}", f"--output={out}")
+    assert code == 0, stderr
+    assert "route native (QAT model)" in stdout
+    assert out.read_bytes() == qat_file["expected"]
+
+
+def test_qat_model_ignores_calibration_data_and_says_so(qat_file, capsys):
+    out = qat_file["dir"] / "qat_int8_data.tflite"
+    code, _, stderr = run_cli(capsys, f"--model={qat_file['path']}", f"--output={out}",
+                              f"--calibration_data={qat_file['dir'] / 'calib.npy'}")
+    assert code == 0 and "--calibration_data ignored" in stderr, stderr
+    assert out.read_bytes() == qat_file["expected"]  # not recalibrated on the scaled data
+
+
+def test_qat_model_in_int16x8_needs_16_bit_quantizers(qat_file, capsys):
+    code, _, stderr = run_cli(capsys, f"--model={qat_file['path']}", "--mode=int16x8",
+                              f"--output={qat_file['dir'] / 'w.tflite'}")
+    assert code == 1 and stderr.count("\n") == 1 and "16-bit activations" in stderr, stderr

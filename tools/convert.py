@@ -98,9 +98,7 @@ class Config:
         _app.validate(self)
         if not self.model or not self.output:
             raise ValueError("--model and --output are required")
-        if self.mode in ("int8", "int16x8") and not self.calibration_data:
-            raise ValueError(f"--mode={self.mode} needs --calibration_data (a .npy/.npz file or "
-                             f"one of {', '.join(BUILTIN_DATASETS)})")
+
 
 
 def load_calibration_data(spec: str):
@@ -133,6 +131,47 @@ def load_calibration_data(spec: str):
     if all(name.startswith("arr_") for name in arrays):  # np.savez(a, b): in input order
         return tuple(arrays[f"arr_{i}"] for i in range(len(arrays)))
     return arrays  # by input name
+
+
+def _model_and_data(config):
+    """The model (loaded unless it is lowered from its directory) and the calibration data
+    its mode needs. A QAT model exports its learned ranges: it needs no --calibration_data,
+    and one given is ignored (said on stderr), since calibrating would replace the ranges
+    training learned. Any other model needs it for --mode=int8 / int16x8."""
+    from tfquant.errors import TfquantError
+    from tfquant.frontends import routes
+    if config.mode not in ("int8", "int16x8"):
+        return config.model, None
+    if not config.calibration_data and _saved_as_qat(config.model) is False:
+        model = None  # said before TensorFlow loads
+    else:
+        model = routes.opened(config.model, config.route)
+    if model is not None and routes.qat_layers(model):
+        if config.calibration_data and not config.quiet:
+            print("tfquant-convert: --calibration_data ignored: a quantization-aware trained "
+                  "model exports the ranges it learned", file=sys.stderr)
+        return model, None
+    if not config.calibration_data:
+        raise TfquantError(f"--mode={config.mode} needs --calibration_data (a .npy/.npz file "
+                           f"or one of {', '.join(BUILTIN_DATASETS)}) for a model that was not "
+                           "trained with quantization-aware training")
+    return model, load_calibration_data(config.calibration_data)
+
+
+def _saved_as_qat(path: str):
+    """Whether a model file holds tfquant QAT layers, read from its saved config without
+    TensorFlow: True / False for .keras and .tflite files, None (unknown) for others."""
+    import zipfile
+    if path.endswith(".tflite"):
+        return False
+    if not path.endswith(".keras") or not zipfile.is_zipfile(path):
+        return None
+    try:
+        with zipfile.ZipFile(path) as archive:
+            config = archive.read("config.json").decode("utf-8", "replace")
+    except (KeyError, OSError, zipfile.BadZipFile):
+        return None
+    return "tfquant>ActivationQuantizer" in config or "tfquant>FoldedBatchNorm" in config
 
 
 def _io_type(config, side):
@@ -175,11 +214,8 @@ def main(config: Config) -> int:
             print("tfquant-convert: --float_fallback is deprecated and has no effect "
                   "(--route=auto converts models with layers tfquant cannot read natively)",
                   file=sys.stderr)
-        data = None
-        if config.mode in ("int8", "int16x8"):
-            data = load_calibration_data(config.calibration_data)
-        result = tfquant.convert_model(config.model, data, recipe,
-                                       show_progress=not config.quiet)
+        model, data = _model_and_data(config)
+        result = tfquant.convert_model(model, data, recipe, show_progress=not config.quiet)
         tfquant.save_atomically(result.model, config.output, overwrite=config.overwrite)
     except TfquantError as e:
         print(f"tfquant-convert: error: {e}", file=sys.stderr)

@@ -155,6 +155,8 @@ def load_model(path: str):
         return data
     import keras
     import tf_keras
+
+    import tfquant.qat  # noqa: F401  registers the QAT layers, so saved QAT models load
     if os.path.isdir(path):
         loaders = [("tf_keras", lambda: tf_keras.models.load_model(path, compile=False))]
     elif path.endswith(".keras"):
@@ -171,7 +173,8 @@ def load_model(path: str):
         try:
             loaded = load()
         except Exception as e:  # each loader's own error is reported below
-            errors.append(f"{name}: {str(e).splitlines()[0] if str(e) else type(e).__name__}")
+            text = str(e).splitlines()[0] if str(e) else type(e).__name__
+            errors.append(f"{name}: {text[:200]}{'...' if len(text) > 200 else ''}")
             continue
         if hasattr(loaded, "_flatten_layers"):
             return loaded
