@@ -32,10 +32,10 @@ def files(tmp_path_factory):
 
 
 @pytest.mark.parametrize("mode,extra", [("int8", []), ("int8", ["--inference_type=int8"]),
-                                        ("float", []), ("weights_only", [])])
+                                        ("int16x8", []), ("float", []), ("weights_only", [])])
 def test_convert_tflite_in_every_mode(files, capsys, mode, extra):
     out = files / f"{mode}{len(extra)}.tflite"
-    calib = [f"--calibration_data={files / 'calib.npy'}"] if mode == "int8" else []
+    calib = [f"--calibration_data={files / 'calib.npy'}"] if mode.startswith("int") else []
     code, stdout, stderr = run_cli(capsys, f"--model={files / 'model.tflite'}",
                                    f"--output={out}", f"--mode={mode}", *calib, *extra)
     assert code == 0, stderr
@@ -110,3 +110,10 @@ def test_python_api_takes_a_tflite_path(files):
     assert tfquant.convert(path, recipe=tfquant.Recipe(mode="weights_only"))
     with pytest.raises(tfquant.ModelLoadError, match="does not exist"):
         tfquant.convert(str(files / "missing.tflite"))
+
+
+def test_int16x8_without_data_names_the_flag(files, capsys):
+    code, _, stderr = run_cli(capsys, f"--model={files / 'model.tflite'}", "--mode=int16x8",
+                              f"--output={files / 'w16.tflite'}")
+    assert code == 1 and "--mode=int16x8 needs --calibration_data" in stderr, stderr
+    assert "representative_data" not in stderr
