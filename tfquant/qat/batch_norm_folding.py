@@ -119,20 +119,28 @@ class FoldedBatchNorm(keras.layers.Layer):
             return kernel * tf.reshape(scale, (1, 1, cin, mult))
         return kernel * scale  # last axis is the output channel
 
-    def folded_kernel(self):
-        """gamma * W / sigma with the moving sigma, fake-quantized when quantization is on."""
-        if self.batch_norm:
-            sigma = tf.sqrt(self.moving_variance + self.epsilon)
-            folded = self._channel_scale_kernel(self.kernel, self.gamma / sigma)
-        else:
-            folded = self.kernel
+    def _float_folded_kernel(self):
+        if not self.batch_norm:
+            return self.kernel
+        sigma = tf.sqrt(self.moving_variance + self.epsilon)
+        return self._channel_scale_kernel(self.kernel, self.gamma / sigma)
+
+    def _fake_quantized(self, folded):
         if self.kind == "depthwise_conv2d":
             kh, kw, cin, mult = folded.shape
             flat = tf.reshape(folded, (kh, kw, cin * mult))
-            quantized = tf.reshape(self._quantize_weights(flat), folded.shape)
-        else:
-            quantized = self._quantize_weights(folded)
-        return self.quantize * quantized + (1.0 - self.quantize) * folded
+            return tf.reshape(self._quantize_weights(flat), folded.shape)
+        return self._quantize_weights(folded)
+
+    def folded_kernel(self):
+        """gamma * W / sigma with the moving sigma, fake-quantized when quantization is on."""
+        folded = self._float_folded_kernel()
+        return self.quantize * self._fake_quantized(folded) + (1.0 - self.quantize) * folded
+
+    def weight_quantization_error(self):
+        """The folded kernel's fake-quantized minus float values, whatever the schedule."""
+        folded = self._float_folded_kernel()
+        return self._fake_quantized(folded) - folded
 
     def _quantize_weights(self, w):
         spec = self.weight_spec

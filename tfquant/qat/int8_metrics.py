@@ -39,12 +39,14 @@ class Int8Metrics(keras.callbacks.Callback):
       metrics: names in METRICS, or {name: fn(targets, outputs) -> float}.
       every: evaluate every this many epochs (and after the last epoch of each fit).
       runtime: "litert" (ai-edge-litert), "tflite_runtime" or "tf".
+      log_dir: where to write, at each evaluation, a TensorBoard histogram of every folded
+        layer's weight quantization error (`int8/weight_error/<layer>`); None writes none.
 
     `last_model` keeps the bytes last evaluated, `history` one dict per evaluation.
     """
 
     def __init__(self, validation_data, metrics=("accuracy",), every: int = 1,
-                 runtime: str = "litert"):
+                 runtime: str = "litert", log_dir: Optional[str] = None):
         super().__init__()
         if every < 1:
             raise ValueError(f"every must be >= 1, got {every}")
@@ -59,7 +61,8 @@ class Int8Metrics(keras.callbacks.Callback):
                                  "pass {name: fn(targets, outputs)}")
             self.metrics = {m: METRICS[m] for m in metrics}
         self.inputs, self.targets = validation_data
-        self.every, self.runtime = every, runtime
+        self.every, self.runtime, self.log_dir = every, runtime, log_dir
+        self._writer = None
         self.last_model: Optional[bytes] = None
         self.history: list = []
         self._epochs: Optional[int] = None
@@ -74,6 +77,31 @@ class Int8Metrics(keras.callbacks.Callback):
         results = self.evaluate()
         logs.update(results)
         self.history.append({"epoch": epoch, **results})
+        if self.log_dir:
+            self.write_weight_errors(epoch)
+
+    def write_weight_errors(self, step: int):
+        """Histograms of each folded layer's weight quantization error, to log_dir."""
+        import tensorflow as tf
+
+        from tfquant.qat.batch_norm_folding import FoldedBatchNorm
+        from tfquant.qat.callbacks import quant_layers
+        if self._writer is None:
+            self._writer = tf.summary.create_file_writer(self.log_dir)
+        try:
+            with self._writer.as_default(step=step):
+                for layer in quant_layers(self.model, (FoldedBatchNorm,)):
+                    tf.summary.histogram(f"int8/weight_error/{layer.name}",
+                                         layer.weight_quantization_error())
+        except tf.errors.OpError as e:
+            raise RuntimeError(f"cannot write weight histograms to {self.log_dir!r}: "
+                               f"{e.message}") from None
+        except Exception as e:  # tf.summary needs the tensorboard package
+            if type(e).__name__ != "TBNotInstalledError":
+                raise
+            raise RuntimeError("Int8Metrics(log_dir=...) writes histograms with TensorBoard, "
+                               "which is not installed: pip install tensorboard") from None
+        self._writer.flush()
 
     def evaluate(self) -> dict:
         """Export the model now and measure it: {"int8/<metric>": value, "int8/agreement": a,
