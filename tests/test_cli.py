@@ -213,15 +213,24 @@ def qat_file(tmp_path_factory):
 
     import tfquant
     from tfquant import qat
+    from tfquant.models.data import load_digits
     d = tmp_path_factory.mktemp("qat_cli")
-    model = qat.quantize_model(_model(keras))
-    x = np.random.default_rng(0).uniform(size=(64, 8, 8, 1)).astype(np.float32)
-    model.compile("adam", "mse")
-    model.fit(x, np.full((64, 10), 0.1, np.float32), epochs=1, verbose=0)
+    digits = load_digits()
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((8, 8, 1))
+    y = keras.layers.Conv2D(8, 3, padding="same", activation="relu")(inputs)
+    y = keras.layers.Dense(32, activation="relu")(keras.layers.Flatten()(y))
+    model = qat.quantize_model(keras.Model(inputs, keras.layers.Dense(10, "softmax")(y)))
+    x = digits.x_train[:512]
+    qat.calibrate_activation_ranges(model, x, show_progress=False)
+    model.compile(keras.optimizers.Adam(1e-2), "sparse_categorical_crossentropy")
+    model.fit(x, digits.y_train[:512], epochs=5, verbose=0,
+              callbacks=[qat.QuantizationScheduler()])
     path = str(d / "qat.keras")
     model.save(path)
     np.save(d / "calib.npy", x * 3.0)
-    return {"path": path, "dir": d, "x": x,
+    return {"path": path, "dir": d, "x": x, "test": digits.x_test, "labels": digits.y_test,
+            "keras_top1": np.argmax(model.predict(digits.x_test, verbose=0), -1),
             "expected": tfquant.convert(model, show_progress=False)}
 
 
@@ -233,6 +242,13 @@ def test_qat_model_exports_from_the_cli_without_calibration_data(qat_file, capsy
     assert code == 0, stderr
     assert "route native (QAT model)" in stdout
     assert out.read_bytes() == qat_file["expected"]
+    int8_top1 = np.argmax(runtime.Runner(str(out)).predict(qat_file["test"]), -1)
+    agreement = float(np.mean(int8_top1 == qat_file["keras_top1"]))
+    accuracy = float(np.mean(qat_file["keras_top1"] == qat_file["labels"]))
+    print(f"QAT Keras model (top-1 {accuracy:.3f}) vs tfquant-convert int8: {agreement:.4f} "
+          "top-1 agreement")
+    assert accuracy > 0.8  # trained: agreement is not decided by near-ties
+    assert agreement >= 0.995
 
 
 def test_qat_model_ignores_calibration_data_and_says_so(qat_file, capsys):
