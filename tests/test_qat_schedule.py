@@ -128,3 +128,25 @@ def test_recipe_initial_range_reaches_every_quantizer():
     assert all(q.initial_range == (-6.0, 6.0) for q in default)  # tfmot's start
     first_batch = qat.quantize_model(model, qat.QatRecipe(activation_initial_range=None))
     assert all(q.initial_range is None for q in quant_layers(first_batch, ActivationQuantizer))
+
+
+def test_scheduler_follows_the_optimizer_steps_across_fits():
+    """The step comes from the optimizer's iteration count: a second fit (or a run restored
+    by BackupAndRestore, which restores the optimizer) resumes the schedule, and a new
+    scheduler on that model starts where the optimizer is."""
+    model = _model()
+    x = np.random.default_rng(0).normal(size=(24, 8, 8, 1)).astype(np.float32)
+    y = np.arange(24) % 2
+    model.fit(x, y, batch_size=4, epochs=1, verbose=0,
+              callbacks=[QuantizationScheduler(quant_delay=100)])  # 6 steps, float
+    assert int(model.optimizer.iterations) == 6
+    seen = []
+
+    class Spy(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            seen.append(float(self.model.get_layer("conv_bn").quantize))
+
+    fresh = QuantizationScheduler(quant_delay=8)
+    model.fit(x, y, batch_size=4, epochs=1, verbose=0, callbacks=[fresh, Spy()])
+    assert seen == [0.0, 0.0, 1.0, 1.0, 1.0, 1.0]  # steps 6, 7 float; 8 on quantizing
+    assert fresh.step == 12

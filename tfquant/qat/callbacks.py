@@ -18,7 +18,10 @@ def quant_layers(model, kinds=(ActivationQuantizer, FoldedBatchNorm, ConstantOpe
 
 
 class QuantizationScheduler(keras.callbacks.Callback):
-    """Runs the paper's schedule during `model.fit`, counting optimizer steps:
+    """Runs the paper's schedule during `model.fit`, in optimizer steps (the step is
+    `initial_step` + the optimizer's iteration count, so a run restored by
+    keras.callbacks.BackupAndRestore, or a model fitted again, resumes the schedule where it
+    was, on every worker alike):
 
     - quant_delay: float forward pass (fake quantization off) until this step;
     - freeze_bn_delay: from this step on, folded batch norms use and keep their moving
@@ -40,7 +43,7 @@ class QuantizationScheduler(keras.callbacks.Callback):
         self.quant_delay = quant_delay
         self.freeze_bn_delay = freeze_bn_delay
         self.freeze_ranges_delay = freeze_ranges_delay
-        self.step = initial_step
+        self.initial_step = self.step = initial_step
         self._applied = None  # (model, state) last written to the layers
 
     def _state(self):
@@ -63,7 +66,14 @@ class QuantizationScheduler(keras.callbacks.Callback):
     def on_train_begin(self, logs=None):
         self._applied = None
 
+    def _optimizer_step(self) -> Optional[int]:
+        iterations = getattr(getattr(self.model, "optimizer", None), "iterations", None)
+        return None if iterations is None else int(keras.ops.convert_to_numpy(iterations))
+
     def on_train_batch_begin(self, batch, logs=None):
+        done = self._optimizer_step()
+        if done is not None:
+            self.step = self.initial_step + done
         # Writing every layer's flags costs a few milliseconds per step; the state changes at
         # most three times in a run.
         state = (id(self.model), self._state())
