@@ -150,3 +150,35 @@ def test_scheduler_follows_the_optimizer_steps_across_fits():
     model.fit(x, y, batch_size=4, epochs=1, verbose=0, callbacks=[fresh, Spy()])
     assert seen == [0.0, 0.0, 1.0, 1.0, 1.0, 1.0]  # steps 6, 7 float; 8 on quantizing
     assert fresh.step == 12
+
+
+def test_interrupted_run_restored_by_backup_and_restore_equals_an_uninterrupted_one(tmp_path):
+    """A run killed after two of four epochs and restarted (a new model, as a new process
+    builds it) with keras.callbacks.BackupAndRestore resumes the schedule at the right step:
+    every weight, range and schedule flag equals an uninterrupted run's."""
+    x = np.random.default_rng(0).normal(size=(24, 8, 8, 1)).astype(np.float32)
+    y = np.arange(24) % 2
+
+    def run(callbacks):
+        keras.utils.set_random_seed(3)
+        model = _model()
+        model.fit(x, y, batch_size=4, epochs=4, shuffle=False, verbose=0, callbacks=[
+            QuantizationScheduler(quant_delay=9, freeze_bn_delay=15), *callbacks])
+        return model
+
+    class Crash(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            if epoch == 2:
+                raise RuntimeError("worker killed")
+
+    uninterrupted = run([]).get_weights()
+    backup = keras.callbacks.BackupAndRestore(str(tmp_path / "backup"))
+    with pytest.raises(RuntimeError, match="worker killed"):
+        run([backup, Crash()])
+    restored = run([keras.callbacks.BackupAndRestore(str(tmp_path / "backup"))])
+    assert int(restored.optimizer.iterations) == 24
+    restored_weights = restored.get_weights()
+    assert len(restored_weights) == len(uninterrupted)
+    for got, expected in zip(restored_weights, uninterrupted):
+        np.testing.assert_array_equal(got, expected)
+    assert float(restored.get_layer("conv_bn").frozen) == 1.0
