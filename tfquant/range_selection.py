@@ -64,14 +64,16 @@ def choose(calibration: Calibration, quantize: Callable, kernels: str = "default
     one candidate's ranges. A candidate whose model ai-edge-litert cannot run is not chosen;
     if none runs, the first is kept (with a warning)."""
     results, scores = {}, {}
-    for method, ranges in calibration.ranges.items():
-        results[method] = quantize(ranges)
-        try:
-            scores[method] = score(results[method][1], calibration, kernels)
-        except (RuntimeError, ValueError) as e:
-            log.warning("range estimator %s: its model does not run on ai-edge-litert (%s)",
-                        method, str(e).splitlines()[0] if str(e) else type(e).__name__)
-            scores[method] = None
+    with spec.quantization_memo():  # the candidates share their weights' codes
+        for method, ranges in calibration.ranges.items():
+            results[method] = quantize(ranges)
+            try:
+                scores[method] = score(results[method][1], calibration, kernels)
+            except (RuntimeError, ValueError) as e:
+                log.warning("range estimator %s: its model does not run on ai-edge-litert "
+                            "(%s)", method,
+                            str(e).splitlines()[0] if str(e) else type(e).__name__)
+                scores[method] = None
     order = list(scores)
     runnable = [m for m in order if scores[m] is not None]
     best = max(runnable, key=lambda m: (scores[m], -order.index(m))) if runnable else order[0]

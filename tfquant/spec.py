@@ -6,6 +6,8 @@ computed in float64 and stored as float32 scales / int64 zero points, as the fla
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import dataclasses
 from typing import Optional
 
@@ -165,16 +167,44 @@ def weight_range(weights: np.ndarray, axis: Optional[int]):
 
 def round_half_away(x: np.ndarray) -> np.ndarray:
     """Round to the nearest integer, ties away from zero, as TFLite rounds (np.round rounds
-    ties to even)."""
-    return np.sign(x) * np.floor(np.abs(x) + 0.5)
+    ties to even): trunc(x +- 0.5), the same values as sign(x) * floor(|x| + 0.5)."""
+    x = np.asarray(x)
+    return np.trunc(x + np.copysign(0.5, x))
+
+
+# Codes of arrays quantized while a memo is active (quantization_memo): candidates of the
+# "auto" calibration quantize the same weights with the same params several times.
+_MEMO: contextvars.ContextVar = contextvars.ContextVar("tfquant_quantize_memo", default=None)
+
+
+@contextlib.contextmanager
+def quantization_memo():
+    """Within the block, quantize() of the same array object with equal params and spec
+    returns the codes computed the first time (read-only)."""
+    token = _MEMO.set({})
+    try:
+        yield
+    finally:
+        _MEMO.reset(token)
 
 
 def quantize(x: np.ndarray, params: QuantParams, spec: QuantSpec) -> np.ndarray:
     """Real values to integer codes: clamp(round(x / scale) + zero_point), half away from 0."""
+    memo = _MEMO.get()
+    if memo is not None and isinstance(x, np.ndarray) and x.size >= 4096:
+        key = (id(x), x.shape, hash(params), spec)
+        found = memo.get(key)
+        if found is not None and found[0] is x:
+            return found[1]
+    source = x
     x = np.asarray(x, np.float64)
     scale, zero_point = params.broadcast_to(x.shape)
     codes = round_half_away(x / scale.astype(np.float64)) + zero_point
-    return np.clip(codes, spec.qmin, spec.qmax).astype(spec.storage_dtype())
+    codes = np.clip(codes, spec.qmin, spec.qmax).astype(spec.storage_dtype())
+    if memo is not None and isinstance(source, np.ndarray) and source.size >= 4096:
+        codes.flags.writeable = False
+        memo[key] = (source, codes)  # holding the source keeps its id from being reused
+    return codes
 
 
 def quantize_bias(values: np.ndarray, params: QuantParams, dtype) -> np.ndarray:
