@@ -203,10 +203,11 @@ class _Builder:
     @staticmethod
     def _check_trainable(new_ops):
         """QAT keeps a layer as it is (float) when an op it becomes has no QAT form yet."""
-        for op in new_ops:
-            record = ops.REGISTRY.get(op.type)
-            if record is not None and not record.pseudo and not record.qat:
-                raise Unsupported(f"{op.type} in quantization-aware training")
+        missing = [op.type for op in new_ops if (record := ops.REGISTRY.get(op.type))
+                   is not None and not record.pseudo and not record.qat]
+        if missing:  # name the weighted op (TRANSPOSE_CONV, not the SHAPE before it)
+            main = next((t for t in missing if ops.weight_layout(t) is not None), missing[0])
+            raise Unsupported(f"{main} in quantization-aware training")
 
     def keras_layer(self, layer, in_names, outputs) -> list:
         out_names = [self.graph.add_tensor(layer.name, keras_support.shape(t)) for t in outputs]
