@@ -54,7 +54,7 @@ def application(request):
     peer = peers.convert_with_tflite_converter(model, batches)
     peer_sqnr = [spec.sqnr_db(r, y) for r, y in
                  zip(reference, run_outputs(peer, test, "litert"))]
-    recipe = tfquant_recipe(len(batches))  # the default int8 recipe, as the tool
+    recipe = tfquant_recipe(len(batches))  # min/max ranges, as the tool
     sources = {w: float_tflite(model, float16=w == "fp16") for w in ("fp32", "fp16")}
     results = {w: tfquant.convert_model(source, batches, recipe, show_progress=False)
                for w, source in sources.items()}

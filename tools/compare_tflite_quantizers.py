@@ -84,8 +84,9 @@ def run_outputs(model: bytes, inputs, rt: str = "litert", resolver: str = "refer
 
 
 def quantize_with_ai_edge_quantizer(float_model: bytes, batches: list) -> bytes:
-    """AI Edge Quantizer's static int8 recipe (int8 weights and activations, min/max
-    calibration) on a single-input float .tflite, calibrated on `batches`."""
+    """AI Edge Quantizer's static int8 recipe (int8 weights and activations, a moving average
+    (0.95) of each batch's min / max) on a single-input float .tflite, calibrated on
+    `batches`."""
     from ai_edge_litert.interpreter import Interpreter
     from ai_edge_quantizer import quantizer, recipe
 
@@ -103,9 +104,11 @@ def quantize_with_ai_edge_quantizer(float_model: bytes, batches: list) -> bytes:
 
 def tfquant_recipe(num_batches: int):
     """The recipe tfquant quantizes with here (and in tests/test_tflite_frontend_applications.py):
-    the default int8 recipe (per-channel weights, min/max calibration) on every batch."""
+    per-channel int8 weights and TFLiteConverter's min/max calibration (not tfquant's default
+    "auto", which chooses among estimators: this compares the quantizers on equal ranges) on
+    every batch."""
     import tfquant
-    return tfquant.Recipe(num_calibration_batches=num_batches)
+    return tfquant.Recipe(num_calibration_batches=num_batches, calibration_method="minmax")
 
 
 def quantize_with_tfquant(float_model: bytes, batches: list) -> bytes:
