@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test test-fast setup clean bazel-test
 
-DELEGATE_SOURCES := $(shell find delegates -name '*.cc' -o -name '*.h' -o -name '*.map')
+DELEGATE_SOURCES := $(shell find delegates -name '*.cc' -o -name '*.h' -o -name '*.inc' -o -name '*.map')
 
 # The editable install also compiles the C++ delegate into the package (setup.py).
 $(STAMP): requirements.txt requirements-extras.txt setup.cfg pyproject.toml setup.py $(DELEGATE_SOURCES)
