@@ -171,7 +171,8 @@ def _saved_as_qat(path: str):
             config = archive.read("config.json").decode("utf-8", "replace")
     except (KeyError, OSError, zipfile.BadZipFile):
         return None
-    return "tfquant>ActivationQuantizer" in config or "tfquant>FoldedBatchNorm" in config
+    from tfquant.frontends.routes import QAT_LAYERS
+    return any(f'"tfquant>{name}"' in config for name in QAT_LAYERS)
 
 
 def _io_type(config, side):

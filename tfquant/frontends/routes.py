@@ -30,10 +30,13 @@ QAT_LAYERS = ("ActivationQuantizer", "FoldedBatchNorm")
 
 @dataclasses.dataclass(frozen=True)
 class SavedModel:
-    """A SavedModel directory that is not a Keras model: lowered through a signature."""
+    """A SavedModel directory lowered through a signature: not a Keras model, or a Keras model
+    whose recorded layers include ones the Keras frontend has no converter for
+    (`unknown_layers`, (name, class) pairs)."""
 
     path: str
     signature_key: Optional[str] = None
+    unknown_layers: tuple = ()
 
 
 @dataclasses.dataclass
@@ -65,13 +68,11 @@ def to_graph(model, data=None, route: str = "auto") -> Source:
     if is_tflite(model):
         return Source(from_tflite(model), "float .tflite (TFLite frontend)", data)
     model = opened(model, route)
-    if isinstance(model, str):  # a Keras SavedModel with layers the frontend cannot read
-        reason = str(UnsupportedLayerError(_unknown_saved_layers(model))).split(";")[0]
-        return Source(from_tflite(lowering.lower_saved_model(model)),
-                      f"lowered by TFLiteConverter ({reason})", data)
     if isinstance(model, SavedModel):
+        reason = str(UnsupportedLayerError(model.unknown_layers)).split(";")[0] \
+            if model.unknown_layers else "SavedModel signature"
         return Source(from_tflite(lowering.lower_saved_model(model.path, model.signature_key)),
-                      "lowered by TFLiteConverter (SavedModel signature)", data)
+                      f"lowered by TFLiteConverter ({reason})", data)
     if hasattr(model, "get_concrete_function") or type(model).__name__ == "ConcreteFunction":
         return Source(from_tflite(lowering.lower_concrete_function(model)),
                       "lowered by TFLiteConverter (TensorFlow function)", data)
@@ -101,14 +102,15 @@ def to_graph(model, data=None, route: str = "auto") -> Source:
 
 def opened(model, route: str = "auto"):
     """A model path loaded (load_model), except a Keras SavedModel directory whose recorded
-    layers include one the Keras frontend has no converter for: its path comes back, to be
+    layers include one the Keras frontend has no converter for: a SavedModel naming them, to be
     lowered from the directory (loading it into Keras would only export it again). Anything
     else comes back as it is."""
     if not isinstance(model, (str, os.PathLike)) or is_tflite(model):
         return model
     path = os.fspath(model)
-    if route != "native" and _unknown_saved_layers(path):
-        return path
+    unknown = _unknown_saved_layers(path) if route != "native" else []
+    if unknown:
+        return SavedModel(path, unknown_layers=tuple(unknown))
     return load_model(path)
 
 

@@ -88,15 +88,6 @@ def _reader(op_type, int_inputs, options_class, schema_class, fields):
     return read
 
 
-def _writer(schema_class, options_type, fields):
-    def write(options):
-        o = schema_class()
-        for ours, theirs in fields:
-            setattr(o, theirs, getattr(options, ours))
-        return options_type, o
-    return write
-
-
 def _case(op_type, options=None, constants=(), out_shape=None):
     def build():
         return delegate_models.after_conv_graph(op_type.lower(), op_type, options, constants,
@@ -108,7 +99,7 @@ def _record(op_type, int_inputs, options_class, schema_class, options_type, fiel
             keras=None):
     return OpRecord(
         name=op_type, options=options_class,
-        write=_writer(schema_class, options_type, fields),
+        write=ts.options_writer(schema_class, options_type, fields),
         read=_reader(op_type, int_inputs, options_class, schema_class, fields),
         version=common.version_from_source,
         quant=QuantRule(same_scale=True, int_inputs=int_inputs),

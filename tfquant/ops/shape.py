@@ -163,16 +163,12 @@ def _read_shape(imp, inputs, outputs, options, label):
     return "SHAPE", list(inputs), ShapeOptions(int(o.outType))
 
 
-def _write_shape(options):
-    o = schema.ShapeOptionsT()
-    o.outType = int(options.out_type)
-    return schema.BuiltinOptions.ShapeOptions, o
-
-
 # Reads only its input's shape: an int8 input needs no DEQUANTIZE (run-time output shapes of
 # lowered TRANSPOSE_CONVs). Version 1 for every input type, as TFLiteConverter writes it.
 SHAPE = OpRecord(
-    name="SHAPE", options=ShapeOptions, write=_write_shape, read=_read_shape,
+    name="SHAPE", options=ShapeOptions, read=_read_shape,
+    write=ts.options_writer(schema.ShapeOptionsT, schema.BuiltinOptions.ShapeOptions,
+                            (("out_type", "outType"),)),
     version=common.version_one, quant=QuantRule(), weights=NotApplicable("no weights"),
     keras=NotApplicable("no Keras layer becomes it alone (Conv2DTranspose's converter emits it "
                           "for the run-time output shape)"),
@@ -195,12 +191,6 @@ def _read_mirror_pad(imp, inputs, outputs, options, label):
     return "MIRROR_PAD", list(inputs), MirrorPadOptions(int(o.mode))
 
 
-def _write_mirror_pad(options):
-    o = schema.MirrorPadOptionsT()
-    o.mode = int(options.mode)
-    return schema.BuiltinOptions.MirrorPadOptions, o
-
-
 def _mirror_pad_model():
     paddings = np.array([[0, 0], [2, 1], [1, 1], [0, 0]], np.int32)
     return delegate_models.after_conv_graph("mirror_pad", "MIRROR_PAD", MirrorPadOptions(),
@@ -209,8 +199,9 @@ def _mirror_pad_model():
 
 # Reflected borders copy codes: the input's params (basic-pitch's CQT front end).
 MIRROR_PAD = OpRecord(
-    name="MIRROR_PAD", options=MirrorPadOptions, write=_write_mirror_pad,
-    read=_read_mirror_pad, version=common.version_by_type,
+    name="MIRROR_PAD", options=MirrorPadOptions, read=_read_mirror_pad,
+    write=ts.options_writer(schema.MirrorPadOptionsT, schema.BuiltinOptions.MirrorPadOptions,
+                            (("mode", "mode"),)), version=common.version_by_type,
     quant=QuantRule(same_scale=True, int_inputs=(1,), int16=False),
     weights=NotApplicable("no weights"),
     keras=NotApplicable("no Keras layer becomes it (lowered models, .tflite files)"),

@@ -125,3 +125,14 @@ def weighted(imp, inputs, outputs, label, rank, out_axis) -> list:
     else:
         bias_name = imp.graph.add_const(f"{outputs[0]}/bias", np.zeros(channels, np.float32))
     return [inputs[0], inputs[1], bias_name]
+
+
+def options_writer(schema_class, options_type, fields):
+    """An OpRecord.write that copies `fields` ((ours, theirs) names) of tfquant's options into
+    a new `schema_class` (BuiltinOptions `options_type`)."""
+    def write(options):
+        o = schema_class()
+        for ours, theirs in fields:
+            setattr(o, theirs, getattr(options, ours))
+        return options_type, o
+    return write
