@@ -116,8 +116,8 @@ class _RangeEstimator:
             elif method in ("percentile", "mse"):
                 sample = np.concatenate(self.samples.get(name, [np.zeros(1, np.float32)]))
                 if method == "percentile":
-                    clip = (float(np.percentile(sample, 100.0 - self.percentile)),
-                            float(np.percentile(sample, self.percentile)))
+                    clip = tuple(float(v) for v in np.percentile(
+                        sample, (100.0 - self.percentile, self.percentile)))
                 else:
                     clip = spec.mse_optimal_range(sample, low, high, spec.INT8_ACTIVATION)
                 low, high = max(low, clip[0]), min(high, clip[1])

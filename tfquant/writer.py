@@ -104,7 +104,7 @@ def _buffer_bytes(tensor: ir.Tensor) -> np.ndarray:
             values = np.append(values, np.int8(0))
         packed = (values[0::2] & 0x0F) | ((values[1::2] & 0x0F) << 4)
         return packed.astype(np.uint8)
-    return np.frombuffer(np.ascontiguousarray(tensor.data).tobytes(), np.uint8)
+    return np.ascontiguousarray(tensor.data).reshape(-1).view(np.uint8)
 
 
 def _tensor(tensor: ir.Tensor, buffer: int):
@@ -140,21 +140,23 @@ def write_tflite(graph: ir.Graph, description: str = "tfquant") -> bytes:
     subgraph = schema.SubGraphT()
     subgraph.name = "main"
     subgraph.tensors = []
-    shared = {}  # (dtype, bytes) -> buffer of a large constant already written
+    shared = {}  # (dtype, byte count) -> [(buffer, bytes)] of large constants written
+    constant_bytes = 0
     for tensor in graph.tensors.values():
         buffer = 0
         if tensor.is_const:
             raw = _buffer_bytes(tensor)
-            key = (tensor.dtype.str, raw.tobytes()) if raw.size >= _SHARED_BUFFER_BYTES \
-                else None
-            buffer = shared.get(key, 0) if key is not None else 0
+            same_size = shared.setdefault((tensor.dtype.str, raw.size), []) \
+                if raw.size >= _SHARED_BUFFER_BYTES else None
+            buffer = next((b for b, other in same_size or () if np.array_equal(raw, other)), 0)
             if not buffer:
                 data = schema.BufferT()
                 data.data = raw
                 model.buffers.append(data)
                 buffer = len(model.buffers) - 1
-                if key is not None:
-                    shared[key] = buffer
+                constant_bytes += raw.size
+                if same_size is not None:
+                    same_size.append((buffer, raw))
         subgraph.tensors.append(_tensor(tensor, buffer))
     subgraph.inputs = [index[n] for n in graph.inputs]
     subgraph.outputs = [index[n] for n in graph.outputs]
@@ -190,7 +192,8 @@ def write_tflite(graph: ir.Graph, description: str = "tfquant") -> bytes:
         entry.name, entry.buffer = name, len(model.buffers) - 1
         model.metadata = (model.metadata or []) + [entry]
 
-    builder = _ModelBuilder(1024)
+    # Sized for the constants up front: growing a builder copies everything written so far.
+    builder = _ModelBuilder(constant_bytes + 64 * len(graph.tensors) + (1 << 20))
     builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
     return bytes(builder.Output())
 
