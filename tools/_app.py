@@ -11,6 +11,7 @@ argv)` turns a command line into a Config with flags of its own (tests of the fl
 from __future__ import annotations
 
 import dataclasses
+import os
 import sys
 import typing
 from typing import Optional
@@ -155,11 +156,38 @@ def log(message: str):
     print(message, file=sys.stderr, flush=True)
 
 
+def machine() -> str:
+    """The CPU figures were measured on: model name, widest SIMD, core count and date."""
+    import datetime
+    name, flags, family = "unknown CPU", set(), {}
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key.strip() == "model name" and name == "unknown CPU":
+                    name = value.strip()
+                elif key.strip() in ("flags", "Features") and not flags:
+                    flags = set(value.split())
+                elif key.strip() in ("cpu family", "model") and key.strip() not in family:
+                    family[key.strip()] = value.strip()
+    except OSError:
+        pass
+    simd = next((label for flag, label in (("avx512_vnni", "AVX-512 VNNI"),
+                                            ("avx512f", "AVX-512"), ("avx2", "AVX2"),
+                                            ("asimddp", "NEON dot product"), ("asimd", "NEON"))
+                 if flag in flags), "no SIMD flags read")
+    if len(family) == 2:  # the same name covers several generations
+        name += f" family {family['cpu family']} model {family['model']}"
+    return (f"{name} ({simd}), {os.cpu_count()} cores, "
+            f"{datetime.date.today().isoformat()}")
+
+
 def write_report(path: str, title: str, body: str, command: str):
     """Write a markdown report atomically, headed by the command line that made it
-    (command_line(tool, config))."""
+    (command_line(tool, config)) and the machine it ran on."""
     import tfquant
-    tfquant.save_atomically(f"# {title}\n\nMade by `{command}`{body}\n".encode(), path)
+    tfquant.save_atomically(
+        f"# {title}\n\nMade by `{command}` on {machine()}{body}\n".encode(), path)
 
 
 def command_line(tool: str, config) -> str:
