@@ -62,7 +62,8 @@ def test_fine_tune_and_export(mnist, small_mobilenet_v1):
 
 def test_float_layers_lists_every_layer_kept_float():
     """Layers of supported classes in configurations TFLite int8 cannot express stay float
-    too, and are listed (ReLU with max_value 3, a gelu activation)."""
+    too, and are listed (ReLU with max_value 3), as do layers with no QAT form
+    (Conv2DTranspose)."""
     keras.utils.set_random_seed(0)
     L = keras.layers
     x = keras.Input((8, 8, 3))
@@ -70,7 +71,8 @@ def test_float_layers_lists_every_layer_kept_float():
     y = L.ReLU(3.0, name="relu3")(y)
     y = L.Activation("gelu", name="gelu")(y)
     y = L.UpSampling2D(name="up")(y)
+    y = L.Conv2DTranspose(4, 2, strides=2, name="deconv")(y)
     y = L.GlobalAveragePooling2D(name="gap")(y)
     qat = quantize_model(keras.Model(x, L.Dense(2, name="head")(y)))
     assert sorted(tfquant.qat.float_layers(qat)) == [
-        ("gelu", "Activation"), ("relu3", "ReLU"), ("up", "UpSampling2D")]
+        ("deconv", "Conv2DTranspose"), ("relu3", "ReLU")]

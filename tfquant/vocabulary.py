@@ -64,8 +64,10 @@ class BatchNormOptions:
 class LayerRef:
     """A Keras layer held by an op (KERAS_LAYER, TRAINING_ONLY): graph copies share it."""
 
-    def __init__(self, layer):
+    def __init__(self, layer, arguments=None):
         self.layer = layer
+        # How the model called it (a Keras 3 node's SymbolicArguments), for QAT's float copy.
+        self.arguments = arguments
 
     def __repr__(self):
         return f"LayerRef({getattr(self.layer, 'name', self.layer)!r})"

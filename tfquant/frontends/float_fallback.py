@@ -23,8 +23,9 @@ def _shape_of(keras_tensor):
     return tuple(None if d < 0 else d for d in keras_support.shape(keras_tensor)[1:])
 
 
-def _one_layer_model(layer, inputs):
-    """A model holding a fresh copy of `layer` (same config and weights)."""
+def _one_layer_model(layer, inputs, arguments=None):
+    """A model holding a fresh copy of `layer` (same config and weights), called as the source
+    model called it where `arguments` (its Keras 3 node's) say how, else on its inputs."""
     import keras
     is_keras3 = isinstance(layer, keras.layers.Layer)
     if is_keras3:
@@ -33,7 +34,12 @@ def _one_layer_model(layer, inputs):
         import tf_keras as K
     clone = type(layer).from_config(layer.get_config())
     fresh_inputs = [K.Input(_shape_of(t), name=_name("input", i)) for i, t in enumerate(inputs)]
-    outputs = clone(fresh_inputs[0] if len(fresh_inputs) == 1 else fresh_inputs)
+    if arguments is not None and is_keras3:
+        args, kwargs = arguments.fill_in(
+            {id(t): fresh for t, fresh in zip(arguments.keras_tensors, fresh_inputs)})
+        outputs = clone(*args, **kwargs)
+    else:
+        outputs = clone(fresh_inputs[0] if len(fresh_inputs) == 1 else fresh_inputs)
     clone.set_weights(layer.get_weights())
     if isinstance(outputs, (list, tuple)):  # named, so that the signature tells them apart
         if is_keras3:
@@ -74,11 +80,14 @@ def _convert_float(model) -> bytes:
         return converter.convert()
 
 
-def splice_float_layer(graph: ir.Graph, layer, in_names: list, inputs, outputs) -> list:
-    """Append the float TFLite ops computing `layer` to `graph`; returns output names."""
+def splice_float_layer(graph: ir.Graph, layer, in_names: list, inputs, outputs,
+                       arguments=None) -> list:
+    """Append the float TFLite ops computing `layer` to `graph`; returns output names.
+    `arguments`: how the model called the layer (a Keras 3 node's), for layers whose call
+    takes several tensors in other ways than one list (attention's query and value)."""
     kind = type(layer).__name__
     try:
-        data = _convert_float(_one_layer_model(layer, inputs))
+        data = _convert_float(_one_layer_model(layer, inputs, arguments))
     except Exception as e:  # TFLiteConverter's own message says which op it could not lower
         first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise UnsupportedLayerError(

@@ -72,6 +72,8 @@ class _Builder:
         self.unsupported: list = []
         self.float_layers: list = []
         self.call_kwargs: dict = {}
+        self._arguments_of_current_node = None
+        self._outputs_of_current_node = []
         self.converters = _converters()
 
     # -- used by the layer converters -----------------------------------------------------------
@@ -99,6 +101,10 @@ class _Builder:
     def current_keras_inputs(self) -> list:
         """The Keras tensors the layer being converted is called on."""
         return list(self._inputs_of_current_node)
+
+    def current_keras_outputs(self) -> list:
+        """The Keras tensors the layer being converted produces."""
+        return list(self._outputs_of_current_node)
 
     def const(self, name, data, dtype=np.float32):
         return self.graph.add_const(name, data, dtype)
@@ -129,6 +135,7 @@ class _Builder:
                     out_names = self.operation(layer, node, names, outputs)
                 else:
                     self._inputs_of_current_node = inputs
+                    self._arguments_of_current_node = getattr(node, "arguments", None)
                     self.call_kwargs = kwargs
                     out_names = self.layer(layer, in_names, outputs)
                 for keras_tensor, name in zip(outputs, out_names):
@@ -182,10 +189,11 @@ class _Builder:
             data_format = getattr(layer, "data_format", "channels_last")
             if data_format not in (None, "channels_last"):
                 raise Unsupported(f"{kind} data_format={data_format}")
+            self._outputs_of_current_node = outputs
             out = converter(self, layer, in_names, keras_support.shape(outputs[0]))
             if self.keep_keras_layers or self.float_fallback:  # QAT models: as QAT left it
                 self._check_trainable(self.graph.ops[first_new_op:])
-            return [out]
+            return out if isinstance(out, list) else [out]
         except Unsupported as reason:
             for op in self.graph.ops[first_new_op:]:  # drop a partial conversion
                 self.graph.remove_op(op)
@@ -196,7 +204,8 @@ class _Builder:
                 self.float_layers.append((layer.name, str(reason)))
                 return float_fallback.splice_float_layer(self.graph, layer, in_names,
                                                          self._inputs_of_current_node,
-                                                         outputs)
+                                                         outputs,
+                                                         self._arguments_of_current_node)
             self.unsupported.append((layer.name, str(reason)))
             return [in_names[0] if in_names else layer.name for _ in outputs]
 
@@ -212,7 +221,8 @@ class _Builder:
     def keras_layer(self, layer, in_names, outputs) -> list:
         out_names = [self.graph.add_tensor(layer.name, keras_support.shape(t)) for t in outputs]
         self.graph.add_op(vocabulary.KERAS_LAYER, list(in_names), out_names,
-                          vocabulary.LayerOptions(vocabulary.LayerRef(layer)),
+                          vocabulary.LayerOptions(vocabulary.LayerRef(
+                              layer, self._arguments_of_current_node)),
                           source=(layer.name,), keep_float=True)
         return out_names
 

@@ -67,8 +67,25 @@ def _activation_quantizer(b, layer, inputs, out_shape):
     return y
 
 
+def _op_layer(b, layer, inputs, out_shape):
+    """A QAT OpLayer: its op, with its integer constants back among the inputs (a list of
+    output names for ops with several outputs)."""
+    variable = iter(inputs)
+    names = [b.const(f"{layer.name}/input{i}", layer.constants[i], layer.constants[i].dtype)
+             if i in layer.constants else next(variable)
+             for i in range(layer.operand_count(len(inputs)))]
+    outputs = b.current_keras_outputs()
+    if len(outputs) == 1:
+        return b.op(layer.op_type, names, out_shape, layer.name, layer, layer.typed_options())
+    out_names = [b.graph.add_tensor(f"{layer.name}:{i}", keras_support.shape(t))
+                 for i, t in enumerate(outputs)]
+    b.graph.add_op(layer.op_type, names, out_names, layer.typed_options(), (layer.name,))
+    return out_names
+
+
 CONVERTERS = {
     "FoldedBatchNorm": _folded_batch_norm,
     "ActivationQuantizer": _activation_quantizer,
     "ConstantOperand": _constant_operand,
+    "OpLayer": _op_layer,
 }

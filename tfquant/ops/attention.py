@@ -16,7 +16,7 @@ import numpy as np
 from ai_edge_litert import schema_py_generated as schema
 
 from tfquant.ops import common, delegate_models, keras_support as ks, tflite_support as ts
-from tfquant.ops.record import DelegateCase, NotApplicable, OpRecord, QuantRule
+from tfquant.ops.record import DelegateCase, NotApplicable, OpRecord, QatCompute, QuantRule
 
 
 @dataclasses.dataclass(frozen=True)
@@ -151,7 +151,8 @@ BATCH_MATMUL = OpRecord(
     quant=QuantRule(int16=False, symmetric_const_operands=True),
     weights=NotApplicable("its operands are activations (a constant one is an operand)"),
     keras={"MultiHeadAttention": _multi_head_attention},
-    qat=NotApplicable("QAT of attention is the QAT issue's work; QAT keeps it float"),
+    qat=QatCompute(lambda tf, operands, options: tf.linalg.matmul(
+        operands[0], operands[1], adjoint_a=options.adj_x, adjoint_b=options.adj_y)),
     delegate=(DelegateCase("batch_matmul_on_cpu", _batch_matmul_model, claimed=False),))
 
 RECORDS = (BATCH_MATMUL,)

@@ -12,7 +12,7 @@ from ai_edge_litert import schema_py_generated as schema
 
 from tfquant.errors import ModelLoadError
 from tfquant.ops import common, delegate_models, keras_support as ks, tflite_support as ts
-from tfquant.ops.record import DelegateCase, NotApplicable, OpRecord, QuantRule
+from tfquant.ops.record import DelegateCase, NotApplicable, OpRecord, QatCompute, QuantRule
 from tfquant.vocabulary import NoOptions
 
 
@@ -96,7 +96,7 @@ def _case(op_type, options=None, constants=(), out_shape=None):
 
 
 def _record(op_type, int_inputs, options_class, schema_class, options_type, fields, case,
-            keras=None):
+            keras=None, qat=None):
     return OpRecord(
         name=op_type, options=options_class,
         write=ts.options_writer(schema_class, options_type, fields),
@@ -106,7 +106,23 @@ def _record(op_type, int_inputs, options_class, schema_class, options_type, fiel
         weights=NotApplicable("no weights"),
         keras=keras or NotApplicable("no Keras layer becomes it (it comes from .tflite "
                                      "files)"),
-        qat=NotApplicable("QAT renders Keras models, which never hold it"), delegate=case)
+        qat=qat or NotApplicable("QAT renders Keras models, which never hold it"),
+        delegate=case)
+
+
+def _strided_slice(tf, operands, options):
+    return tf.strided_slice(*operands, begin_mask=options.begin_mask,
+                            end_mask=options.end_mask, ellipsis_mask=options.ellipsis_mask,
+                            new_axis_mask=options.new_axis_mask,
+                            shrink_axis_mask=options.shrink_axis_mask)
+
+
+def _resize(method):
+    def compute(tf, operands, options):
+        return getattr(tf.compat.v1.image, method)(
+            operands[0], operands[1], align_corners=options.align_corners,
+            half_pixel_centers=options.half_pixel_centers)
+    return QatCompute(compute)
 
 
 _I32 = np.int32
@@ -114,27 +130,30 @@ TRANSPOSE = _record(
     "TRANSPOSE", (1,), NoOptions, schema.TransposeOptionsT,
     schema.BuiltinOptions.TransposeOptions, (),
     _case("TRANSPOSE", constants=[np.array([0, 2, 1, 3], _I32)], out_shape=(5, 6, 4)),
-    {"Permute": _permute})
+    {"Permute": _permute},
+    QatCompute(lambda tf, operands, options: tf.transpose(*operands)))
 SLICE = _record(
     "SLICE", (1, 2), NoOptions, schema.SliceOptionsT, schema.BuiltinOptions.SliceOptions, (),
     _case("SLICE", constants=[np.array([0, 1, 0, 1], _I32), np.array([-1, 4, 5, 2], _I32)],
-          out_shape=(4, 5, 2)), {"Cropping2D": _cropping2d})
+          out_shape=(4, 5, 2)), {"Cropping2D": _cropping2d},
+    QatCompute(lambda tf, operands, options: tf.slice(*operands)))
 STRIDED_SLICE = _record(
     "STRIDED_SLICE", (1, 2, 3), StridedSliceOptions, schema.StridedSliceOptionsT,
     schema.BuiltinOptions.StridedSliceOptions, _STRIDED_SLICE_FIELDS,
     _case("STRIDED_SLICE", StridedSliceOptions(begin_mask=1, end_mask=1),
           constants=[np.array([0, 0, 1, 0], _I32), np.array([0, 6, 5, 4], _I32),
-                     np.array([1, 2, 2, 1], _I32)], out_shape=(3, 2, 4)))
+                     np.array([1, 2, 2, 1], _I32)], out_shape=(3, 2, 4)),
+    qat=QatCompute(_strided_slice))
 RESIZE_BILINEAR = _record(
     "RESIZE_BILINEAR", (1,), ResizeOptions, schema.ResizeBilinearOptionsT,
     schema.BuiltinOptions.ResizeBilinearOptions, _RESIZE_FIELDS,
     _case("RESIZE_BILINEAR", ResizeOptions(half_pixel_centers=True),
           constants=[np.array([12, 10], _I32)], out_shape=(12, 10, 4)),
-    {"UpSampling2D": _upsampling2d})
+    {"UpSampling2D": _upsampling2d}, _resize("resize_bilinear"))
 RESIZE_NEAREST_NEIGHBOR = _record(
     "RESIZE_NEAREST_NEIGHBOR", (1,), ResizeOptions, schema.ResizeNearestNeighborOptionsT,
     schema.BuiltinOptions.ResizeNearestNeighborOptions, _RESIZE_FIELDS,
     _case("RESIZE_NEAREST_NEIGHBOR", ResizeOptions(), constants=[np.array([12, 10], _I32)],
-          out_shape=(12, 10, 4)))
+          out_shape=(12, 10, 4)), qat=_resize("resize_nearest_neighbor"))
 
 RECORDS = (TRANSPOSE, SLICE, STRIDED_SLICE, RESIZE_BILINEAR, RESIZE_NEAREST_NEIGHBOR)

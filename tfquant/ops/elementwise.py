@@ -10,7 +10,7 @@ from ai_edge_litert import schema_py_generated as schema
 
 from tfquant.errors import ModelLoadError
 from tfquant.ops import common, delegate_models, keras_support as ks, tflite_support as ts
-from tfquant.ops.record import DelegateCase, NotApplicable, OpRecord, QuantRule
+from tfquant.ops.record import DelegateCase, NotApplicable, OpRecord, QatCompute, QuantRule
 from tfquant.vocabulary import NoOptions
 
 
@@ -182,7 +182,7 @@ SUB = OpRecord(
     quant=QuantRule(fused_activation=True, max_int8_input_to_output_scale=_ADD_RESCALE_LIMIT),
     weights=NotApplicable("no weights"),
     keras={"Subtract": _chain("SUB")},
-    qat=NotApplicable("QAT of SUB is the QAT issue's work; QAT keeps it float"),
+    qat=QatCompute(lambda tf, operands, options: operands[0] - operands[1]),
     delegate=(DelegateCase("sub_on_cpu", lambda: delegate_models.after_conv_graph(
         "sub", "SUB", BinaryOptions(), [np.full(4, 0.25, np.float32)]), claimed=False),))
 
@@ -204,7 +204,7 @@ SQUARED_DIFFERENCE = OpRecord(
     # No int16 kernel on any runtime (TFLiteConverter writes one that fails at invoke).
     quant=QuantRule(int16=False), weights=NotApplicable("no weights"),
     keras=NotApplicable("no Keras layer computes it"),
-    qat=NotApplicable("QAT renders Keras models, which never hold it"),
+    qat=QatCompute(lambda tf, operands, options: tf.math.squared_difference(*operands)),
     delegate=(DelegateCase("squared_difference_on_cpu", _squared_difference_model,
                            claimed=False),))
 

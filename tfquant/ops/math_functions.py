@@ -22,11 +22,14 @@ from ai_edge_litert import schema_py_generated as schema
 
 from tfquant.errors import ModelLoadError
 from tfquant.ops import common, delegate_models, keras_support as ks, tflite_support as ts
-from tfquant.ops.record import DelegateCase, NotApplicable, OpRecord, QuantRule
+from tfquant.ops.record import DelegateCase, NotApplicable, OpRecord, QatCompute, QuantRule
 from tfquant.vocabulary import NoOptions
 
 _NO_WEIGHTS = NotApplicable("no weights")
-_NO_QAT = NotApplicable("QAT of this op is the QAT issue's work; QAT keeps it float")
+def _elementwise(function):
+    """QAT computation of a unary or binary elementwise op: `function(tf)` maps the
+    operands."""
+    return QatCompute(lambda tf, operands, options: function(tf)(*operands))
 _LOG_PROBABILITY = {8: (16.0 / 256.0, 127)}
 
 
@@ -130,52 +133,59 @@ def _extremum_case(op_type):
 
 def _unary(name, quant, write=common.no_options, schema_class=None, keras_activations=(),
            options=NoOptions, read=None, case_options=None, version=common.version_by_type,
-           keras=None, delegate=None):
+           keras=None, delegate=None, qat=None):
     return OpRecord(
         name=name, options=options, write=write, read=read or ts.unary_reader(name, schema_class),
         version=version, quant=quant, weights=_NO_WEIGHTS,
         keras=keras or NotApplicable(f"Keras activation functions become {name}"
                                      if keras_activations else
                                      "no Keras layer becomes it alone"),
-        keras_activations=keras_activations, qat=_NO_QAT,
+        keras_activations=keras_activations,
+        qat=qat or NotApplicable("no quantization-aware form: QAT keeps it float"),
         delegate=_unclaimed(name, case_options) if delegate is None else delegate)
 
 
 EXP = _unary("EXP", QuantRule(int16=False),
              common.empty_options(schema.ExpOptionsT, schema.BuiltinOptions.ExpOptions),
-             schema.ExpOptionsT)
+             schema.ExpOptionsT, qat=_elementwise(lambda tf: tf.exp))
 RSQRT = _unary("RSQRT", QuantRule(int16=False),
                keras={"LayerNormalization": _layer_normalization},
+               # Where the quantized input is 0, TFLite's int8 RSQRT gives its largest
+               # output; the floor keeps training finite there (the output quantizer clamps).
+               qat=_elementwise(lambda tf: lambda x: tf.math.rsqrt(tf.maximum(x, 1e-12))),
                delegate=(DelegateCase("layer_normalization_on_cpu", _layer_normalization_model,
                                       claimed=False),))
 ABS = _unary("ABS", QuantRule(int16=False),
              common.empty_options(schema.AbsOptionsT, schema.BuiltinOptions.AbsOptions),
-             schema.AbsOptionsT)
+             schema.AbsOptionsT, qat=_elementwise(lambda tf: tf.abs))
 # The runtimes register ELU version 1 only, int8 included.
 ELU = _unary("ELU", QuantRule(int16=False), keras_activations=("elu",),
-             version=common.version_one,
+             version=common.version_one, qat=_elementwise(lambda tf: tf.nn.elu),
              delegate=NotApplicable("TFLite's reference op resolver has no ELU kernel to check "
                                     "the delegate's CPU fallback against"))
 GELU = _unary("GELU", QuantRule(int16=False), _write_gelu, keras_activations=("gelu",),
-              options=GeluOptions, read=_read_gelu, case_options=GeluOptions())
+              options=GeluOptions, read=_read_gelu, case_options=GeluOptions(),
+              qat=QatCompute(lambda tf, operands, options: tf.nn.gelu(
+                  operands[0], approximate=options.approximate)))
 LOG_SOFTMAX = _unary("LOG_SOFTMAX", QuantRule(fixed_output=_LOG_PROBABILITY, int16=False),
                      common.empty_options(schema.LogSoftmaxOptionsT,
                                           schema.BuiltinOptions.LogSoftmaxOptions),
-                     schema.LogSoftmaxOptionsT)
+                     schema.LogSoftmaxOptionsT, qat=_elementwise(lambda tf: tf.nn.log_softmax))
 
 
-def _extremum(op_type, keras_layer):
+def _extremum(op_type, keras_layer, function):
     return OpRecord(
         name=op_type, options=NoOptions,
         write=common.empty_options(schema.MaximumMinimumOptionsT,
                                    schema.BuiltinOptions.MaximumMinimumOptions),
         read=_read_extremum(op_type), version=common.version_by_type,
         quant=QuantRule(same_scale=True, same_scale_all_inputs=True, int16=False),
-        weights=_NO_WEIGHTS, keras={keras_layer: _keras_binary(op_type)}, qat=_NO_QAT,
+        weights=_NO_WEIGHTS, keras={keras_layer: _keras_binary(op_type)},
+        qat=_elementwise(lambda tf: getattr(tf, function)),
         delegate=_extremum_case(op_type))
 
 
-MAXIMUM = _extremum("MAXIMUM", "Maximum")
-MINIMUM = _extremum("MINIMUM", "Minimum")
+MAXIMUM = _extremum("MAXIMUM", "Maximum", "maximum")
+MINIMUM = _extremum("MINIMUM", "Minimum", "minimum")
 
 RECORDS = (EXP, RSQRT, ABS, ELU, GELU, LOG_SOFTMAX, MAXIMUM, MINIMUM)

@@ -11,7 +11,7 @@ from ai_edge_litert import schema_py_generated as schema
 
 from tfquant.errors import ModelLoadError
 from tfquant.ops import common, delegate_models, keras_support as ks, tflite_support as ts
-from tfquant.ops.record import DelegateCase, NotApplicable, OpRecord, QuantRule
+from tfquant.ops.record import DelegateCase, NotApplicable, OpRecord, QatCompute, QuantRule
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,11 +107,19 @@ def _render_pool(layer_name):
 
 
 def _render_mean(r, op, x, name):
+    """GlobalAveragePooling2D where it is one, else an OpLayer (MEAN over any axes)."""
     axes = r.graph.tensors[op.inputs[1]].data
     if len(r.graph.tensors[op.inputs[0]].shape) != 4 or sorted(np.ravel(axes)) != [1, 2]:
-        raise r.unsupported(op, "MEAN over other axes than height and width")
+        return r.op_layer(op, x, name)
     return r.keras.layers.GlobalAveragePooling2D(keepdims=op.options.keep_dims,
                                                  name=name)(x[0])
+
+
+def _reduction(function_name):
+    def compute(tf, operands, options):
+        return getattr(tf, function_name)(operands[0], axis=operands[1],
+                                          keepdims=options.keep_dims)
+    return compute
 
 
 _POOLS_CASE = (DelegateCase("pools", delegate_models.pools),)
@@ -136,7 +144,7 @@ MEAN = OpRecord(
     version=common.version_by_type, quant=QuantRule(int_inputs=(1,)),
     weights=NotApplicable("no weights"),
     keras={"GlobalAveragePooling2D": _global_pool("MEAN", [1, 2]),
-           "GlobalAveragePooling1D": _global_pool("MEAN", [1])}, qat=_render_mean,
+           "GlobalAveragePooling1D": _global_pool("MEAN", [1])}, qat=QatCompute(_reduction("reduce_mean"), _render_mean),
     delegate=(DelegateCase("mean_and_softmax", delegate_models.mean_and_softmax),))
 
 
@@ -148,15 +156,13 @@ def _reduction_case(op_type):
     return (DelegateCase(f"{op_type.lower()}_on_cpu", build, claimed=False),)
 
 
-_NO_QAT = NotApplicable("QAT of this op is the QAT issue's work; QAT keeps it float")
-
 # No int16 kernel for SUM on tflite-runtime 2.14: float in 16x8 models.
 SUM = OpRecord(
     name="SUM", options=ReducerOptions, write=_write_mean, read=_read_reducer("SUM"),
     version=common.version_by_type, quant=QuantRule(int_inputs=(1,), int16=False),
     weights=NotApplicable("no weights"),
     keras=NotApplicable("no Keras layer becomes it alone (lowered models, .tflite files)"),
-    qat=_NO_QAT, delegate=_reduction_case("SUM"))
+    qat=QatCompute(_reduction("reduce_sum")), delegate=_reduction_case("SUM"))
 
 REDUCE_MAX = OpRecord(
     name="REDUCE_MAX", options=ReducerOptions, write=_write_mean,
@@ -164,7 +170,8 @@ REDUCE_MAX = OpRecord(
     quant=QuantRule(same_scale=True, int_inputs=(1,), int16=False),
     weights=NotApplicable("no weights"),
     keras={"GlobalMaxPooling2D": _global_pool("REDUCE_MAX", [1, 2]),
-           "GlobalMaxPooling1D": _global_pool("REDUCE_MAX", [1])}, qat=_NO_QAT,
+           "GlobalMaxPooling1D": _global_pool("REDUCE_MAX", [1])},
+    qat=QatCompute(_reduction("reduce_max")),
     delegate=_reduction_case("REDUCE_MAX"))
 
 REDUCE_MIN = OpRecord(
@@ -173,6 +180,6 @@ REDUCE_MIN = OpRecord(
     quant=QuantRule(same_scale=True, int_inputs=(1,), int16=False),
     weights=NotApplicable("no weights"),
     keras=NotApplicable("no Keras layer becomes it (lowered models, .tflite files)"),
-    qat=_NO_QAT, delegate=_reduction_case("REDUCE_MIN"))
+    qat=QatCompute(_reduction("reduce_min")), delegate=_reduction_case("REDUCE_MIN"))
 
 RECORDS = (MAX_POOL_2D, AVERAGE_POOL_2D, MEAN, SUM, REDUCE_MAX, REDUCE_MIN)

@@ -31,7 +31,7 @@ def _training_only(b, layer, inputs, out_shape):
 
 
 def _render_layer(r, op, x, name):
-    return r.copy_layer(op.options.layer.layer, x)
+    return r.copy_layer(op.options.layer.layer, x, op.options.layer.arguments)
 
 
 def _pseudo(name, options, keras=_PSEUDO, qat=_PSEUDO, quant=_PSEUDO):

@@ -27,6 +27,20 @@ class NotApplicable:
 
 
 @dataclasses.dataclass(frozen=True)
+class QatCompute:
+    """QAT rendering of an op that no Keras layer computes alone: a tfquant.qat.OpLayer that
+    evaluates `compute(tf, operands, options)` (operands: the op's inputs in order, its integer
+    constants included) and that the Keras frontend reads back as this op. `render(r, op, x,
+    name)`, when given, renders instead where a Keras layer fits (it may call r.op_layer)."""
+
+    compute: Callable
+    render: Optional[Callable] = None
+
+    def __call__(self, r, op, x, name):
+        return (self.render or type(r).op_layer)(r, op, x, name)
+
+
+@dataclasses.dataclass(frozen=True)
 class QuantRule:
     """How the op is quantized (notes/tflite-int8.md section 1)."""
 

@@ -11,7 +11,7 @@ from ai_edge_litert import schema_py_generated as schema
 
 from tfquant.errors import ModelLoadError
 from tfquant.ops import common, delegate_models, tflite_support as ts
-from tfquant.ops.record import DelegateCase, NotApplicable, OpRecord, QuantRule
+from tfquant.ops.record import DelegateCase, NotApplicable, OpRecord, QatCompute, QuantRule
 from tfquant.vocabulary import NoOptions
 
 
@@ -95,7 +95,13 @@ def _write_concatenation(options):
 # -- QAT --------------------------------------------------------------------------------------
 
 def _render_reshape(r, op, x, name):
-    return r.keras.layers.Reshape(r.graph.tensors[op.outputs[0]].shape[1:], name=name)(x[0])
+    """Keras Reshape where the batch stays the first dimension, else an OpLayer (attention
+    folds the batch into the rows of its projections)."""
+    before = r.graph.tensors[op.inputs[0]].shape[1:]
+    after = r.graph.tensors[op.outputs[0]].shape[1:]
+    if min(before + after, default=0) < 0 or np.prod(before) != np.prod(after):
+        return r.op_layer(op, x, name)
+    return r.keras.layers.Reshape(after, name=name)(x[0])
 
 
 def _render_pad(r, op, x, name):
@@ -113,7 +119,8 @@ RESHAPE = OpRecord(
     name="RESHAPE", options=NoOptions, write=common.no_options, read=_read_reshape(True),
     version=common.version_one, quant=QuantRule(same_scale=True, int_inputs=(1,)),
     weights=NotApplicable("no weights"), keras={"Flatten": _reshape, "Reshape": _reshape},
-    qat=_render_reshape, delegate=(_PAD_RESHAPE_CONCAT,))
+    qat=QatCompute(lambda tf, operands, options: tf.reshape(*operands), _render_reshape),
+    delegate=(_PAD_RESHAPE_CONCAT,))
 
 
 def _read_as_reshape(name):

@@ -12,7 +12,7 @@ from ai_edge_litert import schema_py_generated as schema
 
 from tfquant.errors import ModelLoadError
 from tfquant.ops import common, delegate_models, keras_support as ks, tflite_support as ts
-from tfquant.ops.record import DelegateCase, NotApplicable, OpRecord, QuantRule
+from tfquant.ops.record import DelegateCase, NotApplicable, OpRecord, QatCompute, QuantRule
 from tfquant.vocabulary import NoOptions
 
 _NO_WEIGHTS = NotApplicable("no weights")
@@ -161,36 +161,43 @@ def _case(op_type, options=None, constants=(), out_shape=None, **kwargs):
 
 
 def _record(name, options, write, read, quant, delegate, keras=None,
-            version=common.version_by_type):
+            version=common.version_by_type, qat=None):
     return OpRecord(
         name=name, options=options, write=write, read=read, version=version, quant=quant,
         weights=_NO_WEIGHTS,
         keras=keras or NotApplicable("no Keras layer becomes it alone (it comes from .tflite "
                                      "files and lowered models)"),
-        qat=_NO_QAT, delegate=delegate)
+        qat=qat or _NO_QAT, delegate=delegate)
 
 
 SPLIT = _record(
     "SPLIT", SplitOptions, _write_split(schema.SplitOptionsT, schema.BuiltinOptions.SplitOptions),
     _read_split, QuantRule(same_scale=True, int_inputs=(0,), int16=False),
     _case("SPLIT", SplitOptions(2), [np.array(3, _I32)], out_shape=(6, 5, 2),
-          constants_first=True, outputs=2))
+          constants_first=True, outputs=2),
+    qat=QatCompute(lambda tf, operands, options: tf.split(
+        operands[1], options.num_splits, axis=operands[0])))
 SPLIT_V = _record(
     "SPLIT_V", SplitOptions,
     _write_split(schema.SplitVOptionsT, schema.BuiltinOptions.SplitVOptions), _read_split_v,
     QuantRule(same_scale=True, int_inputs=(1, 2), int16=False),
     _case("SPLIT_V", SplitOptions(2), [np.array([1, 3], _I32), np.array(3, _I32)],
-          out_shape=[(6, 5, 1), (6, 5, 3)], outputs=2))
+          out_shape=[(6, 5, 1), (6, 5, 3)], outputs=2),
+    qat=QatCompute(lambda tf, operands, options: tf.split(
+        operands[0], operands[1], axis=operands[2])))
 UNPACK = _record(
     "UNPACK", StackOptions,
     _write_stack(schema.UnpackOptionsT, schema.BuiltinOptions.UnpackOptions, "num"),
     _read_unpack, QuantRule(same_scale=True, int16=False),
-    _case("UNPACK", StackOptions(6, 1), out_shape=(5, 4), outputs=6))
+    _case("UNPACK", StackOptions(6, 1), out_shape=(5, 4), outputs=6),
+    qat=QatCompute(lambda tf, operands, options: tf.unstack(
+        operands[0], options.count, axis=options.axis)))
 PACK = _record(
     "PACK", StackOptions,
     _write_stack(schema.PackOptionsT, schema.BuiltinOptions.PackOptions, "valuesCount"),
     _read_pack, QuantRule(same_scale=True, same_scale_all_inputs=True, int16=False),
-    _case("PACK", StackOptions(2, 1), out_shape=(2, 6, 5, 4), second_input=True))
+    _case("PACK", StackOptions(2, 1), out_shape=(2, 6, 5, 4), second_input=True),
+    qat=QatCompute(lambda tf, operands, options: tf.stack(operands, axis=options.axis)))
 GATHER = _record(
     "GATHER", GatherOptions, _write_gather, _read_gather,
     QuantRule(same_scale=True, int_inputs=(1,), int16=False),
@@ -200,13 +207,15 @@ BROADCAST_TO = _record(
     "BROADCAST_TO", NoOptions, common.no_options, _read_broadcast("BROADCAST_TO", None),
     QuantRule(same_scale=True, int_inputs=(1,), int16=False),
     _case("BROADCAST_TO", constants=[np.array([2, 2, 6, 5, 4], _I32)], out_shape=(2, 6, 5, 4)),
-    version=_version_three_for_int8(2))
+    version=_version_three_for_int8(2),
+    qat=QatCompute(lambda tf, operands, options: tf.broadcast_to(*operands)))
 TILE = _record(
     "TILE", NoOptions, common.empty_options(schema.TileOptionsT, schema.BuiltinOptions.TileOptions),
     _read_broadcast("TILE", schema.TileOptionsT),
     QuantRule(same_scale=True, int_inputs=(1,), int16=False),
     NotApplicable("TFLite's reference op resolver has no int8 TILE kernel to check the "
                   "delegate's CPU fallback against"),
-    keras={"RepeatVector": _repeat_vector}, version=_version_three_for_int8(1))
+    keras={"RepeatVector": _repeat_vector}, version=_version_three_for_int8(1),
+    qat=QatCompute(lambda tf, operands, options: tf.tile(*operands)))
 
 RECORDS = (SPLIT, SPLIT_V, UNPACK, PACK, GATHER, BROADCAST_TO, TILE)

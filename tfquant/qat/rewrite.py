@@ -31,6 +31,7 @@ from tfquant.passes import fuse_activation, lower_batch_norm, merge_reshapes, re
 from tfquant.qat.activation_quantizer import ActivationQuantizer, check_initial_range
 from tfquant.qat.batch_norm_folding import FoldedBatchNorm
 from tfquant.qat.constant_operand import ConstantOperand
+from tfquant.qat.op_layer import OpLayer, options_config
 
 log = logging.getLogger("tfquant")
 
@@ -174,8 +175,22 @@ class _Renderer:
                         if n and self.graph.tensors[n].is_const)
         return ConstantOperand(op.type.lower(), constant, name=name)(x[0])
 
-    def copy_layer(self, layer, x):
-        """A copy of a source layer (Keras 3 even when the source is tf_keras), applied to x."""
+    def op_layer(self, op: ir.Op, x, name):
+        """An op no Keras layer computes alone, as an OpLayer (its record's QatCompute).
+        Float constant operands stay unsupported here: the int8 model quantizes them, which
+        the layer would not simulate."""
+        constants = {i: self.graph.tensors[n].data for i, n in enumerate(op.inputs)
+                     if n and self.graph.tensors[n].is_const}
+        if any(np.asarray(c).dtype.kind == "f" for c in constants.values()) or "" in op.inputs:
+            raise self.unsupported(op, f"{op.type} with a constant float operand in "
+                                   "quantization-aware training")
+        layer = OpLayer(op.type, options_config(op.options), constants, name=name)
+        return layer(x if len(x) > 1 else x[0])
+
+    def copy_layer(self, layer, x, arguments=None):
+        """A copy of a source layer (Keras 3 even when the source is tf_keras), applied to x:
+        called as the source model called it (`arguments`: the Keras 3 node's, which places
+        x among positional and keyword arguments), else on x (one tensor or a list)."""
         try:
             if isinstance(layer, keras.layers.Layer):
                 clone = type(layer).from_config(layer.get_config())
@@ -188,7 +203,12 @@ class _Renderer:
             raise UnsupportedLayerError(
                 [(layer.name, type(layer).__name__)],
                 f"it cannot be kept float in the Keras 3 QAT model either ({e})") from None
-        y = clone(x[0] if len(x) == 1 else x)
+        if arguments is not None:
+            args, kwargs = arguments.fill_in(
+                {id(t): value for t, value in zip(arguments.keras_tensors, x)})
+            y = clone(*args, **kwargs)
+        else:
+            y = clone(x[0] if len(x) == 1 else x)
         clone.set_weights(layer.get_weights())
         return y
 
@@ -199,8 +219,13 @@ class _Renderer:
         if record is None or not record.qat:
             raise self.unsupported(op, f"{op.type} in quantization-aware training")
         if len(op.outputs) > 1:
-            raise self.unsupported(op, "layer with several outputs", "quantization-aware "
-                                   "training keeps single-output layers float")
+            if not hasattr(record.qat, "compute"):
+                raise self.unsupported(op, "layer with several outputs", "quantization-aware "
+                                       "training keeps such layers float")
+            outputs = self.op_layer(op, x, name)  # SPLIT, UNPACK: one OpLayer, a list
+            for i, (tensor, y) in enumerate(zip(op.outputs, outputs)):
+                self.values[tensor] = self.quantize(tensor, y, f"{name}_{i}")
+            return
         y = record.qat(self, op, x, name)
         fused = getattr(op.options, "fused_activation", "NONE")
         if fused != "NONE":  # rendered as the standalone activation op it was fused from
@@ -211,7 +236,8 @@ class _Renderer:
         inputs = []
         for name in self.graph.inputs:
             shape = self.graph.tensors[name].shape
-            x = keras.Input(tuple(None if d < 0 else d for d in shape[1:]), name=name)
+            x = keras.Input(tuple(None if d < 0 else d for d in shape[1:]), name=name,
+                            dtype=self.graph.tensors[name].dtype.name)
             inputs.append(x)
             self.values[name] = self.quantize(name, x, name)
         for op in self.graph.ops:

@@ -26,8 +26,9 @@ from tfquant.qat.rewrite import QatRecipe, quantize_model
 
 def calibrate_activation_ranges(qat_model, calibration, batch_size: int = 256,
                                 show_progress: bool = True) -> dict:
-    """Sets every ActivationQuantizer of `qat_model` to the min / max over `calibration` of
-    the tensor it quantizes in the float version of the model (fake quantization off, batch
+    """Sets every ActivationQuantizer of `qat_model` to the min / max over `calibration` (an
+    array, or a list / tuple of arrays for a model with several inputs) of the tensor it
+    quantizes in the float version of the model (fake quantization off, batch
     norms folded with their moving statistics), calibrated by tfquant's own calibrator on that
     graph, and freezes the ranges. Returns {quantizer name: (min, max)}, or for quantizers
     shared by several tensors a list with one (min, max) per member (None where a member was
@@ -35,18 +36,22 @@ def calibrate_activation_ranges(qat_model, calibration, batch_size: int = 256,
     from tfquant import calibrate, passes
     from tfquant.frontends.keras_model import from_keras
 
-    calibration = np.asarray(calibration, dtype=np.float32)
-    if calibration.size == 0:
-        raise errors.CalibrationDataError("the calibration data is empty: pass at least one "
-                                          "sample")
-    if not np.all(np.isfinite(calibration)):
+    several = isinstance(calibration, (list, tuple))  # one array per model input
+    arrays = [np.asarray(a) for a in (calibration if several else [calibration])]
+    arrays = [a if a.dtype.kind in "iub" else a.astype(np.float32) for a in arrays]
+    if any(a.size == 0 for a in arrays) or len({len(a) for a in arrays}) != 1:
+        raise errors.CalibrationDataError("the calibration data is empty or its inputs have "
+                                          "different sample counts: pass at least one sample "
+                                          "per input")
+    if not all(np.all(np.isfinite(a)) for a in arrays if a.dtype.kind == "f"):
         raise errors.CalibrationDataError("the calibration data contains NaN or infinity: "
                                           "clean or drop those samples")
+    calibration = tuple(arrays) if several else arrays[0]
     seen = {}
     graph = passes.canonicalize(from_keras(qat_model, float_fallback=True,
                                            quantized_tensors=seen))
     ranges = calibrate.calibrate(graph, calibration, batch_size=batch_size,
-                                 num_batches=-(-len(calibration) // batch_size),
+                                 num_batches=-(-len(arrays[0]) // batch_size),
                                  show_progress=show_progress)
     found = {}
     for q in quant_layers(qat_model, ActivationQuantizer):

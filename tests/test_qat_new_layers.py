@@ -1,0 +1,134 @@
+"""QAT of the layers beyond the CNN set: Normalization, silu / hard_swish / gelu, grouped
+Conv2D, squeeze-excite Multiply, bilinear UpSampling2D, Subtract, Cropping2D, Conv1D,
+LayerNormalization, MultiHeadAttention (cross), GlobalAveragePooling1D, a two-input model.
+Each is rendered from the converter's IR (ops without a Keras layer of their own as OpLayers)
+and the int8 export computes what the QAT model simulates (agreement of the argmax of the
+logits, SQNR of the int8 model against the QAT model's own output)."""
+
+import keras
+import numpy as np
+import pytest
+
+import tfquant
+from tfquant import qat, runtime, spec
+from tfquant.qat.op_layer import OpLayer
+
+L = keras.layers
+
+
+def _image_model():
+    x = keras.Input((16, 16, 3), name="image")
+    y = L.Normalization(mean=[0.5, 0.4, 0.3], variance=[0.1, 0.2, 0.3], name="norm")(x)
+    y = L.Conv2D(16, 3, padding="same", activation="silu", name="stem")(y)
+    y = L.Conv2D(16, 3, padding="same", groups=4, name="grouped")(y)
+    y = L.BatchNormalization(name="grouped_bn")(y)
+    y = L.Activation("hard_swish", name="hswish")(y)
+    s = L.GlobalAveragePooling2D(keepdims=True, name="se_pool")(y)
+    s = L.Conv2D(4, 1, activation="relu", name="se_reduce")(s)
+    s = L.Conv2D(16, 1, activation="sigmoid", name="se_expand")(s)
+    y = L.Multiply(name="se_scale")([y, s])
+    y = L.MaxPooling2D(name="pool")(y)
+    y = L.UpSampling2D(interpolation="bilinear", name="up")(y)
+    y = L.Subtract(name="sub")([y, L.Conv2D(16, 1, name="side")(y)])
+    y = L.Cropping2D(1, name="crop")(y)
+    y = L.Conv2D(8, 3, activation="gelu", name="head_conv")(y)
+    y = L.GlobalAveragePooling2D(name="gap")(y)
+    return keras.Model(x, L.Dense(10, name="logits")(y))
+
+
+def _image_data(count, seed):
+    return np.random.default_rng(seed).uniform(0, 1, (count, 16, 16, 3)).astype(np.float32)
+
+
+def _sequence_model():
+    x = keras.Input((12, 6), name="sequence")
+    context = keras.Input((5, 8), name="context")
+    y = L.Conv1D(16, 3, padding="same", activation="gelu", name="conv1d")(x)
+    y = L.LayerNormalization(name="ln1")(y)
+    attended = L.MultiHeadAttention(2, 8, name="cross_attention")(y, context)
+    y = L.Add(name="residual")([y, attended])
+    y = L.LayerNormalization(name="ln2")(y)
+    y = L.Dense(16, activation="gelu", name="mlp")(y)
+    y = L.GlobalAveragePooling1D(name="gap")(y)
+    return keras.Model([x, context], L.Dense(4, name="logits")(y))
+
+
+def _sequence_data(count, seed):
+    rng = np.random.default_rng(seed)
+    return [rng.normal(size=(count, 12, 6)).astype(np.float32),
+            rng.normal(size=(count, 5, 8)).astype(np.float32)]
+
+
+CASES = {"image": (_image_model, _image_data, 38.0),
+         "sequence": (_sequence_model, _sequence_data, 30.0)}
+
+
+@pytest.fixture(scope="module", params=sorted(CASES))
+def exported(request):
+    build, data, min_sqnr = CASES[request.param]
+    keras.utils.set_random_seed(0)
+    qat_model = qat.quantize_model(build())
+    qat.calibrate_activation_ranges(qat_model, data(256, 0), show_progress=False)
+    return request.param, qat_model, data, min_sqnr
+
+
+def test_every_new_layer_trains_quantized(exported):
+    name, qat_model, _, _ = exported
+    assert qat.float_layers(qat_model) == []
+    op_types = {layer.op_type for layer in qat_model.layers if isinstance(layer, OpLayer)}
+    expected = ({"RESIZE_BILINEAR", "SUB", "SLICE", "GELU", "SPLIT"} if name == "image" else
+                {"SQUARED_DIFFERENCE", "RSQRT", "SUB", "BATCH_MATMUL", "TRANSPOSE", "GELU",
+                 "MEAN"})
+    assert expected <= op_types, op_types
+
+
+def test_int8_export_computes_what_qat_simulates(exported, tmp_path):
+    name, qat_model, data, min_sqnr = exported
+    x = data(300, 1)
+    simulated = qat_model.predict(x, verbose=0)
+    model = tfquant.convert(qat_model)
+    got = runtime.Runner(model, "litert").predict(x)
+    agreement = np.mean(np.argmax(simulated, -1) == np.argmax(got, -1))
+    sqnr = spec.sqnr_db(simulated, got)
+    print(f"{name}: int8 vs QAT model SQNR {sqnr:.1f} dB, top-1 agreement {agreement:.3f}")
+    assert agreement >= 0.99 and sqnr >= min_sqnr, (agreement, sqnr)
+    # A saved and reloaded QAT model (OpLayers included) exports the same bytes.
+    path = str(tmp_path / f"{name}.keras")
+    qat_model.save(path)
+    assert tfquant.convert(keras.models.load_model(path)) == model
+
+
+def test_qat_trains_through_the_new_layers():
+    """Gradients flow through OpLayers and the fake quantizers around them: a few steps of
+    training on a separable task lower the loss, and the result still exports."""
+    keras.utils.set_random_seed(1)
+    qat_model = qat.quantize_model(_sequence_model())
+    x = _sequence_data(256, 2)
+    y = (x[0][:, :, 0].mean(1) > 0).astype(np.int32) + 2 * (x[1][:, :, 0].mean(1) > 0)
+    qat.calibrate_activation_ranges(qat_model, x, show_progress=False)
+    qat_model.compile(keras.optimizers.Adam(3e-3),
+                      keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    history = qat_model.fit(x, y, batch_size=32, epochs=4, verbose=0,
+                            callbacks=[qat.QuantizationScheduler()])
+    losses = history.history["loss"]
+    assert np.all(np.isfinite(losses)) and losses[-1] < losses[0], losses
+    assert len(tfquant.convert(qat_model)) > 0
+
+
+def test_float_layer_called_with_several_arguments():
+    """A layer QAT keeps float is called as the model called it (query and value of a causal
+    attention, which tfquant does not convert), not on a list of its inputs."""
+    keras.utils.set_random_seed(0)
+    x = keras.Input((6, 8))
+    memory = keras.Input((4, 8))
+    y = L.MultiHeadAttention(2, 4, name="causal")(x, memory, use_causal_mask=True)
+    model = keras.Model([x, memory], L.Dense(3, name="head")(y))
+    qat_model = qat.quantize_model(model)
+    assert qat.float_layers(qat_model) == [("causal", "MultiHeadAttention")]
+    rng = np.random.default_rng(3)
+    data = [rng.normal(size=(64, 6, 8)).astype(np.float32),
+            rng.normal(size=(64, 4, 8)).astype(np.float32)]
+    qat.calibrate_activation_ranges(qat_model, data, show_progress=False)
+    simulated, reference = qat_model.predict(data, verbose=0), model.predict(data, verbose=0)
+    # Only the inputs and the head are fake-quantized around the float attention.
+    assert simulated.shape == (64, 6, 3) and spec.sqnr_db(reference, simulated) >= 25.0
