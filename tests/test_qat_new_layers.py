@@ -1,5 +1,6 @@
 """QAT of the layers beyond the CNN set: Normalization, silu / hard_swish / gelu, grouped
-Conv2D, squeeze-excite Multiply, bilinear UpSampling2D, Subtract, Cropping2D, Conv1D,
+Conv2D, squeeze-excite Multiply, Conv2DTranspose with its batch norm folded, bilinear
+UpSampling2D, Subtract, Cropping2D, Conv1D,
 LayerNormalization, MultiHeadAttention (cross), GlobalAveragePooling1D, a two-input model.
 Each is rendered from the converter's IR (ops without a Keras layer of their own as OpLayers)
 and the int8 export computes what the QAT model simulates (agreement of the argmax of the
@@ -17,8 +18,8 @@ L = keras.layers
 
 
 def _image_model():
-    x = keras.Input((16, 16, 3), name="image")
-    y = L.Normalization(mean=[0.5, 0.4, 0.3], variance=[0.1, 0.2, 0.3], name="norm")(x)
+    x = keras.Input((28, 28, 1), name="image")
+    y = L.Normalization(mean=0.13, variance=0.09, name="norm")(x)
     y = L.Conv2D(16, 3, padding="same", activation="silu", name="stem")(y)
     y = L.Conv2D(16, 3, padding="same", groups=4, name="grouped")(y)
     y = L.BatchNormalization(name="grouped_bn")(y)
@@ -28,6 +29,9 @@ def _image_model():
     s = L.Conv2D(16, 1, activation="sigmoid", name="se_expand")(s)
     y = L.Multiply(name="se_scale")([y, s])
     y = L.MaxPooling2D(name="pool")(y)
+    y = L.Conv2DTranspose(16, 3, strides=2, padding="same", name="deconv")(y)
+    y = L.BatchNormalization(name="deconv_bn")(y)
+    y = L.MaxPooling2D(name="pool2")(y)
     y = L.UpSampling2D(interpolation="bilinear", name="up")(y)
     y = L.Subtract(name="sub")([y, L.Conv2D(16, 1, name="side")(y)])
     y = L.Cropping2D(1, name="crop")(y)
@@ -36,8 +40,11 @@ def _image_model():
     return keras.Model(x, L.Dense(10, name="logits")(y))
 
 
-def _image_data(count, seed):
-    return np.random.default_rng(seed).uniform(0, 1, (count, 16, 16, 3)).astype(np.float32)
+def _image_data(mnist, count, seed):
+    """MNIST-5k digits (train images for seed 0, test images otherwise) and their labels."""
+    images, labels = (mnist.x_train, mnist.y_train) if seed == 0 else (mnist.x_test,
+                                                                        mnist.y_test)
+    return images[:count], labels[:count]
 
 
 def _sequence_model():
@@ -53,23 +60,35 @@ def _sequence_model():
     return keras.Model([x, context], L.Dense(4, name="logits")(y))
 
 
-def _sequence_data(count, seed):
+def _sequence_data(mnist, count, seed):
+    """Random sequences labelled by the signs of two input means (4 classes)."""
     rng = np.random.default_rng(seed)
-    return [rng.normal(size=(count, 12, 6)).astype(np.float32),
-            rng.normal(size=(count, 5, 8)).astype(np.float32)]
+    x = [rng.normal(size=(count, 12, 6)).astype(np.float32),
+         rng.normal(size=(count, 5, 8)).astype(np.float32)]
+    return x, ((x[0][:, :, 0].mean(1) > 0) + 2 * (x[1][:, :, 0].mean(1) > 0)).astype(np.int32)
 
 
-CASES = {"image": (_image_model, _image_data, 38.0),
+CASES = {"image": (_image_model, _image_data, 35.0),
          "sequence": (_sequence_model, _sequence_data, 30.0)}
 
 
 @pytest.fixture(scope="module", params=sorted(CASES))
-def exported(request):
+def exported(request, mnist):
+    """The QAT model, calibrated and trained a few epochs (so that its logits are not the
+    near-ties of random weights), and its test data."""
     build, data, min_sqnr = CASES[request.param]
     keras.utils.set_random_seed(0)
     qat_model = qat.quantize_model(build())
-    qat.calibrate_activation_ranges(qat_model, data(256, 0), show_progress=False)
-    return request.param, qat_model, data, min_sqnr
+    x, y = data(mnist, 1024, 0)
+    qat.calibrate_activation_ranges(qat_model, x, show_progress=False)
+    qat_model.compile(keras.optimizers.Adam(3e-3),
+                      keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                      metrics=["accuracy"])
+    history = qat_model.fit(x, y, batch_size=32, epochs=3, verbose=0,
+                            callbacks=[qat.QuantizationScheduler(freeze_bn_delay=32)])
+    losses = history.history["loss"]  # gradients flow through OpLayers and the quantizers
+    assert np.all(np.isfinite(losses)) and losses[-1] < losses[0], losses
+    return request.param, qat_model, data(mnist, 300, 1)[0], min_sqnr
 
 
 def test_every_new_layer_trains_quantized(exported):
@@ -80,39 +99,31 @@ def test_every_new_layer_trains_quantized(exported):
                 {"SQUARED_DIFFERENCE", "RSQRT", "SUB", "BATCH_MATMUL", "TRANSPOSE", "GELU",
                  "MEAN"})
     assert expected <= op_types, op_types
+    if name == "image":  # the transposed convolution trains with its batch norm folded
+        deconv = qat_model.get_layer("deconv_bn")
+        assert isinstance(deconv, qat.FoldedBatchNorm) and deconv.kind == "conv2d_transpose"
+        assert deconv.batch_norm
 
 
 def test_int8_export_computes_what_qat_simulates(exported, tmp_path):
-    name, qat_model, data, min_sqnr = exported
-    x = data(300, 1)
+    name, qat_model, x, min_sqnr = exported
     simulated = qat_model.predict(x, verbose=0)
     model = tfquant.convert(qat_model)
     got = runtime.Runner(model, "litert").predict(x)
-    agreement = np.mean(np.argmax(simulated, -1) == np.argmax(got, -1))
+    agree = np.argmax(simulated, -1) == np.argmax(got, -1)
     sqnr = spec.sqnr_db(simulated, got)
-    print(f"{name}: int8 vs QAT model SQNR {sqnr:.1f} dB, top-1 agreement {agreement:.3f}")
-    assert agreement >= 0.99 and sqnr >= min_sqnr, (agreement, sqnr)
+    print(f"{name}: int8 vs QAT model SQNR {sqnr:.1f} dB, top-1 agreement {agree.mean():.3f}")
+    assert agree.mean() >= 0.99 and sqnr >= min_sqnr, (agree.mean(), sqnr)
+    # Disagreements are near ties: the QAT model's two candidates are within 5% of its
+    # logits' spread of each other.
+    rows = np.flatnonzero(~agree)
+    margins = (simulated[rows, np.argmax(simulated[rows], -1)]
+               - simulated[rows, np.argmax(got[rows], -1)])
+    assert np.all(margins <= 0.05 * np.ptp(simulated)), margins
     # A saved and reloaded QAT model (OpLayers included) exports the same bytes.
     path = str(tmp_path / f"{name}.keras")
     qat_model.save(path)
     assert tfquant.convert(keras.models.load_model(path)) == model
-
-
-def test_qat_trains_through_the_new_layers():
-    """Gradients flow through OpLayers and the fake quantizers around them: a few steps of
-    training on a separable task lower the loss, and the result still exports."""
-    keras.utils.set_random_seed(1)
-    qat_model = qat.quantize_model(_sequence_model())
-    x = _sequence_data(256, 2)
-    y = (x[0][:, :, 0].mean(1) > 0).astype(np.int32) + 2 * (x[1][:, :, 0].mean(1) > 0)
-    qat.calibrate_activation_ranges(qat_model, x, show_progress=False)
-    qat_model.compile(keras.optimizers.Adam(3e-3),
-                      keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    history = qat_model.fit(x, y, batch_size=32, epochs=4, verbose=0,
-                            callbacks=[qat.QuantizationScheduler()])
-    losses = history.history["loss"]
-    assert np.all(np.isfinite(losses)) and losses[-1] < losses[0], losses
-    assert len(tfquant.convert(qat_model)) > 0
 
 
 def test_float_layer_called_with_several_arguments():

@@ -62,8 +62,8 @@ def test_fine_tune_and_export(mnist, small_mobilenet_v1):
 
 def test_float_layers_lists_every_layer_kept_float():
     """Layers of supported classes in configurations TFLite int8 cannot express stay float
-    too, and are listed (ReLU with max_value 3), as do layers with no QAT form
-    (Conv2DTranspose)."""
+    too, and are listed (ReLU with max_value 3, an Embedding: its table would need the
+    output's grid); the rest of the model trains quantized."""
     keras.utils.set_random_seed(0)
     L = keras.layers
     x = keras.Input((8, 8, 3))
@@ -73,6 +73,9 @@ def test_float_layers_lists_every_layer_kept_float():
     y = L.UpSampling2D(name="up")(y)
     y = L.Conv2DTranspose(4, 2, strides=2, name="deconv")(y)
     y = L.GlobalAveragePooling2D(name="gap")(y)
-    qat = quantize_model(keras.Model(x, L.Dense(2, name="head")(y)))
+    tokens = keras.Input((5,), dtype="int32")
+    e = L.GlobalAveragePooling1D(name="bag")(L.Embedding(20, 4, name="embedding")(tokens))
+    y = L.Concatenate(name="join")([y, e])
+    qat = quantize_model(keras.Model([x, tokens], L.Dense(2, name="head")(y)))
     assert sorted(tfquant.qat.float_layers(qat)) == [
-        ("deconv", "Conv2DTranspose"), ("relu3", "ReLU")]
+        ("embedding", "Embedding"), ("relu3", "ReLU")]

@@ -83,8 +83,8 @@ def _model_with_float_and_constant_layers():
     y = L.Conv2D(8, 3, padding="same", name="conv")(y)
     y = L.BatchNormalization(name="conv_bn")(y)
     y = L.ReLU(name="relu")(y)
-    # No QAT form (tfquant's QAT has no transposed-convolution fold): stays float.
-    y = L.Conv2DTranspose(8, 2, strides=2, padding="same", name="upsample")(y)
+    y = L.UpSampling2D(name="upsample")(y)
+    y = L.ReLU(3.0, name="relu3")(y)  # no int8 form of a ReLU capped at 3: stays float
     y = L.Conv2D(8, 3, strides=2, padding="same", name="conv2")(y)
     y = L.GlobalAveragePooling2D(name="gap")(y)
     return keras.Model(x, L.Dense(3, name="logits")(y))
@@ -98,7 +98,7 @@ def test_unsupported_layers_stay_float_and_constants_are_quantized(tmp_path):
     x = rng.uniform(0, 255, (128, 12, 12, 3)).astype(np.float32)
     y = (x[:, :6].mean((1, 2, 3)) > x[:, 6:].mean((1, 2, 3))).astype(int)
     qat_model = qat.quantize_model(model)
-    assert qat.float_layers(qat_model) == [("upsample", "Conv2DTranspose")]
+    assert qat.float_layers(qat_model) == [("relu3", "ReLU")]
     constants = [l for l in qat_model.layers if isinstance(l, qat.ConstantOperand)]
     assert [l.op for l in constants] == ["mul", "add", "mul", "add"]
     qat_model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
@@ -112,7 +112,7 @@ def test_unsupported_layers_stay_float_and_constants_are_quantized(tmp_path):
 
     result = tfquant.convert_model(reloaded, show_progress=False)
     float_ops = [op for op in result.graph.ops if op.keep_float]
-    assert float_ops and {op.source[0] for op in float_ops} == {"upsample"}
+    assert float_ops and {op.source[0] for op in float_ops} == {"relu3"}
     counts = result.op_counts()
     assert counts["MUL"] == 2 and counts["ADD"] == 2 and counts["DEQUANTIZE"] == 2
     simulated = qat_model.predict(x, verbose=0)

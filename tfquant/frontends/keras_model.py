@@ -14,7 +14,7 @@ import numpy as np
 from tfquant import ir, ops, vocabulary
 from tfquant.errors import UnreadableModelError, UnsupportedLayerError
 from tfquant.frontends import float_fallback, keras_qat
-from tfquant.ops import keras_support
+from tfquant.ops import keras_support, weights
 from tfquant.ops.keras_support import Unsupported
 
 
@@ -209,11 +209,12 @@ class _Builder:
             self.unsupported.append((layer.name, str(reason)))
             return [in_names[0] if in_names else layer.name for _ in outputs]
 
-    @staticmethod
-    def _check_trainable(new_ops):
+    def _check_trainable(self, new_ops):
         """QAT keeps a layer as it is (float) when an op it becomes has no QAT form yet."""
+        computed = weights.computed_by_qat_layers(self.graph, new_ops)
         missing = [op.type for op in new_ops if (record := ops.REGISTRY.get(op.type))
-                   is not None and not record.pseudo and not record.qat]
+                   is not None and not record.pseudo and not record.qat
+                   and id(op) not in computed]
         if missing:  # name the weighted op (TRANSPOSE_CONV, not the SHAPE before it)
             main = next((t for t in missing if ops.weight_layout(t) is not None), missing[0])
             raise Unsupported(f"{main} in quantization-aware training")

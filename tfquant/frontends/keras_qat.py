@@ -36,8 +36,9 @@ def _folded_batch_norm(b, layer, inputs, out_shape):
     options = layout.options_from_qat_layer(layer, kernel)
     w = b.const(f"{layer.name}/kernel", layout.from_keras(kernel))
     bias_name = b.const(f"{layer.name}/bias", bias)
+    op_inputs = layout.op_inputs(b, layer.name, inputs[0], w, bias_name, out_shape)
     out = b.graph.add_tensor(layer.name, out_shape)
-    b.graph.add_op(op_type, [inputs[0], w, bias_name], [out], options, (layer.name,),
+    b.graph.add_op(op_type, op_inputs, [out], options, (layer.name,),
                    weight_grid=ir.WeightGrid(layer.weight_bits, layer.weight_symmetric,
                                              layer.weight_per_channel))
     return out

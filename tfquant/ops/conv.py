@@ -105,17 +105,29 @@ class DepthwiseWeights(weights.WeightLayout):
 
 
 class TransposeConvWeights(ConvWeights):
-    """TRANSPOSE_CONV: the data is input 2, the bias input 3; weights [out, kh, kw, in] as
-    CONV_2D's; Keras Conv2DTranspose [kh, kw, out, in]. The per-channel mean shift of a weight
-    error depends on each output pixel's taps: bias correction leaves it alone. No QAT form
-    (its record's qat is NotApplicable), so the QAT methods stay the base's."""
+    """TRANSPOSE_CONV: the output shape is input 0, the data input 2, the bias input 3;
+    weights [out, kh, kw, in] as CONV_2D's; Keras Conv2DTranspose [kh, kw, out, in]. The
+    per-channel mean shift of a weight error depends on each output pixel's taps: bias
+    correction leaves it alone. QAT trains it as FoldedBatchNorm("conv2d_transpose"), which
+    computes the output shape itself."""
 
     data_input = 2
     bias_input = 3
-    qat_kind = ""
+    qat_kind = "conv2d_transpose"
+    qat_computed_inputs = (0,)
     int4_packing = None
     # tflite-runtime 2.14 has no hybrid TRANSPOSE_CONV: weight-only models keep it float.
     hybrid = False
+
+    def qat_layer_arguments(self, w, options):
+        return dict(filters=w.shape[0], kernel_size=w.shape[1:3], strides=options.stride,
+                    padding=options.padding.lower())
+
+    def options_from_qat_layer(self, layer, kernel):
+        return TransposeConvOptions(layer.padding, tuple(layer.strides))
+
+    def op_inputs(self, b, name, x, w, bias, out_shape):
+        return [_output_shape(b, name, x, out_shape), w, x, bias]
 
     def mean_shift(self, error, input_mean, options):
         return None
@@ -385,6 +397,33 @@ def _write_transpose_conv(options):
     return schema.BuiltinOptions.TransposeConvOptions, o
 
 
+def _output_shape(b, name, x, out_shape) -> str:
+    """TRANSPOSE_CONV's output-shape input: a constant for a fixed batch, else SHAPE of the
+    input, STRIDED_SLICE of its batch and PACK with the output's sizes, as TFLiteConverter
+    lowers it."""
+    i32 = np.int32
+    if out_shape[0] > 0:
+        return b.const(f"{name}/output_shape", np.array(out_shape, i32), i32)
+    from tfquant.ops.data_movement import StridedSliceOptions
+    from tfquant.ops.shape import ShapeOptions
+    from tfquant.ops.split_join import StackOptions
+    g = b.graph
+    dims = g.add_tensor(f"{name}/input_shape", (4,), i32)
+    g.add_op("SHAPE", [x], [dims], ShapeOptions(), source=(name,))
+    batch = g.add_tensor(f"{name}/batch", (), i32)
+    ends = [b.const(f"{name}/batch_{part}", np.array([v], i32), i32)
+            for part, v in (("begin", 0), ("end", 1), ("stride", 1))]
+    # Integer shape arithmetic is carried as it is (keep_float), as the lowered route's.
+    g.add_op("STRIDED_SLICE", [dims] + ends, [batch], StridedSliceOptions(shrink_axis_mask=1),
+             source=(name,), keep_float=True)
+    sizes = [b.const(f"{name}/output_{axis}", np.array(v, i32), i32)
+             for axis, v in zip(("height", "width", "channels"), out_shape[1:])]
+    shape = g.add_tensor(f"{name}/output_shape", (4,), i32)
+    g.add_op("PACK", [batch] + sizes, [shape], StackOptions(4, 0), source=(name,),
+             keep_float=True)
+    return shape
+
+
 def _conv2d_transpose(b, layer, inputs, out_shape):
     """Keras Conv2DTranspose as TFLiteConverter lowers it: the output shape is built at run
     time (SHAPE, STRIDED_SLICE of the batch, PACK) unless the batch is fixed."""
@@ -394,27 +433,7 @@ def _conv2d_transpose(b, layer, inputs, out_shape):
         raise ks.Unsupported(f"Conv2DTranspose output_padding={layer.output_padding}")
     if -1 in out_shape[1:]:
         raise ks.Unsupported("Conv2DTranspose on images of unknown size")
-    i32 = np.int32
-    if out_shape[0] > 0:
-        shape = b.const(f"{layer.name}/output_shape", np.array(out_shape, i32), i32)
-    else:
-        from tfquant.ops.data_movement import StridedSliceOptions
-        from tfquant.ops.shape import ShapeOptions
-        from tfquant.ops.split_join import StackOptions
-        g = b.graph
-        dims = g.add_tensor(f"{layer.name}/input_shape", (4,), i32)
-        g.add_op("SHAPE", [inputs[0]], [dims], ShapeOptions(), source=(layer.name,))
-        batch = g.add_tensor(f"{layer.name}/batch", (), i32)
-        ends = [b.const(f"{layer.name}/batch_{part}", np.array([v], i32), i32)
-                for part, v in (("begin", 0), ("end", 1), ("stride", 1))]
-        # Integer shape arithmetic is carried as it is (keep_float), as the lowered route's.
-        g.add_op("STRIDED_SLICE", [dims] + ends, [batch],
-                 StridedSliceOptions(shrink_axis_mask=1), source=(layer.name,), keep_float=True)
-        sizes = [b.const(f"{layer.name}/output_{axis}", np.array(v, i32), i32)
-                 for axis, v in zip(("height", "width", "channels"), out_shape[1:])]
-        shape = g.add_tensor(f"{layer.name}/output_shape", (4,), i32)
-        g.add_op("PACK", [batch] + sizes, [shape], StackOptions(4, 0), source=(layer.name,),
-                 keep_float=True)
+    shape = _output_shape(b, layer.name, inputs[0], out_shape)
     kernel = ks.value(layer.kernel)  # [kh, kw, out, in]
     w = b.const(f"{layer.name}/kernel", TRANSPOSE_CONV_WEIGHTS.from_keras(kernel))
     bias = b.const(f"{layer.name}/bias", ks.bias_or_zeros(layer, kernel.shape[2]))
@@ -452,7 +471,7 @@ TRANSPOSE_CONV = OpRecord(
     quant=QuantRule(bias_input=3, int_inputs=(0,), int16=False),
     weights=TRANSPOSE_CONV_WEIGHTS,
     keras={"Conv2DTranspose": _conv2d_transpose},
-    qat=NotApplicable("QAT of TRANSPOSE_CONV is the QAT issue's work; QAT keeps it float"),
+    qat=weights.render_folded,
     delegate=(DelegateCase("transpose_conv_on_cpu", _transpose_conv_model, claimed=False),))
 
 RECORDS = (CONV_2D, DEPTHWISE_CONV_2D, TRANSPOSE_CONV)

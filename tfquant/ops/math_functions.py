@@ -131,6 +131,16 @@ def _extremum_case(op_type):
     return (DelegateCase(f"{op_type.lower()}_on_cpu", build, claimed=False),)
 
 
+def _rsqrt(tf, operands, options):
+    """1 / sqrt(x); where the quantized input is 0 (a variance under half a step), TFLite's
+    int8 RSQRT gives its largest output: here the batch's largest, so that the output's
+    moving range is not blown up by 1 / sqrt(0)."""
+    x = operands[0]
+    positive = x > 0
+    y = tf.math.rsqrt(tf.where(positive, x, tf.ones_like(x)))
+    return tf.where(positive, y, tf.reduce_max(tf.where(positive, y, tf.zeros_like(y))))
+
+
 def _unary(name, quant, write=common.no_options, schema_class=None, keras_activations=(),
            options=NoOptions, read=None, case_options=None, version=common.version_by_type,
            keras=None, delegate=None, qat=None):
@@ -150,9 +160,7 @@ EXP = _unary("EXP", QuantRule(int16=False),
              schema.ExpOptionsT, qat=_elementwise(lambda tf: tf.exp))
 RSQRT = _unary("RSQRT", QuantRule(int16=False),
                keras={"LayerNormalization": _layer_normalization},
-               # Where the quantized input is 0, TFLite's int8 RSQRT gives its largest
-               # output; the floor keeps training finite there (the output quantizer clamps).
-               qat=_elementwise(lambda tf: lambda x: tf.math.rsqrt(tf.maximum(x, 1e-12))),
+               qat=QatCompute(_rsqrt),
                delegate=(DelegateCase("layer_normalization_on_cpu", _layer_normalization_model,
                                       claimed=False),))
 ABS = _unary("ABS", QuantRule(int16=False),

@@ -31,6 +31,9 @@ class WeightLayout:
     hybrid_per_channel = None
     # Every runtime has a hybrid kernel for the op (else weight-only models keep it float).
     hybrid = True
+    # Inputs that the FoldedBatchNorm training the op computes itself (TRANSPOSE_CONV's output
+    # shape): QAT renders none of the integer ops that make them.
+    qat_computed_inputs = ()
 
     def hybrid_options(self, options):
         """The op's options in a weight-only model."""
@@ -72,6 +75,27 @@ class WeightLayout:
     def options_from_qat_layer(self, layer, kernel: np.ndarray):
         """The op's options for a trained FoldedBatchNorm `layer` (its Keras kernel)."""
         raise NotImplementedError
+
+    def op_inputs(self, b, name: str, x: str, w: str, bias: str, out_shape) -> list:
+        """The op's inputs for data `x`, weights `w` and `bias` (tensor names), emitting what
+        else it reads into the Keras frontend's builder `b`."""
+        return [x, w, bias]
+
+
+def computed_by_qat_layers(graph, candidates) -> set:
+    """The ops among `candidates` (graph order) that only compute inputs a FoldedBatchNorm
+    computes itself (WeightLayout.qat_computed_inputs), directly or through one another: QAT
+    neither renders nor requires a QAT form of them."""
+    from tfquant import ops
+    found = set()
+    for op in reversed(list(candidates)):
+        uses = [(c, i) for out in op.outputs for c in graph.consumers(out)
+                for i, n in enumerate(c.inputs) if n == out]
+        if uses and all(id(c) in found or (
+                (layout := ops.weight_layout(c.type)) is not None
+                and i in layout.qat_computed_inputs) for c, i in uses):
+            found.add(id(op))
+    return found
 
 
 def render_folded(r, op, x, name):

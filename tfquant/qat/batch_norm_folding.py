@@ -1,6 +1,7 @@
 """The paper's batch-norm folding for training (section 3.2.2), as a Keras 3 layer.
 
-A convolution (Conv2D, DepthwiseConv2D) or Dense followed by BatchNormalization becomes one
+A convolution (Conv2D, DepthwiseConv2D, Conv2DTranspose) or Dense followed by
+BatchNormalization becomes one
 layer whose weights are always folded with the long-term sigma and then fake-quantized, so the
 quantized weights do not jitter from batch to batch:
 
@@ -23,7 +24,7 @@ import tensorflow as tf
 from tfquant.qat import fake_quant
 from tfquant.spec import QuantSpec
 
-KINDS = ("conv2d", "depthwise_conv2d", "dense")
+KINDS = ("conv2d", "depthwise_conv2d", "conv2d_transpose", "dense")
 
 
 @keras.saving.register_keras_serializable(package="tfquant")
@@ -31,7 +32,7 @@ class FoldedBatchNorm(keras.layers.Layer):
     """conv / depthwise conv / dense + batch norm, folded for quantization-aware training.
 
     Args:
-      kind: "conv2d", "depthwise_conv2d" or "dense".
+      kind: "conv2d", "depthwise_conv2d", "conv2d_transpose" or "dense".
       filters: output channels (conv2d, dense) or depth multiplier (depthwise_conv2d).
       kernel_size, strides, padding, dilation_rate: as in the Keras layer.
       use_bias: the convolution's own bias (folded into the batch-norm shift).
@@ -72,6 +73,9 @@ class FoldedBatchNorm(keras.layers.Layer):
         elif self.kind == "depthwise_conv2d":
             kernel_shape = self.kernel_size + (channels_in, self.filters)
             channels_out = channels_in * self.filters
+        elif self.kind == "conv2d_transpose":  # Keras Conv2DTranspose's [kh, kw, out, in]
+            kernel_shape = self.kernel_size + (self.filters, channels_in)
+            channels_out = self.filters
         else:
             kernel_shape = (channels_in, self.filters)
             channels_out = self.filters
@@ -96,9 +100,11 @@ class FoldedBatchNorm(keras.layers.Layer):
 
     @property
     def weight_spec(self) -> QuantSpec:
-        # Per-channel axis in the Keras kernel layouts: the last axis (conv2d, dense) or, for
-        # depthwise, the flattened (in, multiplier) channel, handled in folded_kernel.
-        axis = -1 if self.weight_per_channel else None
+        # Per-channel axis in the Keras kernel layouts: the last axis (conv2d, dense), the
+        # third (conv2d_transpose) or, for depthwise, the flattened (in, multiplier) channel,
+        # handled in folded_kernel.
+        axis = (2 if self.kind == "conv2d_transpose" else -1) if self.weight_per_channel \
+            else None
         return QuantSpec(bits=self.weight_bits, signed=True, symmetric=self.weight_symmetric,
                          narrow_range=self.weight_symmetric, axis=axis)
 
@@ -111,12 +117,26 @@ class FoldedBatchNorm(keras.layers.Layer):
         if self.kind == "depthwise_conv2d":
             return tf.nn.depthwise_conv2d(x, kernel, (1,) + self.strides + (1,), self.padding,
                                           dilations=self.dilation_rate)
+        if self.kind == "conv2d_transpose":
+            return tf.nn.conv2d_transpose(x, kernel, self._transposed_shape(x),
+                                          (1,) + self.strides + (1,), self.padding)
         return tf.matmul(x, kernel) if len(x.shape) == 2 else tf.tensordot(x, kernel, 1)
+
+    def _transposed_shape(self, x):
+        """Keras Conv2DTranspose's output shape (no output padding, no dilation)."""
+        sizes = []
+        for axis, (stride, kernel) in enumerate(zip(self.strides, self.kernel_size)):
+            size = x.shape[axis + 1]
+            sizes.append(size * stride if self.padding == "SAME" else
+                         (size - 1) * stride + max(kernel, stride))
+        return tf.stack([tf.shape(x)[0], *sizes, self.filters])
 
     def _channel_scale_kernel(self, kernel, scale):
         if self.kind == "depthwise_conv2d":
             kh, kw, cin, mult = kernel.shape
             return kernel * tf.reshape(scale, (1, 1, cin, mult))
+        if self.kind == "conv2d_transpose":
+            return kernel * tf.reshape(scale, (1, 1, -1, 1))
         return kernel * scale  # last axis is the output channel
 
     def _float_folded_kernel(self):

@@ -26,6 +26,7 @@ import numpy as np
 
 from tfquant import ir, ops, params, vocabulary
 from tfquant.errors import UnsupportedLayerError
+from tfquant.ops import weights
 from tfquant.frontends.keras_model import from_keras
 from tfquant.passes import fuse_activation, lower_batch_norm, merge_reshapes, remove_identity
 from tfquant.qat.activation_quantizer import ActivationQuantizer, check_initial_range
@@ -160,7 +161,7 @@ class _Renderer:
             common.update(epsilon=bn.epsilon, momentum=self.recipe.bn_momentum or momentum)
         layer = FoldedBatchNorm(layout.qat_kind, **layout.qat_layer_arguments(w, options),
                                 **common)
-        y = layer(self.values[op.inputs[0]])
+        y = layer(self.values[op.inputs[layout.data_input]])
         layer.kernel.assign(layout.to_keras(w, options))
         layer.bias.assign(b)
         if bn is not None:
@@ -213,7 +214,10 @@ class _Renderer:
         return y
 
     def render_op(self, op: ir.Op):
-        x = [self.values[n] for n in op.inputs if n and not self.graph.tensors[n].is_const]
+        layout = ops.weight_layout(op.type)
+        computed = layout.qat_computed_inputs if layout is not None else ()
+        x = [self.values[n] for i, n in enumerate(op.inputs)
+             if n and not self.graph.tensors[n].is_const and i not in computed]
         name = op.outputs[0].replace("/", "_")
         record = ops.REGISTRY.get(op.type)
         if record is None or not record.qat:
@@ -240,8 +244,10 @@ class _Renderer:
                             dtype=self.graph.tensors[name].dtype.name)
             inputs.append(x)
             self.values[name] = self.quantize(name, x, name)
+        computed = weights.computed_by_qat_layers(self.graph, self.graph.ops)
         for op in self.graph.ops:
-            self.render_op(op)
+            if id(op) not in computed:
+                self.render_op(op)
         outputs = [self.values[n] for n in self.graph.outputs]
         return keras.Model(inputs, outputs if len(outputs) > 1 else outputs[0],
                            name=f"{model_name}_qat")
