@@ -69,7 +69,7 @@ class ActivationQuantizer(keras.layers.Layer):
     def _update_range(self, x, member):
         """EMA step of one member's range (its first batch initialises); no change while the
         range is frozen."""
-        batch_min, batch_max = tf.reduce_min(x), tf.reduce_max(x)
+        batch_min, batch_max = global_extremes(x)
         slot = (tf.one_hot(member, self.members, dtype=tf.float32) if self.members > 1
                 else tf.constant(1.0))
         decay = tf.where(self.initialized < 0.5, 0.0, self.decay)
@@ -124,6 +124,21 @@ class ActivationQuantizer(keras.layers.Layer):
                       initial_range=list(self.initial_range) if self.initial_range else None,
                       members=self.members)
         return config
+
+
+def global_extremes(x):
+    """(min, max) of `x` over the whole global batch: under a distribution strategy
+    (MirroredStrategy, MultiWorkerMirroredStrategy) each replica sees its own shard, so the
+    replicas exchange their shard's extremes (all-gather) and every one moves its range with
+    the global batch's, as a single-worker run with the same global batch does. Every replica
+    then holds the same range: an extreme seen by one worker's shard reaches the export."""
+    low, high = tf.reduce_min(x), tf.reduce_max(x)
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync == 1:
+        return low, high
+    gathered = context.all_gather(tf.reshape(tf.stack([-low, high]), (1, 2)), axis=0)
+    largest = tf.reduce_max(gathered, axis=0)
+    return -largest[0], largest[1]
 
 
 def check_initial_range(initial_range):
