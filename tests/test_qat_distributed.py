@@ -7,6 +7,8 @@ import subprocess
 import sys
 import textwrap
 
+import numpy as np
+
 _RANGES = textwrap.dedent("""
     import json, sys
     import numpy as np
@@ -69,3 +71,118 @@ def test_ranges_are_reduced_across_replicas():
         other = two["ranges"][name]
         assert abs(other[0] - low) <= 1e-4 * (1 + abs(low)), (name, other, low)
         assert abs(other[1] - high) <= 1e-4 * (1 + abs(high)), (name, other, high)
+
+
+# Keras 3's Model.fit does not run under MultiWorkerMirroredStrategy (keras-team/keras#20585,
+# tensorflow/tensorflow#72388: "Attempt to convert a value (PerReplica ...)"), so the workers
+# train the QAT model with a custom loop: tfquant's QAT layers (range all-gather, folded
+# weights) work in any replica context.
+_WORKER = textwrap.dedent("""
+    import json, os, sys
+    import numpy as np
+    import tfquant
+    import tensorflow as tf
+    import keras
+    from tfquant import qat
+    from tfquant.models import data
+
+    output, workers = sys.argv[1], int(sys.argv[2])
+    if workers > 1:
+        strategy = tf.distribute.MultiWorkerMirroredStrategy()
+    else:  # one worker with two replicas: each replica takes the half a worker takes
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(
+            cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+        strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    mnist = data.load_mnist_5k()
+    x, y = mnist.x_train[:1024], mnist.y_train[:1024]
+    GLOBAL_BATCH, L = 64, keras.layers
+    with strategy.scope():
+        keras.utils.set_random_seed(0)
+        inputs = keras.Input((28, 28, 1))
+        h = L.Conv2D(8, 3, strides=2, activation="relu")(inputs)
+        h = L.Dense(32, activation="relu")(L.Flatten()(h))
+        qat_model = qat.quantize_model(keras.Model(inputs, L.Dense(10)(h)),
+                                       qat.QatRecipe(activation_initial_range=None))
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    batches = strategy.experimental_distribute_dataset(
+        tf.data.Dataset.from_tensor_slices((x, y)).batch(GLOBAL_BATCH).with_options(options))
+    loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction="none")
+    variables = qat_model.trainable_variables
+
+    @tf.function
+    def train_step(batch):
+        def replica_step(images, labels):
+            with tf.GradientTape() as tape:
+                loss = tf.reduce_sum(loss_fn(labels, qat_model(images, training=True)))
+                loss = loss / GLOBAL_BATCH
+            return tape.gradient(loss, variables), loss
+        gradients, loss = strategy.run(replica_step, args=batch)
+        for variable, gradient in zip(variables, gradients):
+            variable.assign_sub(0.5 * strategy.reduce("SUM", gradient, axis=None))
+        return strategy.reduce("SUM", loss, axis=None)
+
+    steps = [[float(train_step(b)) for b in batches] for _ in range(2)]
+    task = json.loads(os.environ.get("TF_CONFIG", "{}")).get("task", {}).get("index", 0)
+    if task == 0:
+        tfquant.save_atomically(tfquant.convert(qat_model, show_progress=False), output)
+    print(json.dumps({"task": task, "steps": steps}))
+""")
+
+
+def _free_ports(count: int) -> list:
+    import socket
+    sockets = [socket.socket() for _ in range(count)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def _start_worker(output, workers, env):
+    return subprocess.Popen([sys.executable, "-c", _WORKER, output, str(workers)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_two_worker_processes_train_what_one_worker_trains(tmp_path, mnist):
+    """MultiWorkerMirroredStrategy with two worker processes on loopback ports (CPU
+    collectives) trains the QAT model that one worker with two replicas trains on the same
+    global batches in the same order: the same loss at every step and the same int8 bytes.
+    (Against one device the losses agree for the first steps, then drift with the order in
+    which gradients are summed: fake quantization rounds those differences either way.)"""
+    import json
+
+    from tfquant import runtime
+    base = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    cluster = {"worker": [f"127.0.0.1:{p}" for p in _free_ports(2)]}
+    multi, single = str(tmp_path / "two_workers.tflite"), str(tmp_path / "one_worker.tflite")
+    workers = [_start_worker(multi, 2, dict(base, TF_CONFIG=json.dumps(
+        {"cluster": cluster, "task": {"type": "worker", "index": i}}))) for i in range(2)]
+    try:
+        results = [w.communicate(timeout=600) for w in workers]
+    finally:  # never leave a worker behind
+        for w in workers:
+            if w.poll() is None:
+                w.kill()
+                w.wait()
+    for w, (out, err) in zip(workers, results):
+        assert w.returncode == 0, err[-3000:]
+    one = _start_worker(single, 1, base)
+    out, err = one.communicate(timeout=600)
+    assert one.returncode == 0, err[-3000:]
+    steps = [json.loads(text.strip().splitlines()[-1])["steps"]
+             for text in [r[0] for r in results] + [out]]
+    assert steps[0] == steps[1] == steps[2], steps
+    assert np.mean(steps[2][1]) < np.mean(steps[2][0])  # it learns
+    with open(multi, "rb") as f:
+        two_workers = f.read()
+    with open(single, "rb") as f:
+        one_worker = f.read()
+    assert two_workers == one_worker
+    accuracy = np.mean(np.argmax(runtime.Runner(two_workers, "litert").predict(mnist.x_test),
+                                 1) == mnist.y_test)
+    print(f"two workers: int8 accuracy {accuracy:.3f} after 32 steps")
+    assert accuracy > 0.5
