@@ -72,7 +72,8 @@ def test_main_on_a_trained_zoo_model(pretrained, mnist, tmp_path, capsys):
     assert float(cells["int8, weights per-channel"][2]) > 15.0  # output SQNR dB
     report = open(paths["output"]).read()
     assert report.startswith("# Post-training quantization grid on MNIST-5k\n\nMade by "
-                             f"`{_app.command_line('tfquant-ptq-grid', config)}`;")
+                             f"`{_app.command_line('tfquant-ptq-grid', config)}` on "
+                             f"{_app.machine()};")
     assert out.strip() in report
     for key in ("plot", "fold_plot"):
         assert open(paths[key], "rb").read(8) == PNG

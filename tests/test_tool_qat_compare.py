@@ -117,6 +117,6 @@ def test_main_on_a_trained_zoo_model(pretrained, mnist, tmp_path, capsys):
     assert float(qat[3]) > 90.0 and qat[5] == "-"
     assert output.read_text().startswith(
         "# Quantization-aware training on MNIST-5k\n\nMade by "
-        f"`{_app.command_line('tfquant-qat-compare', config)}`.\n\n")
+        f"`{_app.command_line('tfquant-qat-compare', config)}` on {_app.machine()}.\n\n")
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert all(np.array_equal(a, b) for a, b in zip(weights, model.get_weights()))

@@ -188,7 +188,7 @@ def cache_dir() -> str:
                           os.path.join(os.path.expanduser("~"), ".cache", "tfquant", "coverage"))
 
 
-def _trained(name, build_model, x, y, loss, epochs, log):
+def trained(name, build_model, x, y, loss, epochs, log):
     """build_model() with weights trained on (x, y) for `epochs` (seed 0), cached by name,
     loss and epochs (and used only if the shapes still fit)."""
     import keras
@@ -302,12 +302,12 @@ def _layer_zoo_case(name):
         if name in ("vit_tiny", "unet_denoiser"):
             mnist, tests, labels = _mnist_split(test_sets)
             if name == "vit_tiny":
-                model = _trained(name, vit_tiny, mnist.x_train, mnist.y_train,
+                model = trained(name, vit_tiny, mnist.x_train, mnist.y_train,
                                  "sparse_categorical_crossentropy", 5, log)
                 pool = mnist.x_train
             else:
                 pool = _noisy(mnist.x_train, 1)
-                model = _trained(name, unet_denoiser, pool, mnist.x_train,
+                model = trained(name, unet_denoiser, pool, mnist.x_train,
                                  "binary_crossentropy", 3, log)
                 tests, labels = [_noisy(t, 2 + i) for i, t in enumerate(tests)], None
             return Case(model, calibration_draws(pool, draws, 128, 32), tests, labels)
@@ -315,7 +315,7 @@ def _layer_zoo_case(name):
                                   "embedding_classifier": (synthetic_tokens,
                                                            embedding_classifier)}[name]
         x, y = make_data(3000, 1)
-        model = _trained(name, build_model, x, y, "sparse_categorical_crossentropy", 5, log)
+        model = trained(name, build_model, x, y, "sparse_categorical_crossentropy", 5, log)
         x_test, y_test = make_data(200 * test_sets, 2)
         return Case(model, calibration_draws(x, draws, 128, 32), split(x_test, test_sets, 200),
                     split(y_test, test_sets, 200))

@@ -115,7 +115,8 @@ def format_table(rows: dict) -> str:
 
 
 def tfmot_qat(model_tf_keras, x_train, y_train, *, epochs: int, learning_rate: float,
-              batch_size: int = 64, seed: int | None = None) -> tuple:
+              batch_size: int = 64, seed: int | None = None,
+              loss: str = "sparse_categorical_crossentropy") -> tuple:
     """tfmot's quantization-aware training of a tf_keras model, exported by TFLiteConverter.
     The batches come in the order of tfquant.qat.epoch_orders(len(x_train), epochs, seed),
     the order tfquant.qat.fine_tune uses for the same seed.
@@ -131,8 +132,7 @@ def tfmot_qat(model_tf_keras, x_train, y_train, *, epochs: int, learning_rate: f
     if seed is not None:
         tf_keras.utils.set_random_seed(seed)
     qat_model = tfmot.quantization.keras.quantize_model(model_tf_keras)
-    qat_model.compile(tf_keras.optimizers.Adam(learning_rate),
-                      "sparse_categorical_crossentropy", metrics=["accuracy"])
+    qat_model.compile(tf_keras.optimizers.Adam(learning_rate), loss)
     fit_in_order(qat_model, x_train, y_train, epoch_orders(len(x_train), epochs, seed),
                  batch_size=batch_size)
     converter = tf.lite.TFLiteConverter.from_keras_model(qat_model)

@@ -31,16 +31,22 @@ def fit_in_order(model, x, y, orders: list, *, batch_size: int, verbose: int = 0
 
 def fine_tune(model, x, y, recipe: QatRecipe | None = None, *, epochs: int = 3,
               learning_rate: float = 1e-4, batch_size: int = 64,
-              freeze_bn_delay: int | None = None, seed: int | None = None, verbose: int = 0):
+              freeze_bn_delay: int | None = None, seed: int | None = None, verbose: int = 0,
+              loss: str = "sparse_categorical_crossentropy", calibration=None):
     """QAT from a float checkpoint: rewrite `model` with `recipe`, fine-tune on (x, y) with
-    Adam and sparse categorical cross-entropy (quantization on from the first step; batch
-    norms frozen after `freeze_bn_delay` steps, never when None; batches in the order of
-    epoch_orders(len(x), epochs, seed)). Returns the QAT model, ready for tfquant.convert when
-    its scheme is exportable."""
+    Adam and `loss` (quantization on from the first step; batch norms frozen after
+    `freeze_bn_delay` steps, never when None; batches in the order of
+    epoch_orders(len(x), epochs, seed)). With `calibration` (inputs), the activation ranges
+    start from the float model's ranges on it (calibrate_activation_ranges) instead of the
+    recipe's initial range. Returns the QAT model, ready for tfquant.convert when its scheme
+    is exportable."""
     if seed is not None:
         keras.utils.set_random_seed(seed)
     qat_model = quantize_model(model, recipe or QatRecipe())
-    qat_model.compile(keras.optimizers.Adam(learning_rate), "sparse_categorical_crossentropy")
+    if calibration is not None:
+        from tfquant.qat.simulation import calibrate_activation_ranges
+        calibrate_activation_ranges(qat_model, calibration, show_progress=False)
+    qat_model.compile(keras.optimizers.Adam(learning_rate), loss)
     schedule = QuantizationScheduler(quant_delay=0, freeze_bn_delay=freeze_bn_delay)
     fit_in_order(qat_model, x, y, epoch_orders(len(x), epochs, seed), batch_size=batch_size,
                  verbose=verbose, callbacks=[schedule])
