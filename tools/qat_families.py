@@ -33,11 +33,11 @@ PTQ_RECIPES = {"auto": {}, "minmax": {"calibration_method": "minmax"},
 
 @dataclasses.dataclass(frozen=True)
 class Config:
-    families: tuple = option(("vit_tiny", "conv1d_gru", "unet_denoiser", "efficientnet_se"),
-                             "Models to evaluate.",
-                             choices=("vit_tiny", "conv1d_gru", "unet_denoiser",
-                                      "efficientnet_se"))
-    seeds: tuple = option((1, 2, 3), "Paired seeds: calibration subset and batch order.")
+    families: tuple[str, ...] = option(
+        ("vit_tiny", "conv1d_gru", "unet_denoiser", "efficientnet_se"), "Models to evaluate.",
+        choices=("vit_tiny", "conv1d_gru", "unet_denoiser", "efficientnet_se"))
+    seeds: tuple[int, ...] = option((1, 2, 3), "Paired seeds: calibration subset and batch "
+                                    "order.")
     qat_epochs: int = option(2, "Fine-tuning epochs of every QAT run.", lower=1)
     learning_rate: float = option(1e-4, "Adam learning rate of every QAT run.")
     calibration_samples: int = option(256, "Calibration subset size (PTQ and QAT ranges).",
