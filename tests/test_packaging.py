@@ -59,7 +59,7 @@ TOOLS = {
     "qat_compare": "tfquant-qat-compare", "delegate_check": "tfquant-delegate-check",
     "ptq_grid": "tfquant-ptq-grid", "paper_tables": "tfquant-paper-tables",
     "compare_tflite_quantizers": "tfquant-compare-tflite", "benchmark": "tfquant-benchmark",
-    "coverage": "tfquant-coverage",
+    "coverage": "tfquant-coverage", "qat_families": "tfquant-qat-families",
     "demo": None,
 }
 

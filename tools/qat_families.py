@@ -179,3 +179,7 @@ def main(config: Config) -> int:
 def run():
     """Console-script entry point (tfquant-qat-families)."""
     _app.run(Config, main, __doc__)
+
+
+if __name__ == "__main__":
+    run()

@@ -75,24 +75,28 @@ def unet_denoiser(K):
 
 def efficientnet_se(K):
     """Stem, three MBConv blocks (1x1 expansion, 3x3 depthwise, squeeze-excite, 1x1
-    projection, residual where shapes allow), head: about 30k weights."""
+    projection, residual where shapes allow), head: about 30k weights. Batch norms with
+    momentum 0.9: a few hundred training steps must be enough for their moving statistics."""
     L = K.layers
+
+    def batch_norm():
+        return L.BatchNormalization(momentum=0.9)
 
     def mbconv(x, filters, stride, expand=4):
         channels = x.shape[-1]
-        h = L.Activation("silu")(L.BatchNormalization()(L.Conv2D(channels * expand, 1,
+        h = L.Activation("silu")(batch_norm()(L.Conv2D(channels * expand, 1,
                                                                  use_bias=False)(x)))
         h = L.DepthwiseConv2D(3, strides=stride, padding="same", use_bias=False)(h)
-        h = L.Activation("silu")(L.BatchNormalization()(h))
+        h = L.Activation("silu")(batch_norm()(h))
         s = L.GlobalAveragePooling2D(keepdims=True)(h)
         s = L.Conv2D(max(channels // 4, 4), 1, activation="silu")(s)
         s = L.Conv2D(channels * expand, 1, activation="sigmoid")(s)
         h = L.Multiply()([h, s])
-        h = L.BatchNormalization()(L.Conv2D(filters, 1, use_bias=False)(h))
+        h = batch_norm()(L.Conv2D(filters, 1, use_bias=False)(h))
         return L.Add()([x, h]) if stride == 1 and channels == filters else h
 
     inputs = K.Input((28, 28, 1))
-    x = L.Activation("silu")(L.BatchNormalization()(
+    x = L.Activation("silu")(batch_norm()(
         L.Conv2D(16, 3, strides=2, padding="same", use_bias=False)(inputs)))
     x = mbconv(x, 16, 1)
     x = mbconv(x, 24, 2)
