@@ -87,6 +87,11 @@ _WORKER = textwrap.dedent("""
     from tfquant.models import data
 
     output, workers = sys.argv[1], int(sys.argv[2])
+    # Optional: a checkpoint directory to resume from and save to every 4 steps, and the step
+    # at which worker 1 dies (a crash in the middle of training).
+    checkpoint_dir = sys.argv[3] if len(sys.argv) > 3 else ""
+    crash_at = int(sys.argv[4]) if len(sys.argv) > 4 else -1
+    task = json.loads(os.environ.get("TF_CONFIG", "{}")).get("task", {}).get("index", 0)
     if workers > 1:
         strategy = tf.distribute.MultiWorkerMirroredStrategy()
     else:  # one worker with two replicas: each replica takes the half a worker takes
@@ -104,6 +109,7 @@ _WORKER = textwrap.dedent("""
         h = L.Dense(32, activation="relu")(L.Flatten()(h))
         qat_model = qat.quantize_model(keras.Model(inputs, L.Dense(10)(h)),
                                        qat.QatRecipe(activation_initial_range=None))
+        step = tf.Variable(0, dtype=tf.int64, trainable=False)
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     batches = strategy.experimental_distribute_dataset(
@@ -123,11 +129,32 @@ _WORKER = textwrap.dedent("""
             variable.assign_sub(0.5 * strategy.reduce("SUM", gradient, axis=None))
         return strategy.reduce("SUM", loss, axis=None)
 
-    steps = [[float(train_step(b)) for b in batches] for _ in range(2)]
-    task = json.loads(os.environ.get("TF_CONFIG", "{}")).get("task", {}).get("index", 0)
+    checkpoint = tf.train.Checkpoint(model=qat_model, step=step)
+    if checkpoint_dir:  # every worker saves; the chief's copy is the one restored
+        manager = tf.train.CheckpointManager(checkpoint, checkpoint_dir if task == 0 else
+                                             os.path.join(checkpoint_dir, f"worker{task}"),
+                                             max_to_keep=1)
+        latest = tf.train.latest_checkpoint(checkpoint_dir)
+        if latest:
+            checkpoint.restore(latest)
+    resumed_at = int(step.numpy())
+    steps = []
+    for epoch in range(2):
+        losses = []
+        for i, batch in enumerate(batches):
+            k = epoch * 16 + i
+            if k < resumed_at:
+                continue
+            if k == crash_at and task == 1:
+                os._exit(3)
+            losses.append(float(train_step(batch)))
+            step.assign(k + 1)
+            if checkpoint_dir and (k + 1) % 4 == 0:
+                manager.save()
+        steps.append(losses)
     if task == 0:
         tfquant.save_atomically(tfquant.convert(qat_model, show_progress=False), output)
-    print(json.dumps({"task": task, "steps": steps}))
+    print(json.dumps({"task": task, "steps": steps, "resumed_at": resumed_at}))
 """)
 
 
@@ -142,9 +169,33 @@ def _free_ports(count: int) -> list:
     return ports
 
 
-def _start_worker(output, workers, env):
-    return subprocess.Popen([sys.executable, "-c", _WORKER, output, str(workers)], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+def _start_worker(output, workers, env, *extra):
+    return subprocess.Popen([sys.executable, "-c", _WORKER, output, str(workers), *extra],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _run_two_workers(output, extra=(), crash=False) -> list:
+    """Two MultiWorkerMirroredStrategy workers on fresh loopback ports; (stdout, stderr,
+    return code) of each. With `crash`, worker 1 dies by itself and worker 0, left waiting in
+    a collective, is killed (as a cluster manager would). No worker outlives the call."""
+    import json
+    base = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    cluster = {"worker": [f"127.0.0.1:{p}" for p in _free_ports(2)]}
+    workers = [_start_worker(output, 2, dict(base, TF_CONFIG=json.dumps(
+        {"cluster": cluster, "task": {"type": "worker", "index": i}})), *extra)
+        for i in range(2)]
+    try:
+        if crash:
+            second = workers[1].communicate(timeout=600)
+            workers[0].kill()
+            first = workers[0].communicate(timeout=60)
+            return [(*first, workers[0].returncode), (*second, workers[1].returncode)]
+        return [(*w.communicate(timeout=600), w.returncode) for w in workers]
+    finally:  # never leave a worker behind
+        for w in workers:
+            if w.poll() is None:
+                w.kill()
+                w.wait()
 
 
 def test_two_worker_processes_train_what_one_worker_trains(tmp_path, mnist):
@@ -157,19 +208,10 @@ def test_two_worker_processes_train_what_one_worker_trains(tmp_path, mnist):
 
     from tfquant import runtime
     base = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    cluster = {"worker": [f"127.0.0.1:{p}" for p in _free_ports(2)]}
     multi, single = str(tmp_path / "two_workers.tflite"), str(tmp_path / "one_worker.tflite")
-    workers = [_start_worker(multi, 2, dict(base, TF_CONFIG=json.dumps(
-        {"cluster": cluster, "task": {"type": "worker", "index": i}}))) for i in range(2)]
-    try:
-        results = [w.communicate(timeout=600) for w in workers]
-    finally:  # never leave a worker behind
-        for w in workers:
-            if w.poll() is None:
-                w.kill()
-                w.wait()
-    for w, (out, err) in zip(workers, results):
-        assert w.returncode == 0, err[-3000:]
+    results = _run_two_workers(multi)
+    for out, err, code in results:
+        assert code == 0, err[-3000:]
     one = _start_worker(single, 1, base)
     out, err = one.communicate(timeout=600)
     assert one.returncode == 0, err[-3000:]
@@ -186,3 +228,28 @@ def test_two_worker_processes_train_what_one_worker_trains(tmp_path, mnist):
                                  1) == mnist.y_test)
     print(f"two workers: int8 accuracy {accuracy:.3f} after 32 steps")
     assert accuracy > 0.5
+
+
+def test_killed_worker_resumes_from_the_checkpoint(tmp_path):
+    """Worker 1 dies at step 10 of 32 (checkpoints every 4 steps); both workers restart, restore
+    step 8 (weights, quantizer ranges, the step counter) and finish: the int8 model equals an
+    uninterrupted run's, byte for byte."""
+    import json
+    checkpoints = str(tmp_path / "checkpoints")
+    resumed, uninterrupted = str(tmp_path / "resumed.tflite"), str(tmp_path / "whole.tflite")
+    crashed = _run_two_workers(resumed, (checkpoints, "10"), crash=True)
+    assert crashed[1][2] == 3, crashed[1][1][-3000:]  # worker 1's own exit
+    assert not os.path.exists(resumed)
+    finished = _run_two_workers(resumed, (checkpoints,))
+    for out, err, code in finished:
+        assert code == 0, err[-3000:]
+    report = json.loads(finished[0][0].strip().splitlines()[-1])
+    assert report["resumed_at"] == 8 and len(report["steps"][0]) == 8, report
+    base = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    whole = _start_worker(uninterrupted, 1, base)
+    out, err = whole.communicate(timeout=600)
+    assert whole.returncode == 0, err[-3000:]
+    reference = json.loads(out.strip().splitlines()[-1])["steps"]
+    assert report["steps"][0] == reference[0][8:] and report["steps"][1] == reference[1]
+    with open(resumed, "rb") as f, open(uninterrupted, "rb") as g:
+        assert f.read() == g.read()
