@@ -8,6 +8,7 @@ import sys
 import textwrap
 
 import numpy as np
+import pytest
 
 _RANGES = textwrap.dedent("""
     import json, sys
@@ -102,19 +103,29 @@ _WORKER = textwrap.dedent("""
     mnist = data.load_mnist_5k()
     x, y = mnist.x_train[:1024], mnist.y_train[:1024]
     GLOBAL_BATCH, L = 64, keras.layers
+    # The model (TFQ_MODEL): a small convolutional one trained from scratch (learning rate
+    # 0.5), or the MNIST-5k MobileNet-v2 that tfquant ships, fine-tuned (batch norms folded).
+    name = os.environ.get("TFQ_MODEL", "small")
+    learning_rate = {"small": 0.5, "mobilenet_v2": 0.003}[name]
     with strategy.scope():
         keras.utils.set_random_seed(0)
-        inputs = keras.Input((28, 28, 1))
-        h = L.Conv2D(8, 3, strides=2, activation="relu")(inputs)
-        h = L.Dense(32, activation="relu")(L.Flatten()(h))
-        qat_model = qat.quantize_model(keras.Model(inputs, L.Dense(10)(h)),
-                                       qat.QatRecipe(activation_initial_range=None))
+        if name == "small":
+            inputs = keras.Input((28, 28, 1))
+            h = L.Conv2D(8, 3, strides=2, activation="relu")(inputs)
+            h = L.Dense(32, activation="relu")(L.Flatten()(h))
+            model = keras.Model(inputs, L.Dense(10)(h))
+        else:
+            from tfquant.models import pretrained
+            model = pretrained.load("mobilenet_v2")
+        qat_model = qat.quantize_model(model, qat.QatRecipe(activation_initial_range=None))
         step = tf.Variable(0, dtype=tf.int64, trainable=False)
+    from_logits = name == "small"  # the others end in a softmax
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     batches = strategy.experimental_distribute_dataset(
         tf.data.Dataset.from_tensor_slices((x, y)).batch(GLOBAL_BATCH).with_options(options))
-    loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction="none")
+    loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=from_logits,
+                                                         reduction="none")
     variables = qat_model.trainable_variables
 
     @tf.function
@@ -126,7 +137,8 @@ _WORKER = textwrap.dedent("""
             return tape.gradient(loss, variables), loss
         gradients, loss = strategy.run(replica_step, args=batch)
         for variable, gradient in zip(variables, gradients):
-            variable.assign_sub(0.5 * strategy.reduce("SUM", gradient, axis=None))
+            total = strategy.reduce("SUM", gradient, axis=None)
+            variable.assign_sub(learning_rate * total)
         return strategy.reduce("SUM", loss, axis=None)
 
     checkpoint = tf.train.Checkpoint(model=qat_model, step=step)
@@ -174,12 +186,12 @@ def _start_worker(output, workers, env, *extra):
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def _run_two_workers(output, extra=(), crash=False) -> list:
+def _run_two_workers(output, extra=(), crash=False, model="small") -> list:
     """Two MultiWorkerMirroredStrategy workers on fresh loopback ports; (stdout, stderr,
     return code) of each. With `crash`, worker 1 dies by itself and worker 0, left waiting in
     a collective, is killed (as a cluster manager would). No worker outlives the call."""
     import json
-    base = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    base = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", TFQ_MODEL=model)
     cluster = {"worker": [f"127.0.0.1:{p}" for p in _free_ports(2)]}
     workers = [_start_worker(output, 2, dict(base, TF_CONFIG=json.dumps(
         {"cluster": cluster, "task": {"type": "worker", "index": i}})), *extra)
@@ -198,18 +210,29 @@ def _run_two_workers(output, extra=(), crash=False) -> list:
                 w.wait()
 
 
-def test_two_worker_processes_train_what_one_worker_trains(tmp_path, mnist):
+# {model: (int8 MNIST-5k accuracy it must pass after 32 steps, what two workers must match)}:
+# the small model (convolution, dense) is bit-identical to one worker with two replicas. The
+# MobileNet-v2's losses agree for the first 3 steps, then drift (kernels such as depthwise
+# backprop and batch-norm reductions split their work by thread count, which differs between
+# one process and two; op determinism did not remove it), so its int8 models are compared by
+# their predictions.
+MODELS = {"small": (0.5, "bytes"), "mobilenet_v2": (0.9, "predictions")}
+
+
+@pytest.mark.parametrize("model", sorted(MODELS))
+def test_two_worker_processes_train_what_one_worker_trains(tmp_path, mnist, model):
     """MultiWorkerMirroredStrategy with two worker processes on loopback ports (CPU
     collectives) trains the QAT model that one worker with two replicas trains on the same
-    global batches in the same order: the same loss at every step and the same int8 bytes.
-    (Against one device the losses agree for the first steps, then drift with the order in
-    which gradients are summed: fake quantization rounds those differences either way.)"""
+    global batches in the same order. (Against one device the losses agree for the first
+    steps, then drift with the order in which gradients are summed: fake quantization rounds
+    those differences either way.)"""
     import json
 
     from tfquant import runtime
-    base = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    minimum_accuracy, match = MODELS[model]
+    base = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", TFQ_MODEL=model)
     multi, single = str(tmp_path / "two_workers.tflite"), str(tmp_path / "one_worker.tflite")
-    results = _run_two_workers(multi)
+    results = _run_two_workers(multi, model=model)
     for out, err, code in results:
         assert code == 0, err[-3000:]
     one = _start_worker(single, 1, base)
@@ -217,17 +240,27 @@ def test_two_worker_processes_train_what_one_worker_trains(tmp_path, mnist):
     assert one.returncode == 0, err[-3000:]
     steps = [json.loads(text.strip().splitlines()[-1])["steps"]
              for text in [r[0] for r in results] + [out]]
-    assert steps[0] == steps[1] == steps[2], steps
-    assert np.mean(steps[2][1]) < np.mean(steps[2][0])  # it learns
+    assert steps[0] == steps[1]  # the workers are in sync
+    assert steps[0][0][:3] == steps[2][0][:3], steps  # the same first steps
     with open(multi, "rb") as f:
         two_workers = f.read()
     with open(single, "rb") as f:
         one_worker = f.read()
-    assert two_workers == one_worker
-    accuracy = np.mean(np.argmax(runtime.Runner(two_workers, "litert").predict(mnist.x_test),
-                                 1) == mnist.y_test)
-    print(f"two workers: int8 accuracy {accuracy:.3f} after 32 steps")
-    assert accuracy > 0.5
+    predicted = [runtime.Runner(m, "litert").predict(mnist.x_test)
+                 for m in (two_workers, one_worker)]
+    agreement = np.mean(np.argmax(predicted[0], 1) == np.argmax(predicted[1], 1))
+    accuracy = np.mean(np.argmax(predicted[0], 1) == mnist.y_test)
+    print(f"{model}, two workers: int8 accuracy {accuracy:.3f} after 32 steps, top-1 "
+          f"agreement with one worker {agreement:.4f}")
+    assert accuracy > minimum_accuracy
+    if match == "bytes":
+        assert steps[0] == steps[2] and two_workers == one_worker
+    else:  # measured 99.7-99.8%; the digits on which they differ are near ties
+        rows = np.flatnonzero(np.argmax(predicted[0], 1) != np.argmax(predicted[1], 1))
+        margins = (predicted[1][rows, np.argmax(predicted[1][rows], 1)]
+                   - predicted[1][rows, np.argmax(predicted[0][rows], 1)])
+        print(f"  probability margins where they differ: {np.round(margins, 3).tolist()}")
+        assert agreement >= 0.995 and np.all(margins <= 0.25), (agreement, margins)
 
 
 def test_killed_worker_resumes_from_the_checkpoint(tmp_path):
