@@ -123,3 +123,22 @@ def test_reference_kernels_give_the_same_ranges_to_float_precision(graph):
         calibrate(graph, data, kernels="fast", show_progress=False)
     with pytest.raises(ValueError, match="calibration_kernels"):
         tfquant.Recipe(calibration_kernels="fast")
+
+
+def test_clipped_ranges_are_searched_only_where_the_quantizer_reads_them(graph, monkeypatch):
+    """The softmax output's params are fixed by TFLite: its MSE range is never searched, every
+    other activation's is, once (ranges are computed on first read)."""
+    searched = []
+    search = tfquant.spec.mse_optimal_range
+    monkeypatch.setattr(tfquant.spec, "mse_optimal_range",
+                        lambda values, *a, **k: searched.append(values.size) or
+                        search(values, *a, **k))
+    result = tfquant.convert_model(graph, _data(), tfquant.Recipe(calibration_method="mse"),
+                                   show_progress=False)
+    softmax = next(op for op in graph.ops if op.type == "SOFTMAX").outputs[0]
+    assert softmax in result.ranges and len(result.ranges) == len(graph.activation_tensors())
+    assert len(searched) == len(graph.activation_tensors()) - 1
+    first = result.ranges[graph.inputs[0]]
+    assert result.ranges[graph.inputs[0]] is first and len(searched) == len(result.ranges) - 1
+    assert result.ranges[softmax].min <= result.ranges[softmax].max  # computed when read
+    assert len(searched) == len(graph.activation_tensors())

@@ -131,3 +131,14 @@ def test_bad_estimator_settings_are_clear_errors():
         tfquant.Recipe(calibration_method="percentile", percentile=20.0)
     with pytest.raises(ValueError, match="weight_range_method"):
         tfquant.Recipe(weight_range_method="percentile")
+
+
+def test_mse_range_of_a_one_sided_tensor_is_the_best_of_its_grid():
+    """A tensor that never goes below zero (ReLU, LOGISTIC) only moves its upper end: the
+    range found is the grid's best, by brute-force fake quantization of the values."""
+    values = np.maximum(np.random.default_rng(3).standard_t(3, 50_000), 0.0)
+    low, high = spec.mse_optimal_range(values, 0.0, values.max(), spec.INT8_ACTIVATION)
+    grid = [_mse(values, 0.0, f * values.max(), spec.INT8_ACTIVATION)
+            for f in np.linspace(1 / 64, 1, 64)]
+    assert low == 0.0 and high < values.max()
+    assert _mse(values, low, high, spec.INT8_ACTIVATION) <= 1.001 * min(grid)

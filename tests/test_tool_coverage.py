@@ -52,3 +52,26 @@ def test_main_on_two_small_models(tmp_path, capsys):
     assert resnet[10] == "litert, tf"
     assert "| model | bytes tfquant |" in text and "top-1 float" in text
     assert "mnist_resnet" in capsys.readouterr().out
+
+
+def _result(sqnr, seconds, note=""):
+    return {"sqnr": sqnr, "seconds": seconds, "correct": [], "note": note, "error": None,
+            "bytes": 1000, "share": 1.0}
+
+
+def test_criterion_holds_each_route_to_its_time_limit():
+    """Native route: at most 0.5x TFLiteConverter's conversion time; lowered: 1.0x; a row
+    over its limit says by how much, and what it is with minmax ranges when measured."""
+    def row(route, ours, theirs, diagnosis=None):
+        return {"error": None, "kind": "trained", "time_diagnosis": diagnosis, "tools": {
+            "tfquant": _result([30.0, 31.0], ours, route),
+            "tflite_converter": _result([29.0, 30.0], theirs),
+            "ai_edge_quantizer": _result([29.0, 30.0], [0.1])}}
+
+    assert coverage.criterion(row("native (Keras frontend)", [0.4, 0.6], [1.0, 1.0])) == "met"
+    assert coverage.criterion(row("native (Keras frontend)", [0.6], [1.0])) == \
+        "not met: time 0.60x TFLiteConverter's > 0.5x"
+    assert coverage.criterion(row("lowered by TFLiteConverter (LSTM)", [0.9], [1.0])) == "met"
+    assert coverage.criterion(row("lowered by TFLiteConverter (LSTM)", [1.5], [1.0], 0.8)) == \
+        "not met: time 1.50x TFLiteConverter's > 1.0x; with minmax ranges (no auto search) 0.80x"
+    assert coverage.time_ratio(row("float .tflite (TFLite frontend)", [1.5], [1.0])) is None

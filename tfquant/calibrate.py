@@ -12,6 +12,7 @@ import itertools
 import logging
 import os
 import time
+from collections.abc import Mapping
 from typing import Iterable, Iterator, Optional
 
 import numpy as np
@@ -105,25 +106,53 @@ class _RangeEstimator:
             flat = flat[self._rng.integers(0, flat.size, self.sample_per_batch)]
         self.samples.setdefault(name, []).append(np.array(flat, np.float32))
 
-    def finish(self, method: str) -> dict:
+    def finish(self, method: str) -> "Ranges":
         """The ranges of one estimator: the extremes, their moving average, or percentile /
-        MSE-optimal clipping of each sample, never wider than the observed extremes."""
+        MSE-optimal clipping of each sample, never wider than the observed extremes. Clipped
+        ranges are searched when first read: the quantizer never reads those of outputs with
+        params fixed by their op (LOGISTIC, TANH, SOFTMAX)."""
+        return Ranges(self.extremes, lambda name: self._range(method, name))
+
+    def _range(self, method: str, name: str) -> TensorRange:
         from tfquant import spec
-        ranges = {}
-        for name, (low, high) in self.extremes.items():
-            if method == "ema":
-                low, high = self.averages[name]
-            elif method in ("percentile", "mse"):
-                sample = np.concatenate(self.samples.get(name, [np.zeros(1, np.float32)]))
-                if method == "percentile":
-                    clip = tuple(float(v) for v in np.percentile(
-                        sample, (100.0 - self.percentile, self.percentile)))
-                else:
-                    clip = spec.mse_optimal_range(sample, low, high, spec.INT8_ACTIVATION)
-                low, high = max(low, clip[0]), min(high, clip[1])
-            mean, count = self.means.get(name, (None, 0))
-            ranges[name] = TensorRange(low, high, mean, count)
-        return ranges
+        low, high = self.extremes[name]
+        if method == "ema":
+            low, high = self.averages[name]
+        elif method in ("percentile", "mse"):
+            sample = np.concatenate(self.samples.get(name, [np.zeros(1, np.float32)]))
+            if method == "percentile":
+                clip = tuple(float(v) for v in np.percentile(
+                    sample, (100.0 - self.percentile, self.percentile)))
+            else:
+                clip = spec.mse_optimal_range(sample, low, high, spec.INT8_ACTIVATION)
+            low, high = max(low, clip[0]), min(high, clip[1])
+        mean, count = self.means.get(name, (None, 0))
+        return TensorRange(low, high, mean, count)
+
+
+class Ranges(Mapping):
+    """Calibrated ranges by tensor name: a read-only mapping whose values are computed on first
+    access (then kept)."""
+
+    def __init__(self, names: Iterable[str], compute):
+        self._names, self._compute, self._done = list(names), compute, {}
+        self._keys = set(self._names)
+
+    def __getitem__(self, name: str) -> TensorRange:
+        if name not in self._done:
+            if name not in self._keys:
+                raise KeyError(name)
+            self._done[name] = self._compute(name)
+        return self._done[name]
+
+    def __contains__(self, name) -> bool:
+        return name in self._keys
+
+    def __iter__(self):
+        return iter(self._names)
+
+    def __len__(self) -> int:
+        return len(self._names)
 
 
 def peek(data) -> tuple:

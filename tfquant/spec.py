@@ -306,7 +306,9 @@ def mse_optimal_range(values: np.ndarray, rmin: float, rmax: float, spec: QuantS
                                                            highs, spec)))]
 
     low, high = best([(f * rmin, f * rmax) for f in fractions])
-    low, high = best([(low, f * rmax) for f in fractions if f * rmax >= 0] + [(low, high)])
+    if rmin == 0 or rmax == 0:  # one-sided: moving the other end alone tries the same ranges
+        return low, high
+    low, high = best([(low, f * rmax) for f in fractions] + [(low, high)])
     low, high = best([(f * rmin, high) for f in fractions] + [(low, high)])
     return low, high
 

@@ -11,8 +11,10 @@ different random subset of the calibration pool) x --test_sets disjoint test set
 standard error.
 
 Criterion (per model): tfquant's pooled SQNR >= the best peer's pooled SQNR minus that peer's
-standard error (random-weight models) or >= the best peer's (trained models), and tfquant's
-int8 op share >= the best peer's.
+standard error (random-weight models) or >= the best peer's (trained models), tfquant's
+int8 op share >= the best peer's, and tfquant's mean conversion time <= 0.5x TFLiteConverter's
+(native route) or <= 1.0x (lowered route). A row over its time limit is timed again with
+minmax ranges, which shows what "auto" calibration's search costs.
 
 TFLiteConverter converts the Keras model or SavedModel (a subclassed Keras model: its
 Model.export SavedModel), full-integer first (int8 builtins only) and with float fallback when
@@ -281,6 +283,7 @@ def evaluate(entry, config: Config) -> dict:
     if "directory" in scratch:
         scratch["directory"].cleanup()
     diagnose(row, case, reference)
+    diagnose_time(row, case)
     return row
 
 
@@ -308,6 +311,37 @@ def diagnose(row: dict, case, reference: list):
         _app.log(f"{row['name']}: the diagnosis fails: {one_line(e)}")
         return
     row["diagnosis"] = (TOOLS[best], label, result)
+
+
+# Conversion time limits, as a multiple of TFLiteConverter's int8 conversion, per route.
+TIME_LIMITS = {"native": 0.5, "lowered": 1.0}
+
+
+def time_ratio(row: dict):
+    """(tfquant's mean conversion time / TFLiteConverter's, the limit of its route), or None
+    where there is no comparison (a .tflite input, or a converter failed)."""
+    import numpy as np
+    ours, peer = row["tools"].get("tfquant"), row["tools"].get("tflite_converter")
+    if not converted(ours) or not converted(peer):
+        return None
+    limit = TIME_LIMITS.get(ours["note"].split(" ")[0])
+    if limit is None:
+        return None
+    return float(np.mean(ours["seconds"]) / np.mean(peer["seconds"])), limit
+
+
+def diagnose_time(row: dict, case):
+    """Where tfquant's time is over its route's limit, its time with minmax ranges (no "auto"
+    search over the estimators) on the same draws: row["time_diagnosis"] = ratio."""
+    import numpy as np
+    ratio = time_ratio(row)
+    if ratio is None or ratio[0] <= ratio[1]:
+        return
+    _app.log(f"{row['name']}: tfquant's time with minmax ranges")
+    seconds = [convert("tfquant", case, batches, {}, {"calibration_method": "minmax"})[1]
+               for batches in case.calibration]
+    row["time_diagnosis"] = float(np.mean(seconds) / np.mean(
+        row["tools"]["tflite_converter"]["seconds"]))
 
 
 def runs_on(model: bytes, x, runtimes) -> str:
@@ -359,6 +393,12 @@ def criterion(row: dict) -> str:
     best_share = max(r["share"] for r in peers.values())
     if ours["share"] < best_share:
         failing.append(f"int8 ops {ours['share']:.1%} < {best_share:.1%}")
+    ratio = time_ratio(row)
+    if ratio is not None and ratio[0] > ratio[1]:
+        text = f"time {ratio[0]:.2f}x TFLiteConverter's > {ratio[1]}x"
+        if row.get("time_diagnosis") is not None:
+            text += (f"; with minmax ranges (no auto search) {row['time_diagnosis']:.2f}x")
+        failing.append(text)
     return "met" if not failing else "not met: " + "; ".join(failing)
 
 

@@ -92,6 +92,9 @@ def to_graph(model, data=None, route: str = "auto") -> Source:
     functional = hasattr(model, "_nodes_by_depth") or hasattr(model, "_functional")
     specs = None if functional else lowering.input_specs(model, first)
     graph = from_tflite(lowering.lower_keras(model, specs))
+    traced = lowering.flat_signature(model) if functional else None
+    if graph.signature is None and traced is not None:
+        graph.signature = ir.Signature(inputs=traced[0], outputs=traced[1])
     if functional:
         input_names = [t.name.split(":")[0] for t in model.inputs]
     else:
