@@ -1,7 +1,8 @@
 """QAT of the layers beyond the CNN set: Normalization, silu / hard_swish / gelu, grouped
 Conv2D, squeeze-excite Multiply, Conv2DTranspose with its batch norm folded, bilinear
 UpSampling2D, Subtract, Cropping2D, Conv1D,
-LayerNormalization, MultiHeadAttention (cross), GlobalAveragePooling1D, a two-input model.
+LayerNormalization, MultiHeadAttention (cross), GlobalAveragePooling1D, a two-input model,
+Embedding.
 Each is rendered from the converter's IR (ops without a Keras layer of their own as OpLayers)
 and the int8 export computes what the QAT model simulates (agreement of the argmax of the
 logits, SQNR of the int8 model against the QAT model's own output)."""
@@ -68,8 +69,23 @@ def _sequence_data(mnist, count, seed):
     return x, ((x[0][:, :, 0].mean(1) > 0) + 2 * (x[1][:, :, 0].mean(1) > 0)).astype(np.int32)
 
 
+def _token_model():
+    tokens = keras.Input((24,), dtype="int32", name="tokens")
+    y = L.Embedding(64, 16, name="embedding")(tokens)
+    y = L.GlobalAveragePooling1D(name="bag")(y)
+    y = L.Dense(32, activation="relu", name="hidden")(y)
+    return keras.Model(tokens, L.Dense(4, name="logits")(y))
+
+
+def _token_data(mnist, count, seed):
+    """Uniform tokens, a quarter replaced by tokens of the 8-token block of the class."""
+    from tfquant.experiments.coverage_models import synthetic_tokens
+    return synthetic_tokens(count, seed + 10)
+
+
 CASES = {"image": (_image_model, _image_data, 35.0),
-         "sequence": (_sequence_model, _sequence_data, 30.0)}
+         "sequence": (_sequence_model, _sequence_data, 30.0),
+         "tokens": (_token_model, _token_data, 35.0)}
 
 
 @pytest.fixture(scope="module", params=sorted(CASES))
@@ -95,10 +111,16 @@ def test_every_new_layer_trains_quantized(exported):
     name, qat_model, _, _ = exported
     assert qat.float_layers(qat_model) == []
     op_types = {layer.op_type for layer in qat_model.layers if isinstance(layer, OpLayer)}
-    expected = ({"RESIZE_BILINEAR", "SUB", "SLICE", "GELU", "SPLIT"} if name == "image" else
-                {"SQUARED_DIFFERENCE", "RSQRT", "SUB", "BATCH_MATMUL", "TRANSPOSE", "GELU",
-                 "MEAN"})
+    expected = {"image": {"RESIZE_BILINEAR", "SUB", "SLICE", "GELU", "SPLIT"},
+                "sequence": {"SQUARED_DIFFERENCE", "RSQRT", "SUB", "BATCH_MATMUL",
+                             "TRANSPOSE", "GELU", "MEAN"},
+                "tokens": {"MEAN"}}[name]
     assert expected <= op_types, op_types
+    if name == "tokens":  # the table trains on its int8 grid; nothing re-quantizes the rows
+        embedding = qat_model.get_layer("embedding")
+        assert isinstance(embedding, qat.QuantizedEmbedding)
+        assert not [n for n in embedding._outbound_nodes
+                    if isinstance(n.operation, qat.ActivationQuantizer)]
     if name == "image":  # the transposed convolution trains with its batch norm folded
         deconv = qat_model.get_layer("deconv_bn")
         assert isinstance(deconv, qat.FoldedBatchNorm) and deconv.kind == "conv2d_transpose"
@@ -120,6 +142,16 @@ def test_int8_export_computes_what_qat_simulates(exported, tmp_path):
     margins = (simulated[rows, np.argmax(simulated[rows], -1)]
                - simulated[rows, np.argmax(got[rows], -1)])
     assert np.all(margins <= 0.05 * np.ptp(simulated)), margins
+    if name == "tokens":  # the exported table is the trained table's fake quantization
+        from ai_edge_litert.interpreter import Interpreter
+        interpreter = Interpreter(model_content=model)
+        table = next(d for d in interpreter.get_tensor_details()
+                     if tuple(d["shape"]) == (64, 16) and d["dtype"] == np.int8)
+        scale, zero_point = table["quantization"]
+        codes = interpreter.get_tensor(table["index"]).astype(np.float32)
+        trained = np.asarray(qat_model.get_layer("embedding").quantized_table())
+        np.testing.assert_allclose((codes - zero_point) * scale, trained, rtol=0,
+                                   atol=1e-6 * np.abs(trained).max())
     # A saved and reloaded QAT model (OpLayers included) exports the same bytes.
     path = str(tmp_path / f"{name}.keras")
     qat_model.save(path)

@@ -62,8 +62,8 @@ def test_fine_tune_and_export(mnist, small_mobilenet_v1):
 
 def test_float_layers_lists_every_layer_kept_float():
     """Layers of supported classes in configurations TFLite int8 cannot express stay float
-    too, and are listed (ReLU with max_value 3, an Embedding: its table would need the
-    output's grid); the rest of the model trains quantized."""
+    too, and are listed (ReLU with max_value 3); the rest of the model, the Embedding
+    included, trains quantized."""
     keras.utils.set_random_seed(0)
     L = keras.layers
     x = keras.Input((8, 8, 3))
@@ -77,5 +77,6 @@ def test_float_layers_lists_every_layer_kept_float():
     e = L.GlobalAveragePooling1D(name="bag")(L.Embedding(20, 4, name="embedding")(tokens))
     y = L.Concatenate(name="join")([y, e])
     qat = quantize_model(keras.Model([x, tokens], L.Dense(2, name="head")(y)))
-    assert sorted(tfquant.qat.float_layers(qat)) == [
-        ("embedding", "Embedding"), ("relu3", "ReLU")]
+    assert sorted(tfquant.qat.float_layers(qat)) == [("relu3", "ReLU")]
+    assert [type(layer).__name__ for layer in qat.layers if "embedding" in layer.name] == [
+        "QuantizedEmbedding"]

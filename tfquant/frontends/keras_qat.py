@@ -50,6 +50,13 @@ def _constant_operand(b, layer, inputs, out_shape):
     return b.op(layer.op.upper(), [inputs[0], c], out_shape, layer.name, layer, BinaryOptions())
 
 
+def _quantized_embedding(b, layer, inputs, out_shape):
+    """A QAT embedding: GATHER of its trained table (quantized on its own range, as trained)."""
+    from tfquant.ops.split_join import GatherOptions
+    table = b.const(f"{layer.name}/embeddings", np.asarray(layer.embeddings, np.float32))
+    return b.op("GATHER", [table, inputs[0]], out_shape, layer.name, layer, GatherOptions())
+
+
 def _activation_quantizer(b, layer, inputs, out_shape):
     """Fake quantization is an identity in the exported graph; its learned range becomes the
     range of the tensor it quantizes. With `b.quantized_tensors` (calibrating a QAT model) the
@@ -88,5 +95,6 @@ CONVERTERS = {
     "FoldedBatchNorm": _folded_batch_norm,
     "ActivationQuantizer": _activation_quantizer,
     "ConstantOperand": _constant_operand,
+    "QuantizedEmbedding": _quantized_embedding,
     "OpLayer": _op_layer,
 }

@@ -202,7 +202,8 @@ GATHER = _record(
     "GATHER", GatherOptions, _write_gather, _read_gather,
     QuantRule(same_scale=True, int_inputs=(1,), int16=False),
     _case("GATHER", GatherOptions(1), [np.array([4, 0, 2], _I32)], out_shape=(6, 3, 5, 4)),
-    keras={"Embedding": _embedding}, version=_version_gather)
+    keras={"Embedding": _embedding}, version=_version_gather,
+    qat=lambda r, op, x, name: r.embedding(op, x, name))
 BROADCAST_TO = _record(
     "BROADCAST_TO", NoOptions, common.no_options, _read_broadcast("BROADCAST_TO", None),
     QuantRule(same_scale=True, int_inputs=(1,), int16=False),

@@ -9,9 +9,11 @@ import keras
 from tfquant.qat.activation_quantizer import ActivationQuantizer
 from tfquant.qat.batch_norm_folding import FoldedBatchNorm
 from tfquant.qat.constant_operand import ConstantOperand
+from tfquant.qat.embedding import QuantizedEmbedding
 
 
-def quant_layers(model, kinds=(ActivationQuantizer, FoldedBatchNorm, ConstantOperand)) -> list:
+def quant_layers(model, kinds=(ActivationQuantizer, FoldedBatchNorm, ConstantOperand,
+                               QuantizedEmbedding)) -> list:
     """The layers of `model` (nested ones included) that are instances of `kinds`."""
     return [layer for layer in model._flatten_layers(include_self=False, recursive=True)
             if isinstance(layer, kinds)]

@@ -32,6 +32,7 @@ from tfquant.passes import fuse_activation, lower_batch_norm, merge_reshapes, re
 from tfquant.qat.activation_quantizer import ActivationQuantizer, check_initial_range
 from tfquant.qat.batch_norm_folding import FoldedBatchNorm
 from tfquant.qat.constant_operand import ConstantOperand
+from tfquant.qat.embedding import QuantizedEmbedding
 from tfquant.qat.op_layer import OpLayer, options_config
 
 log = logging.getLogger("tfquant")
@@ -175,6 +176,16 @@ class _Renderer:
         constant = next(self.graph.tensors[n].data for n in op.inputs
                         if n and self.graph.tensors[n].is_const)
         return ConstantOperand(op.type.lower(), constant, name=name)(x[0])
+
+    def embedding(self, op: ir.Op, x, name):
+        """GATHER of rows of a constant float table (Keras Embedding) as a QuantizedEmbedding;
+        other gathers keep their layer float."""
+        table = self.graph.tensors[op.inputs[0]]
+        if not table.is_const or table.data.ndim != 2 or table.dtype != np.float32 or \
+                (op.options.axis, op.options.batch_dims) != (0, 0):
+            raise self.unsupported(op, "GATHER of anything but the rows of a constant table "
+                                   "in quantization-aware training")
+        return QuantizedEmbedding(*table.data.shape, table=table.data, name=name)(x[0])
 
     def op_layer(self, op: ir.Op, x, name):
         """An op no Keras layer computes alone, as an OpLayer (its record's QatCompute).

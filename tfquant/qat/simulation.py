@@ -21,6 +21,7 @@ from tfquant.qat.activation_quantizer import ActivationQuantizer
 from tfquant.qat.batch_norm_folding import FoldedBatchNorm
 from tfquant.qat.callbacks import quant_layers
 from tfquant.qat.constant_operand import ConstantOperand
+from tfquant.qat.embedding import QuantizedEmbedding
 from tfquant.qat.rewrite import QatRecipe, quantize_model
 
 
@@ -107,7 +108,7 @@ def simulate_ptq(model, recipe: QatRecipe | None = None, calibration=None, *,
         set_activation_ranges(simulated, activation_ranges)
     elif quantize_activations:
         calibrate_activation_ranges(simulated, calibration, show_progress=show_progress)
-    for layer in quant_layers(simulated, (FoldedBatchNorm, ConstantOperand)):
+    for layer in quant_layers(simulated, (FoldedBatchNorm, ConstantOperand, QuantizedEmbedding)):
         layer.quantize.assign(float(quantize_weights))
     for layer in quant_layers(simulated, ActivationQuantizer):
         layer.quantize.assign(float(quantize_activations))
