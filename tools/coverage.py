@@ -476,8 +476,10 @@ def describe(config: Config, seconds: float, done: int) -> str:
             "(default kernels). 'int8 ops': ops with int8 / int16 outputs over all ops but "
             "QUANTIZE / DEQUANTIZE and shape arithmetic (int32 / int64 / bool outputs). "
             "Criterion: tfquant's SQNR >= the best peer's minus its standard error "
-            "(random-weight models) or >= the best peer's (trained), and its int8 op share "
-            ">= the best peer's. 'n/a': TFLiteConverter cannot read a float "
+            "(random-weight models) or >= the best peer's (trained), its int8 op share "
+            ">= the best peer's, and its mean conversion time <= 0.5x TFLiteConverter's "
+            "(native route) or <= 1.0x (lowered route; a row over it is timed again with "
+            "minmax ranges). 'n/a': TFLiteConverter cannot read a float "
             ".tflite. AI Edge Quantizer's time leaves out the float .tflite export.\n\n")
 
 
