@@ -147,3 +147,79 @@ def test_parallel_interpreters():
     assert not errors, errors
     for w, g in zip(want, got):
         np.testing.assert_array_equal(w, g)
+
+
+_MEMORY_LIMIT_SCRIPT = r"""
+import ctypes, resource, sys
+# Every allocation of 64 KB or more maps new memory (no reuse of the heap's free space, which
+# the address-space limit would not stop): M_MMAP_THRESHOLD, fixed.
+ctypes.CDLL("libc.so.6").mallopt(-3, 1 << 16)
+import numpy as np
+sys.path.insert(0, {tests!r})
+import keras
+import tfquant, tfquant.delegate
+from tfquant import runtime
+from test_delegate_ops import encode, run
+
+L = keras.layers
+keras.utils.set_random_seed(0)
+x = keras.Input((112, 112, 16))
+y = L.Conv2D(64, 3, padding="same", activation="relu")(x)
+y = L.DepthwiseConv2D(3, padding="same", activation="relu")(y)
+y = L.Conv2D(64, 3, padding="same")(y)
+model = keras.Model(x, L.Dense(4)(L.GlobalAveragePooling2D()(y)))
+data = np.random.default_rng(0).uniform(-1, 1, (8, 112, 112, 16)).astype(np.float32)
+int8 = tfquant.convert(model, data, show_progress=False)
+batch = encode(int8, data[:1])
+want = run(int8, batch, "litert")
+
+def vm_bytes():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[0]) * resource.getpagesize()
+
+def limited(step):
+    # No new address space beyond what the process holds now (plus 1 MB for Python).
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    resource.setrlimit(resource.RLIMIT_AS, (vm_bytes() + (1 << 20), hard))
+    try:
+        step()
+        return "ok"
+    except (RuntimeError, MemoryError) as e:
+        return str(e).replace("\n", " ")
+    finally:
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+
+delegate = tfquant.delegate.load("litert")
+interpreter = runtime.make_interpreter(int8, "litert", "reference", delegates=[delegate])
+detail = interpreter.get_input_details()[0]
+# 1. Prepare (the intermediates' arena) under the limit, then without it.
+print("PREPARE", limited(interpreter.allocate_tensors))
+interpreter.allocate_tensors()
+interpreter.set_tensor(detail["index"], batch)
+# 2. The first invoke (kernel scratch) under the limit, then without it.
+print("INVOKE", limited(interpreter.invoke))
+interpreter.invoke()
+got = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
+print("EXACT", bool(np.array_equal(got, want[0])))
+"""
+
+
+def test_allocation_failure_is_an_error_not_a_crash(tmp_path):
+    """Under an address-space limit (RLIMIT_AS at what the process holds) the delegate's
+    prepare and first invoke fail with its message (the interpreter raises), the process goes
+    on, and without the limit the same interpreter prepares and invokes bit-exactly."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+    script = tmp_path / "limit.py"
+    script.write_text(_MEMORY_LIMIT_SCRIPT.format(tests=str(Path(__file__).parent)))
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                            timeout=600, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+    assert result.returncode == 0, result.stdout + result.stderr[-3000:]
+    lines = dict(line.split(" ", 1) for line in result.stdout.splitlines()
+                 if line.split(" ", 1)[0] in ("PREPARE", "INVOKE", "EXACT"))
+    print(lines)
+    assert "tfquant_dsp: prepare: out of memory" in lines["PREPARE"], lines
+    assert "tfquant_dsp: invoke: out of memory" in lines["INVOKE"], lines
+    assert lines["EXACT"] == "True", lines

@@ -19,7 +19,21 @@ from tfquant import runtime as _runtime
 # How each runtime's reference FULLY_CONNECTED requantizes: TF 2.21 and LiteRT 2.3 in double,
 # tflite-runtime 2.14 with the fixed-point multiplier (../shared/notes/tflite-int8.md §2).
 FC_REQUANT = {"litert": "double", "tf": "double", "tflite_runtime": "fixed_point"}
-ISAS = ("auto", "scalar", "avx2", "avx512")
+
+
+def isas(runnable_only: bool = False) -> tuple:
+    """The ISA implementations the delegate library knows (its registry, in registry order),
+    or only those this CPU runs: names for the `isa` option, e.g. ("scalar", "avx2",
+    "avx512", "neon", "neon_i8mm")."""
+    import ctypes
+    library = ctypes.CDLL(library_path())
+    library.tfquant_dsp_isas.argtypes = [ctypes.c_char_p, ctypes.c_int]
+    library.tfquant_dsp_isas.restype = ctypes.c_int
+    buffer = ctypes.create_string_buffer(1024)
+    if library.tfquant_dsp_isas(buffer, len(buffer)) < 0:
+        raise MemoryError("the delegate library could not list its ISAs")
+    entries = [entry.split(":") for entry in buffer.value.decode().split(",") if entry]
+    return tuple(name for name, runnable, _ in entries if runnable == "1" or not runnable_only)
 
 
 def library_path() -> str:
@@ -40,8 +54,9 @@ def options(runtime: str = "litert", num_threads: int = 1, ops: Optional[Sequenc
         raise ValueError(f"unknown runtime {runtime!r}; use one of {tuple(FC_REQUANT)}")
     if isinstance(num_threads, bool) or not isinstance(num_threads, int) or num_threads < 1:
         raise ValueError(f"num_threads must be a positive int, got {num_threads!r}")
-    if isa not in ISAS:
-        raise ValueError(f"isa must be one of {ISAS}, got {isa!r}")
+    known = ("auto",) + isas()
+    if isa not in known:
+        raise ValueError(f"isa must be one of {known}, got {isa!r}")
     result = {"num_threads": str(num_threads), "verbose": "true" if verbose else "false",
               "fc_requant": FC_REQUANT[runtime], "isa": isa}
     if ops is not None:
@@ -70,7 +85,8 @@ def load(runtime: str = "litert", num_threads: int = 1, ops: Optional[Sequence[s
     runtime: "litert", "tflite_runtime" or "tf" (decides the FULLY_CONNECTED requantization
     formula the delegate reproduces); ops: an allow-list of TFLite op names (default: every op
     the delegate supports); verbose: print what is claimed and why the rest is not; isa: force
-    an ISA implementation ("scalar", "avx2", "avx512"; default the best the CPU has);
+    an ISA implementation (a name of isas(runnable_only=True); default the best the CPU
+    has);
     profile: a file path: the delegate measures its CPU's int8 dot-product peak (about 20 ms,
     see read_profile_peak) and writes it there, and when an interpreter using the delegate is
     destroyed, appends one line per op it ran (see read_profile).

@@ -28,7 +28,7 @@ from typing import Optional
 from tfquant.experiments.delegate_profiling import (PEAK_MACS_PER_CYCLE, DspParams,
                                                     check_bit_exact, cost_model_assumptions,
                                                     dsp_cycles, interpreter_for,
-                                                    profile_delegate)
+                                                    peak_memory_growth, profile_delegate)
 from tfquant.experiments.reports import markdown_table as table
 from tfquant.tools import _app
 from tfquant.tools._app import option
@@ -53,6 +53,8 @@ class Config:
     profile_runs: int = option(20, "Invokes of the profiled delegate run.", lower=1)
     check_exact: bool = option(True, "Compare the delegate's outputs with the reference "
                                "kernels' (bit-exact: yes/no).")
+    memory: bool = option(True, "Measure the peak resident memory an interpreter adds, with "
+                          "the built-in int8 kernels and with the delegate (fresh processes).")
     top_ops: int = option(12, "Ops listed individually in the per-op tables.", lower=0)
     output: Optional[str] = option(None, "Also write the tables to this markdown file.")
     cpu_ghz: Optional[float] = option(None, "CPU clock for MACs/cycle (default: "
@@ -256,7 +258,7 @@ def largest_pointwise(rows, details):
 
 def benchmark_model(name, int8, float32, thread_counts, config):
     import tfquant.delegate
-    result = {"latency": {}, "exact": {}, "profile": {}, "peak": {},
+    result = {"latency": {}, "exact": {}, "profile": {}, "peak": {}, "memory": {},
               "details": op_details(int8)}
     for threads in thread_counts:
         _app.log(f"{name}: {threads} thread(s): building interpreters ...")
@@ -277,6 +279,11 @@ def benchmark_model(name, int8, float32, thread_counts, config):
         _app.log(f"{name}: {threads} thread(s): profiling the delegate ...")
         result["profile"][threads], result["peak"][threads] = profile_delegate(
             int8, threads, config.profile_runs)
+        if config.memory:
+            _app.log(f"{name}: {threads} thread(s): peak memory, built-in kernels and "
+                     "delegate ...")
+            result["memory"][threads] = (peak_memory_growth(int8, False, threads),
+                                         peak_memory_growth(int8, True, threads))
     return result
 
 
@@ -318,6 +325,16 @@ def report(results, thread_counts, ghz, ghz_source, dsp: DspParams, config):
                     ratio(r["latency"][t0].get(c), r["latency"][t].get(c)) for c in CONFIGS])
         out += ["## Multi-thread speed-ups (latency at fewer threads / at more)", "",
                 table(["model", "threads", *CONFIGS], speed_rows), ""]
+    memory_rows = [[name, threads, f"{builtin / 2**20:.1f}", f"{delegate / 2**20:.1f}",
+                    ratio((delegate,), (builtin,))]
+                   for name, r in results.items()
+                   for threads, (builtin, delegate) in r["memory"].items()]
+    if memory_rows:
+        out += ["## Peak memory (MB the resident set grows by: one interpreter, 3 invokes)", "",
+                "Each in a fresh process that imports only ai-edge-litert (VmHWM, reset after "
+                "the import).", "",
+                table(["model", "threads", "int8 built-in", "int8 + delegate",
+                       "delegate / built-in"], memory_rows), ""]
     if exact_rows:
         out += ["## Bit-exactness (delegate vs BUILTIN_REF, every output element)", "",
                 table(["model", "threads", "claimed/total nodes", "bit-exact"], exact_rows), ""]

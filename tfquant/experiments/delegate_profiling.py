@@ -145,3 +145,54 @@ def cost_model_assumptions(p: DspParams):
             f"{p.store_units} store; perfect packing, no stalls, "
             f"{p.op_overhead} cycles per op. Counts are the emulated kernels' own "
             "instructions (computed from their loop structure at prepare time).")
+
+
+# A child process that loads only ai-edge-litert: the growth of its peak resident set (VmHWM,
+# reset through /proc/self/clear_refs once the runtime is imported) from creating one
+# interpreter to three invokes, with or without the delegate.
+_MEMORY_CHILD = r"""
+import json, sys
+import numpy as np
+from ai_edge_litert.interpreter import Interpreter, OpResolverType, load_delegate
+path, library, threads = sys.argv[1], sys.argv[2], int(sys.argv[3])
+def status(key):
+    with open("/proc/self/status") as f:
+        return next(int(l.split()[1]) * 1024 for l in f if l.startswith(key + ":"))
+with open(path, "rb") as f:
+    model = f.read()
+delegates = [load_delegate(library, {"num_threads": str(threads), "fc_requant": "double"})] \
+    if library else []
+before = status("VmRSS")
+with open("/proc/self/clear_refs", "w") as f:
+    f.write("5")
+interpreter = Interpreter(model_content=model, num_threads=threads,
+                          experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+                          if not library else OpResolverType.BUILTIN_REF,
+                          experimental_delegates=delegates)
+interpreter.allocate_tensors()
+for d in interpreter.get_input_details():
+    interpreter.set_tensor(d["index"], np.zeros(d["shape"], d["dtype"]))
+for _ in range(3):
+    interpreter.invoke()
+print(json.dumps({"growth": status("VmHWM") - before}))
+"""
+
+
+def peak_memory_growth(model: bytes, with_delegate: bool, threads: int = 1) -> int:
+    """Bytes the peak resident set grows by when a fresh process (ai-edge-litert only) creates
+    an interpreter for `model` and invokes it three times: TFLite's built-in int8 kernels
+    (no XNNPACK), or the DSP delegate over the reference kernels."""
+    import json
+    import subprocess
+    import sys
+    from tfquant import delegate
+    with tempfile.TemporaryDirectory() as directory:
+        path = os.path.join(directory, "model.tflite")
+        with open(path, "wb") as f:
+            f.write(model)
+        done = subprocess.run([sys.executable, "-c", _MEMORY_CHILD, path,
+                               delegate.library_path() if with_delegate else "", str(threads)],
+                              capture_output=True, text=True, timeout=600)
+    if done.returncode != 0:
+        raise RuntimeError(f"memory measurement failed: {done.stderr.strip()[-500:]}")
+    return int(json.loads(done.stdout.strip().splitlines()[-1])["growth"])

@@ -234,7 +234,7 @@ enum BuiltinOp : int32_t {
 };
 }  // namespace tfq::abi
 
-#if defined(__x86_64__) && defined(__linux__)
+#if (defined(__x86_64__) || defined(__aarch64__)) && defined(__linux__)
 static_assert(sizeof(TfLiteRegistration) == 88, "TfLiteRegistration layout");
 static_assert(sizeof(TfLiteDelegate) == 56, "TfLiteDelegate layout");
 static_assert(sizeof(TfLiteTensor) == 112, "TfLiteTensor layout");

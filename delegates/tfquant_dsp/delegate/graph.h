@@ -63,6 +63,10 @@ class OpNode {
 bool AnalyzeNode(TfLiteContext* context, const TfLiteNode* node, const TfLiteRegistration* reg,
                  const Options& options, std::unique_ptr<OpNode>* created, std::string* why);
 
+// The delegate options (delegate/options.cc): false with a one-line error for a bad one.
+bool ParseOptions(const char* const* keys, const char* const* values, size_t n, Options* o,
+                  std::string* error);
+
 const char* OpName(int32_t builtin_code);
 int32_t OpCodeByName(const std::string& name);  // -1 if unknown
 

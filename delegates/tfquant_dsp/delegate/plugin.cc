@@ -1,6 +1,7 @@
 // The external-delegate plugin: option parsing, the partitioner, and the kernel that runs one
-// claimed partition. Exports only tflite_plugin_create_delegate / tflite_plugin_destroy_delegate
-// (the library is built with -fvisibility=hidden).
+// claimed partition (its intermediates in one lifetime-planned arena). Exports only
+// tflite_plugin_create_delegate / tflite_plugin_destroy_delegate and tfquant_dsp_isas (the
+// library is built with -fvisibility=hidden). No exception crosses a C callback (Guarded).
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "delegate/arena.h"
 #include "delegate/graph.h"
 
 namespace tfq::delegate {
@@ -44,13 +46,34 @@ void Report(TfLiteContext* ctx, const std::string& msg) {
   if (ctx && ctx->ReportError) ctx->ReportError(ctx, "tfquant_dsp: %s", msg.c_str());
 }
 
+// Runs body() (a TfLiteStatus) for a C callback: no exception crosses into the runtime. An
+// allocation failure or any other exception is reported through the context's error reporter
+// (without allocating: memory may be exhausted) and becomes `failure`.
+template <typename Body>
+TfLiteStatus Guarded(TfLiteContext* ctx, const char* stage, TfLiteStatus failure, Body&& body) {
+  const char* what = "unknown exception";
+  try {
+    return body();
+  } catch (const std::bad_alloc&) {
+    what = "out of memory";
+  } catch (const std::exception& e) {
+    what = e.what();
+  } catch (...) {
+  }
+  if (ctx && ctx->ReportError) ctx->ReportError(ctx, "tfquant_dsp: %s: %s", stage, what);
+  return failure;
+}
+
 // One claimed partition: the ops in execution order, intermediate tensors in private buffers.
 struct Partition {
   const Options* options = nullptr;
   std::vector<std::unique_ptr<OpNode>> ops;
   std::vector<int> inputs, outputs;       // the runtime's tensors at the partition boundary
   std::map<int, Shape> shapes;            // every tensor the ops touch, after Prepare
-  std::map<int, std::vector<uint8_t>> internal;  // tensors produced and consumed inside
+  // Tensors produced and consumed inside, at their offsets in one arena (PlanArena).
+  std::map<int, size_t> internal;
+  std::vector<uint8_t> arena;
+  uint8_t* arena_base = nullptr;  // arena.data(), rounded up to kArenaAlignment
   std::map<int, Shape> prepared_inputs;
   // Profile (options->profile): per op, the node index, HVX counts at the prepared shapes, and
   // the accumulated run time.
@@ -66,6 +89,25 @@ struct Partition {
     return false;
   }
 };
+
+// The arena plan of a partition's intermediates: each tensor is alive from its producing op
+// to its last reader (inclusive).
+size_t PlanPartitionArena(const Partition& part, const std::map<int, size_t>& bytes,
+                          std::map<int, size_t>* offsets) {
+  std::vector<ArenaItem> items;
+  for (const auto& [t, size] : bytes) {
+    int first = -1, last = -1;
+    for (int i = 0; i < static_cast<int>(part.ops.size()); ++i) {
+      const OpNode& op = *part.ops[i];
+      for (int o : op.outputs) if (o == t && first < 0) first = i;
+      for (int in : op.inputs) if (in == t) last = i;
+    }
+    items.push_back({t, size, std::max(first, 0), std::max(last, std::max(first, 0)), 0});
+  }
+  const size_t total = PlanArena(&items);
+  for (const ArenaItem& item : items) (*offsets)[item.tensor] = item.offset;
+  return total;
+}
 
 // A tensor produced inside the partition by a convolution and read only as the input of
 // convolutions travels biased (kernels::Conv2D::SetInputBiased): its producer stores x + 128
@@ -123,7 +165,7 @@ void FusePads(Partition* part) {
   }
 }
 
-void* KernelInit(TfLiteContext* ctx, const char* buffer, size_t) {
+void* KernelInitUnguarded(TfLiteContext* ctx, const char* buffer) {
   const auto* params = reinterpret_cast<const TfLiteDelegateParams*>(buffer);
   if (!params || !params->delegate || !params->nodes_to_replace) return nullptr;
   auto* state = static_cast<DelegateState*>(params->delegate->data_);
@@ -193,13 +235,16 @@ void WriteProfilePeak(const std::string& path) {
   fclose(f);
 }
 
-void KernelFree(TfLiteContext*, void* buffer) {
+void KernelFree(TfLiteContext*, void* buffer) noexcept {
   auto* part = static_cast<Partition*>(buffer);
-  if (part && part->options && !part->options->profile.empty()) WriteProfile(*part);
+  try {
+    if (part && part->options && !part->options->profile.empty()) WriteProfile(*part);
+  } catch (...) {  // a profile that cannot be written (out of memory) is dropped
+  }
   delete part;
 }
 
-TfLiteStatus KernelPrepare(TfLiteContext* ctx, TfLiteNode* node) {
+TfLiteStatus KernelPrepareUnguarded(TfLiteContext* ctx, TfLiteNode* node) {
   auto* part = static_cast<Partition*>(node->user_data);
   if (!part) {
     Report(ctx, "partition failed to initialise");
@@ -242,8 +287,9 @@ TfLiteStatus KernelPrepare(TfLiteContext* ctx, TfLiteNode* node) {
     part->invokes = 0;
     part->first_invoke_done = false;
   }
-  // Boundary outputs: resize the runtime's tensors if needed; intermediates: private buffers.
+  // Boundary outputs: resize the runtime's tensors if needed; intermediates: the arena.
   part->internal.clear();
+  std::map<int, size_t> intermediate_bytes;
   for (const auto& op : part->ops) {
     for (size_t i = 0; i < op->outputs.size(); ++i) {
       const int t = op->outputs[i];
@@ -258,14 +304,19 @@ TfLiteStatus KernelPrepare(TfLiteContext* ctx, TfLiteNode* node) {
           if (ctx->ResizeTensor(ctx, &tensor, dims) != kTfLiteOk) return kTfLiteError;
         }
       } else {
-        part->internal[t].assign(NumElements(s) * ElementSize(op->output_types[i]) + 64, 0);
+        intermediate_bytes[t] = NumElements(s) * ElementSize(op->output_types[i]);
       }
     }
   }
+  const size_t arena_size = PlanPartitionArena(*part, intermediate_bytes, &part->internal);
+  part->arena.assign(arena_size + kArenaAlignment, 0);
+  const uintptr_t base = reinterpret_cast<uintptr_t>(part->arena.data());
+  part->arena_base = part->arena.data() + ((kArenaAlignment - base % kArenaAlignment) %
+                                           kArenaAlignment);
   return kTfLiteOk;
 }
 
-TfLiteStatus KernelInvoke(TfLiteContext* ctx, TfLiteNode* node) {
+TfLiteStatus KernelInvokeUnguarded(TfLiteContext* ctx, TfLiteNode* node) {
   auto* part = static_cast<Partition*>(node->user_data);
   if (!part) return kTfLiteError;
   for (const auto& [t, s] : part->prepared_inputs) {
@@ -287,13 +338,15 @@ TfLiteStatus KernelInvoke(TfLiteContext* ctx, TfLiteNode* node) {
     in.clear(); out.clear(); in_shapes.clear(); out_shapes.clear();
     for (int t : op->inputs) {
       auto it = part->internal.find(t);
-      in.push_back(it != part->internal.end() ? it->second.data() : ctx->tensors[t].data);
+      in.push_back(it != part->internal.end() ? part->arena_base + it->second
+                                              : ctx->tensors[t].data);
       in_shapes.push_back(part->shapes[t]);
       if (!in.back()) { Report(ctx, "input tensor has no data"); return kTfLiteError; }
     }
     for (int t : op->outputs) {
       auto it = part->internal.find(t);
-      out.push_back(it != part->internal.end() ? it->second.data() : ctx->tensors[t].data);
+      out.push_back(it != part->internal.end() ? part->arena_base + it->second
+                                               : ctx->tensors[t].data);
       out_shapes.push_back(part->shapes[t]);
       if (!out.back() && NumElements(out_shapes.back()) > 0) {
         Report(ctx, "output tensor has no data");
@@ -315,7 +368,12 @@ TfLiteStatus KernelInvoke(TfLiteContext* ctx, TfLiteNode* node) {
   return kTfLiteOk;
 }
 
-TfLiteStatus DelegatePrepare(TfLiteContext* ctx, TfLiteDelegate* delegate) {
+// The guarded kernel callbacks (defined below).
+void* KernelInit(TfLiteContext* ctx, const char* buffer, size_t);
+TfLiteStatus KernelPrepare(TfLiteContext* ctx, TfLiteNode* node);
+TfLiteStatus KernelInvoke(TfLiteContext* ctx, TfLiteNode* node);
+
+TfLiteStatus DelegatePrepareUnguarded(TfLiteContext* ctx, TfLiteDelegate* delegate) {
   auto* state = static_cast<DelegateState*>(delegate->data_);
   TfLiteIntArray* plan = nullptr;
   if (ctx->GetExecutionPlan(ctx, &plan) != kTfLiteOk || !plan) return kTfLiteError;
@@ -357,65 +415,30 @@ TfLiteStatus DelegatePrepare(TfLiteContext* ctx, TfLiteDelegate* delegate) {
       ctx, reg, reinterpret_cast<const TfLiteIntArray*>(array.data()), delegate);
 }
 
-bool ParseBool(const std::string& v, bool* out) {
-  if (v == "1" || v == "true" || v == "True" || v == "yes") { *out = true; return true; }
-  if (v == "0" || v == "false" || v == "False" || v == "no") { *out = false; return true; }
-  return false;
+// The C callbacks TFLite calls: the functions above, guarded. A failure while claiming nodes
+// is a delegate error (the interpreter then runs the model on its own kernels); a failure in
+// a partition's prepare or invoke is an error the interpreter reports (the process goes on, and
+// a later invoke recomputes every intermediate).
+void* KernelInit(TfLiteContext* ctx, const char* buffer, size_t) {
+  void* part = nullptr;
+  Guarded(ctx, "init", kTfLiteError, [&] {
+    part = KernelInitUnguarded(ctx, buffer);
+    return kTfLiteOk;
+  });
+  return part;
 }
 
-bool ParseOptions(const char* const* keys, const char* const* values, size_t n, Options* o,
-                  std::string* error) {
-  o->isa = isa::Best();
-  for (size_t i = 0; i < n; ++i) {
-    if (!keys[i] || !values[i]) { *error = "null option"; return false; }
-    const std::string k = keys[i], v = values[i];
-    if (k == "num_threads") {
-      char* end = nullptr;
-      const long t = strtol(v.c_str(), &end, 10);
-      if (v.empty() || *end != '\0' || t < 1 || t > 256) {
-        *error = "num_threads must be an integer in [1, 256], got '" + v + "'";
-        return false;
-      }
-      o->num_threads = static_cast<int>(t);
-    } else if (k == "ops") {
-      size_t start = 0;
-      while (start <= v.size()) {
-        size_t end = v.find(',', start);
-        if (end == std::string::npos) end = v.size();
-        const std::string name = v.substr(start, end - start);
-        if (!name.empty()) {
-          const int32_t code = OpCodeByName(name);
-          if (code < 0) {
-            *error = "ops: unknown or unsupported op '" + name + "'";
-            return false;
-          }
-          o->allowed_ops.push_back(code);
-        }
-        start = end + 1;
-      }
-      if (o->allowed_ops.empty()) { *error = "ops: empty allow-list"; return false; }
-    } else if (k == "verbose") {
-      if (!ParseBool(v, &o->verbose)) { *error = "verbose must be true or false, got '" + v + "'"; return false; }
-    } else if (k == "fc_requant") {
-      if (v == "fixed_point") o->fc_mode = FcMode::kFixedPoint;
-      else if (v == "double") o->fc_mode = FcMode::kDouble;
-      else { *error = "fc_requant must be fixed_point or double, got '" + v + "'"; return false; }
-    } else if (k == "profile") {
-      o->profile = v;
-    } else if (k == "isa") {
-      if (v != "auto") {
-        o->isa = isa::ByName(v.c_str());
-        if (!o->isa) {
-          *error = "isa must be auto, scalar, avx2 or avx512 (and supported by this CPU), got '" + v + "'";
-          return false;
-        }
-      }
-    } else {
-      *error = "unknown option '" + k + "' (known: num_threads, ops, verbose, fc_requant, isa, profile)";
-      return false;
-    }
-  }
-  return true;
+TfLiteStatus KernelPrepare(TfLiteContext* ctx, TfLiteNode* node) {
+  return Guarded(ctx, "prepare", kTfLiteError, [&] { return KernelPrepareUnguarded(ctx, node); });
+}
+
+TfLiteStatus KernelInvoke(TfLiteContext* ctx, TfLiteNode* node) {
+  return Guarded(ctx, "invoke", kTfLiteError, [&] { return KernelInvokeUnguarded(ctx, node); });
+}
+
+TfLiteStatus DelegatePrepare(TfLiteContext* ctx, TfLiteDelegate* delegate) {
+  return Guarded(ctx, "claiming nodes", kTfLiteDelegateError,
+                 [&] { return DelegatePrepareUnguarded(ctx, delegate); });
 }
 
 }  // namespace
@@ -428,10 +451,19 @@ __attribute__((visibility("default"))) TfLiteDelegate* tflite_plugin_create_dele
     void (*report_error)(const char*)) {
   using namespace tfq::delegate;  // NOLINT
   auto* state = new (std::nothrow) DelegateState();
-  if (!state) return nullptr;
-  std::string error;
-  if (!ParseOptions(options_keys, options_values, num_options, &state->options, &error)) {
-    if (report_error) report_error(("tfquant_dsp: " + error).c_str());
+  if (!state) {
+    if (report_error) report_error("tfquant_dsp: out of memory creating the delegate");
+    return nullptr;
+  }
+  try {
+    std::string error;
+    if (!ParseOptions(options_keys, options_values, num_options, &state->options, &error)) {
+      if (report_error) report_error(("tfquant_dsp: " + error).c_str());
+      delete state;
+      return nullptr;
+    }
+  } catch (...) {  // out of memory while parsing: no exception crosses the C boundary
+    if (report_error) report_error("tfquant_dsp: out of memory creating the delegate");
     delete state;
     return nullptr;
   }
@@ -444,7 +476,12 @@ __attribute__((visibility("default"))) TfLiteDelegate* tflite_plugin_create_dele
     }
     state->options.pool = state->pool.get();
   }
-  if (!state->options.profile.empty()) WriteProfilePeak(state->options.profile);
+  if (!state->options.profile.empty()) {
+    try {
+      WriteProfilePeak(state->options.profile);
+    } catch (...) {  // the profile's first line is lost, the delegate still works
+    }
+  }
   memset(&state->delegate, 0, sizeof(state->delegate));
   state->delegate.data_ = state;
   state->delegate.Prepare = DelegatePrepare;
@@ -455,6 +492,27 @@ __attribute__((visibility("default"))) TfLiteDelegate* tflite_plugin_create_dele
 
 __attribute__((visibility("default"))) void tflite_plugin_destroy_delegate(TfLiteDelegate* delegate) {
   if (delegate) delete static_cast<tfq::delegate::DelegateState*>(delegate->data_);
+}
+
+// The ISA registry for the Python loader: "name:runnable:priority" entries (runnable 0 or 1)
+// separated by ',' into buffer (NUL-terminated, truncated to size); returns the full length.
+__attribute__((visibility("default"))) int tfquant_dsp_isas(char* buffer, int size) {
+  std::string text;
+  try {
+    for (int i = 0; i < tfq::isa::IsaCount(); ++i) {
+      const tfq::isa::IsaEntry& e = tfq::isa::IsaAt(i);
+      text += (i ? "," : "") + std::string(e.name) + ":" + (tfq::isa::Runnable(e) ? "1" : "0") +
+              ":" + std::to_string(e.priority);
+    }
+  } catch (...) {  // out of memory: no exception crosses the C boundary
+    return -1;
+  }
+  if (buffer && size > 0) {
+    const size_t n = text.size() < static_cast<size_t>(size - 1) ? text.size() : size - 1;
+    memcpy(buffer, text.data(), n);
+    buffer[n] = '\0';
+  }
+  return static_cast<int>(text.size());
 }
 
 }  // extern "C"

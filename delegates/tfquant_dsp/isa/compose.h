@@ -14,6 +14,9 @@
 #include "isa/hvx.h"
 
 namespace tfq::isa {
+// Internal linkage: a SIMD file instantiates these under its target pragma, and its copies
+// must not replace the scalar file's at link time.
+namespace {
 
 // The per-vector operations a composition uses (a subset of Ops, known at compile time).
 struct VectorPrims {
@@ -152,6 +155,7 @@ inline void ScalarQuantizeF32(const float* in, int n, float scale, int32_t zero_
   for (int i = 0; i < n; ++i) out[i] = fp::QuantizeFloat(in[i], scale, zero_point);
 }
 
+}  // namespace
 }  // namespace tfq::isa
 
 #endif  // TFQUANT_DSP_ISA_COMPOSE_H_

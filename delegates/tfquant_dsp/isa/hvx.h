@@ -5,8 +5,8 @@
 // tests/isa_test.cc checks on random data and edge values.
 //
 // Kernels reach the operations through a table of function pointers (`Ops`) chosen once at run
-// time from the CPU's features (`Active()`); the environment variable TFQUANT_DSP_ISA
-// (scalar | avx2 | avx512) or the delegate option `isa` forces a lower one.
+// time from the CPU's features and the ISA registry (`Best()`); the environment variable
+// TFQUANT_DSP_ISA or the delegate option `isa` (a registry name) forces a lower one.
 #ifndef TFQUANT_DSP_ISA_HVX_H_
 #define TFQUANT_DSP_ISA_HVX_H_
 
@@ -160,24 +160,45 @@ inline void LoadPartialB(VecI8* r, const int8_t* p, int n, int8_t fill) {
 // Partial store of lanes [0, n).
 inline void StorePartialB(int8_t* p, const VecI8& a, int n) { memcpy(p, a.b, n); }
 
-// The implementations. Avx2()/Avx512() return nullptr when not compiled in.
+// The implementations; each returns nullptr where it is not compiled in (another
+// architecture, or TFQUANT_DSP_NO_SIMD).
 const Ops* Scalar();
 const Ops* Avx2();
-const Ops* Avx512();  // AVX-512 F + BW + VNNI
+const Ops* Avx512();    // AVX-512 F + BW + VNNI
+const Ops* Neon();      // aarch64 ASIMD
+const Ops* NeonI8mm();  // aarch64 ASIMD + I8MM (USDOT)
 
-// Which implementations the CPU can run.
+// The ISA registry: every implementation this library knows, in one table (isa/registry.cc).
+// Best(), ByName(), the delegate's `isa` option, the Python loader (through the exported
+// tfquant_dsp_isas) and the ISA test all read it; adding an ISA is one entry here.
+struct IsaEntry {
+  const char* name;
+  const Ops* (*table)();   // nullptr result where not compiled in
+  bool (*supported)();     // whether this CPU can run it
+  int priority;            // Best() prefers the highest runnable one
+};
+int IsaCount();
+const IsaEntry& IsaAt(int i);
+// Compiled in and supported by this CPU.
+bool Runnable(const IsaEntry& entry);
+
+// CPU features (false on other architectures or without SIMD compiled in).
 bool CpuHasAvx2();
 bool CpuHasAvx512Vnni();
+bool CpuHasI8mm();
 
 // The int8 dot-product peak of one core, measured (isa/vnni_peak.cc): `seconds` of a
 // register-only loop of independent VPDPBUSD, zmm with AVX-512 VNNI, else ymm with AVX-VNNI,
 // in GMAC/s; 0 without VNNI. *form (if given) is set to "zmm", "ymm" or "none".
 double MeasureVnniPeak(double seconds, const char** form);
 
-// The best implementation the CPU supports, capped by TFQUANT_DSP_ISA if set.
+// The best runnable implementation, capped by TFQUANT_DSP_ISA if set (an ISA name: nothing
+// of higher priority is chosen).
 const Ops* Best();
-// Lookup by name ("scalar", "avx2", "avx512"); nullptr if unknown or unsupported here.
+// Lookup by registry name; nullptr if unknown or not runnable here.
 const Ops* ByName(const char* name);
+// "name (runnable), name (not on this CPU), ..." for messages.
+void DescribeIsas(char* buffer, size_t size);
 
 }  // namespace tfq::isa
 

@@ -1,18 +1,21 @@
 // AVX2 implementation of the emulated ISA (isa/hvx.h). Only the functions below the target
 // pragma use AVX2; the library stays loadable on any x86-64 CPU and Best() picks this table only
 // when the CPU has AVX2. Each 128-byte vector is four 256-bit registers.
-#include <immintrin.h>
 #include <stdint.h>
 
+#include "isa/fixed_point.h"
 #include "isa/hvx.h"
 
 #if defined(__x86_64__) && !defined(TFQUANT_DSP_NO_SIMD)
+#include <immintrin.h>
 #define TFQ_HAVE_AVX2_IMPL 1
 
 #pragma GCC push_options
 #pragma GCC target("avx2")
 // After the pragma: the compositions instantiated here are compiled for AVX2 and inline the
-// vector operations below.
+// vector operations below. compose.h's functions have internal linkage, so this file's AVX2
+// copies never stand in for the scalar table's; fixed_point.h (shared inline functions) is
+// included above the pragma for the same reason.
 #include "isa/compose.h"
 
 namespace tfq::isa {

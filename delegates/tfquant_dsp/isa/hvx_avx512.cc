@@ -2,12 +2,12 @@
 // two 512-bit registers; vrmpy maps onto VPDPBUSD (u8 x s8 four-way dot product into int32, no
 // intermediate saturation). Only the functions below the target pragma use AVX-512; Best()
 // picks this table only when the CPU has all three extensions.
-#include <immintrin.h>
 #include <stdint.h>
 
 #include "isa/hvx.h"
 
 #if defined(__x86_64__) && !defined(TFQUANT_DSP_NO_SIMD)
+#include <immintrin.h>
 
 #pragma GCC push_options
 #pragma GCC target("avx512f,avx512bw,avx512vnni")

@@ -3,6 +3,8 @@
 #if defined(__x86_64__)
 #include <immintrin.h>
 #define TFQ_PAUSE() _mm_pause()
+#elif defined(__aarch64__)
+#define TFQ_PAUSE() __asm__ __volatile__("yield")
 #else
 #define TFQ_PAUSE() ((void)0)
 #endif
@@ -43,7 +45,12 @@ void ThreadPool::RunTasks(Job* job) {
   for (;;) {
     const int i = job->next.fetch_add(1, std::memory_order_relaxed);
     if (i >= job->tasks) return;
-    (*job->fn)(i);
+    try {
+      (*job->fn)(i);
+    } catch (...) {  // kept for the caller: a throw out of a worker would end the process
+      std::lock_guard<std::mutex> lock(job->error_mu);
+      if (!job->error) job->error = std::current_exception();
+    }
     job->done.fetch_add(1, std::memory_order_acq_rel);
   }
 }
@@ -88,6 +95,7 @@ void ThreadPool::ParallelFor(int tasks, const std::function<void(int)>& fn) {
     std::lock_guard<std::mutex> lock(mu_);
     if (job_ == job) job_.reset();
   }
+  if (job->error) std::rethrow_exception(job->error);
 }
 
 }  // namespace tfq::kernels

@@ -7,6 +7,7 @@
 
 #include <atomic>
 #include <condition_variable>
+#include <exception>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -26,6 +27,8 @@ class ThreadPool {
   // Runs fn(i) for every i in [0, tasks), each exactly once, and returns when all are done.
   // If the pool is already running a job for another thread (several interpreters sharing
   // the delegate), everything runs on the caller instead: never blocks on another job.
+  // An exception thrown by a task (std::bad_alloc) never escapes a worker thread: the first
+  // one is rethrown here, on the caller, after every task has finished.
   void ParallelFor(int tasks, const std::function<void(int)>& fn);
 
  private:
@@ -33,6 +36,8 @@ class ThreadPool {
     const std::function<void(int)>* fn;
     int tasks;
     std::atomic<int> next{0}, done{0};
+    std::mutex error_mu;
+    std::exception_ptr error;  // the first task's exception
   };
   static void RunTasks(Job* job);
   void WorkerLoop();

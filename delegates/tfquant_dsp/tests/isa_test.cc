@@ -508,22 +508,28 @@ void TestSpec() {
 int main(int argc, char** argv) {
   const int trials = argc > 1 ? atoi(argv[1]) : 3000;
   TestSpec();
-  const Ops* impls[] = {Avx2(), Avx512()};
-  const bool supported[] = {CpuHasAvx2(), CpuHasAvx512Vnni()};
   int tested = 0;
-  for (int i = 0; i < 2; ++i) {
-    if (impls[i] == nullptr || !supported[i]) {
-      printf("skip %s (not compiled in or not supported by this CPU)\n", i ? "avx512" : "avx2");
+  for (int i = 0; i < IsaCount(); ++i) {  // every SIMD implementation of the registry
+    const IsaEntry& entry = IsaAt(i);
+    const Ops* impl = entry.table();
+    if (impl == Scalar()) continue;
+    if (!Runnable(entry)) {
+      printf("skip %s (%s)\n", entry.name,
+             impl ? "not supported by this CPU" : "not compiled in");
       continue;
     }
-    TestImpl(*Scalar(), *impls[i], trials);
-    TestMicroKernels(*Scalar(), *impls[i], trials / 3 + 1);
-    TestGemmTileMix(*Scalar(), *impls[i], trials / 3 + 1);
-    TestDepthwise3x3(*Scalar(), *impls[i], trials / 3 + 1);
-    TestAdd(*Scalar(), *impls[i], trials / 3 + 1);
-    TestQuantize(*Scalar(), *impls[i], trials / 3 + 1);
-    TestMaxB(*Scalar(), *impls[i], trials / 3 + 1);
-    printf("%s: %d trials compared with scalar\n", impls[i]->name, trials);
+    if (strcmp(impl->name, entry.name) != 0) {
+      printf("FAIL: registry entry %s holds table %s\n", entry.name, impl->name);
+      ++failures;
+    }
+    TestImpl(*Scalar(), *impl, trials);
+    TestMicroKernels(*Scalar(), *impl, trials / 3 + 1);
+    TestGemmTileMix(*Scalar(), *impl, trials / 3 + 1);
+    TestDepthwise3x3(*Scalar(), *impl, trials / 3 + 1);
+    TestAdd(*Scalar(), *impl, trials / 3 + 1);
+    TestQuantize(*Scalar(), *impl, trials / 3 + 1);
+    TestMaxB(*Scalar(), *impl, trials / 3 + 1);
+    printf("%s: %d trials compared with scalar\n", impl->name, trials);
     ++tested;
   }
   printf("best implementation here: %s\n", Best()->name);
