@@ -212,14 +212,11 @@ void Conv2D::Run(const isa::Ops& ops, ThreadPool* pool, const int8_t* input, con
       ToU8(src, n, dst);
     }
   };
-  if (!in_place && a_.size() < static_cast<size_t>(rows) * kp + 64) {
-    a_.resize(static_cast<size_t>(rows) * kp + 64);
-  }
+  uint8_t* const a_base = in_place ? nullptr : ThreadScratch(static_cast<size_t>(rows) * kp + 64);
   // Locals, not members: the byte stores below may alias anything, members would be reloaded.
   const int kh = g_.kernel_h, kw = g_.kernel_w, sh = g_.stride_h, sw = g_.stride_w;
   const int dh = g_.dilation_h, dw = g_.dilation_w;
   const int seg = kw * c;  // bytes per kernel row
-  uint8_t* const a_base = a_.data();
   const int task_rows = TaskRows(rows, pool);
   const int tasks = static_cast<int>((rows + task_rows - 1) / task_rows);
   ParallelFor(pool, tasks, [&](int task) {
@@ -315,10 +312,9 @@ void Conv2D::RunLines(const isa::Ops& ops, ThreadPool* pool, const int8_t* input
   // start or the slack (their weights are zero).
   const size_t line = static_cast<size_t>(wp) * c + 16;
   const size_t size = static_cast<size_t>(s[0]) * hp * line;
-  if (a_.size() < size) a_.resize(size);
+  uint8_t* const lines = ThreadScratch(size);
   const uint8_t pad_value = static_cast<uint8_t>(input_zero_point_ + 128);
   const int threads = pool ? pool->threads() : 1;
-  uint8_t* const lines = a_.data();
   ForEachChunk(pool, s[0] * hp, 3 * threads, [&](int i) {
     const int n = i / hp, y = i % hp - pad_top;
     uint8_t* dst = lines + i * line;

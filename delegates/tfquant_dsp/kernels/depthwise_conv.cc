@@ -87,13 +87,13 @@ void DepthwiseConv2D::Run(const isa::Ops& ops, ThreadPool* pool, const int8_t* i
   // Zero-point-padded input with channels expanded to the output channels (c reads c / m),
   // 64 bytes of slack for the last vector loads.
   const size_t size = static_cast<size_t>(s[0]) * hp * wp * cp + 64;
-  if (buf_.size() < size) buf_.resize(size);
+  int8_t* const buf = reinterpret_cast<int8_t*>(ThreadScratch(size));
   const int8_t zp = static_cast<int8_t>(input_zero_point_);
   const bool direct_rows = multiplier_ == 1 && cp == in_channels_;
   const int threads = pool ? pool->threads() : 1;
   ForEachChunk(pool, s[0] * hp, 3 * threads, [&](int row) {
     const int n = row / hp, yp = row % hp, y = yp - pad_top;
-    int8_t* dst = &buf_[(static_cast<size_t>(row) * wp) * cp];
+    int8_t* dst = &buf[(static_cast<size_t>(row) * wp) * cp];
     if (y < 0 || y >= s[1]) {
       memset(dst, zp, static_cast<size_t>(wp) * cp);
       return;
@@ -144,7 +144,7 @@ void DepthwiseConv2D::Run(const isa::Ops& ops, ThreadPool* pool, const int8_t* i
       const int n = row / o[1], oy = row % o[1];
       const int end = std::min(row1, (n + 1) * o[1]);
       isa::DepthwiseArgs r = d;
-      r.in = &buf_[((static_cast<size_t>(n) * hp + oy * g_.stride_h) * wp) * cp];
+      r.in = &buf[((static_cast<size_t>(n) * hp + oy * g_.stride_h) * wp) * cp];
       r.out = output + static_cast<size_t>(row) * o[2] * out_channels_;
       r.rows = end - row;
       ops.depthwise_rows(r);

@@ -49,6 +49,12 @@ struct Requant {
   uint8_t output_xor = 0;  // 0x80: the output is stored biased (x + 128 as u8), see Conv2D
 };
 
+// The scratch memory of one kernel Run (im2col rows, padded inputs), shared by every kernel the
+// calling thread runs: kernels on one thread run one at a time (their pool tasks only index
+// into it), so the thread keeps one buffer, the largest any kernel asked for, instead of one
+// per layer. Its contents are undefined on entry. Throws std::bad_alloc.
+uint8_t* ThreadScratch(size_t bytes);
+
 // ---- GEMM-based: CONV_2D and FULLY_CONNECTED --------------------------------------------------
 
 struct ConvGeometry {
@@ -113,7 +119,6 @@ class Conv2D {
   bool lines_;  // RunLines
   PackedGemm gemm_;
   Requant rq_;
-  mutable std::vector<uint8_t> a_;  // the u8 im2col rows of one Run (scratch)
 };
 
 class DepthwiseConv2D {
@@ -138,7 +143,6 @@ class DepthwiseConv2D {
  private:
   int in_channels_, multiplier_, out_channels_, padded_channels_;
   int input_pad_[4] = {0, 0, 0, 0};  // SetInputPadding: top, bottom, left, right
-  mutable std::vector<int8_t> buf_;  // zero-point-padded input of one Run (scratch)
   // multiplier 1, channels a multiple of 32, not small (see Run): interior windows read the
   // input in place.
   void RunUnpadded(const isa::Ops& ops, ThreadPool* pool, const int8_t* input, const int s[4],
