@@ -424,8 +424,9 @@ def main(config: Config) -> int:
     text = report(results, thread_counts, ghz, ghz_source, dsp_params(config), config)
     print(text)
     if config.output:
-        with open(config.output, "w") as f:
-            f.write(text + "\n")
+        title, _, body = text.partition("\n")
+        _app.write_report(config.output, title.lstrip("# "), body,
+                          _app.command_line("tfquant-benchmark", config))
     return 0
 
 
