@@ -425,7 +425,7 @@ def main(config: Config) -> int:
     print(text)
     if config.output:
         title, _, body = text.partition("\n")
-        _app.write_report(config.output, title.lstrip("# "), body,
+        _app.write_report(config.output, title.lstrip("# "), "\n" + body,
                           _app.command_line("tfquant-benchmark", config))
     return 0
 
