@@ -33,13 +33,13 @@ def test_every_supported_layer_is_exercised(layer_model):
                 walk(layer)
     walk(layer_model)
     # QAT layers are covered by tests/test_qat_export.py, tests/test_qat_schemes.py and
-    # tests/test_qat_new_layers.py (OpLayer), the
+    # tests/test_qat_new_layers.py (OpLayer, QuantizedEmbedding), the
     # layers of native_layer_models by tests/test_native_layers.py
     kinds |= {type(layer).__name__ for model, _ in native_layer_models(keras).values()
               for layer in model.layers}
     expected = set(supported_layers()) - {"Softmax", "SpatialDropout2D", "GaussianNoise",
                                         "FoldedBatchNorm", "ActivationQuantizer",
-                                        "ConstantOperand", "OpLayer"}
+                                        "ConstantOperand", "OpLayer", "QuantizedEmbedding"}
     assert expected <= kinds, expected - kinds
 
 
