@@ -11,6 +11,7 @@ The Delegate object must outlive every interpreter that uses it.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -21,6 +22,7 @@ from tfquant import runtime as _runtime
 FC_REQUANT = {"litert": "double", "tf": "double", "tflite_runtime": "fixed_point"}
 
 
+@functools.lru_cache(maxsize=None)
 def isas(runnable_only: bool = False) -> tuple:
     """The ISA implementations the delegate library knows (its registry, in registry order),
     or only those this CPU runs: names for the `isa` option, e.g. ("scalar", "avx2",

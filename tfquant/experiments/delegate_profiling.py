@@ -154,14 +154,13 @@ _MEMORY_CHILD = r"""
 import json, sys
 import numpy as np
 from ai_edge_litert.interpreter import Interpreter, OpResolverType, load_delegate
-path, library, threads = sys.argv[1], sys.argv[2], int(sys.argv[3])
+path, library, threads, options = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
 def status(key):
     with open("/proc/self/status") as f:
         return next(int(l.split()[1]) * 1024 for l in f if l.startswith(key + ":"))
 with open(path, "rb") as f:
     model = f.read()
-delegates = [load_delegate(library, {"num_threads": str(threads), "fc_requant": "double"})] \
-    if library else []
+delegates = [load_delegate(library, json.loads(options))] if library else []
 before = status("VmRSS")
 with open("/proc/self/clear_refs", "w") as f:
     f.write("5")
@@ -191,7 +190,8 @@ def peak_memory_growth(model: bytes, with_delegate: bool, threads: int = 1) -> i
         with open(path, "wb") as f:
             f.write(model)
         done = subprocess.run([sys.executable, "-c", _MEMORY_CHILD, path,
-                               delegate.library_path() if with_delegate else "", str(threads)],
+                               delegate.library_path() if with_delegate else "", str(threads),
+                               json.dumps(delegate.options("litert", threads))],
                               capture_output=True, text=True, timeout=600)
     if done.returncode != 0:
         raise RuntimeError(f"memory measurement failed: {done.stderr.strip()[-500:]}")

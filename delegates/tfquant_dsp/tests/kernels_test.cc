@@ -81,6 +81,24 @@ struct Runner {
 };
 std::vector<Runner> runners;
 
+// Runs a CONV_2D / DEPTHWISE_CONV_2D kernel with every runner and compares with `want`.
+template <typename Kernel>
+void RunEverywhere(const Case& c, const Kernel& kernel, const std::vector<int8_t>& input,
+                   const int in_shape[4], const std::vector<int8_t>& want) {
+  for (const Runner& r : runners) {
+    std::vector<int8_t> got(want.size(), 0x55);
+    kernel.Run(*r.ops, r.pool, input.data(), in_shape, got.data());
+    Compare(c, r.ops->name, r.threads, want, got);
+  }
+}
+
+// Leading padding of rows (`vertical`) or columns of a convolution's output (0 for VALID).
+int PadBefore(const ConvGeometry& g, bool vertical, int in, int out) {
+  if (!g.same_padding) return 0;
+  return vertical ? PaddingBefore(in, g.kernel_h, g.stride_h, g.dilation_h, out)
+                  : PaddingBefore(in, g.kernel_w, g.stride_w, g.dilation_w, out);
+}
+
 void TestConv(int trials) {
   for (int trial = 0; trial < trials; ++trial) {
     ConvGeometry g;
@@ -109,8 +127,7 @@ void TestConv(int trials) {
     const std::vector<int8_t> input = Bytes(static_cast<size_t>(batches) * h * w * in_c);
     int lo, hi;
     ActivationRange(act, out_scale, out_zp, &lo, &hi);
-    const int pad_top = g.same_padding ? PaddingBefore(h, g.kernel_h, g.stride_h, g.dilation_h, out_h) : 0;
-    const int pad_left = g.same_padding ? PaddingBefore(w, g.kernel_w, g.stride_w, g.dilation_w, out_w) : 0;
+    const int pad_top = PadBefore(g, true, h, out_h), pad_left = PadBefore(g, false, w, out_w);
     std::vector<int8_t> want(static_cast<size_t>(batches) * out_h * out_w * out_c);
     Case c{"CONV_2D", {0}};
     snprintf(c.detail, sizeof(c.detail), "%dx%dx%dx%d k%dx%d s%dx%d d%dx%d %s out %d zp %d/%d",
@@ -142,11 +159,7 @@ void TestConv(int trials) {
               want[((static_cast<size_t>(b) * out_h + oy) * out_w + ox) * out_c + oc] =
                   Requantize(acc, real, out_zp, lo, hi);
             }
-      for (const Runner& r : runners) {
-        std::vector<int8_t> got(want.size(), 0x55);
-        kernel.Run(*r.ops, r.pool, input.data(), in_shape, got.data());
-        Compare(c, r.ops->name, r.threads, want, got);
-      }
+      RunEverywhere(c, kernel, input, in_shape, want);
     }
   }
 }
@@ -183,8 +196,7 @@ void TestDepthwise(int trials) {
                            out_scale, out_zp, act);
     int lo, hi;
     ActivationRange(act, out_scale, out_zp, &lo, &hi);
-    const int pad_top = g.same_padding ? PaddingBefore(h, g.kernel_h, g.stride_h, g.dilation_h, out_h) : 0;
-    const int pad_left = g.same_padding ? PaddingBefore(w, g.kernel_w, g.stride_w, g.dilation_w, out_w) : 0;
+    const int pad_top = PadBefore(g, true, h, out_h), pad_left = PadBefore(g, false, w, out_w);
     std::vector<int8_t> want(static_cast<size_t>(batches) * out_h * out_w * out_c);
     for (int b = 0; b < batches; ++b)
       for (int oy = 0; oy < out_h; ++oy)
@@ -210,11 +222,7 @@ void TestDepthwise(int trials) {
     snprintf(c.detail, sizeof(c.detail), "%dx%dx%dx%d k%dx%d s%d d%d %s x%d zp %d/%d", batches,
              h, w, in_c, g.kernel_h, g.kernel_w, g.stride_h, g.dilation_h,
              g.same_padding ? "same" : "valid", mult, in_zp, out_zp);
-    for (const Runner& r : runners) {
-      std::vector<int8_t> got(want.size(), 0x55);
-      kernel.Run(*r.ops, r.pool, input.data(), in_shape, got.data());
-      Compare(c, r.ops->name, r.threads, want, got);
-    }
+    RunEverywhere(c, kernel, input, in_shape, want);
   }
 }
 
