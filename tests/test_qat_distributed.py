@@ -88,6 +88,11 @@ _WORKER = textwrap.dedent("""
     from tfquant.models import data
 
     output, workers = sys.argv[1], int(sys.argv[2])
+    # Grappler's arithmetic optimizer re-associates the sums that meet gradients of a tensor
+    # with several consumers (MobileNet-v2's residual blocks) differently in a one-process
+    # two-device graph than in a one-device worker graph: ulp differences that fake
+    # quantization amplifies. Off in both, the runs are bit-identical.
+    tf.config.optimizer.set_experimental_options({"arithmetic_optimization": False})
     # Optional: a checkpoint directory to resume from and save to every 4 steps, and the step
     # at which worker 1 dies (a crash in the middle of training).
     checkpoint_dir = sys.argv[3] if len(sys.argv) > 3 else ""
@@ -215,14 +220,11 @@ def _run_two_workers(output, extra=(), crash=False, model="small") -> list:
                 w.wait()
 
 
-# {model: (int8 MNIST-5k accuracy it must pass after 32 steps, what two workers must match)}:
-# the small model (convolution, dense) and the fine-tuned ViT-tiny (attention, layer norms,
-# gelu) are bit-identical to one worker with two replicas (losses and int8 bytes). The
-# MobileNet-v2's losses agree for the first 3 steps, then drift (one intra-op thread per process
-# did not remove it: 99.5% agreement; neither did op determinism), so its int8 models are
-# compared by their predictions: 99.8% at learning rate 0.001 and at 0.003, the two digits that
-# differ being near ties.
-MODELS = {"small": (0.5, "bytes"), "mobilenet_v2": (0.9, "predictions"), "vit_tiny": (0.85, "bytes")}
+# {model: int8 MNIST-5k accuracy it must pass after 32 steps}: all three (convolution and
+# dense; MobileNet-v2 with residual blocks and batch-norm folding; the fine-tuned ViT-tiny with
+# attention, layer norms, gelu) are bit-identical to one worker with two replicas: losses and
+# int8 bytes (the MobileNet-v2 only with Grappler's arithmetic optimizer off, see _WORKER).
+MODELS = {"small": 0.5, "mobilenet_v2": 0.9, "vit_tiny": 0.85}
 
 
 @pytest.mark.parametrize("model", sorted(MODELS))
@@ -235,7 +237,7 @@ def test_two_worker_processes_train_what_one_worker_trains(tmp_path, mnist, mode
     import json
 
     from tfquant import runtime
-    minimum_accuracy, match = MODELS[model]
+    minimum_accuracy = MODELS[model]
     if model == "vit_tiny":  # trained once here, so that the workers load the same weights
         from tfquant.experiments.coverage_models import trained, vit_tiny
         trained("vit_tiny", vit_tiny, mnist.x_train, mnist.y_train,
@@ -265,14 +267,7 @@ def test_two_worker_processes_train_what_one_worker_trains(tmp_path, mnist, mode
           f"{'equal' if two_workers == one_worker else 'differ'}, losses "
           f"{'equal' if steps[0] == steps[2] else 'differ'}")
     assert accuracy > minimum_accuracy
-    if match == "bytes":
-        assert steps[0] == steps[2] and two_workers == one_worker
-    else:  # measured 99.8%; the digits on which they differ are near ties
-        rows = np.flatnonzero(np.argmax(predicted[0], 1) != np.argmax(predicted[1], 1))
-        margins = (predicted[1][rows, np.argmax(predicted[1][rows], 1)]
-                   - predicted[1][rows, np.argmax(predicted[0][rows], 1)])
-        print(f"  probability margins where they differ: {np.round(margins, 3).tolist()}")
-        assert agreement >= 0.995 and np.all(margins <= 0.25), (agreement, margins)
+    assert steps[0] == steps[2] and two_workers == one_worker
 
 
 def test_killed_worker_resumes_from_the_checkpoint(tmp_path):
