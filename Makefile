@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test test-fast setup clean bazel-test
 
-DELEGATE_SOURCES := $(shell find delegates -name '*.cc' -o -name '*.h' -o -name '*.inc' -o -name '*.map')
+DELEGATE_SOURCES := $(shell find delegates tfquant/native -name '*.cc' -o -name '*.h' -o -name '*.inc' -o -name '*.map')
 
 # The editable install also compiles the C++ delegate into the package (setup.py).
 $(STAMP): requirements.txt requirements-extras.txt setup.cfg pyproject.toml setup.py $(DELEGATE_SOURCES)
@@ -39,5 +39,5 @@ bazel-test:
 	.ci/bazel_test.sh
 
 clean:
-	rm -rf $(VENV) build *.egg-info tfquant/_tfquant_dsp*.so
+	rm -rf $(VENV) build *.egg-info tfquant/_tfquant_dsp*.so tfquant/native/_range_search*.so
 	rm -f bazel-bin bazel-out bazel-testlogs bazel-$(notdir $(CURDIR))

@@ -142,3 +142,54 @@ def test_mse_range_of_a_one_sided_tensor_is_the_best_of_its_grid():
             for f in np.linspace(1 / 64, 1, 64)]
     assert low == 0.0 and high < values.max()
     assert _mse(values, low, high, spec.INT8_ACTIVATION) <= 1.001 * min(grid)
+
+
+def test_native_mse_search_chooses_the_numpy_search_range_bit_for_bit():
+    """tfquant.native's C++ search computes what the numpy definition computes (same float64
+    operations and summation order): the same range, to the bit, on heavy-tailed, one-sided
+    and shifted distributions, for 4-, 8- and 16-bit, signed and unsigned, symmetric and
+    asymmetric specs."""
+    from tfquant import native
+    assert native.available(), "the package's native library is not built"
+    rng = np.random.default_rng(4)
+    specs = (spec.INT8_ACTIVATION, spec.QuantSpec(bits=4), spec.QuantSpec(bits=8, signed=False),
+             spec.QuantSpec(bits=8, symmetric=True), spec.QuantSpec(bits=16, symmetric=True))
+    compared = 0
+    for trial in range(24):
+        values = rng.standard_t(3, 4096) * rng.uniform(0.01, 10)
+        values = (values, np.abs(values), -np.abs(values) + rng.uniform(-1, 1),
+                  rng.normal(size=4096))[trial % 4]
+        for s in specs:
+            fast = spec.mse_optimal_range(values, values.min(), values.max(), s)
+            token = spec._NATIVE.set(False)
+            try:
+                slow = spec.mse_optimal_range(values, values.min(), values.max(), s)
+            finally:
+                spec._NATIVE.reset(token)
+            assert np.float64(fast[0]).tobytes() == np.float64(slow[0]).tobytes(), (s, fast, slow)
+            assert np.float64(fast[1]).tobytes() == np.float64(slow[1]).tobytes(), (s, fast, slow)
+            compared += 1
+    assert compared == 24 * len(specs)
+
+
+def test_auto_scores_dense_output_models_on_fewer_samples():
+    """Held samples stop (in whole batches) once their float outputs have
+    HELD_OUTPUT_VALUES values: 24 batches of 8 samples of a model with 8192 outputs per
+    sample hold 4 batches (4 x 8 x 8192 = 2^18 values), a classifier holds 256 samples."""
+    from tfquant import range_selection
+    from tfquant.calibrate import calibrate_all
+    from tfquant.frontends.keras_model import from_keras
+    from tfquant import passes
+    assert range_selection.HELD_OUTPUT_VALUES == 1 << 18
+    inputs = keras.Input((64,))
+    dense = keras.Model(inputs, keras.layers.Dense(8192)(inputs))
+    small = keras.Model(inputs, keras.layers.Dense(10)(inputs))
+    data = np.random.default_rng(5).normal(size=(192, 64)).astype(np.float32)
+    for model, held in ((dense, 32), (small, 192)):
+        graph = passes.canonicalize(from_keras(model))
+        calibration = calibrate_all(graph, data, ("minmax",), batch_size=8,
+                                    held_samples=range_selection.HELD_SAMPLES,
+                                    held_values=range_selection.HELD_OUTPUT_VALUES,
+                                    show_progress=False)
+        assert len(calibration.inputs[0]) == held, model.output_shape
+        np.testing.assert_array_equal(calibration.inputs[0], data[:held])

@@ -199,6 +199,67 @@ def test_saved_model_with_a_signature(tmp_path):
     _sqnr_on_every_runtime(result.model, expected, x[:16], 30)
 
 
+def test_saved_model_outputs_keep_their_signature_names_in_name_order(tmp_path):
+    """A SavedModel signature with several named outputs: the lowered model's outputs are the
+    signature's, sorted by name (as TensorFlow flattens them), and named by the signature; the
+    signature runner gives each output under its name."""
+    module = tf.Module()
+    module.w = tf.Variable(RNG.normal(size=(6, 5)).astype(np.float32))
+
+    @tf.function(input_signature=[tf.TensorSpec((None, 6), tf.float32, name="x")])
+    def heads(x):
+        h = tf.nn.relu(x @ module.w)
+        return {"zeta": h[:, :2] * 2.0, "alpha": tf.reduce_sum(h, axis=1, keepdims=True)}
+
+    module.heads = heads
+    path = str(tmp_path / "saved")
+    tf.saved_model.save(module, path, signatures={"serving_default": heads})
+    x = RNG.normal(size=(64, 6)).astype(np.float32)
+    result = tfquant.convert_model(path, x, show_progress=False)
+    signature = result.graph.signature
+    assert (signature.key, signature.inputs, signature.outputs) == (
+        "serving_default", ("x",), ("alpha", "zeta"))
+    assert [result.graph.tensors[n].shape[1:] for n in result.graph.outputs] == [(1,), (2,)]
+    expected = {k: v.numpy() for k, v in heads(tf.constant(x[:16])).items()}
+    for rt in runtime.RUNTIMES:
+        interpreter = runtime.make_interpreter(result.model, rt)
+        runner = interpreter.get_signature_runner("serving_default")
+        got = runner(x=runtime.encode(x[:16], runner.get_input_details()["x"]))
+        for name in ("alpha", "zeta"):
+            value = runtime.decode(got[name], runner.get_output_details()[name])
+            assert tfquant.spec.sqnr_db(expected[name], value) > 25, (rt, name)
+
+
+def test_lowering_shortcuts_change_no_byte(monkeypatch):
+    """Lowering hands TFLiteConverter its already-frozen function and skips its buffer
+    deduplication (two private hooks, docs/architecture.md): the quantized models are the
+    bytes of the converter's full path, on a function whose equal constants the
+    deduplication merges and on a Keras LSTM."""
+    kernel = RNG.normal(size=(6, 64)).astype(np.float32)
+
+    @tf.function(input_signature=[tf.TensorSpec((None, 6), tf.float32)])
+    def twins(x):  # two equal 1.5 KB constants and one read twice
+        a = x @ tf.constant(kernel)
+        b = tf.tanh(x) @ tf.constant(kernel.copy())
+        return tf.concat([a, b, a @ tf.constant(np.eye(64, dtype=np.float32))], axis=1)
+
+    inputs = keras.Input((5, 3))
+    lstm = keras.Model(inputs, keras.layers.Dense(2)(keras.layers.LSTM(4, unroll=True)(inputs)))
+    cases = ((twins, RNG.normal(size=(32, 6)).astype(np.float32)),
+             (lstm, RNG.normal(size=(16, 5, 3)).astype(np.float32)))
+    converter = tf.lite.TFLiteConverter.from_concrete_functions(
+        [twins.get_concrete_function()])  # the hooks exist in this TensorFlow: they are used
+    assert callable(converter._freeze_concrete_function)
+    assert callable(converter._optimize_tflite_model)
+    fast = [tfquant.convert_model(model, data, show_progress=False) for model, data in cases]
+    assert all(r.route.startswith("lowered") for r in fast)
+    monkeypatch.setattr(lowering, "_skip_second_freeze", lambda converter, frozen: None)
+    monkeypatch.setattr(lowering, "_skip_buffer_deduplication", lambda converter: None)
+    full = [tfquant.convert_model(model, data, show_progress=False) for model, data in cases]
+    for a, b in zip(fast, full):
+        assert a.model == b.model
+
+
 def test_concrete_function():
     w = tf.constant(RNG.normal(size=(6, 3)).astype(np.float32))
     function = tf.function(lambda x: tf.tanh(x @ w),

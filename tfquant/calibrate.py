@@ -328,9 +328,10 @@ def calibrate_all(graph: ir.Graph, data, methods, *, num_batches: int = DEFAULT_
                   batch_size: int = DEFAULT_BATCH_SIZE, ema_decay: float = 0.9,
                   percentile: float = 99.99, channel_means: bool = False,
                   kernels: str = "default", held_samples: int = 0,
-                  show_progress: bool = True) -> Calibration:
+                  held_values: Optional[int] = None, show_progress: bool = True) -> Calibration:
     """calibrate() for several estimators at once (one pass over the data), also holding the
-    first `held_samples` samples (whole batches) and the float model's outputs on them."""
+    first `held_samples` samples (whole batches, and no more batches once the held outputs
+    have `held_values` values) and the float model's outputs on them."""
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
     if kernels not in CALIBRATION_KERNELS:
@@ -357,7 +358,9 @@ def calibrate_all(graph: ir.Graph, data, methods, *, num_batches: int = DEFAULT_
     for i, batch in enumerate(itertools.islice(
             _as_batches(data, batch_size, _input_names(graph)), num_batches)):
         batch = _check_batch(batch, graph, i)
-        hold = sum(len(b[0]) for b in held_inputs) < held_samples
+        hold = sum(len(b[0]) for b in held_inputs) < held_samples and (
+            held_values is None or sum(o.size for outs in held_outputs for o in outs)
+            < held_values)
         if hold:
             held_inputs.append(batch)
         for _ in runner.run(batch):

@@ -12,7 +12,7 @@ standard error.
 
 Criterion (per model): tfquant's pooled SQNR >= the best peer's pooled SQNR minus that peer's
 standard error (random-weight models) or >= the best peer's (trained models), tfquant's
-int8 op share >= the best peer's, and tfquant's mean conversion time <= 0.5x TFLiteConverter's
+int8 op share >= the best peer's, and tfquant's median conversion time <= 0.5x TFLiteConverter's
 (native route) or <= 1.0x (lowered route). A row over its time limit is timed again with
 minmax ranges, which shows what "auto" calibration's search costs.
 
@@ -279,7 +279,7 @@ def evaluate(entry, config: Config) -> dict:
         if result["sqnr"] and not result["error"]:
             note = f" ({result['note']})" if result["note"] else ""
             _app.log(f"{entry.name}: {label}{note}: {format_sqnr(result)} dB, "
-                     f"{result['share']:.0%} int8 ops, {np.mean(result['seconds']):.1f} s")
+                     f"{result['share']:.0%} int8 ops, {np.median(result['seconds']):.1f} s")
     if "directory" in scratch:
         scratch["directory"].cleanup()
     diagnose(row, case, reference)
@@ -318,8 +318,11 @@ TIME_LIMITS = {"native": 0.5, "lowered": 1.0}
 
 
 def time_ratio(row: dict):
-    """(tfquant's mean conversion time / TFLiteConverter's, the limit of its route), or None
-    where there is no comparison (a .tflite input, or a converter failed)."""
+    """(tfquant's median conversion time / TFLiteConverter's, the limit of its route), or None
+    where there is no comparison (a .tflite input, or a converter failed). Medians over the
+    draws: a model's first conversion pays TensorFlow's one-time start-up for its kind of
+    model (3 s more on basic-pitch's SavedModel), which the mean would charge to whichever
+    tool runs first."""
     import numpy as np
     ours, peer = row["tools"].get("tfquant"), row["tools"].get("tflite_converter")
     if not converted(ours) or not converted(peer):
@@ -327,7 +330,7 @@ def time_ratio(row: dict):
     limit = TIME_LIMITS.get(ours["note"].split(" ")[0])
     if limit is None:
         return None
-    return float(np.mean(ours["seconds"]) / np.mean(peer["seconds"])), limit
+    return float(np.median(ours["seconds"]) / np.median(peer["seconds"])), limit
 
 
 def diagnose_time(row: dict, case):
@@ -340,7 +343,7 @@ def diagnose_time(row: dict, case):
     _app.log(f"{row['name']}: tfquant's time with minmax ranges")
     seconds = [convert("tfquant", case, batches, {}, {"calibration_method": "minmax"})[1]
                for batches in case.calibration]
-    row["time_diagnosis"] = float(np.mean(seconds) / np.mean(
+    row["time_diagnosis"] = float(np.median(seconds) / np.median(
         row["tools"]["tflite_converter"]["seconds"]))
 
 
@@ -447,7 +450,7 @@ def format_tables(rows: list, runtimes: tuple) -> str:
                   if r["correct"] else "-") for t in keys]
         detail.append([row["name"],
                        *(_cell(tools.get(t), lambda r: f"{r['bytes']:,}") for t in keys),
-                       *(_cell(tools.get(t), lambda r: f"{np.mean(r['seconds']):.1f}")
+                       *(_cell(tools.get(t), lambda r: f"{np.median(r['seconds']):.1f}")
                          for t in keys), *accuracy])
         if row["error"]:
             errors.append(f"- {row['name']}: building the model {row['error']}")
@@ -459,7 +462,7 @@ def format_tables(rows: list, runtimes: tuple) -> str:
               *(f"int8 ops {k}" for k in labels), "criterion"]
     text = reports.markdown_table(header + (["runs on"] if runtimes != ("litert",) else []),
                                   main)
-    text += "\n\nSize, mean conversion time over the calibration draws and top-1 accuracy " \
+    text += "\n\nSize, median conversion time over the calibration draws and top-1 accuracy " \
             "(classifiers, against the labels; pooled over draws and test sets):\n\n"
     text += reports.markdown_table(
         ["model", *(f"bytes {k}" for k in labels), *(f"s {k}" for k in labels),
@@ -477,7 +480,7 @@ def describe(config: Config, seconds: float, done: int) -> str:
             "QUANTIZE / DEQUANTIZE and shape arithmetic (int32 / int64 / bool outputs). "
             "Criterion: tfquant's SQNR >= the best peer's minus its standard error "
             "(random-weight models) or >= the best peer's (trained), its int8 op share "
-            ">= the best peer's, and its mean conversion time <= 0.5x TFLiteConverter's "
+            ">= the best peer's, and its median conversion time <= 0.5x TFLiteConverter's "
             "(native route) or <= 1.0x (lowered route; a row over it is timed again with "
             "minmax ranges). 'n/a': TFLiteConverter cannot read a float "
             ".tflite. AI Edge Quantizer's time leaves out the float .tflite export.\n\n")

@@ -71,8 +71,12 @@ def to_graph(model, data=None, route: str = "auto") -> Source:
     if isinstance(model, SavedModel):
         reason = str(UnsupportedLayerError(model.unknown_layers)).split(";")[0] \
             if model.unknown_layers else "SavedModel signature"
-        return Source(from_tflite(lowering.lower_saved_model(model.path, model.signature_key)),
-                      f"lowered by TFLiteConverter ({reason})", data)
+        lowered = lowering.lower_saved_model(model.path, model.signature_key)
+        graph = from_tflite(lowered.model)
+        if len(lowered.inputs) == len(graph.inputs) and \
+                len(lowered.outputs) == len(graph.outputs):
+            graph.signature = ir.Signature(lowered.key, lowered.inputs, lowered.outputs)
+        return Source(graph, f"lowered by TFLiteConverter ({reason})", data)
     if hasattr(model, "get_concrete_function") or type(model).__name__ == "ConcreteFunction":
         return Source(from_tflite(lowering.lower_concrete_function(model)),
                       "lowered by TFLiteConverter (TensorFlow function)", data)
