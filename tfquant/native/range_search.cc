@@ -137,22 +137,49 @@ double RangeError(const Histogram& h, double s, double zp, int64_t qmin, int64_t
   return sum;
 }
 
+// The error of the lowest and highest levels alone: the values below the first rounding
+// boundary and above the last (the clipped ones among them). Every other level's term is a
+// sum of squares, so this is a lower bound of RangeError up to rounding.
+double ClippingError(const Histogram& h, double s, double zp, int64_t qmin, int64_t qmax) {
+  double error = 0.0;
+  for (const int64_t q : {qmin, qmax}) {
+    const double shifted = static_cast<double>(q) - zp;
+    const double boundary = q == qmin ? shifted + 0.5 : shifted - 0.5;
+    const int64_t edge = BinsBelow((boundary * s - h.low) / h.width - 0.5, boundary > 0, h.bins);
+    const int64_t lower = q == qmin ? 0 : edge, upper = q == qmin ? edge : h.bins;
+    const double value = RoundToFloat32(shifted * s);
+    const double n = h.count[upper] - h.count[lower];
+    const double first = h.first[upper] - h.first[lower];
+    const double second = h.second[upper] - h.second[lower];
+    error += (second - 2.0 * value * first) + value * value * n;
+  }
+  return error;
+}
+
 // The first range of lows[i], highs[i] with the smallest error (np.argmin: a NaN wins).
+// The ranges go widest first (each list's ends grow with i) so that a good error is known
+// early: a range whose clipping error alone exceeds the best so far by more than `slack`
+// (far above the rounding of any sum here) cannot be chosen and is not summed level by level.
 int64_t BestRange(const Histogram& h, const Spec& spec, const std::vector<double>& lows,
-                  const std::vector<double>& highs, std::vector<double>& terms) {
-  int64_t best = 0;
+                  const std::vector<double>& highs, double slack, std::vector<double>& terms) {
+  int64_t best = -1, first_nan = -1;
   double best_error = 0.0;
-  for (size_t i = 0; i < lows.size(); ++i) {
+  for (int64_t i = static_cast<int64_t>(lows.size()) - 1; i >= 0; --i) {
     double s, zp;
-    ParamsFromRange(lows[i], highs[i], spec, &s, &zp);
+    ParamsFromRange(lows[static_cast<size_t>(i)], highs[static_cast<size_t>(i)], spec, &s,
+                    &zp);
+    if (best >= 0 && ClippingError(h, s, zp, spec.qmin, spec.qmax) > best_error + slack) {
+      continue;
+    }
     const double error = RangeError(h, s, zp, spec.qmin, spec.qmax, terms);
-    if (std::isnan(error)) return static_cast<int64_t>(i);
-    if (i == 0 || error < best_error) {
-      best = static_cast<int64_t>(i);
+    if (std::isnan(error)) {
+      first_nan = i;
+    } else if (best < 0 || error <= best_error) {  // a tie goes to the lower index
+      best = i;
       best_error = error;
     }
   }
-  return best;
+  return first_nan >= 0 ? first_nan : std::max<int64_t>(best, 0);
 }
 
 }  // namespace
@@ -176,11 +203,14 @@ __attribute__((visibility("default"))) int tfquant_mse_optimal_range(
   const Histogram h{prefix_count, prefix_first, prefix_second, bins, rmin, width};
   const Spec spec{qmin, qmax, symmetric != 0};
   std::vector<double> terms, lows, highs;
+  // Rounding in the sums is below 1e-12 of (largest |value|)^2 x count; 1000 times that.
+  const double reach = std::max(-rmin, rmax);
+  const double slack = 1e-9 * reach * reach * prefix_count[bins];
   for (int64_t i = 0; i < steps; ++i) {
     lows.push_back(fractions[i] * rmin);
     highs.push_back(fractions[i] * rmax);
   }
-  int64_t best = BestRange(h, spec, lows, highs, terms);
+  int64_t best = BestRange(h, spec, lows, highs, slack, terms);
   double low = lows[static_cast<size_t>(best)], high = highs[static_cast<size_t>(best)];
   if (rmin != 0.0 && rmax != 0.0) {  // one-sided: moving the other end tries the same ranges
     for (int64_t i = 0; i < steps; ++i) {
@@ -189,7 +219,7 @@ __attribute__((visibility("default"))) int tfquant_mse_optimal_range(
     }
     lows.push_back(low);
     highs.push_back(high);
-    best = BestRange(h, spec, lows, highs, terms);
+    best = BestRange(h, spec, lows, highs, slack, terms);
     low = lows[static_cast<size_t>(best)];
     high = highs[static_cast<size_t>(best)];
     for (int64_t i = 0; i < steps; ++i) {
@@ -198,7 +228,7 @@ __attribute__((visibility("default"))) int tfquant_mse_optimal_range(
     }
     lows[static_cast<size_t>(steps)] = low;
     highs[static_cast<size_t>(steps)] = high;
-    best = BestRange(h, spec, lows, highs, terms);
+    best = BestRange(h, spec, lows, highs, slack, terms);
     low = lows[static_cast<size_t>(best)];
     high = highs[static_cast<size_t>(best)];
   }
