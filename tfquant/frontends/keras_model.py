@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from tfquant import ir, ops, vocabulary
-from tfquant.errors import UnreadableModelError, UnsupportedLayerError
+from tfquant.errors import ConversionError, UnreadableModelError, UnsupportedLayerError
 from tfquant.frontends import float_fallback, keras_qat
 from tfquant.ops import keras_support, weights
 from tfquant.ops.keras_support import Unsupported
@@ -245,6 +245,23 @@ def _activation(b: _Builder, layer, inputs, out_shape):
     return y
 
 
+def refuse_keras_quantized(model):
+    """Layers Keras quantized itself (model.quantize) hold integer codes where their kernels
+    were: read as float weights they give a garbage model, and TFLiteConverter cannot lower
+    them either. Refused in one line naming them."""
+    if not hasattr(model, "_flatten_layers"):
+        return
+    quantized = [f"{layer.name!r} ({type(layer).__name__}, {mode})"
+                 for layer in model._flatten_layers(include_self=False, recursive=True)
+                 for mode in [getattr(layer, "quantization_mode", None)] if mode]
+    if quantized:
+        raise ConversionError(
+            f"layers quantized by Keras (model.quantize): {', '.join(quantized[:5])}"
+            f"{' ...' if len(quantized) > 5 else ''}; tfquant does not read Keras-quantized "
+            "weights yet: convert the float model (tfquant quantizes weights per channel "
+            "itself, to 8 or 4 bits with Recipe(weight_bits=...))")
+
+
 def from_keras(model, float_fallback: bool = False, keep_keras_layers: bool = False,
                quantized_tensors: dict | None = None) -> ir.Graph:
     """Build the IR of a Keras 3 or tf_keras model (Sequential, Functional, nested).
@@ -256,6 +273,7 @@ def from_keras(model, float_fallback: bool = False, keep_keras_layers: bool = Fa
     their ranges are not read but {(quantizer name, member): (input, output) tensor} recorded
     (to calibrate them).
     """
+    refuse_keras_quantized(model)
     builder = _Builder(float_fallback, keep_keras_layers, quantized_tensors)
     graph = builder.graph
     input_names = []

@@ -22,7 +22,7 @@ from tfquant.errors import ModelLoadError, UnreadableModelError, UnsupportedLaye
 from tfquant.flatbuffer import is_tflite, load_bytes
 from tfquant.recipe import ROUTES
 from tfquant.frontends import lowering
-from tfquant.frontends.keras_model import from_keras
+from tfquant.frontends.keras_model import from_keras, refuse_keras_quantized
 from tfquant.frontends.tflite_model import from_tflite
 
 QAT_LAYERS = ("ActivationQuantizer", "FoldedBatchNorm")
@@ -80,6 +80,7 @@ def to_graph(model, data=None, route: str = "auto") -> Source:
     if hasattr(model, "get_concrete_function") or type(model).__name__ == "ConcreteFunction":
         return Source(from_tflite(lowering.lower_concrete_function(model)),
                       "lowered by TFLiteConverter (TensorFlow function)", data)
+    refuse_keras_quantized(model)
     if qat_layers(model):  # trained QAT layers: read natively, float layers kept float
         return Source(from_keras(model, float_fallback=True), "native (QAT model)", data)
     reason = "Recipe(route='lowered')"
