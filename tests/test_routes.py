@@ -14,7 +14,6 @@ import tensorflow as tf
 import tf_keras
 
 import tfquant
-import tfquant.qat
 from tfquant import debugger, runtime
 from tfquant.errors import (CalibrationDataError, ConversionError, ModelLoadError,
                             UnsupportedLayerError)
@@ -459,29 +458,3 @@ def test_keras_saved_model_with_an_unknown_layer_is_lowered_from_its_directory(t
     _sqnr_on_every_runtime(result.model, model.predict(IMAGES[:32], verbose=0), IMAGES[:32],
                            30)
 
-
-@pytest.mark.parametrize("mode", ["int8", "int4"])
-def test_keras_quantized_layers_are_refused_in_one_line(mode, tmp_path):
-    """A model after Keras's own model.quantize holds integer codes where its kernels were:
-    read as float weights they gave a garbage model (-96 dB against Keras's own int8
-    outputs). Conversion, quantization-aware training and the CLI refuse it in one line
-    naming the layers."""
-    inputs = keras.Input((16,))
-    hidden = keras.layers.Dense(8, activation="relu", name="hidden")(inputs)
-    model = keras.Model(inputs, keras.layers.Dense(4, name="logits")(hidden))
-    model.quantize(mode)
-    x = RNG.normal(size=(32, 16)).astype(np.float32)
-    for convert in (lambda: tfquant.convert_model(model, x, show_progress=False),
-                    lambda: tfquant.convert_model(model, x, tfquant.Recipe(route="lowered"),
-                                                  show_progress=False),
-                    lambda: tfquant.qat.quantize_model(model)):
-        with pytest.raises(ConversionError, match=f"'hidden' \\(Dense, {mode}\\)") as info:
-            convert()
-        assert "\n" not in str(info.value) and "'logits'" in str(info.value)
-    path = str(tmp_path / "quantized.keras")
-    model.save(path)
-    done = subprocess.run([sys.executable, "-m", "tfquant.tools.convert", f"--model={path}",
-                           f"--output={tmp_path / 'out.tflite'}", "--mode=float"],
-                          capture_output=True, text=True, timeout=300)
-    assert done.returncode != 0 and "quantized by Keras" in done.stderr, done.stderr[-500:]
-    assert "Traceback" not in done.stderr and not (tmp_path / "out.tflite").exists()

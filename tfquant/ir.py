@@ -63,11 +63,14 @@ class Tensor:
 @dataclasses.dataclass(frozen=True)
 class WeightGrid:
     """The weight grid a QAT layer trained on (bits, symmetric, per channel): the int8 export
-    puts the weights on the same grid."""
+    puts the weights on the same grid. With `scale` (one float32 per output channel), the
+    weights are a source's own integer codes times these scales (a Keras-quantized Dense):
+    the export keeps those scales, hence the codes, and no pass rescales the weights."""
 
     bits: int
     symmetric: bool
     per_channel: bool
+    scale: Optional[tuple] = None
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -95,6 +98,11 @@ class Op:
 
     def replace(self, **changes) -> "Op":
         return dataclasses.replace(self, **changes)
+
+    @property
+    def fixed_weights(self) -> bool:
+        """Whether the op's weights are integer codes with fixed scales (WeightGrid.scale)."""
+        return self.weight_grid is not None and self.weight_grid.scale is not None
 
     @property
     def label(self) -> str:

@@ -287,6 +287,11 @@ def weight_grid(graph: ir.Graph, op: ir.Op, recipe: Recipe,
     the recipe asks for it), before any bias needs them wider."""
     weights = graph.tensors[op.inputs[ops.weight_layout(op.type).weight_input]].data
     grid_spec = weight_spec(op, recipe, per_channel)
+    if op.fixed_weights and per_channel is not False:  # a source's own codes, exactly
+        scale = np.asarray(op.weight_grid.scale, np.float32)
+        return grid_spec, QuantParams(scale, np.zeros(scale.size, np.int64), grid_spec.axis)
+    if op.fixed_weights:  # per tensor asked (hybrid dense kernels): the codes are redone
+        grid_spec = dataclasses.replace(grid_spec, axis=None)
     if recipe.weight_range_method == "mse" and op.weight_grid is None:
         rmin, rmax = spec.mse_optimal_weight_range(weights, grid_spec.axis, grid_spec)
     else:

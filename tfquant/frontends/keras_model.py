@@ -91,11 +91,12 @@ class _Builder:
             raise Unsupported(f"{type(layer).__name__} activation={kind}")
         return self.op(op_type, [x], out_shape, name, layer)
 
-    def op(self, op_type, inputs, out_shape, name, layer, options=None):
+    def op(self, op_type, inputs, out_shape, name, layer, options=None, weight_grid=None):
         out = self.graph.add_tensor(name, out_shape)
         if options is None:
             options = ops.get(op_type).options()
-        self.graph.add_op(op_type, inputs, [out], options, source=(layer.name,))
+        self.graph.add_op(op_type, inputs, [out], options, source=(layer.name,),
+                          weight_grid=weight_grid)
         return out
 
     def current_keras_inputs(self) -> list:
@@ -245,21 +246,32 @@ def _activation(b: _Builder, layer, inputs, out_shape):
     return y
 
 
-def refuse_keras_quantized(model):
-    """Layers Keras quantized itself (model.quantize) hold integer codes where their kernels
-    were: read as float weights they give a garbage model, and TFLiteConverter cannot lower
-    them either. Refused in one line naming them."""
+def keras_quantized_layers(model) -> list:
+    """The layers of a Keras model that Keras quantized itself (model.quantize)."""
     if not hasattr(model, "_flatten_layers"):
-        return
-    quantized = [f"{layer.name!r} ({type(layer).__name__}, {mode})"
-                 for layer in model._flatten_layers(include_self=False, recursive=True)
-                 for mode in [getattr(layer, "quantization_mode", None)] if mode]
-    if quantized:
+        return []
+    return [layer for layer in model._flatten_layers(include_self=False, recursive=True)
+            if getattr(layer, "quantization_mode", None)]
+
+
+def refuse_keras_quantized(model, why_not: str = ""):
+    """Layers Keras quantized itself (model.quantize) hold integer codes where their kernels
+    were. Dense layers in int8, or int4 per channel or in one group per output, are read
+    exactly (their codes and scales are kept); any other is refused in one line naming it
+    (read as float weights it would give a garbage model, and TFLiteConverter cannot lower
+    it either), and so is every one when `why_not` says why they cannot be read here."""
+    refused = []
+    for layer in keras_quantized_layers(model):
+        mode = layer.quantization_mode
+        found = why_not or keras_support.keras_quantized_codes(layer)
+        if isinstance(found, str):
+            refused.append(f"{layer.name!r} ({type(layer).__name__}, {mode}: {found})")
+    if refused:
         raise ConversionError(
-            f"layers quantized by Keras (model.quantize): {', '.join(quantized[:5])}"
-            f"{' ...' if len(quantized) > 5 else ''}; tfquant does not read Keras-quantized "
-            "weights yet: convert the float model (tfquant quantizes weights per channel "
-            "itself, to 8 or 4 bits with Recipe(weight_bits=...))")
+            f"layers quantized by Keras (model.quantize) that tfquant cannot carry into "
+            f"TFLite exactly: {', '.join(refused[:3])}{' ...' if len(refused) > 3 else ''}; "
+            "convert the float model (tfquant quantizes weights per channel itself, to 8 or "
+            "4 bits with Recipe(weight_bits=...))")
 
 
 def from_keras(model, float_fallback: bool = False, keep_keras_layers: bool = False,
@@ -273,7 +285,8 @@ def from_keras(model, float_fallback: bool = False, keep_keras_layers: bool = Fa
     their ranges are not read but {(quantizer name, member): (input, output) tensor} recorded
     (to calibrate them).
     """
-    refuse_keras_quantized(model)
+    refuse_keras_quantized(model, "quantization-aware training starts from the float model"
+                           if keep_keras_layers or float_fallback else "")
     builder = _Builder(float_fallback, keep_keras_layers, quantized_tensors)
     graph = builder.graph
     input_names = []

@@ -71,3 +71,30 @@ def pre_activation_name(layer, suffix: str) -> str:
     if activation_name(layer.activation) != "linear":
         return f"{layer.name}/{suffix}"
     return layer.name
+
+
+def keras_quantized_codes(layer):
+    """(integer codes [in, out], float32 scale per output unit) of a Dense layer Keras
+    quantized itself (model.quantize "int8", or "int4" per channel or in one group per
+    output), such that codes x scale is the kernel Keras computes with; or a str saying why
+    such codes do not exist in TFLite's form (per-channel symmetric int8 weights)."""
+    mode = getattr(layer, "quantization_mode", None)
+    kind = type(layer).__name__
+    if kind != "Dense" or mode not in ("int8", "int4"):
+        return f"Keras {mode} quantization of {kind} layers is not read yet"
+    if getattr(layer, "lora_enabled", False):
+        return "its LoRA adapters are not merged into the quantized kernel"
+    codes = np.asarray(layer.kernel).astype(np.int64)  # int4: unpacked by Keras
+    keras_scale = np.asarray(layer.kernel_scale, np.float64)
+    zero = getattr(layer, "kernel_zero", None) if mode == "int4" else None
+    if zero is None:  # kernel = codes / kernel_scale
+        scale = 1.0 / keras_scale
+    elif keras_scale.shape[0] == 1:  # one group per output: (codes - zero) * kernel_scale
+        codes = codes - np.asarray(zero).astype(np.int64)[0]
+        scale = keras_scale[0]
+    else:
+        return (f"its int4 kernel has {keras_scale.shape[0]} groups per output (block_size "
+                f"{getattr(layer, '_int4_block_size', '?')}), which TFLite's per-channel "
+                "weights cannot hold; quantize it with "
+                "Int4QuantizationConfig(block_size=None)")
+    return codes, scale.astype(np.float32)

@@ -32,7 +32,7 @@ def _pairs(graph: ir.Graph, relu6_to_relu: bool) -> list:
     """(A, B) pairs that can be equalized."""
     pairs = []
     for a in graph.ops:
-        if ops.weight_layout(a.type) is None or a.keep_float or \
+        if ops.weight_layout(a.type) is None or a.keep_float or a.fixed_weights or \
                 ops.weight_layout(a.type).data_input != 0:
             continue
         if getattr(a.options, "depth_multiplier", 1) != 1:
@@ -52,7 +52,7 @@ def _pairs(graph: ir.Graph, relu6_to_relu: bool) -> list:
                 continue
             b = graph.consumers(padded)[0]
         b_layout = ops.weight_layout(b.type)
-        if b_layout is None or b.keep_float or b_layout.data_input != 0:
+        if b_layout is None or b.keep_float or b.fixed_weights or b_layout.data_input != 0:
             continue
         if getattr(b.options, "depth_multiplier", 1) != 1:
             continue

@@ -52,7 +52,7 @@ def fold_batch_norm(graph: ir.Graph) -> ir.Graph:
         source, result = bn.inputs[0], bn.outputs[0]
         producer = graph.producer(source)
         foldable = (producer is not None and ops.weight_layout(producer.type) is not None
-                    and not producer.keep_float
+                    and not producer.keep_float and not producer.fixed_weights
                     and getattr(producer.options, "fused_activation", "NONE") == "NONE"
                     and len(graph.consumers(source)) == 1 and source not in graph.outputs)
         graph.remove_op(bn)

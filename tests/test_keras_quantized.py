@@ -1,0 +1,131 @@
+"""Models Keras quantized itself (model.quantize): Dense layers in int8, or int4 per channel or
+in one group per output, keep Keras's integer codes and scales in the TFLite model; every
+other Keras-quantized layer is refused in one line (their kernels hold integer codes that
+would otherwise be read as float weights)."""
+
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+from keras.quantizers import Int4QuantizationConfig
+
+import tfquant
+import tfquant.qat
+from tfquant import runtime
+from tfquant.errors import ConversionError
+from tfquant.ops.keras_support import keras_quantized_codes
+
+RNG = np.random.default_rng(0)
+X = RNG.normal(size=(256, 16)).astype(np.float32)
+
+
+def _model(features: int = 16, seed: int = 1):
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((features,))
+    hidden = keras.layers.Dense(8, activation="relu", name="hidden")(inputs)
+    return keras.Model(inputs, keras.layers.Dense(4, name="logits")(hidden))
+
+
+QUANTIZE = {"int8": dict(mode="int8"),
+            "int4_per_channel": dict(config=Int4QuantizationConfig(block_size=None)),
+            "int4_one_group": dict(mode="int4")}  # default block_size 128 > 16 inputs
+
+
+@pytest.mark.parametrize("kind", list(QUANTIZE))
+def test_keras_quantized_dense_keeps_its_codes_and_scales(kind):
+    """The flatbuffer's weights are Keras's codes (int4 one-group: codes minus the group's
+    zero point, in an int8 container) with Keras's scales; the int8 model reproduces the
+    Keras-quantized model's outputs on three runtimes within two output steps (Keras
+    quantizes each input row on the fly, the TFLite model with calibrated ranges)."""
+    model = _model()
+    model.quantize(**QUANTIZE[kind])
+    expected = model.predict(X, verbose=0)
+    result = tfquant.convert_model(model, X, show_progress=False)
+    assert result.route.startswith("native")
+    graph = result.graph
+    layers = (model.get_layer("hidden"), model.get_layer("logits"))
+    fcs = [op for op in graph.ops if op.type == "FULLY_CONNECTED"]
+    assert len(fcs) == 2
+    for op, layer in zip(fcs, layers):
+        codes, scale = keras_quantized_codes(layer)
+        weights = graph.tensors[op.inputs[1]]
+        assert weights.dtype == np.int8
+        np.testing.assert_array_equal(weights.data.T.astype(np.int64), codes)
+        np.testing.assert_array_equal(weights.quant.scale, scale)
+    output = graph.tensors[graph.outputs[0]]
+    step = float(output.quant.scale[0]) if output.quant is not None else float(
+        graph.tensors[graph.producer(graph.outputs[0]).inputs[0]].quant.scale[0])
+    for rt in runtime.RUNTIMES:
+        got = runtime.Runner(result.model, rt).predict(X)
+        worst = float(np.max(np.abs(got - expected)) / step)
+        sqnr = tfquant.spec.sqnr_db(expected, got)
+        print(f"{kind} {rt}: SQNR vs Keras's own {sqnr:.1f} dB, worst {worst:.2f} steps")
+        assert worst <= 2.0 and sqnr > 30, (rt, worst, sqnr)
+
+
+def test_keras_quantized_dense_weights_only():
+    """Weight-only conversion: hybrid FULLY_CONNECTED takes one weight scale per tensor
+    (tflite-runtime 2.14 ignores per-channel ones), so Keras's codes are requantized per
+    tensor; the model still follows Keras's int8 outputs."""
+    model = _model()
+    model.quantize("int8")
+    expected = model.predict(X, verbose=0)
+    result = tfquant.convert_model(model, X, tfquant.Recipe(mode="weights_only"),
+                                   show_progress=False)
+    for rt in runtime.RUNTIMES:
+        sqnr = tfquant.spec.sqnr_db(expected, runtime.Runner(result.model, rt).predict(X))
+        print(f"weights only {rt}: {sqnr:.1f} dB")
+        assert sqnr > 25, rt
+
+
+def test_keras_quantized_layers_without_a_tflite_form_are_refused_in_one_line(tmp_path):
+    """int4 in several groups per output, an EinsumDense, quantization-aware training of a
+    quantized model, and the lowered route (TFLiteConverter cannot lower integer kernels):
+    one line naming the layers, from Python and from the CLI (no output file)."""
+    grouped = _model(features=160)
+    grouped.quantize(config=Int4QuantizationConfig(block_size=64))
+    with pytest.raises(ConversionError, match="'hidden' \\(Dense, int4: its int4 kernel has "
+                       "3 groups per output") as info:
+        tfquant.convert_model(grouped, RNG.normal(size=(32, 160)).astype(np.float32),
+                              show_progress=False)
+    assert "\n" not in str(info.value)
+    inputs = keras.Input((5, 8))
+    einsum = keras.Model(inputs, keras.layers.EinsumDense("abc,cd->abd", (5, 4),
+                                                          name="proj")(inputs))
+    einsum.quantize("int8")
+    with pytest.raises(ConversionError, match="'proj' \\(EinsumDense, int8"):
+        tfquant.convert_model(einsum, RNG.normal(size=(8, 5, 8)).astype(np.float32),
+                              show_progress=False)
+    model = _model()
+    model.quantize("int8")
+    with pytest.raises(ConversionError, match="quantization-aware training starts from the "
+                       "float model"):
+        tfquant.qat.quantize_model(model)
+    with pytest.raises(ConversionError, match="only the native route reads"):
+        tfquant.convert_model(model, X, tfquant.Recipe(route="lowered"), show_progress=False)
+    path = str(tmp_path / "grouped.keras")
+    grouped.save(path)
+    done = subprocess.run([sys.executable, "-m", "tfquant.tools.convert", f"--model={path}",
+                           f"--output={tmp_path / 'out.tflite'}", "--mode=float"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode != 0 and "quantized by Keras" in done.stderr, done.stderr[-500:]
+    assert "Traceback" not in done.stderr and not (tmp_path / "out.tflite").exists()
+
+
+def test_cli_converts_a_keras_int8_model(tmp_path):
+    model = _model()
+    model.quantize("int8")
+    path = str(tmp_path / "int8.keras")
+    model.save(path)
+    np.save(tmp_path / "calibration.npy", X)
+    output = tmp_path / "out.tflite"
+    done = subprocess.run([sys.executable, "-m", "tfquant.tools.convert", f"--model={path}",
+                           f"--output={output}",
+                           f"--calibration_data={tmp_path / 'calibration.npy'}"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-800:]
+    expected = model.predict(X, verbose=0)
+    got = runtime.Runner(output.read_bytes(), "litert").predict(X)
+    assert tfquant.spec.sqnr_db(expected, got) > 30
