@@ -33,24 +33,27 @@ _HEADS_FIRST = (0, 2, 1, 3)
 
 
 def _einsum_weights(dense, heads_last: bool):
-    """(kernel, bias) of an EinsumDense as 2-D [in, out] and 1-D [out] arrays."""
-    kernel = ks.value(dense.kernel)
+    """(kernel, bias, scales) of an EinsumDense as 2-D [in, out], 1-D [out] and 2-D (a
+    Keras-quantized kernel's scales, else None) arrays."""
+    kernel, scales = ks.keras_kernel(dense)
     bias = getattr(dense, "bias", None)
     if heads_last:  # [in, heads, dim] -> [in, heads * dim]
-        kernel = kernel.reshape(kernel.shape[0], -1)
+        flat = (kernel.shape[0], -1)
     else:  # [heads, dim, out] -> [heads * dim, out]
-        kernel = kernel.reshape(-1, kernel.shape[-1])
+        flat = (-1, kernel.shape[-1])
+    kernel = kernel.reshape(flat)
+    scales = None if scales is None else np.reshape(scales, flat)
     bias = ks.value(bias).reshape(-1) if bias is not None else np.zeros(kernel.shape[1],
                                                                          np.float32)
-    return kernel, bias
+    return kernel, bias, scales
 
 
-def _dense_2d(b, layer, x, kernel, bias, name):
+def _dense_2d(b, layer, x, kernel, bias, name, scales=None):
     from tfquant.ops.fully_connected import DENSE_WEIGHTS, FullyConnectedOptions
     w = b.const(f"{name}/kernel", DENSE_WEIGHTS.from_keras(kernel))
     bias_name = b.const(f"{name}/bias", bias)
     return b.op("FULLY_CONNECTED", [x, w, bias_name], (-1, kernel.shape[1]), name, layer,
-                FullyConnectedOptions())
+                FullyConnectedOptions(), weight_grid=ks.fixed_grid(kernel, scales))
 
 
 def _reshape(b, layer, x, shape, name):
@@ -65,12 +68,13 @@ def _transpose(b, layer, x, shape, name):
 
 def _heads(b, layer, x, dense, steps, name, scale=1.0):
     """[batch, steps, features] -> [batch, heads, steps, dim] through the projection."""
-    kernel, bias = _einsum_weights(dense, heads_last=True)
-    heads, dim = ks.value(dense.kernel).shape[1:]
+    kernel, bias, scales = _einsum_weights(dense, heads_last=True)
+    heads, dim = tuple(dense.kernel.shape)[1:]
     features = b.graph.tensors[x].shape[-1]
     flat = _reshape(b, layer, x, (-1, features), f"{name}/flatten")
     projected = _dense_2d(b, layer, flat, kernel * np.float32(scale),
-                          bias * np.float32(scale), name)
+                          bias * np.float32(scale), name,
+                          None if scales is None else scales * np.float32(scale))
     split = _reshape(b, layer, projected, (-1, steps, heads, dim), f"{name}/heads")
     return _transpose(b, layer, split, (-1, heads, steps, dim), f"{name}/heads_first")
 
@@ -110,8 +114,8 @@ def _multi_head_attention(b, layer, inputs, out_shape):
     context = _transpose(b, layer, context, (-1, steps, heads, value_dim),
                          f"{name}/steps_first")
     flat = _reshape(b, layer, context, (-1, heads * value_dim), f"{name}/merge_heads")
-    kernel, bias = _einsum_weights(layer._output_dense, heads_last=False)
-    out = _dense_2d(b, layer, flat, kernel, bias, f"{name}/output")
+    kernel, bias, scales = _einsum_weights(layer._output_dense, heads_last=False)
+    out = _dense_2d(b, layer, flat, kernel, bias, f"{name}/output", scales)
     return _reshape(b, layer, out, out_shape, name)
 
 

@@ -12,7 +12,6 @@ import dataclasses
 import numpy as np
 from ai_edge_litert import schema_py_generated as schema
 
-from tfquant import ir
 from tfquant.ops import common, delegate_models, keras_support as ks, tflite_support as ts
 from tfquant.ops import weights
 from tfquant.ops.record import DelegateCase, OpRecord, QuantRule
@@ -67,22 +66,9 @@ class DenseWeights(weights.WeightLayout):
 DENSE_WEIGHTS = DenseWeights()
 
 
-def _kernel(layer) -> tuple:
-    """(float kernel [in, out], WeightGrid or None): a Keras-quantized layer's codes times
-    their scales, with the grid that gives those codes back (ir.WeightGrid.scale)."""
-    if not getattr(layer, "quantization_mode", None):
-        return ks.value(layer.kernel), None
-    found = ks.keras_quantized_codes(layer)
-    if isinstance(found, str):  # refused before conversion (keras_model.refuse_keras_quantized)
-        raise ks.Unsupported(found)
-    codes, scale = found
-    kernel = (codes * scale.astype(np.float64)).astype(np.float32)
-    bits = 4 if codes.min() >= -7 and codes.max() <= 7 else 8
-    return kernel, ir.WeightGrid(bits, True, True, tuple(float(v) for v in scale))
-
-
 def _dense(b, layer, inputs, out_shape):
-    kernel, grid = _kernel(layer)  # [in, out]
+    kernel, scales = ks.keras_kernel(layer)  # [in, out]
+    grid = ks.fixed_grid(kernel, scales)
     bias = ks.bias_or_zeros(layer, kernel.shape[-1])
     w = b.const(f"{layer.name}/kernel", DENSE_WEIGHTS.from_keras(kernel))
     bias_name = b.const(f"{layer.name}/bias", bias)

@@ -74,16 +74,23 @@ def pre_activation_name(layer, suffix: str) -> str:
 
 
 def keras_quantized_codes(layer):
-    """(integer codes [in, out], float32 scale per output unit) of a Dense layer Keras
-    quantized itself (model.quantize "int8", or "int4" per channel or in one group per
-    output), such that codes x scale is the kernel Keras computes with; or a str saying why
-    such codes do not exist in TFLite's form (per-channel symmetric int8 weights)."""
+    """(integer codes in the kernel's shape, float32 scales broadcastable to it, 1 along the
+    input axes) of a Dense or EinsumDense layer Keras quantized itself (model.quantize):
+    codes x scales is the kernel Keras computes with. Dense: "int8", or "int4" per channel
+    or in one group per output (codes minus the group's zero point); EinsumDense: "int8".
+    A str says why a quantized layer has no such codes."""
     mode = getattr(layer, "quantization_mode", None)
     kind = type(layer).__name__
-    if kind != "Dense" or mode not in ("int8", "int4"):
+    readable = {"Dense": ("int8", "int4"), "EinsumDense": ("int8",)}
+    if mode not in readable.get(kind, ()):
         return f"Keras {mode} quantization of {kind} layers is not read yet"
     if getattr(layer, "lora_enabled", False):
         return "its LoRA adapters are not merged into the quantized kernel"
+    if kind == "EinsumDense":  # kernel = codes / kernel_scale laid out as the kernel
+        codes = np.asarray(layer._kernel).astype(np.int64)
+        keras_scale = np.asarray(layer._adjust_scale_for_dequant(layer.kernel_scale),
+                                 np.float64)
+        return codes, (1.0 / keras_scale).astype(np.float32)
     codes = np.asarray(layer.kernel).astype(np.int64)  # int4: unpacked by Keras
     keras_scale = np.asarray(layer.kernel_scale, np.float64)
     zero = getattr(layer, "kernel_zero", None) if mode == "int4" else None
@@ -97,4 +104,33 @@ def keras_quantized_codes(layer):
                 f"{getattr(layer, '_int4_block_size', '?')}), which TFLite's per-channel "
                 "weights cannot hold; quantize it with "
                 "Int4QuantizationConfig(block_size=None)")
-    return codes, scale.astype(np.float32)
+    return codes, scale.astype(np.float32).reshape(1, -1)
+
+
+def keras_kernel(layer) -> tuple:
+    """(float kernel, scales or None): a layer's kernel, or for a Keras-quantized one its
+    codes times their scales and those scales broadcast to the kernel's shape (the importer
+    keeps them: ir.WeightGrid.scale)."""
+    if not getattr(layer, "quantization_mode", None):
+        return value(layer.kernel), None
+    found = keras_quantized_codes(layer)
+    if isinstance(found, str):  # refused before conversion (keras_model.refuse_keras_quantized)
+        raise Unsupported(found)
+    codes, scale = found
+    kernel = (codes * scale.astype(np.float64)).astype(np.float32)
+    return kernel, np.broadcast_to(scale, codes.shape)
+
+
+def fixed_grid(kernel_2d: np.ndarray, scales_2d, output_axis: int = 1):
+    """The ir.WeightGrid that keeps a Keras-quantized [in, out] kernel's codes (None for a
+    float kernel): per output column, 4 bits where every code fits [-7, 7], else 8."""
+    if scales_2d is None:
+        return None
+    from tfquant import ir
+    scales = np.asarray(scales_2d, np.float32)
+    column = np.take(scales, 0, axis=1 - output_axis)
+    if not np.all(scales == np.expand_dims(column, 1 - output_axis)):
+        raise Unsupported("its scales differ along the input axes")
+    codes = np.rint(kernel_2d.astype(np.float64) / scales)
+    bits = 4 if codes.min(initial=0) >= -7 and codes.max(initial=0) <= 7 else 8
+    return ir.WeightGrid(bits, True, True, tuple(float(v) for v in column))
