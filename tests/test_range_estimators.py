@@ -159,7 +159,7 @@ def test_native_mse_search_chooses_the_numpy_search_range_bit_for_bit():
         values = rng.standard_t(3, 4096) * rng.uniform(0.01, 10)
         values = (values, np.abs(values), -np.abs(values) + rng.uniform(-1, 1),
                   rng.normal(size=4096))[trial % 4]
-        for s in specs:
+        for s in specs if trial < 4 else specs[:-1]:  # numpy's 16-bit search takes 0.2 s
             fast = spec.mse_optimal_range(values, values.min(), values.max(), s)
             token = spec._NATIVE.set(False)
             try:
@@ -169,7 +169,7 @@ def test_native_mse_search_chooses_the_numpy_search_range_bit_for_bit():
             assert np.float64(fast[0]).tobytes() == np.float64(slow[0]).tobytes(), (s, fast, slow)
             assert np.float64(fast[1]).tobytes() == np.float64(slow[1]).tobytes(), (s, fast, slow)
             compared += 1
-    assert compared == 24 * len(specs)
+    assert compared == 24 * (len(specs) - 1) + 4
 
 
 def test_auto_scores_dense_output_models_on_fewer_samples():
