@@ -123,7 +123,7 @@ def _calibrate_and_quantize(float_graph, data, recipe: Recipe, start: float, rou
         ema_decay=recipe.ema_decay, percentile=recipe.percentile,
         channel_means=recipe.bias_correction, kernels=recipe.calibration_kernels,
         held_samples=range_selection.HELD_SAMPLES if auto else 0,
-        held_values=range_selection.HELD_OUTPUT_VALUES,
+        held_values=range_selection.HELD_OUTPUT_VALUES if auto else None,
         show_progress=show_progress)
 
     def quantize_with(ranges):

@@ -263,9 +263,9 @@ def refuse_keras_quantized(model, why_not: str = ""):
     refused = []
     for layer in keras_quantized_layers(model):
         mode = layer.quantization_mode
-        found = why_not or keras_support.keras_quantized_codes(layer)
-        if isinstance(found, str):
-            refused.append(f"{layer.name!r} ({type(layer).__name__}, {mode}: {found})")
+        reason = why_not or keras_support.keras_quantized_refusal(layer)
+        if reason:
+            refused.append(f"{layer.name!r} ({type(layer).__name__}, {mode}: {reason})")
     if refused:
         raise ConversionError(
             f"layers quantized by Keras (model.quantize) that tfquant cannot carry into "

@@ -80,7 +80,6 @@ def to_graph(model, data=None, route: str = "auto") -> Source:
     if hasattr(model, "get_concrete_function") or type(model).__name__ == "ConcreteFunction":
         return Source(from_tflite(lowering.lower_concrete_function(model)),
                       "lowered by TFLiteConverter (TensorFlow function)", data)
-    refuse_keras_quantized(model)  # what the native route cannot read exactly
     if qat_layers(model):  # trained QAT layers: read natively, float layers kept float
         return Source(from_keras(model, float_fallback=True), "native (QAT model)", data)
     reason = "Recipe(route='lowered')"

@@ -73,12 +73,11 @@ def pre_activation_name(layer, suffix: str) -> str:
     return layer.name
 
 
-def keras_quantized_codes(layer):
-    """(integer codes in the kernel's shape, float32 scales broadcastable to it, 1 along the
-    input axes) of a Dense or EinsumDense layer Keras quantized itself (model.quantize):
-    codes x scales is the kernel Keras computes with. Dense: "int8", or "int4" per channel
-    or in one group per output (codes minus the group's zero point); EinsumDense: "int8".
-    A str says why a quantized layer has no such codes."""
+def keras_quantized_refusal(layer):
+    """Why a layer Keras quantized itself (model.quantize) has no integer codes in TFLite's
+    form (per-channel symmetric weights), or None when it has (keras_quantized_codes):
+    Dense in "int8", or "int4" per channel or in one group per output; EinsumDense in
+    "int8". Reads shapes only."""
     mode = getattr(layer, "quantization_mode", None)
     kind = type(layer).__name__
     readable = {"Dense": ("int8", "int4"), "EinsumDense": ("int8",)}
@@ -86,24 +85,33 @@ def keras_quantized_codes(layer):
         return f"Keras {mode} quantization of {kind} layers is not read yet"
     if getattr(layer, "lora_enabled", False):
         return "its LoRA adapters are not merged into the quantized kernel"
-    if kind == "EinsumDense":  # kernel = codes / kernel_scale laid out as the kernel
+    groups = tuple(layer.kernel_scale.shape)[0]
+    if mode == "int4" and getattr(layer, "kernel_zero", None) is not None and groups != 1:
+        return (f"its int4 kernel has {groups} groups per output (block_size "
+                f"{getattr(layer, '_int4_block_size', '?')}), which TFLite's per-channel "
+                "weights cannot hold; quantize it with "
+                "Int4QuantizationConfig(block_size=None)")
+    return None
+
+
+def keras_quantized_codes(layer) -> tuple:
+    """(integer codes in the kernel's shape, float32 scales broadcastable to it, 1 along the
+    input axes) of a layer Keras quantized itself that keras_quantized_refusal accepts:
+    codes x scales is the kernel Keras computes with (int4 in one group: the codes minus the
+    group's zero point)."""
+    if type(layer).__name__ == "EinsumDense":  # kernel = codes / kernel_scale, kernel-shaped
         codes = np.asarray(layer._kernel).astype(np.int64)
         keras_scale = np.asarray(layer._adjust_scale_for_dequant(layer.kernel_scale),
                                  np.float64)
         return codes, (1.0 / keras_scale).astype(np.float32)
     codes = np.asarray(layer.kernel).astype(np.int64)  # int4: unpacked by Keras
     keras_scale = np.asarray(layer.kernel_scale, np.float64)
-    zero = getattr(layer, "kernel_zero", None) if mode == "int4" else None
+    zero = getattr(layer, "kernel_zero", None) if layer.quantization_mode == "int4" else None
     if zero is None:  # kernel = codes / kernel_scale
         scale = 1.0 / keras_scale
-    elif keras_scale.shape[0] == 1:  # one group per output: (codes - zero) * kernel_scale
+    else:  # one group per output: (codes - zero) * kernel_scale
         codes = codes - np.asarray(zero).astype(np.int64)[0]
         scale = keras_scale[0]
-    else:
-        return (f"its int4 kernel has {keras_scale.shape[0]} groups per output (block_size "
-                f"{getattr(layer, '_int4_block_size', '?')}), which TFLite's per-channel "
-                "weights cannot hold; quantize it with "
-                "Int4QuantizationConfig(block_size=None)")
     return codes, scale.astype(np.float32).reshape(1, -1)
 
 
@@ -113,10 +121,10 @@ def keras_kernel(layer) -> tuple:
     keeps them: ir.WeightGrid.scale)."""
     if not getattr(layer, "quantization_mode", None):
         return value(layer.kernel), None
-    found = keras_quantized_codes(layer)
-    if isinstance(found, str):  # refused before conversion (keras_model.refuse_keras_quantized)
-        raise Unsupported(found)
-    codes, scale = found
+    refusal = keras_quantized_refusal(layer)
+    if refusal:  # refused before conversion (keras_model.refuse_keras_quantized)
+        raise Unsupported(refusal)
+    codes, scale = keras_quantized_codes(layer)
     kernel = (codes * scale.astype(np.float64)).astype(np.float32)
     return kernel, np.broadcast_to(scale, codes.shape)
 
