@@ -75,6 +75,7 @@ def test_convert_each_model_format(files, capsys, source):
     ("float", []), ("weights_only", []),
     ("int8", ["--inference_type=int8", "--per_channel_dense=false"]),
     ("int8", ["--calibration_method=ema", "--num_calibration_batches=2"]),
+    ("int8", ["--weight_bits=4", "--weight_rounding=gptq"]),
 ])
 def test_modes_and_options(files, capsys, mode, extra):
     out = str(files["dir"] / f"{mode}{len(extra)}.tflite")
@@ -104,6 +105,8 @@ BAD_INPUTS = [
     ("empty calibration", {"calibration_data": "empty.npy"}, "empty"),
     ("wrong-shape calibration", {"calibration_data": "wrong_shape.npy"}, "shape (8, 28, 28, 1)"),
     ("missing calibration file", {"calibration_data": "nope.npy"}, "does not exist"),
+    ("rounding without calibration", {"mode": "weights_only", "weight_rounding": "adaround"},
+     "needs mode 'int8' or 'int16x8'"),
 ]
 
 

@@ -328,10 +328,13 @@ def calibrate_all(graph: ir.Graph, data, methods, *, num_batches: int = DEFAULT_
                   batch_size: int = DEFAULT_BATCH_SIZE, ema_decay: float = 0.9,
                   percentile: float = 99.99, channel_means: bool = False,
                   kernels: str = "default", held_samples: int = 0,
-                  held_values: Optional[int] = None, show_progress: bool = True) -> Calibration:
+                  held_values: Optional[int] = None, observers: Optional[dict] = None,
+                  show_progress: bool = True) -> Calibration:
     """calibrate() for several estimators at once (one pass over the data), also holding the
     first `held_samples` samples (whole batches, and no more batches once the held outputs
-    have `held_values` values) and the float model's outputs on them."""
+    have `held_values` values) and the float model's outputs on them. `observers`
+    {float activation name: [callables]} see each batch's values of their tensor (valid
+    only during the call)."""
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
     if kernels not in CALIBRATION_KERNELS:
@@ -369,6 +372,11 @@ def calibrate_all(graph: ir.Graph, data, methods, *, num_batches: int = DEFAULT_
                                      for n in graph.outputs])
             for name in names:
                 _observe(runner.interpreter, index[name], estimator, name, i)
+            for name, calls in (observers or {}).items():
+                values = runner.interpreter.tensor(index[name])()
+                for call in calls:
+                    call(values)
+                del values
         seen += 1
         progress.update()
     progress.close()

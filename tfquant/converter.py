@@ -14,6 +14,7 @@ from tfquant import calibrate as calibration
 from tfquant import ir, mixed_precision, passes, quantize, range_selection, writer
 from tfquant.errors import CalibrationDataError, TfquantError
 from tfquant.frontends import routes
+from tfquant.passes import weight_rounding
 from tfquant.recipe import Recipe
 
 
@@ -91,7 +92,14 @@ def convert_model(model, representative_data=None, recipe: Optional[Recipe] = No
         out_graph = quantize.quantize_weights_only(float_graph, recipe)
     elif recipe.mode == "float16":
         out_graph = quantize.quantize_float16(float_graph)
+    elif recipe.weight_rounding != "nearest" and representative_data is None:
+        raise CalibrationDataError(
+            f"weight_rounding={recipe.weight_rounding!r} chooses weight codes from calibration "
+            "data: pass representative_data (about 100 batches of real inputs)")
     elif calibrated_ranges is not None:
+        if recipe.weight_rounding != "nearest":
+            raise ValueError(f"weight_rounding={recipe.weight_rounding!r} needs the "
+                             "calibration pass that calibrated_ranges skips: leave one out")
         ranges = calibrated_ranges
         out_graph = _quantize_integer(float_graph, ranges, recipe)
     elif float_graph.qat_ranges and representative_data is None:
@@ -117,6 +125,8 @@ def _calibrate_and_quantize(float_graph, data, recipe: Recipe, start: float, rou
     if method == "auto" and (recipe.mode == "int16x8" or recipe.int16_layers):
         method = "minmax"  # 16-bit steps leave little to trade against clipping
     auto = method == "auto"
+    targets = weight_rounding.rounding_targets(float_graph, recipe) \
+        if recipe.weight_rounding != "nearest" else {}
     calibrated = calibration.calibrate_all(
         float_graph, data, range_selection.CANDIDATES if auto else (method,),
         num_batches=recipe.num_calibration_batches, batch_size=recipe.calibration_batch_size,
@@ -124,10 +134,13 @@ def _calibrate_and_quantize(float_graph, data, recipe: Recipe, start: float, rou
         channel_means=recipe.bias_correction, kernels=recipe.calibration_kernels,
         held_samples=range_selection.HELD_SAMPLES if auto else 0,
         held_values=range_selection.HELD_OUTPUT_VALUES if auto else None,
-        show_progress=show_progress)
+        observers=weight_rounding.observers(float_graph, targets), show_progress=show_progress)
+    # The rounded weights are quantized as they are; the result keeps the float model.
+    rounded_graph = weight_rounding.round_weights(float_graph, targets, recipe, show_progress) \
+        if targets else float_graph
 
     def quantize_with(ranges):
-        graph = _quantize_integer(float_graph, ranges, recipe)
+        graph = _quantize_integer(rounded_graph, ranges, recipe)
         return graph, writer.write_tflite(graph)
 
     if auto:

@@ -11,6 +11,7 @@ IO_TYPES = ("float32", "int8", "uint8")
 ROUTES = ("auto", "native", "lowered")
 CALIBRATION_METHODS = ("auto", "minmax", "ema", "percentile", "mse")
 WEIGHT_RANGE_METHODS = ("minmax", "mse")
+WEIGHT_ROUNDINGS = ("nearest", "gptq", "adaround")
 # int4_packing settings, each packing the weights of more ops than the one before (which ops
 # need which setting is in the op records' weight layouts).
 INT4_PACKINGS = ("none", "portable", "litert")
@@ -42,6 +43,13 @@ class Recipe:
       weight_range_method: "minmax" (each channel's max |w|) or "mse" (the per-channel clipping
         with the smallest quantization error).
       weight_bits: 2..8 bits per weight (symmetric, narrow range) in int8 / int16x8 mode.
+      weight_rounding: how weights take their codes on the grid `weight_range_method` chose:
+        "nearest" (round to nearest), or chosen from the calibration data so that each
+        conv / depthwise / dense output stays closest to the float layer's (int8 / int16x8
+        modes; tfquant.passes.round_weights): "gptq" (error compensation, Frantar et al.
+        2022: fast) or "adaround" (learned rounding, Nagel et al. 2020: slower, often
+        slightly better). Worth it below 8 bits; see docs/low_bit.md.
+      rounding_iterations: Adam steps of each "adaround" reconstruction.
       int4_packing: how weights of 4 bits or fewer are stored: "portable" packs CONV_2D
         weights as TFLite INT4 (accepted by ai-edge-litert 2.3, tflite-runtime 2.14 and
         tf.lite), "litert" also FULLY_CONNECTED (not loadable by tflite-runtime 2.14), "none"
@@ -81,6 +89,8 @@ class Recipe:
     percentile: float = 99.99
     weight_range_method: str = "minmax"
     weight_bits: int = 8
+    weight_rounding: str = "nearest"
+    rounding_iterations: int = 1000
     int4_packing: str = "portable"
     num_calibration_batches: int = 100
     calibration_batch_size: int = 32
@@ -117,6 +127,15 @@ class Recipe:
         if self.weight_range_method not in WEIGHT_RANGE_METHODS:
             raise ValueError(f"weight_range_method must be one of {WEIGHT_RANGE_METHODS}, got "
                              f"{self.weight_range_method!r}")
+        if self.weight_rounding not in WEIGHT_ROUNDINGS:
+            raise ValueError(f"weight_rounding must be one of {WEIGHT_ROUNDINGS}, got "
+                             f"{self.weight_rounding!r}")
+        if self.weight_rounding != "nearest" and self.mode not in ("int8", "int16x8"):
+            raise ValueError(f"weight_rounding={self.weight_rounding!r} chooses weight codes "
+                             "from calibration data: it needs mode 'int8' or 'int16x8', not "
+                             f"{self.mode!r}")
+        if self.rounding_iterations < 0:
+            raise ValueError("rounding_iterations must be at least 0")
         if not 2 <= self.weight_bits <= 8:
             raise ValueError(f"weight_bits must be in 2..8, got {self.weight_bits}")
         if self.int4_packing not in INT4_PACKINGS:

@@ -74,6 +74,14 @@ class Config:
     weight_range_method: str = option("minmax", "Weight ranges: each channel's max |w|, or the "
                                       "clipping with the smallest quantization error.",
                                       choices=("minmax", "mse"))
+    weight_rounding: str = option("nearest", "Weight codes: round to nearest, or chosen from the "
+                                  "calibration data to keep each conv / dense output "
+                                  "closest to the float layer's: GPTQ-style error "
+                                  "compensation (fast) or AdaRound-style learned rounding "
+                                  "(slower); int8 / int16x8 modes, for low-bit weights "
+                                  "(docs/low_bit.md).", choices=("nearest", "gptq", "adaround"))
+    rounding_iterations: int = option(1000, "Adam steps of each --weight_rounding=adaround "
+                                      "layer.", lower=0)
     inference_type: str = option("float", "Type of the int8 model's inputs and outputs: float "
                                  "(QUANTIZE/DEQUANTIZE inside the model), int8 or uint8. "
                                  "Overridden per side by --inference_input_type / "
@@ -203,6 +211,8 @@ def main(config: Config) -> int:
                 calibration_method=config.calibration_method, ema_decay=config.ema_decay,
                 percentile=config.percentile, weight_range_method=config.weight_range_method,
                 weight_bits=config.weight_bits, int4_packing=config.int4_packing,
+                weight_rounding=config.weight_rounding,
+                rounding_iterations=config.rounding_iterations,
                 cross_layer_equalization=config.cross_layer_equalization,
                 equalize_through_relu6=config.equalize_through_relu6,
                 bias_correction=config.bias_correction,

@@ -20,7 +20,7 @@ from ai_edge_litert import schema_py_generated as schema
 from tfquant.ops import common, delegate_models, keras_support as ks, tflite_support as ts
 from tfquant.ops import weights
 from tfquant.errors import ModelLoadError
-from tfquant.ops.record import DelegateCase, NotApplicable, OpRecord, QuantRule
+from tfquant.ops.record import DelegateCase, OpRecord, QuantRule
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,6 +64,12 @@ class ConvWeights(weights.WeightLayout):
     def options_from_qat_layer(self, layer, kernel):
         return Conv2DOptions(layer.padding, tuple(layer.strides), tuple(layer.dilation_rate))
 
+    def columns(self, x, w_shape, options, count, rng):
+        if x.ndim != 4 or x.shape[-1] != w_shape[3]:
+            return None
+        patches = weights.sampled_patches(x, w_shape[1:3], options, count, rng)
+        return patches.reshape(len(patches), -1)
+
 
 class DepthwiseWeights(weights.WeightLayout):
     """DEPTHWISE_CONV_2D: [1, kh, kw, in * multiplier] (channel c reads input c // multiplier);
@@ -103,6 +109,21 @@ class DepthwiseWeights(weights.WeightLayout):
         return DepthwiseConv2DOptions(layer.padding, tuple(layer.strides), int(kernel.shape[3]),
                                       tuple(layer.dilation_rate))
 
+    def rows(self, w):
+        return w.reshape(-1, w.shape[3]).T  # [channels, kh * kw]
+
+    def from_rows(self, rows, shape):
+        return rows.T.reshape(shape)
+
+    def columns(self, x, w_shape, options, count, rng):
+        if x.ndim != 4 or x.shape[-1] * options.depth_multiplier != w_shape[3]:
+            return None
+        patches = weights.sampled_patches(x, w_shape[1:3], options, count, rng)
+        return patches.reshape(len(patches), -1, x.shape[-1])
+
+    def row_groups(self, w_shape, options):
+        return np.arange(w_shape[3]) // options.depth_multiplier
+
 
 class TransposeConvWeights(ConvWeights):
     """TRANSPOSE_CONV: the output shape is input 0, the data input 2, the bias input 3;
@@ -131,6 +152,9 @@ class TransposeConvWeights(ConvWeights):
 
     def mean_shift(self, error, input_mean, options):
         return None
+
+    def columns(self, x, w_shape, options, count, rng):
+        return None  # each output pixel reads its own taps: no reconstruction
 
     def to_keras(self, w, options):
         return w.transpose(1, 2, 0, 3)

@@ -59,6 +59,12 @@ class DenseWeights(weights.WeightLayout):
     def qat_layer_arguments(self, w, options):
         return dict(filters=w.shape[0])
 
+    def columns(self, x, w_shape, options, count, rng):
+        if x.shape[-1] != w_shape[1]:
+            return None
+        x = x.reshape(-1, w_shape[1])
+        return x[rng.choice(len(x), count, replace=False)] if len(x) > count else x
+
     def options_from_qat_layer(self, layer, kernel):
         return FullyConnectedOptions(False)
 

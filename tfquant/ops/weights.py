@@ -76,6 +76,26 @@ class WeightLayout:
         """The op's options for a trained FoldedBatchNorm `layer` (its Keras kernel)."""
         raise NotImplementedError
 
+    def rows(self, w: np.ndarray) -> np.ndarray:
+        """The weights as one row per output channel, in the order of `columns`' values."""
+        return w.reshape(w.shape[0], -1)
+
+    def from_rows(self, rows: np.ndarray, shape: tuple) -> np.ndarray:
+        """Weights of `shape` from `rows`."""
+        return rows.reshape(shape)
+
+    def columns(self, x: np.ndarray, w_shape: tuple, options, count: int,
+                rng: np.random.Generator) -> Optional[np.ndarray]:
+        """At most `count` of the input vectors that the rows multiply (sampled from the op's
+        input `x`): [M, K] when every row reads the same vectors, [M, K, G] when the rows of
+        group g read their own (depthwise: one group per input channel); None where tfquant
+        has no reconstruction for the op (its weights are rounded to nearest)."""
+        return None
+
+    def row_groups(self, w_shape: tuple, options) -> Optional[np.ndarray]:
+        """For [M, K, G] columns: each row's group."""
+        return None
+
     def op_inputs(self, b, name: str, x: str, w: str, bias: str, out_shape) -> list:
         """The op's inputs for data `x`, weights `w` and `bias` (tensor names), emitting what
         else it reads into the Keras frontend's builder `b`."""
@@ -103,3 +123,30 @@ def render_folded(r, op, x, name):
     return r.linear(op)
 
 
+
+
+def sampled_patches(x: np.ndarray, kernel: tuple, options, count: int,
+                    rng: np.random.Generator) -> np.ndarray:
+    """[M, kh, kw, C] input windows of a 2-D convolution over NHWC `x` (TFLite SAME / VALID
+    padding, stride, dilation) at at most `count` output positions drawn without
+    replacement."""
+    n, h, w, _ = x.shape
+    (kh, kw), (sh, sw), (dh, dw) = kernel, options.stride, options.dilation
+    span_h, span_w = (kh - 1) * dh + 1, (kw - 1) * dw + 1
+    if options.padding == "SAME":
+        oh, ow = -(-h // sh), -(-w // sw)
+        pad_h = max((oh - 1) * sh + span_h - h, 0)
+        pad_w = max((ow - 1) * sw + span_w - w, 0)
+        x = np.pad(x, ((0, 0), (pad_h // 2, pad_h - pad_h // 2),
+                       (pad_w // 2, pad_w - pad_w // 2), (0, 0)))
+    else:
+        oh, ow = (h - span_h) // sh + 1, (w - span_w) // sw + 1
+    total = n * oh * ow
+    if total <= 0:
+        return np.zeros((0, kh, kw, x.shape[-1]), x.dtype)
+    picked = rng.choice(total, count, replace=False) if total > count else np.arange(total)
+    b, rest = np.divmod(picked, oh * ow)
+    oy, ox = np.divmod(rest, ow)
+    iy = (oy * sh)[:, None] + np.arange(kh) * dh
+    ix = (ox * sw)[:, None] + np.arange(kw) * dw
+    return x[b[:, None, None], iy[:, :, None], ix[:, None, :]]

@@ -2,6 +2,7 @@
 
 Canonical (every export): remove_identity, fold_batch_norm, fuse_activation, merge_reshapes.
 Optional float rewrites: cross_layer_equalization, keep_float.
+Data-driven weight rounding (after calibration, before quantization): weight_rounding.
 Quantization (tfquant.quantize chains them): unshare_constants,
 keep_float_without_int16_kernel, correct_bias, apply_params, requantize_fixed_outputs,
 isolate_float_ops, quantize_io.
@@ -19,6 +20,7 @@ from tfquant.passes.merge_reshapes import merge_reshapes
 from tfquant.passes.remove_identity import remove_identity
 from tfquant.passes.requantize import requantize_fixed_outputs
 from tfquant.passes.unshare_constants import unshare_constants
+from tfquant.passes.weight_rounding import round_weights
 
 
 def canonicalize(graph):
@@ -33,4 +35,4 @@ def canonicalize(graph):
 __all__ = ["apply_params", "canonicalize", "correct_bias", "cross_layer_equalization",
            "fold_batch_norm", "fuse_activation", "isolate_float_ops", "keep_float",
            "keep_float_without_int16_kernel", "lower_batch_norm", "merge_reshapes",
-           "quantize_io", "remove_identity", "requantize_fixed_outputs", "unshare_constants"]
+           "quantize_io", "remove_identity", "requantize_fixed_outputs", "round_weights", "unshare_constants"]

@@ -10,12 +10,13 @@ from tfquant.recipe import Recipe
 
 def correct_bias(graph: ir.Graph, ranges: dict, recipe: Recipe) -> ir.Graph:
     """`ranges` must hold channel means (calibrate(channel_means=True)); ops whose input has
-    none keep their bias."""
+    none keep their bias, and so do ops with fixed weights (a source's codes, or weights
+    passes.round_weights rounded and corrected itself)."""
     graph = graph.copy()
     for op in graph.ops:
         layout = ops.weight_layout(op.type)
         observed = ranges.get(op.inputs[layout.data_input]) if layout is not None else None
-        if op.keep_float or layout is None or observed is None or \
+        if op.keep_float or layout is None or observed is None or op.fixed_weights or \
                 observed.channel_mean is None:
             continue
         grid_spec, grid = params.weight_grid(graph, op, recipe)

@@ -1,0 +1,95 @@
+"""The second moments E[x x^T] (the layer-wise Hessian of the squared output error, up to a
+factor 2) and means E[x] of the input vectors each weight row multiplies, gathered from the
+calibration pass (tfquant.calibrate observers).
+
+Memory and time stay bounded on large layers: at most COLUMN_BUDGET // K^2 vectors (within
+[MIN_COLUMNS, MAX_COLUMNS]) are sampled from each batch, and layers with K inputs per row keep
+E[x x^T] in diagonal blocks of at most HESSIAN_BUDGET // K inputs (<= 256 MB per layer in
+float64); the rounding treats the blocks as independent."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Optional
+
+import numpy as np
+
+from tfquant import ir, ops
+
+COLUMN_BUDGET = 2 ** 28  # multiply-adds per batch and layer
+MIN_COLUMNS, MAX_COLUMNS = 256, 4096
+MAX_BLOCK = 4096
+HESSIAN_BUDGET = 2 ** 25  # float64 values per layer
+
+
+@dataclasses.dataclass
+class Problem:
+    """One independent reconstruction: rows [G, r, k] of weights (r rows of each of G groups)
+    that read inputs of second moment `hessian` [G, k, k]; `rows` and `inputs` index the op's
+    2-D weight rows [R, K] (layout.rows)."""
+
+    rows: np.ndarray  # [G, r] row indices
+    inputs: slice  # the K range
+    hessian: np.ndarray  # [G, k, k], E[x x^T]
+
+
+class InputStatistics:
+    """E[x x^T] and E[x] of the vectors one op's weight rows multiply."""
+
+    def __init__(self, graph: ir.Graph, op: ir.Op, seed: int = 0):
+        self.layout = ops.weight_layout(op.type)
+        self.options = op.options
+        self.w_shape = graph.tensors[op.inputs[self.layout.weight_input]].shape
+        rows = self.layout.rows(np.zeros(self.w_shape, np.float32))
+        self.num_rows, k = rows.shape
+        self.groups = self.layout.row_groups(self.w_shape, op.options)
+        self.per_batch = int(np.clip(COLUMN_BUDGET // k ** 2, MIN_COLUMNS, MAX_COLUMNS))
+        size = k if self.groups is not None else min(k, MAX_BLOCK,
+                                                     max(HESSIAN_BUDGET // k, 256))
+        self.blocks = [slice(a, min(a + size, k)) for a in range(0, k, size)]
+        self.rng = np.random.default_rng(seed)
+        self.moments: Optional[list] = None
+        self.total: Optional[np.ndarray] = None
+        self.count = 0
+        self.readable = True
+
+    def observe(self, values: np.ndarray):
+        """Add one batch of the op's input."""
+        if not self.readable:
+            return
+        columns = self.layout.columns(np.asarray(values, np.float32), self.w_shape,
+                                      self.options, self.per_batch, self.rng)
+        if columns is None:
+            self.readable = False
+            return
+        if self.moments is None:
+            self.moments = [0.0] * len(self.blocks)
+            self.total = np.zeros(columns.shape[1:], np.float64)
+        for i, block in enumerate(self.blocks):
+            part = columns[:, block]
+            if part.ndim == 2:
+                self.moments[i] = self.moments[i] + (part.T @ part)[None].astype(np.float64)
+            else:
+                self.moments[i] = self.moments[i] + np.einsum(
+                    "mkg,mlg->gkl", part, part, optimize=True).astype(np.float64)
+        self.total += columns.sum(axis=0, dtype=np.float64)
+        self.count += len(columns)
+
+    @property
+    def ready(self) -> bool:
+        return self.readable and self.count > 0
+
+    def mean(self) -> np.ndarray:
+        """E[x]: [K], or [K, G] for grouped rows."""
+        return self.total / self.count
+
+    def problems(self) -> list:
+        """The op's independent reconstructions."""
+        if self.groups is None:
+            every = np.arange(self.num_rows)[None]
+            return [Problem(every, block, m / self.count)
+                    for block, m in zip(self.blocks, self.moments)]
+        order = np.argsort(self.groups, kind="stable")
+        per_group = self.num_rows // (int(self.groups.max()) + 1)
+        return [Problem(order.reshape(-1, per_group), self.blocks[0],
+                        self.moments[0] / self.count)]
