@@ -208,21 +208,50 @@ def test_bias_correction_removes_the_mean_shift_of_the_rounding(patches):
     assert corrected < 0.2 * plain
 
 
-@pytest.mark.parametrize("name,method", [("mobilenet_v2", "gptq"), ("resnet", "adaround")])
-def test_trained_models_keep_more_signal_at_4_bits(mnist, pretrained, name, method):
+@pytest.mark.parametrize("name,method,extra", [
+    ("mobilenet_v2", "gptq", {}), ("resnet", "adaround", {}),
+    ("mobilenet_v1", "gptq", {"cross_layer_equalization": True, "bias_correction": True})])
+def test_trained_models_keep_more_signal_at_4_bits(mnist, pretrained, name, method, extra):
     model = pretrained(name)
     reference = model.predict(mnist.x_test[:500], verbose=0)
 
     def sqnr(**recipe):
         result = tfquant.convert_model(model, mnist.x_train[:512], tfquant.Recipe(
-            weight_bits=4, calibration_method="minmax", **recipe), show_progress=False)
+            weight_bits=4, calibration_method="minmax", **extra, **recipe),
+            show_progress=False)
         return spec.sqnr_db(reference, runtime.Runner(result.model).predict(mnist.x_test[:500]))
 
     nearest = max(sqnr(), sqnr(weight_range_method="mse"))
     rounded = sqnr(weight_rounding=method)
-    print(f"{name}: 4-bit {method} {rounded:.1f} dB, round-to-nearest (best range) "
+    print(f"{name} {extra}: 4-bit {method} {rounded:.1f} dB, round-to-nearest (best range) "
           f"{nearest:.1f} dB")
     assert rounded > nearest + 2.0
+
+
+def test_large_layers_keep_block_diagonal_statistics(monkeypatch, patches):
+    from tfquant.rounding import statistics
+    monkeypatch.setattr(statistics, "HESSIAN_BUDGET", 2 ** 16)  # blocks of 256 of 784 inputs
+    model = _single_layer("dense")
+    calib, test = patches
+    recipe = tfquant.Recipe(weight_bits=4, weight_rounding="gptq")
+    result = tfquant.convert_model(model, calib, recipe, show_progress=False)
+    targets = weight_rounding.rounding_targets(result.float_graph, recipe)
+    calibrate.calibrate_all(result.float_graph, calib, ("minmax",),
+                            observers=weight_rounding.observers(result.float_graph, targets),
+                            show_progress=False)
+    (stats,) = targets.values()
+    covered = np.concatenate([np.arange(784)[p.inputs] for p in stats.problems()])
+    assert len(stats.problems()) == 4 and np.array_equal(covered, np.arange(784))
+    assert all(p.hessian.shape[1] <= 256 for p in stats.problems())
+    x = test.reshape(len(test), -1)
+    float_out = model.predict(test, verbose=0)
+    nearest = tfquant.convert_model(model, calib, tfquant.Recipe(weight_bits=4),
+                                    show_progress=False)
+    errors = [np.mean((runtime.Runner(r.model).predict(test) - float_out) ** 2)
+              for r in (result, nearest)]
+    print(f"block-diagonal GPTQ: output error {errors[0] / errors[1]:.2f}x nearest's "
+          f"({x.shape[1]} inputs)")
+    assert errors[0] < errors[1]
 
 
 def test_rounding_needs_integer_mode_and_calibration_data(mnist, pretrained):
