@@ -1,8 +1,8 @@
 """Models Keras quantized itself (model.quantize): Dense layers in int8, or int4 per channel or
-in one group per output, and the EinsumDense projections of MultiHeadAttention in int8 keep
-Keras's integer codes and scales in the TFLite model; every other Keras-quantized layer is
-refused in one line (their kernels hold integer codes that would otherwise be read as float
-weights)."""
+in one group per output, the EinsumDense projections of MultiHeadAttention (int8, int4) and
+Embedding tables (int8, int4: per-row scales and zero points) keep Keras's integer codes and
+scales in the TFLite model; every other Keras-quantized layer is refused in one line (their
+kernels hold integer codes that would otherwise be read as float weights)."""
 
 import subprocess
 import sys
@@ -132,7 +132,8 @@ def test_cli_converts_a_keras_int8_model(tmp_path):
     assert tfquant.spec.sqnr_db(expected, got) > 30
 
 
-def test_keras_int8_attention_keeps_every_projection_s_codes():
+@pytest.mark.parametrize("mode", ["int8", "int4"])
+def test_keras_quantized_attention_keeps_every_projection_s_codes(mode):
     """A transformer block quantized by Keras (model.quantize("int8")): the query / key /
     value / output EinsumDense projections of MultiHeadAttention and the Dense layers keep
     Keras's codes (the query's scales carry the 1/sqrt(key_dim) factor); the int8 model
@@ -144,7 +145,7 @@ def test_keras_int8_attention_keeps_every_projection_s_codes():
     y = keras.layers.GlobalAveragePooling1D()(keras.layers.LayerNormalization()(y))
     model = keras.Model(inputs, keras.layers.Dense(3, name="logits")(y))
     x = np.random.default_rng(6).normal(size=(256, 6, 8)).astype(np.float32)
-    model.quantize("int8")
+    model.quantize(mode)
     expected = model.predict(x, verbose=0)
     result = tfquant.convert_model(model, x, show_progress=False)
     graph = result.graph
@@ -165,5 +166,77 @@ def test_keras_int8_attention_keeps_every_projection_s_codes():
         kernels = "reference" if rt == "tf" else "default"
         got = runtime.Runner(result.model, rt, kernels).predict(x)
         sqnr = tfquant.spec.sqnr_db(expected, got)
-        print(f"attention {rt} ({kernels}): SQNR vs Keras's own int8 {sqnr:.1f} dB")
+        print(f"attention {rt} ({kernels}): SQNR vs Keras's own {mode} {sqnr:.1f} dB")
+        assert sqnr > 25, rt
+
+
+def _flatbuffer_constants(model: bytes) -> dict:
+    """{tensor name: (values, scales, zero points)} of the file's int8 constant tensors, read
+    back by the LiteRT interpreter."""
+    from ai_edge_litert.interpreter import Interpreter
+    interpreter = Interpreter(model_content=model)
+    found = {}
+    for detail in interpreter.get_tensor_details():
+        if detail["dtype"] != np.int8:
+            continue
+        try:
+            values = interpreter.get_tensor(detail["index"])
+        except ValueError:  # not a constant (no data before invoke)
+            continue
+        quant = detail["quantization_parameters"]
+        found[detail["name"]] = (values, quant["scales"], quant["zero_points"])
+    return found
+
+
+@pytest.mark.parametrize("mode", ["int8", "int4", "int4_per_row"])
+@pytest.mark.parametrize("architecture", ["embedding_classifier", "vit_tiny"])
+def test_keras_quantized_token_classifier_and_vit_keep_keras_s_weights(architecture, mode):
+    """A token classifier (Embedding, Dense) and the ViT-tiny (Dense, MultiHeadAttention's
+    EinsumDense) after Keras's model.quantize: every Keras-quantized weight array appears
+    unchanged among the file's int8 constants (the Embedding with its per-row scales and
+    zero points), and the converted model follows Keras's quantized model on every runtime."""
+    from tfquant.experiments import coverage_models
+    from tfquant.ops.keras_support import keras_quantized_table
+    keras.utils.set_random_seed(7)
+    model = getattr(coverage_models, architecture)()
+    rng = np.random.default_rng(8)
+    if architecture == "embedding_classifier":
+        x = rng.integers(0, 64, (256, 24)).astype(np.int32)
+    else:
+        x = rng.uniform(0, 1, (128, 28, 28, 1)).astype(np.float32)
+    if mode == "int4_per_row":
+        model.quantize(config=Int4QuantizationConfig(block_size=None))
+    else:
+        model.quantize(mode)
+    expected = model.predict(x, verbose=0)
+    if architecture == "vit_tiny" and mode == "int4":
+        # The head's 1568 inputs make 13 groups of Keras's default block_size 128: refused,
+        # naming the layer and the per-row config (block_size=None, the case below).
+        with pytest.raises(ConversionError, match=r"13 groups per output .*block_size=None"):
+            tfquant.convert_model(model, x, show_progress=False)
+        return
+    result = tfquant.convert_model(model, x, show_progress=False)
+    constants = _flatbuffer_constants(result.model)
+    layers = [layer for layer in model._flatten_layers(include_self=False, recursive=True)
+              if getattr(layer, "quantization_mode", None)]
+    assert layers
+    for layer in layers:
+        if type(layer).__name__ == "Embedding":
+            codes, scale, zero = keras_quantized_table(layer)
+            matches = [name for name, (values, scales, zeros) in constants.items()
+                       if values.shape == codes.shape and np.array_equal(values, codes)
+                       and np.array_equal(scales, scale) and np.array_equal(zeros, zero)]
+        else:
+            codes, _ = keras_quantized_codes(layer)
+            views = (codes.reshape(codes.shape[0], -1).T, codes.reshape(-1, codes.shape[-1]).T)
+            matches = [name for name, (values, _, _) in constants.items()
+                       if any(values.shape == v.shape and np.array_equal(values, v)
+                              for v in views)]
+        assert matches, f"{layer.name}: Keras's {mode} weights are not in the file"
+    for rt in runtime.RUNTIMES:
+        kernels = "reference" if rt == "tf" else "default"  # see the attention test
+        got = runtime.Runner(result.model, rt, kernels).predict(x)
+        sqnr = tfquant.spec.sqnr_db(expected, got)
+        print(f"{architecture} {mode} {rt}: SQNR vs Keras's own {sqnr:.1f} dB, "
+              f"{len(layers)} quantized layers")
         assert sqnr > 25, rt

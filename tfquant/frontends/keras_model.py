@@ -256,8 +256,9 @@ def keras_quantized_layers(model) -> list:
 
 def refuse_keras_quantized(model, why_not: str = ""):
     """Layers Keras quantized itself (model.quantize) hold integer codes where their kernels
-    were. Dense layers in int8, or int4 per channel or in one group per output, are read
-    exactly (their codes and scales are kept); any other is refused in one line naming it
+    were. Those keras_support.keras_quantized_refusal accepts (Dense, MultiHeadAttention's
+    EinsumDense, Embedding) are read exactly (their codes and scales are kept); any other is
+    refused in one line naming it
     (read as float weights it would give a garbage model, and TFLiteConverter cannot lower
     it either), and so is every one when `why_not` says why they cannot be read here."""
     refused = []

@@ -77,14 +77,30 @@ def keras_quantized_refusal(layer):
     """Why a layer Keras quantized itself (model.quantize) has no integer codes in TFLite's
     form (per-channel symmetric weights), or None when it has (keras_quantized_codes):
     Dense in "int8", or "int4" per channel or in one group per output; EinsumDense in
-    "int8". Reads shapes only."""
+    "int8"; Embedding in "int8", or "int4" per row or in one group per row
+    (keras_quantized_table). Reads shapes only."""
     mode = getattr(layer, "quantization_mode", None)
     kind = type(layer).__name__
-    readable = {"Dense": ("int8", "int4"), "EinsumDense": ("int8",)}
+    readable = {"Dense": ("int8", "int4"), "EinsumDense": ("int8", "int4"),
+                "Embedding": ("int8", "int4")}
     if mode not in readable.get(kind, ()):
         return f"Keras {mode} quantization of {kind} layers is not read yet"
     if getattr(layer, "lora_enabled", False):
         return "its LoRA adapters are not merged into the quantized kernel"
+    if kind == "Embedding":
+        groups = tuple(layer.embeddings_scale.shape)[1:]
+        if groups and groups[0] != 1:
+            return (f"its int4 table has {groups[0]} groups per row (block_size "
+                    f"{getattr(layer, '_int4_block_size', '?')}), which TFLite's per-row "
+                    "dequantization cannot hold; quantize it with "
+                    "Int4QuantizationConfig(block_size=None)")
+        return None
+    if kind == "EinsumDense" and mode == "int4":
+        reduced = sorted(a % len(layer.original_kernel_shape)
+                         for a in layer._kernel_reduced_axes)
+        if reduced != list(range(len(reduced))):
+            return ("its int4 kernel is packed in a [reduced, other] view that does not "
+                    f"follow its output channels (equation {layer.equation})")
     groups = tuple(layer.kernel_scale.shape)[0]
     if mode == "int4" and getattr(layer, "kernel_zero", None) is not None and groups != 1:
         return (f"its int4 kernel has {groups} groups per output (block_size "
@@ -99,6 +115,8 @@ def keras_quantized_codes(layer) -> tuple:
     input axes) of a layer Keras quantized itself that keras_quantized_refusal accepts:
     codes x scales is the kernel Keras computes with (int4 in one group: the codes minus the
     group's zero point)."""
+    if type(layer).__name__ == "EinsumDense" and layer.quantization_mode == "int4":
+        return _einsum_int4_codes(layer)
     if type(layer).__name__ == "EinsumDense":  # kernel = codes / kernel_scale, kernel-shaped
         codes = np.asarray(layer._kernel).astype(np.int64)
         keras_scale = np.asarray(layer._adjust_scale_for_dequant(layer.kernel_scale),
@@ -113,6 +131,44 @@ def keras_quantized_codes(layer) -> tuple:
         codes = codes - np.asarray(zero).astype(np.int64)[0]
         scale = keras_scale[0]
     return codes, scale.astype(np.float32).reshape(1, -1)
+
+
+def _einsum_int4_codes(layer) -> tuple:
+    """keras_quantized_codes of an int4 EinsumDense: Keras packs a [reduced, other] view of the
+    kernel (reduced axes leading, checked by keras_quantized_refusal) with one scale per
+    column, i.e. per output channel (and one zero point in one group)."""
+    from keras import quantizers
+    shape = tuple(layer.original_kernel_shape)
+    codes = np.asarray(quantizers.unpack_int4(layer._kernel, layer._int4_unpacked_column_size,
+                                              axis=-1, dtype="int8")).astype(np.int64)
+    keras_scale = np.asarray(layer.kernel_scale, np.float64)
+    zero = getattr(layer, "kernel_zero", None)
+    if zero is None:  # kernel = codes / kernel_scale
+        scale = 1.0 / keras_scale
+    else:  # one group: (codes - zero) * kernel_scale
+        codes = codes - np.asarray(zero).astype(np.int64)[0]
+        scale = keras_scale[0]
+    reduced = {a % len(shape) for a in layer._kernel_reduced_axes}
+    scale_shape = [1 if i in reduced else d for i, d in enumerate(shape)]
+    return codes.reshape(shape), scale.astype(np.float32).reshape(scale_shape)
+
+
+def keras_quantized_table(layer) -> tuple:
+    """(int8 codes [rows, dim], float32 scale [rows], int64 zero point [rows]) of an Embedding
+    Keras quantized itself that keras_quantized_refusal accepts: row r is
+    (codes[r] - zero[r]) * scale[r] (int4 codes unpacked from Keras's two per byte)."""
+    from keras import quantizers
+    codes = np.asarray(layer._embeddings)
+    if layer.quantization_mode == "int4":
+        codes = np.asarray(quantizers.unpack_int4(codes, layer.output_dim, axis=-1))
+    keras_scale = np.asarray(layer.embeddings_scale, np.float64).reshape(len(codes))
+    zero = getattr(layer, "embeddings_zero", None) if layer.quantization_mode == "int4" \
+        else None
+    if zero is None:  # row = codes / embeddings_scale
+        return codes.astype(np.int8), (1.0 / keras_scale).astype(np.float32), \
+            np.zeros(len(codes), np.int64)
+    return codes.astype(np.int8), keras_scale.astype(np.float32), \
+        np.asarray(zero).astype(np.int64).reshape(len(codes))
 
 
 def keras_kernel(layer) -> tuple:

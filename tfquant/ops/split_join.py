@@ -42,8 +42,28 @@ class GatherOptions:
 def _embedding(b, layer, inputs, out_shape):
     if b.graph.tensors[inputs[0]].dtype not in (np.int32, np.int64):
         raise ks.Unsupported("Embedding of a float input (cast it to int32 in the data)")
+    if getattr(layer, "quantization_mode", None):
+        return _keras_quantized_embedding(b, layer, inputs, out_shape)
     table = b.const(f"{layer.name}/embeddings", ks.value(layer.embeddings))
     return b.op("GATHER", [table, inputs[0]], out_shape, layer.name, layer, GatherOptions())
+
+
+def _keras_quantized_embedding(b, layer, inputs, out_shape):
+    """An Embedding Keras quantized (int8 / int4 codes, one scale and zero point per row): the
+    codes stay in the file as an int8 table with per-row params, a DEQUANTIZE (computed once,
+    its input being constant) gives the float table and a float GATHER reads it. Per-row
+    scales fit no per-tensor int8 GATHER, so both ops stay float in every mode."""
+    from tfquant.spec import QuantParams
+    codes, scale, zero = ks.keras_quantized_table(layer)
+    graph = b.graph
+    table = graph.add_tensor(f"{layer.name}/embeddings_codes", codes.shape, np.int8, codes,
+                             QuantParams(scale, zero, 0))
+    floats = graph.add_tensor(f"{layer.name}/embeddings", codes.shape)
+    graph.add_op("DEQUANTIZE", [table], [floats], source=(layer.name,), keep_float=True)
+    out = graph.add_tensor(layer.name, out_shape)
+    graph.add_op("GATHER", [floats, inputs[0]], [out], GatherOptions(), source=(layer.name,),
+                 keep_float=True)
+    return out
 
 
 def _repeat_vector(b, layer, inputs, out_shape):
