@@ -240,3 +240,51 @@ def test_keras_quantized_token_classifier_and_vit_keep_keras_s_weights(architect
         print(f"{architecture} {mode} {rt}: SQNR vs Keras's own {sqnr:.1f} dB, "
               f"{len(layers)} quantized layers")
         assert sqnr > 25, rt
+
+
+def test_keras_gptq_dense_keeps_its_codes():
+    """Keras 3's own GPTQ (model.quantize("gptq"), asymmetric, one group per output) on a token
+    classifier: the file holds Keras's codes minus its zero points, per output channel with
+    Keras's scales, and follows Keras's GPTQ model; several groups per output are refused
+    in one line naming the fix."""
+    from keras.quantizers import GPTQConfig
+
+    from tfquant.experiments import coverage_models, peers
+    keras.utils.set_random_seed(10)
+    model = coverage_models.embedding_classifier()
+    tokens, _ = coverage_models.synthetic_tokens(256, 4)
+    quantized = peers.keras_gptq(model, tokens[:128], bits=4)
+    assert peers.keras_gptq(_model(), tokens[:8]) is None  # no Embedding: does not apply
+    expected = quantized.predict(tokens, verbose=0)
+    result = tfquant.convert_model(quantized, tokens[:128], show_progress=False)
+    constants = _flatbuffer_constants(result.model)
+    dense = [layer for layer in quantized.layers if getattr(layer, "quantization_mode", None)]
+    assert [layer.quantization_mode for layer in dense] == ["gptq", "gptq"]
+    for layer in dense:
+        codes, scale = keras_quantized_codes(layer)
+        zero = np.asarray(layer.kernel_zero).astype(np.int64)[:, 0]
+        q = codes + zero[None, :]  # Keras's stored codes, 0..15
+        assert q.min() >= 0 and q.max() <= 15
+        assert any(values.shape == codes.T.shape and np.array_equal(values, codes.T)
+                   and np.array_equal(scales, scale.reshape(-1))
+                   for values, scales, _ in constants.values()), layer.name
+    for rt in runtime.RUNTIMES:
+        sqnr = tfquant.spec.sqnr_db(expected, runtime.Runner(result.model, rt).predict(tokens))
+        print(f"Keras GPTQ token classifier {rt}: SQNR vs Keras's own {sqnr:.1f} dB")
+        assert sqnr > 30, rt
+    grouped = keras.models.clone_model(model)
+    grouped.set_weights(model.get_weights())
+    layers = grouped.layers[1:]
+
+    class Identity:
+        @staticmethod
+        def tokenize(sample):
+            return sample
+
+    grouped.quantize("gptq", config=GPTQConfig(
+        dataset=list(tokens[:64]), tokenizer=Identity(), num_samples=64, sequence_length=24,
+        group_size=8, quantization_layer_structure={
+            "pre_block_layers": [layers[0]], "sequential_blocks": [keras.Sequential(
+                layers[1:])]}))
+    with pytest.raises(ConversionError, match=r"2 groups per output .*group_size=-1"):
+        tfquant.convert_model(grouped, tokens[:64], show_progress=False)

@@ -254,6 +254,33 @@ def test_large_layers_keep_block_diagonal_statistics(monkeypatch, patches):
     assert errors[0] < errors[1]
 
 
+def test_weights_shared_by_unrolled_steps_are_rounded_once_for_all_steps():
+    """An unrolled LSTM (lowered route): 30 FULLY_CONNECTED steps read each weight matrix;
+    the rounding pools every step's inputs, and each step computes the same codes."""
+    from tfquant.experiments import coverage_models
+    keras.utils.set_random_seed(9)
+    model = coverage_models.conv1d_lstm()
+    x, _ = coverage_models.synthetic_sequences(384, 3)
+    calib, test = x[:256], x[256:]
+    recipe = tfquant.Recipe(weight_bits=4, weight_rounding="gptq", calibration_method="minmax")
+    result = tfquant.convert_model(model, calib, recipe, show_progress=False)
+    targets = weight_rounding.rounding_targets(result.float_graph, recipe)
+    shared = [n for n in targets if len(result.float_graph.consumers(n)) == 30]
+    assert len(shared) == 2  # the input and the recurrent kernels
+    steps = [op for op in result.graph.ops if op.type == "FULLY_CONNECTED"
+             and result.graph.tensors[op.inputs[1]].shape == (128, 16)]
+    assert len(steps) == 30 and all(np.array_equal(result.graph.tensors[s.inputs[1]].data,
+                                                    result.graph.tensors[steps[0].inputs[1]]
+                                                    .data) for s in steps)
+    reference = model.predict(test, verbose=0)
+    nearest = tfquant.convert_model(model, calib, tfquant.Recipe(
+        weight_bits=4, calibration_method="minmax"), show_progress=False)
+    got = [spec.sqnr_db(reference, runtime.Runner(r.model).predict(test))
+           for r in (result, nearest)]
+    print(f"unrolled LSTM, 4-bit: GPTQ {got[0]:.1f} dB, nearest {got[1]:.1f} dB")
+    assert got[0] > got[1]
+
+
 def test_rounding_needs_integer_mode_and_calibration_data(mnist, pretrained):
     with pytest.raises(ValueError, match="needs mode 'int8' or 'int16x8'"):
         tfquant.Recipe(mode="weights_only", weight_rounding="gptq")

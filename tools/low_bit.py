@@ -32,6 +32,7 @@ METHODS = {
     "adaround": ("AdaRound-style", {"weight_rounding": "adaround"}),
 }
 DATA_DRIVEN = ("gptq", "adaround")
+KERAS_GPTQ = "Keras GPTQ"
 MODELS = (tuple(f"mnist_{n}" for n in coverage_models.ZOO) + coverage_models.LAYER_ZOO
           + tuple(coverage_models.MTCNN) + ("basic_pitch_saved_model",))
 QAT_MODELS = tuple(f"mnist_{n}" for n in coverage_models.ZOO) + ("vit_tiny",)
@@ -92,6 +93,31 @@ def _post_training(case, reference, bits: int, method: str, log) -> dict:
     return result
 
 
+def _keras_gptq(case, reference, bits: int, log) -> dict:
+    """Keras 3's own GPTQ on each calibration draw, converted by tfquant with Keras's codes
+    (None where Keras's GPTQ does not apply: it reads token ids through an Embedding)."""
+    import numpy as np
+
+    import tfquant
+    from tfquant.experiments import peers
+    if not hasattr(case.model, "layers"):
+        return None
+    result = {"sqnr": [], "correct": [], "seconds": [], "bytes": None, "error": None}
+    for d, batches in enumerate(case.calibration):
+        start = time.perf_counter()
+        quantized = peers.keras_gptq(case.model, np.concatenate(batches), bits)
+        if quantized is None:
+            return None
+        converted = tfquant.convert_model(quantized, batches, tfquant.Recipe(
+            calibration_method="minmax"), show_progress=False)
+        result["seconds"].append(time.perf_counter() - start)
+        result["bytes"] = len(converted.model)
+        result["sqnr"] += _measure(converted.model, case, reference, result["correct"])
+        log(f"  {bits}-bit {KERAS_GPTQ}, draw {d + 1}: {result['sqnr'][-1]:.2f} dB, "
+            f"{result['seconds'][-1]:.1f} s")
+    return result
+
+
 def _qat(case, reference, name: str, epochs: int, log) -> dict:
     import tfquant
     from tfquant import qat
@@ -130,6 +156,12 @@ def evaluate(name: str, config: Config) -> dict:
         for method in METHODS:
             row["results"][bits, method] = _post_training(case, reference, bits, method,
                                                           _app.log)
+        try:
+            keras_result = _keras_gptq(case, reference, bits, _app.log)
+        except Exception as e:  # noqa: BLE001  a failure is a result
+            keras_result = {"sqnr": [], "error": one_line(e)}
+        if keras_result is not None:
+            row["results"][bits, "keras_gptq"] = keras_result
     if name in config.qat_models and 4 in config.bits:
         try:
             row["results"][4, "qat"] = _qat(case, reference, name, config.qat_epochs, _app.log)
@@ -174,19 +206,28 @@ def _cell(result) -> str:
     return f"{s.mean:.2f} ± {s.stderr:.2f}" if s.n > 1 else f"{s.mean:.2f}"
 
 
+def _label(method: str) -> str:
+    return METHODS[method][0] if method in METHODS else \
+        {"keras_gptq": KERAS_GPTQ, "qat": "QAT"}[method]
+
+
 def format_report(rows: list, config: Config, seconds: float) -> str:
     import numpy as np
 
     from tfquant.experiments import reports
-    methods = list(METHODS) + ["qat"]
-    labels = [METHODS[m][0] if m in METHODS else "QAT" for m in methods]
+    methods = list(METHODS) + ["keras_gptq", "qat"]
+    labels = [_label(m) for m in methods]
     text = (f"\n\n{len(rows)} of {len(config.models)} models, {seconds / 60:.1f} min. Weights "
             "of conv / depthwise / dense ops at the given bits (symmetric, per channel), "
             "activations int8 (minmax ranges for every post-training row). Output SQNR (dB) "
             f"against the float model, pooled over {config.calibration_draws} calibration "
             f"draws x {config.test_sets} disjoint test sets (mean ± standard error; QAT: one "
-            "training, test sets only), on ai-edge-litert. '-': not run. See docs/"
-            "weight_rounding.md for the methods.\n\n![SQNR per model](low_bit.png)\n\n")
+            "training, test sets only), on ai-edge-litert. Keras GPTQ: Keras 3's "
+            "model.quantize(\"gptq\") (one group per output, asymmetric) converted by tfquant "
+            "with Keras's codes, where it applies (token models: it reads token ids through "
+            "an Embedding). QAT's SQNR also counts its fine-tuning's drift from the float "
+            "model: top-1 is the fairer measure there. '-': not run. See "
+            "docs/weight_rounding.md for the methods.\n\n![SQNR per model](low_bit.png)\n\n")
     table = []
     for row in rows:
         if row["error"]:
@@ -224,7 +265,7 @@ def plot(rows: list, config: Config, path: str):
     import numpy as np
 
     from tfquant.experiments import reports
-    methods = list(METHODS) + ["qat"]
+    methods = list(METHODS) + ["keras_gptq", "qat"]
     fig, axes = plt.subplots(len(config.bits), 1, figsize=(max(6, 1.1 * len(rows)), 3.2 *
                                                             len(config.bits)), squeeze=False)
     for ax, bits in zip(axes[:, 0], config.bits):
@@ -233,7 +274,7 @@ def plot(rows: list, config: Config, path: str):
             values = [pooled(r["results"].get((bits, m))) if not r["error"] else np.nan
                       for r in rows]
             ax.bar(np.arange(len(rows)) + (j - len(methods) / 2 + 0.5) * width, values, width,
-                   label=METHODS[m][0] if m in METHODS else "QAT")
+                   label=_label(m))
         ax.set_xticks(np.arange(len(rows)), [r["name"] for r in rows], rotation=30,
                       ha="right", fontsize=8)
         ax.set_ylabel(f"{bits}-bit weights: SQNR (dB)")

@@ -155,3 +155,34 @@ def depthwise_weight_scales(tflite_model: bytes) -> list:
         found.append((scales, None if scales <= 1 else
                       weights.quantized_dimension == layout.output_axis))
     return found
+
+
+def keras_gptq(model, tokens, bits: int = 4):
+    """A copy of a token model (Embedding first, then a chain of layers) after Keras 3's own
+    GPTQ (model.quantize("gptq"), one group per output, asymmetric: Keras's defaults but
+    group_size=-1, the form TFLite's per-channel weights hold), calibrated on `tokens`
+    [samples, length]; None for models Keras's GPTQ does not apply to (it reads token ids
+    through an Embedding: image and signal models)."""
+    import keras
+    from keras.quantizers import GPTQConfig
+    layers = [layer for layer in model.layers if type(layer).__name__ != "InputLayer"]
+    chain = all(len(layer._inbound_nodes) == 1 for layer in layers)
+    if not layers or type(layers[0]).__name__ != "Embedding" or not chain:
+        return None
+    copy = keras.models.clone_model(model)
+    copy.set_weights(model.get_weights())
+    layers = [layer for layer in copy.layers if type(layer).__name__ != "InputLayer"]
+
+    class _Identity:  # the token ids are given already tokenized
+        @staticmethod
+        def tokenize(sample):
+            return sample
+
+    config = GPTQConfig(
+        dataset=list(tokens), tokenizer=_Identity(), weight_bits=bits,
+        num_samples=len(tokens), sequence_length=tokens.shape[1], group_size=-1,
+        quantization_layer_structure={"pre_block_layers": [layers[0]],
+                                      "sequential_blocks": [keras.Sequential(layers[1:])]})
+    with contextlib.redirect_stdout(io.StringIO()):  # its progress bar
+        copy.quantize("gptq", config=config)
+    return copy

@@ -76,12 +76,13 @@ def pre_activation_name(layer, suffix: str) -> str:
 def keras_quantized_refusal(layer):
     """Why a layer Keras quantized itself (model.quantize) has no integer codes in TFLite's
     form (per-channel symmetric weights), or None when it has (keras_quantized_codes):
-    Dense in "int8", or "int4" per channel or in one group per output; EinsumDense in
-    "int8"; Embedding in "int8", or "int4" per row or in one group per row
-    (keras_quantized_table). Reads shapes only."""
+    Dense in "int8", "int4" or "gptq" (per channel or in one group per output; GPTQ also
+    checks its codes fit int8); EinsumDense in "int8" or "int4" (reduced axes leading);
+    Embedding in "int8", or "int4" per row or in one group per row
+    (keras_quantized_table)."""
     mode = getattr(layer, "quantization_mode", None)
     kind = type(layer).__name__
-    readable = {"Dense": ("int8", "int4"), "EinsumDense": ("int8", "int4"),
+    readable = {"Dense": ("int8", "int4", "gptq"), "EinsumDense": ("int8", "int4"),
                 "Embedding": ("int8", "int4")}
     if mode not in readable.get(kind, ()):
         return f"Keras {mode} quantization of {kind} layers is not read yet"
@@ -95,6 +96,8 @@ def keras_quantized_refusal(layer):
                     "dequantization cannot hold; quantize it with "
                     "Int4QuantizationConfig(block_size=None)")
         return None
+    if mode == "gptq":
+        return _gptq_refusal(layer)
     if kind == "EinsumDense" and mode == "int4":
         reduced = sorted(a % len(layer.original_kernel_shape)
                          for a in layer._kernel_reduced_axes)
@@ -117,6 +120,8 @@ def keras_quantized_codes(layer) -> tuple:
     group's zero point)."""
     if type(layer).__name__ == "EinsumDense" and layer.quantization_mode == "int4":
         return _einsum_int4_codes(layer)
+    if layer.quantization_mode == "gptq":
+        return _gptq_codes(layer)
     if type(layer).__name__ == "EinsumDense":  # kernel = codes / kernel_scale, kernel-shaped
         codes = np.asarray(layer._kernel).astype(np.int64)
         keras_scale = np.asarray(layer._adjust_scale_for_dequant(layer.kernel_scale),
@@ -131,6 +136,33 @@ def keras_quantized_codes(layer) -> tuple:
         codes = codes - np.asarray(zero).astype(np.int64)[0]
         scale = keras_scale[0]
     return codes, scale.astype(np.float32).reshape(1, -1)
+
+
+def _gptq_refusal(layer):
+    if not getattr(layer, "is_gptq_calibrated", False):
+        return "its GPTQ calibration has not run (the layer still computes in float)"
+    groups = tuple(layer.kernel_scale.shape)[1]
+    if groups != 1:
+        return (f"its kernel has {groups} groups per output (GPTQConfig group_size), which "
+                "TFLite's per-channel weights cannot hold; quantize it with group_size=-1")
+    codes, _ = _gptq_codes(layer)
+    if np.abs(codes).max(initial=0) > 127:
+        return ("its codes minus zero points exceed the int8 range (GPTQ asymmetric 8-bit "
+                "weights); use weight_bits=4 or symmetric=True")
+    return None
+
+
+def _gptq_codes(layer) -> tuple:
+    """keras_quantized_codes of a Dense Keras's GPTQ calibrated in one group per output:
+    kernel[i, o] = (q[o, i] - zero[o]) * scale[o], q stored [out, in] (4-bit: packed in pairs
+    along the outputs)."""
+    from keras import quantizers
+    q = layer.quantized_kernel
+    if tuple(q.shape)[0] != layer.units:  # 4-bit: two codes per byte
+        q = quantizers.unpack_int4(q, orig_len=layer.units, axis=0, dtype="uint8")
+    zero = np.asarray(layer.kernel_zero).astype(np.int64)[:, :1]
+    codes = (np.asarray(q).astype(np.int64) - zero).T
+    return codes, np.asarray(layer.kernel_scale, np.float32)[:, 0].reshape(1, -1)
 
 
 def _einsum_int4_codes(layer) -> tuple:

@@ -6,7 +6,8 @@ as codes x scales with the scales pinned (ir.WeightGrid.scale), so the quantizer
 exactly these codes: the TFLite model computes what the reconstruction optimised.
 
 With Recipe.bias_correction, each rounded op's bias also absorbs the mean output shift of its
-rounding, E[(W_q - W) x], from the exact mean input vectors (padding included)."""
+rounding, E[(W_q - W) x], from the exact mean input vectors (padding included); weights read
+by several ops keep their biases."""
 
 from __future__ import annotations
 
@@ -21,56 +22,72 @@ from tfquant.rounding.statistics import InputStatistics
 
 
 def rounding_targets(graph: ir.Graph, recipe: Recipe) -> dict:
-    """{op output name: InputStatistics} of the ops whose weights Recipe.weight_rounding
-    rounds (their inputs' statistics are then gathered by calibration)."""
+    """{weight tensor name: InputStatistics} of the weights Recipe.weight_rounding rounds
+    (their inputs' statistics are then gathered by calibration). Weights several ops read
+    alike (an unrolled RNN's steps) are one target: their statistics pool every reader's
+    inputs, the sum of the readers' output errors."""
     targets = {}
-    for op in graph.ops:
-        layout = ops.weight_layout(op.type)
-        if layout is None or op.keep_float or op.weight_grid is not None or \
-                any(n in op.source for n in recipe.int16_layers):
+    for name, readers in _readers_by_weights(graph).items():
+        first = readers[0]
+        layout = ops.weight_layout(first.type)
+        weights = graph.tensors[name]
+        if not weights.is_const or weights.dtype != np.float32:
             continue
-        weights = graph.tensors[op.inputs[layout.weight_input]]
-        data = graph.tensors[op.inputs[layout.data_input]]
-        if not weights.is_const or weights.dtype != np.float32 or data.is_const or \
-                len(graph.consumers(weights.name)) != 1:
+        if any(op.type != first.type or op.options != first.options or op.keep_float
+               or op.weight_grid is not None or op.inputs[layout.weight_input] != name
+               or graph.tensors[op.inputs[layout.data_input]].is_const
+               or any(n in op.source for n in recipe.int16_layers) for op in readers):
             continue
+        data = graph.tensors[first.inputs[layout.data_input]]
         if layout.columns(np.zeros((1,) + tuple(max(d, 1) for d in data.shape[1:]),
-                                   np.float32), weights.shape, op.options, 1,
+                                   np.float32), weights.shape, first.options, 1,
                           np.random.default_rng(0)) is None:
             continue
-        targets[op.outputs[0]] = InputStatistics(graph, op, seed=len(targets))
+        targets[name] = InputStatistics(graph, first, seed=len(targets))
     return targets
+
+
+def _readers_by_weights(graph: ir.Graph) -> dict:
+    """{weight tensor name: the ops with a weight layout reading it} (graph order)."""
+    found = {}
+    for op in graph.ops:
+        layout = ops.weight_layout(op.type)
+        if layout is not None:
+            found.setdefault(op.inputs[layout.weight_input], []).append(op)
+    return {name: readers for name, readers in found.items()
+            if len(graph.consumers(name)) == len(readers)}
 
 
 def observers(graph: ir.Graph, targets: dict) -> dict:
     """{input tensor name: [callables]} feeding each target's statistics (calibrate_all)."""
     found = {}
-    for op in graph.ops:
-        if op.outputs[0] in targets:
-            name = op.inputs[ops.weight_layout(op.type).data_input]
-            found.setdefault(name, []).append(targets[op.outputs[0]].observe)
+    for name, stats in targets.items():
+        for op in graph.consumers(name):
+            data = op.inputs[ops.weight_layout(op.type).data_input]
+            found.setdefault(data, []).append(stats.observe)
     return found
 
 
 def round_weights(graph: ir.Graph, targets: dict, recipe: Recipe,
                   show_progress: bool = True) -> ir.Graph:
-    """The graph with every target op's weights rounded by recipe.weight_rounding."""
+    """The graph with every target's weights rounded by recipe.weight_rounding."""
     graph = graph.copy()
-    chosen = [op for op in graph.ops if op.outputs[0] in targets
-              and targets[op.outputs[0]].ready]
+    chosen = [name for name, stats in targets.items() if stats.ready]
     progress = Progress(f"rounding weights ({recipe.weight_rounding})", len(chosen),
                         enabled=show_progress)
-    for op in chosen:
-        _round_op(graph, op, targets[op.outputs[0]], recipe)
+    for name in chosen:
+        _round_weights(graph, name, targets[name], recipe)
         progress.update()
     progress.close()
     return graph
 
 
-def _round_op(graph: ir.Graph, op: ir.Op, stats: InputStatistics, recipe: Recipe):
+def _round_weights(graph: ir.Graph, name: str, stats: InputStatistics, recipe: Recipe):
+    readers = graph.consumers(name)
+    op = readers[0]
     layout = ops.weight_layout(op.type)
     grid_spec, grid = params.weight_grid(graph, op, recipe)
-    tensor = graph.tensors[op.inputs[layout.weight_input]]
+    tensor = graph.tensors[name]
     rows = layout.rows(tensor.data).astype(np.float64)
     scale = np.broadcast_to(grid.scale.astype(np.float64), rows.shape[:1])
     qmin, qmax = grid_spec.qmin, grid_spec.qmax
@@ -85,7 +102,7 @@ def _round_op(graph: ir.Graph, op: ir.Op, stats: InputStatistics, recipe: Recipe
             codes[picked] = adaround_codes(w, s, problem.hessian, qmin, qmax,
                                            recipe.rounding_iterations)
     rounded = codes * scale[:, None]
-    if recipe.bias_correction:
+    if recipe.bias_correction and len(readers) == 1:  # pooled readers: no one mean
         mean = stats.mean()
         if mean.ndim == 2:  # grouped rows: each row reads its group's mean vector
             mean = mean[:, layout.row_groups(tensor.shape, op.options)].T
@@ -95,6 +112,7 @@ def _round_op(graph: ir.Graph, op: ir.Op, stats: InputStatistics, recipe: Recipe
             np.float32))
     graph.set_tensor(tensor.name, data=layout.from_rows(rounded, tensor.shape).astype(
         np.float32))
-    graph.update_op(op, weight_grid=ir.WeightGrid(
-        grid_spec.bits, True, grid.axis is not None,
-        tuple(float(v) for v in grid.scale)))
+    pinned = ir.WeightGrid(grid_spec.bits, True, grid.axis is not None,
+                           tuple(float(v) for v in grid.scale))
+    for reader in readers:
+        graph.update_op(reader, weight_grid=pinned)
