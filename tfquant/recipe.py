@@ -43,10 +43,11 @@ class Recipe:
       weight_range_method: "minmax" (each channel's max |w|) or "mse" (the per-channel clipping
         with the smallest quantization error).
       weight_bits: 2..8 bits per weight (symmetric, narrow range) in int8 / int16x8 mode.
-      weight_rounding: how weights take their codes on the grid `weight_range_method` chose:
-        "nearest" (round to nearest), or chosen from the calibration data so that each
-        conv / depthwise / dense output stays closest to the float layer's (int8 / int16x8
-        modes; tfquant.passes.round_weights): "gptq" (error compensation, Frantar et al.
+      weight_rounding: how weights take their codes: "nearest" (round to nearest on the grid
+        `weight_range_method` chose), or chosen from the calibration data so that each
+        conv / depthwise / dense output stays closest to the float layer's, on whichever of
+        the max-|w| and MSE grids reconstructs it better (int8 / int16x8 modes;
+        tfquant.passes.weight_rounding): "gptq" (error compensation, Frantar et al.
         2022: fast) or "adaround" (learned rounding, Nagel et al. 2020: slower, often
         slightly better). Worth it below 8 bits; see docs/low_bit.md.
       rounding_iterations: Adam steps of each "adaround" reconstruction.

@@ -1,9 +1,11 @@
 """Data-driven weight rounding (Recipe.weight_rounding): each conv / depthwise / dense op's
 weights take the integer codes that keep the op's output on the calibration data closest to
 the float op's (GPTQ-style error compensation or AdaRound-style learned rounding, see
-tfquant.rounding), on the grid round-to-nearest would use. The chosen weights are written back
+tfquant.rounding), on a grid round-to-nearest could use. The chosen weights are written back
 as codes x scales with the scales pinned (ir.WeightGrid.scale), so the quantizer stores
-exactly these codes: the TFLite model computes what the reconstruction optimised.
+exactly these codes: the TFLite model computes what the reconstruction optimised. Each
+weight tensor's grid is the one, of max-|w| and MSE clipping (Recipe.weight_range_method's
+choices), on which the reconstructed output error is smaller.
 
 With Recipe.bias_correction, each rounded op's bias also absorbs the mean output shift of its
 rounding, E[(W_q - W) x], from the exact mean input vectors (padding included); weights read
@@ -11,11 +13,13 @@ by several ops keep their biases."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from tfquant import ir, ops, params, spec
 from tfquant.progress import Progress
-from tfquant.recipe import Recipe
+from tfquant.recipe import WEIGHT_RANGE_METHODS, Recipe
 from tfquant.rounding.adaround import adaround_codes
 from tfquant.rounding.gptq import gptq_codes
 from tfquant.rounding.statistics import InputStatistics
@@ -43,7 +47,10 @@ def rounding_targets(graph: ir.Graph, recipe: Recipe) -> dict:
                                    np.float32), weights.shape, first.options, 1,
                           np.random.default_rng(0)) is None:
             continue
-        targets[name] = InputStatistics(graph, first, seed=len(targets))
+        after = graph.consumers(first.outputs[0])
+        activation = after[0].type if len(readers) == 1 and len(after) == 1 and \
+            getattr(first.options, "fused_activation", "NONE") == "NONE" else None
+        targets[name] = InputStatistics(graph, first, seed=len(targets), activation=activation)
     return targets
 
 
@@ -82,25 +89,46 @@ def round_weights(graph: ir.Graph, targets: dict, recipe: Recipe,
     return graph
 
 
-def _round_weights(graph: ir.Graph, name: str, stats: InputStatistics, recipe: Recipe):
-    readers = graph.consumers(name)
-    op = readers[0]
-    layout = ops.weight_layout(op.type)
-    grid_spec, grid = params.weight_grid(graph, op, recipe)
-    tensor = graph.tensors[name]
-    rows = layout.rows(tensor.data).astype(np.float64)
+def _reconstruct(rows, problems, grid_spec, grid, recipe: Recipe) -> tuple:
+    """(output error, codes, row scales, spec, params) of the rows on one grid: per problem,
+    the method's codes, or the nearest ones where those reconstruct it better (a safety net:
+    the method minimises the same error, but not always to below round-to-nearest's)."""
     scale = np.broadcast_to(grid.scale.astype(np.float64), rows.shape[:1])
     qmin, qmax = grid_spec.qmin, grid_spec.qmax
     codes = np.clip(spec.round_half_away(rows / scale[:, None]), qmin, qmax)
     columns = np.arange(rows.shape[1])
-    for problem in stats.problems():
+    error = 0.0
+    for problem in problems:
         picked = (problem.rows[:, :, None], columns[problem.inputs][None, None, :])
         w, s = rows[picked], scale[problem.rows]
         if recipe.weight_rounding == "gptq":
-            codes[picked] = gptq_codes(w, s, problem.hessian, qmin, qmax)
+            found = gptq_codes(w, s, problem.hessian, qmin, qmax)
         else:
-            codes[picked] = adaround_codes(w, s, problem.hessian, qmin, qmax,
-                                           recipe.rounding_iterations)
+            found = adaround_codes(w, s, problem.hessian, qmin, qmax,
+                                   recipe.rounding_iterations)
+        errors = [_group_errors(c, s, w, problem.hessian) for c in (found, codes[picked])]
+        better = (errors[0] <= errors[1])[:, None, None]
+        codes[picked] = np.where(better, found, codes[picked])
+        error += float(np.minimum(*errors).sum())
+    return error, codes, scale, grid_spec, grid
+
+
+def _group_errors(codes, scale, w, hessian) -> np.ndarray:
+    """tr(D H D^T) of each group."""
+    delta = codes * scale[:, :, None] - w
+    return np.einsum("grk,grk->g", delta @ hessian, delta)
+
+
+def _round_weights(graph: ir.Graph, name: str, stats: InputStatistics, recipe: Recipe):
+    readers = graph.consumers(name)
+    op = readers[0]
+    layout = ops.weight_layout(op.type)
+    tensor = graph.tensors[name]
+    rows = layout.rows(tensor.data).astype(np.float64)
+    problems = stats.problems()
+    candidates = [_reconstruct(rows, problems, *params.weight_grid(graph, op, dataclasses.replace(
+        recipe, weight_range_method=method)), recipe) for method in WEIGHT_RANGE_METHODS]
+    _, codes, scale, grid_spec, grid = min(candidates, key=lambda c: c[0])
     rounded = codes * scale[:, None]
     if recipe.bias_correction and len(readers) == 1:  # pooled readers: no one mean
         mean = stats.mean()

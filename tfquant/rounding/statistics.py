@@ -5,7 +5,13 @@ calibration pass (tfquant.calibrate observers).
 Memory and time stay bounded on large layers: at most COLUMN_BUDGET // K^2 vectors (within
 [MIN_COLUMNS, MAX_COLUMNS]) are sampled from each batch, and layers with K inputs per row keep
 E[x x^T] in diagonal blocks of at most HESSIAN_BUDGET // K inputs (<= 256 MB per layer in
-float64); the rounding treats the blocks as independent."""
+float64); the rounding treats the blocks as independent.
+
+An op whose output goes through a saturating activation (LOGISTIC, TANH: a sigmoid mask, a
+bounded output) is reconstructed after it, to first order: each output channel r gets its own
+E[f'(z_r)^2 x x^T], so errors where the activation is flat count little (the layer-wise
+objective otherwise spends its codes on saturated logits). Only while R K^2 fits the Hessian
+budget; larger layers keep the shared E[x x^T]."""
 
 from __future__ import annotations
 
@@ -20,6 +26,9 @@ COLUMN_BUDGET = 2 ** 28  # multiply-adds per batch and layer
 MIN_COLUMNS, MAX_COLUMNS = 256, 4096
 MAX_BLOCK = 4096
 HESSIAN_BUDGET = 2 ** 25  # float64 values per layer
+# Each saturating activation and its derivative (from its output value).
+SATURATING = {"LOGISTIC": (lambda z: 1.0 / (1.0 + np.exp(-z)), lambda y: y * (1.0 - y)),
+              "TANH": (np.tanh, lambda y: 1.0 - y * y)}
 
 
 @dataclasses.dataclass
@@ -36,7 +45,8 @@ class Problem:
 class InputStatistics:
     """E[x x^T] and E[x] of the vectors one op's weight rows multiply."""
 
-    def __init__(self, graph: ir.Graph, op: ir.Op, seed: int = 0):
+    def __init__(self, graph: ir.Graph, op: ir.Op, seed: int = 0,
+                 activation: Optional[str] = None):
         self.layout = ops.weight_layout(op.type)
         self.options = op.options
         self.w_shape = graph.tensors[op.inputs[self.layout.weight_input]].shape
@@ -47,6 +57,16 @@ class InputStatistics:
         size = k if self.groups is not None else min(k, MAX_BLOCK,
                                                      max(HESSIAN_BUDGET // k, 256))
         self.blocks = [slice(a, min(a + size, k)) for a in range(0, k, size)]
+        # (activation, derivative, rows [R, K], bias [R]) when reconstructed after it
+        self.activation = None
+        if activation in SATURATING and self.groups is None and \
+                self.num_rows * k * k <= HESSIAN_BUDGET:
+            weights = graph.tensors[op.inputs[self.layout.weight_input]].data
+            bias = graph.tensors[op.inputs[self.layout.bias_input]].data
+            self.activation = (*SATURATING[activation], self.layout.rows(weights), bias)
+            self.blocks = [slice(0, k)]
+            self.per_batch = int(np.clip(COLUMN_BUDGET // (self.num_rows * k * k), MIN_COLUMNS,
+                                         MAX_COLUMNS))
         self.rng = np.random.default_rng(seed)
         self.moments: Optional[list] = None
         self.total: Optional[np.ndarray] = None
@@ -67,7 +87,12 @@ class InputStatistics:
             self.total = np.zeros(columns.shape[1:], np.float64)
         for i, block in enumerate(self.blocks):
             part = columns[:, block]
-            if part.ndim == 2:
+            if self.activation is not None:  # [R, K, K], each row weighted by f'(z_r)^2
+                forward, derivative, rows, bias = self.activation
+                weight = derivative(forward(part @ rows.T + bias)) ** 2
+                self.moments[i] = self.moments[i] + np.einsum(
+                    "mr,mk,ml->rkl", weight, part, part, optimize=True).astype(np.float64)
+            elif part.ndim == 2:
                 self.moments[i] = self.moments[i] + (part.T @ part)[None].astype(np.float64)
             else:
                 self.moments[i] = self.moments[i] + np.einsum(
@@ -85,6 +110,9 @@ class InputStatistics:
 
     def problems(self) -> list:
         """The op's independent reconstructions."""
+        if self.activation is not None:
+            return [Problem(np.arange(self.num_rows)[:, None], self.blocks[0],
+                            self.moments[0] / self.count)]
         if self.groups is None:
             every = np.arange(self.num_rows)[None]
             return [Problem(every, block, m / self.count)
