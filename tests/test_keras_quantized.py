@@ -240,6 +240,15 @@ def test_keras_quantized_token_classifier_and_vit_keep_keras_s_weights(architect
         print(f"{architecture} {mode} {rt}: SQNR vs Keras's own {sqnr:.1f} dB, "
               f"{len(layers)} quantized layers")
         assert sqnr > 25, rt
+    if architecture == "embedding_classifier":  # weight-only kernels, as the user may ask
+        hybrid = tfquant.convert_model(model, recipe=tfquant.Recipe(mode="weights_only"),
+                                       show_progress=False)
+        table = next(v for n, v in _flatbuffer_constants(hybrid.model).items()
+                     if n.endswith("embeddings_codes"))
+        np.testing.assert_array_equal(table[0], keras_quantized_table(layers[0])[0])
+        sqnr = tfquant.spec.sqnr_db(expected, runtime.Runner(hybrid.model).predict(x))
+        print(f"{architecture} {mode} weights only: SQNR vs Keras's own {sqnr:.1f} dB")
+        assert sqnr > 30
 
 
 def test_keras_gptq_dense_keeps_its_codes():
