@@ -43,6 +43,8 @@ def rounding_targets(graph: ir.Graph, recipe: Recipe) -> dict:
                or any(n in op.source for n in recipe.int16_layers) for op in readers):
             continue
         data = graph.tensors[first.inputs[layout.data_input]]
+        # A one-sample probe: None where the layout has no reconstruction (TRANSPOSE_CONV) or
+        # the input's shape does not fit the weights.
         if layout.columns(np.zeros((1,) + tuple(max(d, 1) for d in data.shape[1:]),
                                    np.float32), weights.shape, first.options, 1,
                           np.random.default_rng(0)) is None:

@@ -87,11 +87,8 @@ class InputStatistics:
             self.total = np.zeros(columns.shape[1:], np.float64)
         for i, block in enumerate(self.blocks):
             part = columns[:, block]
-            if self.activation is not None:  # [R, K, K], each row weighted by f'(z_r)^2
-                forward, derivative, rows, bias = self.activation
-                weight = derivative(forward(part @ rows.T + bias)) ** 2
-                self.moments[i] = self.moments[i] + np.einsum(
-                    "mr,mk,ml->rkl", weight, part, part, optimize=True).astype(np.float64)
+            if self.activation is not None:
+                self.moments[i] = self._add_weighted(self.moments[i], part)
             elif part.ndim == 2:
                 self.moments[i] = self.moments[i] + (part.T @ part)[None].astype(np.float64)
             else:
@@ -99,6 +96,20 @@ class InputStatistics:
                     "mkg,mlg->gkl", part, part, optimize=True).astype(np.float64)
         self.total += columns.sum(axis=0, dtype=np.float64)
         self.count += len(columns)
+
+    def _add_weighted(self, moments, part: np.ndarray) -> np.ndarray:
+        """moments [R, K, K] + sum over the batch of f'(z_r)^2 x x^T, in chunks of rows that
+        keep the [rows, M, K] products near 64 MB."""
+        forward, derivative, rows, bias = self.activation
+        z = np.clip(part.astype(np.float64) @ rows.T.astype(np.float64) + bias, -60, 60)
+        weight = (derivative(forward(z)) ** 2).astype(np.float32)  # [M, R]
+        if np.isscalar(moments):
+            moments = np.zeros((self.num_rows,) + (part.shape[1],) * 2, np.float64)
+        chunk = max(1, 2 ** 24 // max(part.size, 1))
+        for a in range(0, self.num_rows, chunk):
+            scaled = weight[:, a:a + chunk].T[:, :, None] * part[None]  # [c, M, K]
+            moments[a:a + chunk] += np.swapaxes(scaled, 1, 2) @ part
+        return moments
 
     @property
     def ready(self) -> bool:
