@@ -132,6 +132,32 @@ def test_cli_converts_a_keras_int8_model(tmp_path):
     assert tfquant.spec.sqnr_db(expected, got) > 30
 
 
+def test_cli_converts_a_saved_keras_int4_token_classifier(tmp_path):
+    """model.quantize("int4") with its Embedding, saved as .keras, through tfquant-convert:
+    the file holds Keras's table codes."""
+    from tfquant.experiments import coverage_models
+    from tfquant.ops.keras_support import keras_quantized_table
+    keras.utils.set_random_seed(12)
+    model = coverage_models.embedding_classifier()
+    model.quantize("int4")
+    path = str(tmp_path / "tokens.keras")
+    model.save(path)
+    tokens, _ = coverage_models.synthetic_tokens(128, 5)
+    np.save(tmp_path / "tokens.npy", tokens)
+    output = tmp_path / "tokens.tflite"
+    done = subprocess.run([sys.executable, "-m", "tfquant.tools.convert", f"--model={path}",
+                           f"--output={output}", f"--calibration_data={tmp_path / 'tokens.npy'}"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-800:]
+    table = next(v for n, v in _flatbuffer_constants(output.read_bytes()).items()
+                 if n.endswith("embeddings_codes"))
+    embedding = next(layer for layer in model.layers if type(layer).__name__ == "Embedding")
+    np.testing.assert_array_equal(table[0], keras_quantized_table(embedding)[0])
+    sqnr = tfquant.spec.sqnr_db(model.predict(tokens, verbose=0),
+                                runtime.Runner(output.read_bytes()).predict(tokens))
+    assert sqnr > 30, sqnr
+
+
 @pytest.mark.parametrize("mode", ["int8", "int4"])
 def test_keras_quantized_attention_keeps_every_projection_s_codes(mode):
     """A transformer block quantized by Keras (model.quantize("int8")): the query / key /
