@@ -60,7 +60,7 @@ TOOLS = {
     "ptq_grid": "tfquant-ptq-grid", "paper_tables": "tfquant-paper-tables",
     "compare_tflite_quantizers": "tfquant-compare-tflite", "benchmark": "tfquant-benchmark",
     "coverage": "tfquant-coverage", "qat_families": "tfquant-qat-families",
-    "demo": None,
+    "low_bit": "tfquant-low-bit", "demo": None,
 }
 
 

@@ -322,3 +322,7 @@ def test_rounding_needs_integer_mode_and_calibration_data(mnist, pretrained):
     with pytest.raises(CalibrationDataError, match="weight_rounding='gptq'"):
         tfquant.convert_model(pretrained("resnet"), None,
                               tfquant.Recipe(weight_rounding="gptq"), show_progress=False)
+    with pytest.raises(ValueError, match="calibration pass that calibrated_ranges skips"):
+        tfquant.convert_model(pretrained("resnet"), mnist.x_train[:32],
+                              tfquant.Recipe(weight_rounding="gptq"), calibrated_ranges={},
+                              show_progress=False)

@@ -99,7 +99,8 @@ def convert_model(model, representative_data=None, recipe: Optional[Recipe] = No
     elif calibrated_ranges is not None:
         if recipe.weight_rounding != "nearest":
             raise ValueError(f"weight_rounding={recipe.weight_rounding!r} needs the "
-                             "calibration pass that calibrated_ranges skips: leave one out")
+                             "calibration pass that calibrated_ranges skips: pass "
+                             "representative_data without calibrated_ranges")
         ranges = calibrated_ranges
         out_graph = _quantize_integer(float_graph, ranges, recipe)
     elif float_graph.qat_ranges and representative_data is None:

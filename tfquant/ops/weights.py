@@ -123,8 +123,6 @@ def render_folded(r, op, x, name):
     return r.linear(op)
 
 
-
-
 def sampled_patches(x: np.ndarray, kernel: tuple, options, count: int,
                     rng: np.random.Generator) -> np.ndarray:
     """[M, kh, kw, C] input windows of a 2-D convolution over NHWC `x` (TFLite SAME / VALID
