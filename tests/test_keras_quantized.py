@@ -81,15 +81,42 @@ def test_keras_quantized_dense_weights_only():
         assert sqnr > 25, rt
 
 
+def test_keras_int4_dense_in_groups_keeps_each_group_s_codes():
+    """int4 with block_size=64 on 160 inputs: three groups per output, each with its own
+    scales and zero points. One FULLY_CONNECTED per group (over a SPLIT_V of the input) keeps
+    each group's codes minus its zero points with its scales; ADDs sum them."""
+    from tfquant.ops.keras_support import keras_dense_groups
+    model = _model(features=160)
+    model.quantize(config=Int4QuantizationConfig(block_size=64))
+    x = RNG.normal(size=(256, 160)).astype(np.float32)
+    expected = model.predict(x, verbose=0)
+    result = tfquant.convert_model(model, x, show_progress=False)
+    groups = keras_dense_groups(model.get_layer("hidden"))
+    assert [(a, e) for a, e, _, _ in groups] == [(0, 64), (64, 128), (128, 160)]
+    constants = _flatbuffer_constants(result.model)
+    for _, _, codes, scale in groups:
+        assert any(v.shape == codes.T.shape and np.array_equal(v, codes.T)
+                   and np.array_equal(scales, scale) for v, scales, _ in constants.values())
+    assert sum(op.type == "FULLY_CONNECTED" for op in result.graph.ops) == 4
+    for rt in runtime.RUNTIMES:
+        sqnr = tfquant.spec.sqnr_db(expected, runtime.Runner(result.model, rt).predict(x))
+        print(f"int4 Dense in 3 groups {rt}: SQNR vs Keras's own {sqnr:.1f} dB")
+        assert sqnr > 30, rt
+
+
 def test_keras_quantized_layers_without_a_tflite_form_are_refused_in_one_line(tmp_path):
-    """int4 in several groups per output, an EinsumDense, quantization-aware training of a
-    quantized model, and the lowered route (TFLiteConverter cannot lower integer kernels):
-    one line naming the layers, from Python and from the CLI (no output file)."""
-    grouped = _model(features=160)
-    grouped.quantize(config=Int4QuantizationConfig(block_size=64))
-    with pytest.raises(ConversionError, match="'hidden' \\(Dense, int4: its int4 kernel has "
-                       "3 groups per output") as info:
-        tfquant.convert_model(grouped, RNG.normal(size=(32, 160)).astype(np.float32),
+    """int4 attention projections in several groups per output, an EinsumDense, quantization-
+    aware training of a quantized model, the lowered route (TFLiteConverter cannot lower
+    integer kernels) and a float8 model from the CLI: one line naming the layers (no output
+    file)."""
+    keras.utils.set_random_seed(3)
+    tokens = keras.Input((6, 16))
+    grouped = keras.Model(tokens, keras.layers.MultiHeadAttention(4, 64, name="attention")(
+        tokens, tokens))
+    grouped.quantize("int4")  # the output projection reads 4 x 64 = 256 inputs: 2 groups
+    with pytest.raises(ConversionError, match="\\(EinsumDense, int4: its int4 kernel has 2 "
+                       "groups per output") as info:
+        tfquant.convert_model(grouped, RNG.normal(size=(32, 6, 16)).astype(np.float32),
                               show_progress=False)
     assert "\n" not in str(info.value)
     inputs = keras.Input((5, 8))
@@ -106,8 +133,10 @@ def test_keras_quantized_layers_without_a_tflite_form_are_refused_in_one_line(tm
         tfquant.qat.quantize_model(model)
     with pytest.raises(ConversionError, match="only the native route reads"):
         tfquant.convert_model(model, X, tfquant.Recipe(route="lowered"), show_progress=False)
-    path = str(tmp_path / "grouped.keras")
-    grouped.save(path)
+    float8 = _model()
+    float8.quantize("float8")  # (Keras cannot reload its own int4 attention from .keras)
+    path = str(tmp_path / "float8.keras")
+    float8.save(path)
     done = subprocess.run([sys.executable, "-m", "tfquant.tools.convert", f"--model={path}",
                            f"--output={tmp_path / 'out.tflite'}", "--mode=float"],
                           capture_output=True, text=True, timeout=300)
@@ -222,7 +251,7 @@ def test_keras_quantized_token_classifier_and_vit_keep_keras_s_weights(architect
     unchanged among the file's int8 constants (the Embedding with its per-row scales and
     zero points), and the converted model follows Keras's quantized model on every runtime."""
     from tfquant.experiments import coverage_models
-    from tfquant.ops.keras_support import keras_quantized_table
+    from tfquant.ops.keras_support import keras_dense_groups, keras_quantized_table
     keras.utils.set_random_seed(7)
     model = getattr(coverage_models, architecture)()
     rng = np.random.default_rng(8)
@@ -235,12 +264,6 @@ def test_keras_quantized_token_classifier_and_vit_keep_keras_s_weights(architect
     else:
         model.quantize(mode)
     expected = model.predict(x, verbose=0)
-    if architecture == "vit_tiny" and mode == "int4":
-        # The head's 1568 inputs make 13 groups of Keras's default block_size 128: refused,
-        # naming the layer and the per-row config (block_size=None, the case below).
-        with pytest.raises(ConversionError, match=r"13 groups per output .*block_size=None"):
-            tfquant.convert_model(model, x, show_progress=False)
-        return
     result = tfquant.convert_model(model, x, show_progress=False)
     constants = _flatbuffer_constants(result.model)
     layers = [layer for layer in model._flatten_layers(include_self=False, recursive=True)
@@ -252,6 +275,12 @@ def test_keras_quantized_token_classifier_and_vit_keep_keras_s_weights(architect
             matches = [name for name, (values, scales, zeros) in constants.items()
                        if values.shape == codes.shape and np.array_equal(values, codes)
                        and np.array_equal(scales, scale) and np.array_equal(zeros, zero)]
+        elif type(layer).__name__ == "Dense" and keras_dense_groups(layer):
+            # int4 in Keras's default blocks of 128 inputs (the ViT's head reads 1568): every
+            # group's codes, one FULLY_CONNECTED each
+            matches = [layer.name] if all(
+                any(np.array_equal(values, codes.T) for values, _, _ in constants.values())
+                for _, _, codes, _ in keras_dense_groups(layer)) else []
         else:
             codes, _ = keras_quantized_codes(layer)
             views = (codes.reshape(codes.shape[0], -1).T, codes.reshape(-1, codes.shape[-1]).T)
@@ -278,10 +307,10 @@ def test_keras_quantized_token_classifier_and_vit_keep_keras_s_weights(architect
 
 
 def test_keras_gptq_dense_keeps_its_codes():
-    """Keras 3's own GPTQ (model.quantize("gptq"), asymmetric, one group per output) on a token
-    classifier: the file holds Keras's codes minus its zero points, per output channel with
-    Keras's scales, and follows Keras's GPTQ model; several groups per output are refused
-    in one line naming the fix."""
+    """Keras 3's own GPTQ (model.quantize("gptq"), asymmetric) on a token classifier: the file
+    holds Keras's codes minus its zero points, per output channel with Keras's scales, in one
+    group per output or in several (one FULLY_CONNECTED per group), and follows Keras's GPTQ
+    model (also with activation order, whose groups Keras keeps in input order)."""
     from keras.quantizers import GPTQConfig
 
     from tfquant.experiments import coverage_models, peers
@@ -307,19 +336,35 @@ def test_keras_gptq_dense_keeps_its_codes():
         sqnr = tfquant.spec.sqnr_db(expected, runtime.Runner(result.model, rt).predict(tokens))
         print(f"Keras GPTQ token classifier {rt}: SQNR vs Keras's own {sqnr:.1f} dB")
         assert sqnr > 30, rt
-    grouped = keras.models.clone_model(model)
-    grouped.set_weights(model.get_weights())
-    layers = grouped.layers[1:]
+    from tfquant.ops.keras_support import keras_dense_groups
 
     class Identity:
         @staticmethod
         def tokenize(sample):
             return sample
 
-    grouped.quantize("gptq", config=GPTQConfig(
-        dataset=list(tokens[:64]), tokenizer=Identity(), num_samples=64, sequence_length=24,
-        group_size=8, quantization_layer_structure={
-            "pre_block_layers": [layers[0]], "sequential_blocks": [keras.Sequential(
-                layers[1:])]}))
-    with pytest.raises(ConversionError, match=r"2 groups per output .*group_size=-1"):
-        tfquant.convert_model(grouped, tokens[:64], show_progress=False)
+    def gptq(**config):
+        copy = keras.models.clone_model(model)
+        copy.set_weights(model.get_weights())
+        layers = copy.layers[1:]
+        copy.quantize("gptq", config=GPTQConfig(
+            dataset=list(tokens[:64]), tokenizer=Identity(), num_samples=64,
+            sequence_length=24, quantization_layer_structure={
+                "pre_block_layers": [layers[0]],
+                "sequential_blocks": [keras.Sequential(layers[1:])]}, **config))
+        return copy
+
+    for order in (False, True):  # 16 and 32 inputs in groups of 8: 2 and 4 groups
+        grouped = gptq(group_size=8, activation_order=order)
+        result = tfquant.convert_model(grouped, tokens[:64], show_progress=False)
+        constants = _flatbuffer_constants(result.model)
+        for layer in (grouped.layers[-2], grouped.layers[-1]):
+            assert len(keras_dense_groups(layer)) == layer.kernel_shape[0] // 8
+            for _, _, codes, scale in keras_dense_groups(layer):
+                assert any(np.array_equal(v, codes.T) and np.array_equal(scales, scale)
+                           for v, scales, _ in constants.values()), layer.name
+        sqnr = tfquant.spec.sqnr_db(grouped.predict(tokens, verbose=0),
+                                    runtime.Runner(result.model).predict(tokens))
+        print(f"Keras GPTQ in groups of 8 (activation order {order}): SQNR vs Keras's own "
+              f"{sqnr:.1f} dB")
+        assert sqnr > 30

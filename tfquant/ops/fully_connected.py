@@ -73,27 +73,62 @@ DENSE_WEIGHTS = DenseWeights()
 
 
 def _dense(b, layer, inputs, out_shape):
-    kernel, scales = ks.keras_kernel(layer)  # [in, out]
-    grid = ks.fixed_grid(kernel, scales)
-    bias = ks.bias_or_zeros(layer, kernel.shape[-1])
-    w = b.const(f"{layer.name}/kernel", DENSE_WEIGHTS.from_keras(kernel))
-    bias_name = b.const(f"{layer.name}/bias", bias)
+    groups = ks.keras_dense_groups(layer) if getattr(layer, "quantization_mode", None) \
+        else None
+    inputs_count = int(b.graph.tensors[inputs[0]].shape[-1])
+    if groups is None:  # (constants first: their order is the file's, tests/golden)
+        kernel, scales = ks.keras_kernel(layer)  # [in, out]
+        w = b.const(f"{layer.name}/kernel", DENSE_WEIGHTS.from_keras(kernel))
+        bias_name = b.const(f"{layer.name}/bias", ks.bias_or_zeros(layer, kernel.shape[-1]))
     pre = ks.pre_activation_name(layer, "matmul")
     x, fc_shape = inputs[0], out_shape
     flatten = len(out_shape) > 2 and all(d > 0 for d in out_shape[1:-1])
     if flatten:
-        in_shape = (-1, kernel.shape[0])
+        in_shape = (-1, inputs_count)
         shape = b.const(f"{layer.name}/flatten_shape", np.array(in_shape, np.int32), np.int32)
         x = b.op("RESHAPE", [x, shape], in_shape, f"{layer.name}/flatten", layer)
-        fc_shape = (-1, kernel.shape[1])
+        fc_shape = (-1, out_shape[-1])
         pre = f"{layer.name}/matmul"
-    y = b.op("FULLY_CONNECTED", [x, w, bias_name], fc_shape, pre, layer,
-             FullyConnectedOptions(keep_num_dims=len(fc_shape) > 2), weight_grid=grid)
+    if groups is None:
+        y = b.op("FULLY_CONNECTED", [x, w, bias_name], fc_shape, pre, layer,
+                 FullyConnectedOptions(keep_num_dims=len(fc_shape) > 2),
+                 weight_grid=ks.fixed_grid(kernel, scales))
+    else:
+        y = _grouped_dense(b, layer, x, groups, fc_shape, pre)
     if not flatten:
         return b.act(layer, y, out_shape, layer.activation, layer.name)
     y = b.act(layer, y, fc_shape, layer.activation, f"{layer.name}/activation")
     shape = b.const(f"{layer.name}/shape", np.array(out_shape, np.int32), np.int32)
     return b.op("RESHAPE", [y, shape], out_shape, layer.name, layer)
+
+
+def _grouped_dense(b, layer, x, groups, fc_shape, name):
+    """A Dense Keras quantized in several input groups (int4 block_size, GPTQ group_size):
+    each group's codes keep their own per-channel scales in one FULLY_CONNECTED over that
+    group's inputs (a SPLIT_V of the input), and ADDs sum the products."""
+    from tfquant.ops.split_join import SplitOptions
+    sizes = [end - start for start, end, _, _ in groups]
+    parts = [b.graph.add_tensor(f"{layer.name}/group{g}_in", fc_shape[:-1] + (size,))
+             for g, size in enumerate(sizes)]
+    b.graph.add_op("SPLIT_V", [x, b.const(f"{layer.name}/group_sizes", np.array(
+        sizes, np.int32), np.int32), b.const(f"{layer.name}/group_axis", np.array(
+            len(fc_shape) - 1, np.int32), np.int32)], parts, SplitOptions(len(sizes)),
+        source=(layer.name,))
+    total = None
+    bias = ks.bias_or_zeros(layer, fc_shape[-1])
+    for g, ((_, _, codes, scale), part) in enumerate(zip(groups, parts)):
+        kernel = (codes * scale.astype(np.float64)).astype(np.float32)
+        w = b.const(f"{layer.name}/kernel_group{g}", DENSE_WEIGHTS.from_keras(kernel))
+        bias_name = b.const(f"{layer.name}/bias_group{g}",
+                            bias if g == 0 else np.zeros_like(bias))
+        grid = ks.fixed_grid(kernel, np.broadcast_to(scale, codes.shape))
+        y = b.op("FULLY_CONNECTED", [part, w, bias_name], fc_shape,
+                 f"{name}/group{g}", layer, FullyConnectedOptions(
+                     keep_num_dims=len(fc_shape) > 2), weight_grid=grid)
+        total = y if total is None else b.op(
+            "ADD", [total, y], fc_shape,
+            name if g == len(groups) - 1 else f"{name}/sum{g}", layer)
+    return total
 
 
 def _read(imp, inputs, outputs, options, label):

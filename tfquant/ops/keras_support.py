@@ -76,8 +76,9 @@ def pre_activation_name(layer, suffix: str) -> str:
 def keras_quantized_refusal(layer):
     """Why a layer Keras quantized itself (model.quantize) has no integer codes in TFLite's
     form (per-channel symmetric weights), or None when it has (keras_quantized_codes):
-    Dense in "int8", "int4" or "gptq" (per channel or in one group per output; GPTQ also
-    checks its codes fit int8); EinsumDense in "int8" or "int4" (reduced axes leading);
+    Dense in "int8", "int4" or "gptq" (per channel, or in contiguous groups of inputs:
+    keras_dense_groups; GPTQ also checks its codes fit int8); EinsumDense in "int8" or "int4"
+    (one group, reduced axes leading);
     Embedding in "int8", or "int4" per row or in one group per row
     (keras_quantized_table)."""
     mode = getattr(layer, "quantization_mode", None)
@@ -105,7 +106,8 @@ def keras_quantized_refusal(layer):
             return ("its int4 kernel is packed in a [reduced, other] view that does not "
                     f"follow its output channels (equation {layer.equation})")
     groups = tuple(layer.kernel_scale.shape)[0]
-    if mode == "int4" and getattr(layer, "kernel_zero", None) is not None and groups != 1:
+    if mode == "int4" and getattr(layer, "kernel_zero", None) is not None and groups != 1 \
+            and kind != "Dense":
         return (f"its int4 kernel has {groups} groups per output (block_size "
                 f"{getattr(layer, '_int4_block_size', '?')}), which TFLite's per-channel "
                 "weights cannot hold; quantize it with "
@@ -141,15 +143,53 @@ def keras_quantized_codes(layer) -> tuple:
 def _gptq_refusal(layer):
     if not getattr(layer, "is_gptq_calibrated", False):
         return "its GPTQ calibration has not run (the layer still computes in float)"
-    groups = tuple(layer.kernel_scale.shape)[1]
-    if groups != 1:
-        return (f"its kernel has {groups} groups per output (GPTQConfig group_size), which "
-                "TFLite's per-channel weights cannot hold; quantize it with group_size=-1")
-    codes, _ = _gptq_codes(layer)
+    groups = _dense_groups(layer)
+    if groups is None:
+        return ("its input groups (g_idx) are not contiguous runs of inputs, which "
+                "TFLite's per-channel weights cannot follow; quantize it with group_size=-1")
+    codes = np.concatenate([group[2] for group in groups]) if len(groups) > 1 else \
+        _gptq_codes(layer)[0]
     if np.abs(codes).max(initial=0) > 127:
         return ("its codes minus zero points exceed the int8 range (GPTQ asymmetric 8-bit "
                 "weights); use weight_bits=4 or symmetric=True")
     return None
+
+
+def keras_dense_groups(layer):
+    """None for a Keras-quantized Dense whose every output has one scale (keras_kernel reads
+    it), else its input groups (int4 block_size, GPTQ group_size), each (first input, end,
+    codes [inputs, out] minus the group's zero points, float32 scale [out]): the layer is
+    the sum of one per-channel product per group."""
+    groups = _dense_groups(layer)
+    return groups if groups is not None and len(groups) > 1 else None
+
+
+def _dense_groups(layer):
+    """keras_dense_groups' list (one entry for one group); None when the groups are not
+    contiguous runs of inputs."""
+    from keras import quantizers
+    if layer.quantization_mode == "gptq":
+        q = layer.quantized_kernel
+        if tuple(q.shape)[0] != layer.units:
+            q = quantizers.unpack_int4(q, orig_len=layer.units, axis=0, dtype="uint8")
+        codes = np.asarray(q).astype(np.int64).T  # [in, out]
+        scale = np.asarray(layer.kernel_scale, np.float32).T  # [groups, out]
+        zero = np.asarray(layer.kernel_zero).astype(np.int64).T
+    elif layer.quantization_mode == "int4" and getattr(layer, "kernel_zero", None) is not None:
+        codes = np.asarray(layer.kernel).astype(np.int64)  # unpacked by Keras
+        scale = np.asarray(layer.kernel_scale, np.float32)
+        zero = np.asarray(layer.kernel_zero).astype(np.int64)
+    else:
+        return [(0, None, None, None)]
+    index = np.asarray(layer.g_idx).astype(np.int64) if len(scale) > 1 else \
+        np.zeros(len(codes), np.int64)
+    if np.any(np.diff(index) < 0) or (len(index) and index[0] != 0) or \
+            np.any(np.diff(index) > 1):
+        return None
+    starts = np.flatnonzero(np.diff(index, prepend=-1)) if len(index) else np.zeros(0, int)
+    ends = list(starts[1:]) + [len(index)]
+    return [(int(a), int(e), codes[a:e] - zero[index[a]], scale[index[a]])
+            for a, e in zip(starts, ends)]
 
 
 def _gptq_codes(layer) -> tuple:
