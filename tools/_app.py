@@ -182,6 +182,24 @@ def machine() -> str:
             f"{datetime.date.today().isoformat()}")
 
 
+def model_by_model(names, evaluate, report) -> tuple:
+    """(rows, the last report's text): evaluate(name) for each name in turn (progress on
+    stderr), then report(rows, seconds so far) -> text, which rewrites the tool's report so
+    that a long run's page is always current; Keras's state is freed between models."""
+    import gc
+    import time
+
+    import keras
+    start, rows, text = time.perf_counter(), [], ""
+    for name in names:
+        log(f"== {name} ({len(rows) + 1}/{len(names)})")
+        rows.append(evaluate(name))
+        text = report(rows, time.perf_counter() - start)
+        keras.backend.clear_session()
+        gc.collect()
+    return rows, text
+
+
 def write_report(path: str, title: str, body: str, command: str):
     """Write a markdown report atomically, headed by the command line that made it
     (command_line(tool, config)) and the machine it ran on."""

@@ -28,7 +28,6 @@ Example:
 
 import contextlib
 import dataclasses
-import gc
 import io
 import time
 
@@ -489,23 +488,23 @@ def describe(config: Config, seconds: float, done: int) -> str:
 def main(config: Config) -> int:
     """Convert, measure and write the report (rewritten after every model)."""
     import tfquant  # noqa: F401  (loads before tensorflow; see tfquant/__init__.py)
-    import keras
     from absl import logging
     logging.set_verbosity(logging.WARNING)  # TFLiteConverter's SavedModel chatter
     command = _app.command_line("tfquant-coverage", config)
     entries = {e.name: e for e in coverage_models.models()}
-    start, rows = time.perf_counter(), []
-    for name in config.models:
-        model_start = time.perf_counter()
-        _app.log(f"== {name} ({len(rows) + 1}/{len(config.models)})")
-        rows.append(evaluate(entries[name], config))
-        _app.log(f"{name}: {criterion(rows[-1])} ({time.perf_counter() - model_start:.0f} s)")
-        text = describe(config, time.perf_counter() - start, len(rows)) + \
-            format_tables(rows, config.runtimes)
+
+    def evaluate_logged(name):
+        start = time.perf_counter()
+        row = evaluate(entries[name], config)
+        _app.log(f"{name}: {criterion(row)} ({time.perf_counter() - start:.0f} s)")
+        return row
+
+    def report(rows, seconds):
+        text = describe(config, seconds, len(rows)) + format_tables(rows, config.runtimes)
         _app.write_report(config.output, "tfquant coverage", text, command)
-        keras.backend.clear_session()
-        gc.collect()
-    print(text)
+        return text
+
+    print(_app.model_by_model(config.models, evaluate_logged, report)[1])
     return 0
 
 

@@ -18,7 +18,6 @@ Example:
 """
 
 import dataclasses
-import gc
 import time
 
 from tfquant.experiments import coverage_models
@@ -286,21 +285,21 @@ def plot(rows: list, config: Config, path: str):
 
 def main(config: Config) -> int:
     import tfquant  # noqa: F401  (loads before tensorflow; see tfquant/__init__.py)
-    import keras
     command = _app.command_line("tfquant-low-bit", config)
-    start, rows = time.perf_counter(), []
-    for name in config.models:
-        _app.log(f"== {name} ({len(rows) + 1}/{len(config.models)})")
-        rows.append(evaluate(name, config))
-        for bits in config.bits:
-            if not rows[-1]["error"]:
-                _app.log(f"{name}, {bits} bits: {criterion(rows[-1], bits)}")
-        text = format_report(rows, config, time.perf_counter() - start)
+
+    def evaluate_logged(name):
+        row = evaluate(name, config)
+        for bits in config.bits if not row["error"] else ():
+            _app.log(f"{name}, {bits} bits: {criterion(row, bits)}")
+        return row
+
+    def report(rows, seconds):
+        text = format_report(rows, config, seconds)
         _app.write_report(config.output, "tfquant low-bit weights", text, command)
         plot(rows, config, config.plot)
-        keras.backend.clear_session()
-        gc.collect()
-    print(text)
+        return text
+
+    print(_app.model_by_model(config.models, evaluate_logged, report)[1])
     return 0
 
 

@@ -122,21 +122,16 @@ def keras_quantized_codes(layer) -> tuple:
     group's zero point)."""
     if type(layer).__name__ == "EinsumDense" and layer.quantization_mode == "int4":
         return _einsum_int4_codes(layer)
-    if layer.quantization_mode == "gptq":
-        return _gptq_codes(layer)
     if type(layer).__name__ == "EinsumDense":  # kernel = codes / kernel_scale, kernel-shaped
         codes = np.asarray(layer._kernel).astype(np.int64)
         keras_scale = np.asarray(layer._adjust_scale_for_dequant(layer.kernel_scale),
                                  np.float64)
         return codes, (1.0 / keras_scale).astype(np.float32)
-    codes = np.asarray(layer.kernel).astype(np.int64)  # int4: unpacked by Keras
-    keras_scale = np.asarray(layer.kernel_scale, np.float64)
-    zero = getattr(layer, "kernel_zero", None) if layer.quantization_mode == "int4" else None
-    if zero is None:  # kernel = codes / kernel_scale
-        scale = 1.0 / keras_scale
-    else:  # one group per output: (codes - zero) * kernel_scale
-        codes = codes - np.asarray(zero).astype(np.int64)[0]
-        scale = keras_scale[0]
+    (_, _, grouped, grouped_scale), = _dense_groups(layer)
+    if grouped is not None:  # int4 / GPTQ in one group per output: (codes - zero) * scale
+        return grouped, grouped_scale.reshape(1, -1)
+    codes = np.asarray(layer.kernel).astype(np.int64)  # kernel = codes / kernel_scale
+    scale = 1.0 / np.asarray(layer.kernel_scale, np.float64)
     return codes, scale.astype(np.float32).reshape(1, -1)
 
 
@@ -147,8 +142,7 @@ def _gptq_refusal(layer):
     if groups is None:
         return ("its input groups (g_idx) are not contiguous runs of inputs, which "
                 "TFLite's per-channel weights cannot follow; quantize it with group_size=-1")
-    codes = np.concatenate([group[2] for group in groups]) if len(groups) > 1 else \
-        _gptq_codes(layer)[0]
+    codes = np.concatenate([group[2] for group in groups])
     if np.abs(codes).max(initial=0) > 127:
         return ("its codes minus zero points exceed the int8 range (GPTQ asymmetric 8-bit "
                 "weights); use weight_bits=4 or symmetric=True")
@@ -165,8 +159,9 @@ def keras_dense_groups(layer):
 
 
 def _dense_groups(layer):
-    """keras_dense_groups' list (one entry for one group); None when the groups are not
-    contiguous runs of inputs."""
+    """keras_dense_groups' list (one entry for one group; (0, None, None, None) for a Dense
+    without zero points: int8, int4 per channel); None when the groups are not contiguous runs
+    of inputs. GPTQ stores q [out, in] (4-bit: packed in pairs along the outputs)."""
     from keras import quantizers
     if layer.quantization_mode == "gptq":
         q = layer.quantized_kernel
@@ -190,19 +185,6 @@ def _dense_groups(layer):
     ends = list(starts[1:]) + [len(index)]
     return [(int(a), int(e), codes[a:e] - zero[index[a]], scale[index[a]])
             for a, e in zip(starts, ends)]
-
-
-def _gptq_codes(layer) -> tuple:
-    """keras_quantized_codes of a Dense Keras's GPTQ calibrated in one group per output:
-    kernel[i, o] = (q[o, i] - zero[o]) * scale[o], q stored [out, in] (4-bit: packed in pairs
-    along the outputs)."""
-    from keras import quantizers
-    q = layer.quantized_kernel
-    if tuple(q.shape)[0] != layer.units:  # 4-bit: two codes per byte
-        q = quantizers.unpack_int4(q, orig_len=layer.units, axis=0, dtype="uint8")
-    zero = np.asarray(layer.kernel_zero).astype(np.int64)[:, :1]
-    codes = (np.asarray(q).astype(np.int64) - zero).T
-    return codes, np.asarray(layer.kernel_scale, np.float32)[:, 0].reshape(1, -1)
 
 
 def _einsum_int4_codes(layer) -> tuple:

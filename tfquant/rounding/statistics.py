@@ -49,8 +49,9 @@ class InputStatistics:
                  activation: Optional[str] = None):
         self.layout = ops.weight_layout(op.type)
         self.options = op.options
-        self.w_shape = graph.tensors[op.inputs[self.layout.weight_input]].shape
-        rows = self.layout.rows(np.zeros(self.w_shape, np.float32))
+        weights = graph.tensors[op.inputs[self.layout.weight_input]].data
+        self.w_shape = weights.shape
+        rows = self.layout.rows(weights)
         self.num_rows, k = rows.shape
         self.groups = self.layout.row_groups(self.w_shape, op.options)
         self.per_batch = int(np.clip(COLUMN_BUDGET // k ** 2, MIN_COLUMNS, MAX_COLUMNS))
@@ -61,9 +62,8 @@ class InputStatistics:
         self.activation = None
         if activation in SATURATING and self.groups is None and \
                 self.num_rows * k * k <= HESSIAN_BUDGET:
-            weights = graph.tensors[op.inputs[self.layout.weight_input]].data
             bias = graph.tensors[op.inputs[self.layout.bias_input]].data
-            self.activation = (*SATURATING[activation], self.layout.rows(weights), bias)
+            self.activation = (*SATURATING[activation], rows, bias)
             self.blocks = [slice(0, k)]
             self.per_batch = int(np.clip(COLUMN_BUDGET // (self.num_rows * k * k), MIN_COLUMNS,
                                          MAX_COLUMNS))
