@@ -56,3 +56,15 @@ def test_keras_application_bit_exact(name, runtime_name, capfd):
         elements, claimed, total = check_exact(model, x, capfd, runtime_name)
         print(f"{name}{'' if include_top else ' (no top)'} on {runtime_name}: {elements} "
               f"elements equal, claimed {claimed}/{total}")
+
+
+@pytest.mark.parametrize("packed_weights_kb", [0, 1 << 20])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_weights_packed_at_each_run_or_kept(packed_weights_kb, threads, capfd):
+    """Every GEMM weight packed from the model's buffer at each invoke (0 KB kept), or every one
+    kept packed (1 GB): the same bits as the reference kernels either way."""
+    model, x = application_model("ResNet50")
+    elements, claimed, total = check_exact(model, x, capfd, "litert", threads=threads,
+                                           packed_weights_kb=packed_weights_kb)
+    print(f"ResNet50, {packed_weights_kb} KB kept, {threads} thread(s): {elements} elements "
+          f"equal, claimed {claimed}/{total}")

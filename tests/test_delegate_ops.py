@@ -40,12 +40,14 @@ def encode(model, x):
     return runtime.encode(x, Interpreter(model_content=model).get_input_details()[0])
 
 
-def check_exact(model, x, capfd, runtime_name, isa="auto", expect_all=True, threads=1):
+def check_exact(model, x, capfd, runtime_name, isa="auto", expect_all=True, threads=1,
+                packed_weights_kb=None):
     """Runs reference and delegate; asserts bit equality. Returns (elements, claimed, total)."""
     x = encode(model, x)
     want = run(model, x, runtime_name)
     capfd.readouterr()
-    delegate = tfquant.delegate.load(runtime_name, num_threads=threads, verbose=True, isa=isa)
+    delegate = tfquant.delegate.load(runtime_name, num_threads=threads, verbose=True, isa=isa,
+                                     packed_weights_kb=packed_weights_kb)
     got = run(model, x, runtime_name, delegate)
     claimed, total = claimed_counts(capfd.readouterr().err)
     if expect_all:

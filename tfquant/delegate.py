@@ -50,8 +50,14 @@ def library_path() -> str:
 
 
 def options(runtime: str = "litert", num_threads: int = 1, ops: Optional[Sequence[str]] = None,
-            verbose: bool = False, isa: str = "auto", profile: Optional[str] = None) -> dict:
-    """The load_delegate options for these settings (all values are strings)."""
+            verbose: bool = False, isa: str = "auto", profile: Optional[str] = None,
+            packed_weights_kb: Optional[int] = None) -> dict:
+    """The load_delegate options for these settings (all values are strings).
+
+    packed_weights_kb: memory each claimed partition may spend on packed copies of
+    CONV_2D / FULLY_CONNECTED weights, smallest first (default 2048). Other weights stay only in
+    the model's buffer and are packed at every invoke: 0 keeps the weights' memory at one copy,
+    a large value trades memory for a few percent of latency."""
     if runtime not in FC_REQUANT:
         raise ValueError(f"unknown runtime {runtime!r}; use one of {tuple(FC_REQUANT)}")
     if isinstance(num_threads, bool) or not isinstance(num_threads, int) or num_threads < 1:
@@ -75,13 +81,20 @@ def options(runtime: str = "litert", num_threads: int = 1, ops: Optional[Sequenc
                              "knows: " + ", ".join(sorted(
                                  n for n, r in records.REGISTRY.items() if not r.pseudo)))
         result["ops"] = ",".join(ops)
+    if packed_weights_kb is not None:
+        if (isinstance(packed_weights_kb, bool) or not isinstance(packed_weights_kb, int)
+                or not 0 <= packed_weights_kb <= 2 ** 30):
+            raise ValueError("packed_weights_kb must be an int in [0, 2**30], got "
+                             f"{packed_weights_kb!r}")
+        result["packed_weights_kb"] = str(packed_weights_kb)
     if profile:
         result["profile"] = str(profile)
     return result
 
 
 def load(runtime: str = "litert", num_threads: int = 1, ops: Optional[Sequence[str]] = None,
-         verbose: bool = False, isa: str = "auto", profile: Optional[str] = None):
+         verbose: bool = False, isa: str = "auto", profile: Optional[str] = None,
+         packed_weights_kb: Optional[int] = None):
     """The runtime's Delegate object for the DSP delegate.
 
     runtime: "litert", "tflite_runtime" or "tf" (decides the FULLY_CONNECTED requantization
@@ -91,12 +104,13 @@ def load(runtime: str = "litert", num_threads: int = 1, ops: Optional[Sequence[s
     has);
     profile: a file path: the delegate measures its CPU's int8 dot-product peak (about 20 ms,
     see read_profile_peak) and writes it there, and when an interpreter using the delegate is
-    destroyed, appends one line per op it ran (see read_profile).
+    destroyed, appends one line per op it ran (see read_profile);
+    packed_weights_kb: see options().
     Raises ValueError for bad options (the delegate's message included).
     """
-    return _runtime.load_delegate(library_path(),
-                                  options(runtime, num_threads, ops, verbose, isa, profile),
-                                  runtime)
+    return _runtime.load_delegate(
+        library_path(),
+        options(runtime, num_threads, ops, verbose, isa, profile, packed_weights_kb), runtime)
 
 
 PROFILE_FIELDS = ("node", "op", "output_shape", "invokes", "total_us", "min_us", "macs", "vrmpy",

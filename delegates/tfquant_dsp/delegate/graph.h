@@ -25,6 +25,9 @@ struct Options {
   const isa::Ops* isa = nullptr;
   kernels::ThreadPool* pool = nullptr;  // owned by the delegate; null for one thread
   std::string profile;  // if set: per-op times and HVX counts appended to this file (TSV)
+  // Memory a partition may spend on packed copies of GEMM weights (PackedGemm::KeepPacked),
+  // smallest weights first; all other weights are packed at each run from TFLite's buffer.
+  size_t packed_weights_bytes = size_t{2} << 20;
 };
 
 // An op the delegate runs. `inputs` are the tensors read at run time (activations, and constant
@@ -36,12 +39,20 @@ class OpNode {
   std::vector<TfLiteType> output_types;
   const char* name = "?";              // the TFLite op
   kernels::ThreadPool* pool = nullptr;  // for kernels that split their work
+  // The partition's scratch memory, reserved in Prepare for every op's Scratch().
+  const kernels::Workspace* workspace = nullptr;
   // Output shapes from input shapes; false (with a reason) if the shapes are unsupported.
   virtual bool InferShapes(const std::vector<Shape>& in, std::vector<Shape>* out,
                            std::string* why) const = 0;
   virtual void Run(const isa::Ops& ops, const std::vector<const void*>& in,
                    const std::vector<Shape>& in_shapes, const std::vector<void*>& out,
                    const std::vector<Shape>& out_shapes) const = 0;
+  // GEMM weights packed at every run: their bytes when packed (0: none, or a copy is kept),
+  // and keeping a packed copy instead (Options::packed_weights_bytes).
+  virtual size_t RepackedBytes() const { return 0; }
+  virtual void KeepPackedWeights() {}
+  // The scratch memory one Run at these input shapes needs (in workspace).
+  virtual kernels::ScratchNeed Scratch(const std::vector<Shape>& /*in*/) const { return {}; }
   // The emulated HVX instructions one Run issues for these shapes (the DSP cost model). The
   // default is a data-movement pass over the outputs.
   virtual kernels::HvxCount Count(const std::vector<Shape>& in,

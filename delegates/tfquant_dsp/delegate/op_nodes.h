@@ -36,7 +36,21 @@ class SpatialNode : public OpNode {
   }
   void Run(const isa::Ops& ops, const std::vector<const void*>& in, const std::vector<Shape>& is,
            const std::vector<void*>& out, const std::vector<Shape>&) const override {
-    k->Run(ops, pool, static_cast<const int8_t*>(in[0]), is[0].data(), static_cast<int8_t*>(out[0]));
+    k->Run(ops, pool, *workspace, static_cast<const int8_t*>(in[0]), is[0].data(),
+           static_cast<int8_t*>(out[0]));
+  }
+  kernels::ScratchNeed Scratch(const std::vector<Shape>& in) const override {
+    return k->Scratch(in[0].data(), pool ? pool->threads() : 1);
+  }
+  size_t RepackedBytes() const override {
+    if constexpr (kIsConv) {
+      return k->gemm().kept() ? 0 : k->gemm().PackedBytes();
+    } else {
+      return 0;  // depthwise weights are widened once, at creation
+    }
+  }
+  void KeepPackedWeights() override {
+    if constexpr (kIsConv) k->KeepPackedWeights();
   }
   kernels::HvxCount Count(const std::vector<Shape>& in, const std::vector<Shape>&) const override {
     return k->Count(in[0].data());
@@ -81,9 +95,14 @@ class FcNode : public OpNode {
   }
   void Run(const isa::Ops& ops, const std::vector<const void*>& in, const std::vector<Shape>& is,
            const std::vector<void*>& out, const std::vector<Shape>&) const override {
-    k->Run(ops, static_cast<const int8_t*>(in[0]), static_cast<int>(NumElements(is[0]) / depth),
-           static_cast<int8_t*>(out[0]));
+    k->Run(ops, *workspace, static_cast<const int8_t*>(in[0]),
+           static_cast<int>(NumElements(is[0]) / depth), static_cast<int8_t*>(out[0]));
   }
+  kernels::ScratchNeed Scratch(const std::vector<Shape>& in) const override {
+    return k->Scratch(static_cast<int>(NumElements(in[0]) / depth));
+  }
+  size_t RepackedBytes() const override { return k->gemm().kept() ? 0 : k->gemm().PackedBytes(); }
+  void KeepPackedWeights() override { k->KeepPackedWeights(); }
   kernels::HvxCount Count(const std::vector<Shape>& in, const std::vector<Shape>&) const override {
     return k->Count(static_cast<int>(NumElements(in[0]) / depth));
   }

@@ -53,6 +53,14 @@ bool ParseOptions(const char* const* keys, const char* const* values, size_t n, 
       if (v == "fixed_point") o->fc_mode = FcMode::kFixedPoint;
       else if (v == "double") o->fc_mode = FcMode::kDouble;
       else { *error = "fc_requant must be fixed_point or double, got '" + v + "'"; return false; }
+    } else if (k == "packed_weights_kb") {
+      char* end = nullptr;
+      const long long kb = strtoll(v.c_str(), &end, 10);
+      if (v.empty() || *end != '\0' || kb < 0 || kb > (1LL << 30)) {
+        *error = "packed_weights_kb must be an integer in [0, 2^30], got '" + v + "'";
+        return false;
+      }
+      o->packed_weights_bytes = static_cast<size_t>(kb) * 1024;
     } else if (k == "profile") {
       o->profile = v;
     } else if (k == "isa") {
@@ -67,7 +75,7 @@ bool ParseOptions(const char* const* keys, const char* const* values, size_t n, 
         }
       }
     } else {
-      *error = "unknown option '" + k + "' (known: num_threads, ops, verbose, fc_requant, isa, profile)";
+      *error = "unknown option '" + k + "' (known: num_threads, ops, verbose, fc_requant, isa, packed_weights_kb, profile)";
       return false;
     }
   }

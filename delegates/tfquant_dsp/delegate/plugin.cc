@@ -74,6 +74,8 @@ struct Partition {
   std::map<int, size_t> internal;
   std::vector<uint8_t> arena;
   uint8_t* arena_base = nullptr;  // arena.data(), rounded up to kArenaAlignment
+  kernels::Workspace workspace;   // the ops' scratch, reserved in Prepare
+  size_t kept_bytes = 0;          // packed weight copies kept (options->packed_weights_bytes)
   std::map<int, Shape> prepared_inputs;
   // Profile (options->profile): per op, the node index, HVX counts at the prepared shapes, and
   // the accumulated run time.
@@ -183,6 +185,7 @@ void* KernelInitUnguarded(TfLiteContext* ctx, const char* buffer) {
       Report(ctx, "node " + std::to_string(params->nodes_to_replace->data[i]) + ": " + why);
       return nullptr;
     }
+    op->workspace = &part->workspace;
     part->ops.push_back(std::move(op));
     part->node_index.push_back(params->nodes_to_replace->data[i]);
   }
@@ -252,6 +255,8 @@ TfLiteStatus KernelPrepareUnguarded(TfLiteContext* ctx, TfLiteNode* node) {
   }
   part->shapes.clear();
   part->prepared_inputs.clear();
+  kernels::ScratchNeed scratch;
+  std::vector<std::pair<size_t, OpNode*>> repacked;  // (packed bytes, op)
   // Shapes flow from the runtime's tensors (partition inputs and constants) through the ops.
   for (const auto& op : part->ops) {
     std::vector<Shape> in_shapes, out_shapes;
@@ -272,6 +277,7 @@ TfLiteStatus KernelPrepareUnguarded(TfLiteContext* ctx, TfLiteNode* node) {
       return kTfLiteError;
     }
     for (size_t i = 0; i < op->outputs.size(); ++i) part->shapes[op->outputs[i]] = out_shapes[i];
+    if (op->RepackedBytes() > 0) repacked.emplace_back(op->RepackedBytes(), op.get());
     if (!part->options->profile.empty()) {
       part->counts.push_back(op->Count(in_shapes, out_shapes));
       part->out_shapes.push_back(out_shapes.empty() ? Shape() : out_shapes[0]);
@@ -313,6 +319,24 @@ TfLiteStatus KernelPrepareUnguarded(TfLiteContext* ctx, TfLiteNode* node) {
   const uintptr_t base = reinterpret_cast<uintptr_t>(part->arena.data());
   part->arena_base = part->arena.data() + ((kArenaAlignment - base % kArenaAlignment) %
                                            kArenaAlignment);
+  // Packed copies of the smallest weights, within the budget: packing at each run costs time in
+  // proportion to the bytes plus a fixed cost per op (its own pass, a synchronisation of the
+  // pool), so per byte kept, small weights save the most. Then the scratch of every op as it
+  // will run.
+  std::stable_sort(repacked.begin(), repacked.end(),
+                   [](const auto& a, const auto& b) { return a.first < b.first; });
+  for (const auto& [bytes, op] : repacked) {
+    if (part->kept_bytes + bytes > part->options->packed_weights_bytes) break;
+    op->KeepPackedWeights();
+    part->kept_bytes += bytes;
+  }
+  for (const auto& op : part->ops) {
+    std::vector<Shape> in_shapes;
+    for (int t : op->inputs) in_shapes.push_back(part->shapes[t]);
+    scratch.Include(op->Scratch(in_shapes));
+  }
+  const kernels::ThreadPool* pool = part->options->pool;
+  part->workspace.Reserve(scratch, pool ? pool->threads() : 1);
   return kTfLiteOk;
 }
 

@@ -16,37 +16,142 @@ using isa::VecI32;
 using isa::VecI8;
 using namespace detail;  // NOLINT: RoundUp, MakeRequant, ForEachChunk
 
+// Runs whose im2col rows take at most this many bytes (few rows: the late, weight-heavy layers)
+// are split over blocks of output channels instead of rows: each task packs its blocks into
+// its own scratch and runs every row over them while they are in cache, so the weights are
+// read once from memory, as the GEMM reads them anyway. Larger runs reuse each weight over
+// many rows and pack every block up front.
+constexpr size_t kBlockSplitBytes = 512 * 1024;
+
 }  // namespace
 
 // ---- PackedGemm ---------------------------------------------------------------------------------
 
 PackedGemm::PackedGemm(const int8_t* filter, int out, int depth, const int32_t* bias,
                        int32_t input_zero_point)
-    : out_(out), depth_(depth), groups_((depth + 3) / 4), blocks_((out + 31) / 32) {
-  packed_.resize(static_cast<size_t>(blocks_) * groups_);
-  memset(packed_.data(), 0, packed_.size() * sizeof(VecI8));
+    : filter_(filter), out_(out), depth_(depth), groups_((depth + 3) / 4),
+      blocks_((out + 31) / 32) {
+  Init(bias, input_zero_point);
+}
+
+PackedGemm::PackedGemm(std::vector<int8_t> filter, int out, int depth, const int32_t* bias,
+                       int32_t input_zero_point)
+    : owned_(std::move(filter)), filter_(owned_.data()), out_(out), depth_(depth),
+      groups_((depth + 3) / 4), blocks_((out + 31) / 32) {
+  Init(bias, input_zero_point);
+}
+
+void PackedGemm::Init(const int32_t* bias, int32_t input_zero_point) {
   bias_.resize(blocks_);
   for (int c = 0; c < blocks_ * 32; ++c) {
-    const int blk = c / 32, lane = c % 32;
     int32_t sum = 0;
-    if (c < out) {
-      for (int k = 0; k < depth; ++k) {
-        const int8_t w = filter[static_cast<size_t>(c) * depth + k];
-        packed_[static_cast<size_t>(blk) * groups_ + k / 4].b[4 * lane + k % 4] = w;
-        sum += w;
-      }
+    if (c < out_) {
+      const int8_t* w = filter_ + static_cast<size_t>(c) * depth_;
+      for (int k = 0; k < depth_; ++k) sum += w[k];
     }
-    const int32_t b = (c < out && bias) ? bias[c] : 0;
-    bias_[blk].w[lane] = fp::WrapSub(b, fp::WrapMul(128 + input_zero_point, sum));
+    const int32_t b = (c < out_ && bias) ? bias[c] : 0;
+    bias_[c / 32].w[c % 32] = fp::WrapSub(b, fp::WrapMul(128 + input_zero_point, sum));
   }
 }
 
-void PackedGemm::RowAccumulators(const isa::Ops& ops, const uint8_t* row, int32_t* acc_out) const {
-  for (int blk = 0; blk < blocks_; ++blk) {
-    VecI32 acc = bias_[blk];
-    ops.vrmpy_splat_acc_n(&acc, row, &packed_[static_cast<size_t>(blk) * groups_], groups_);
-    memcpy(acc_out + blk * 32, acc.w, sizeof(int32_t) * std::min(32, out_ - blk * 32));
+namespace {
+
+typedef uint32_t U32x4 __attribute__((vector_size(16)));
+
+#if defined(__clang__)
+#define TFQ_SHUFFLE2(a, b, i, j, k, l) __builtin_shufflevector(a, b, i, j, k, l)
+#else
+#define TFQ_SHUFFLE2(a, b, i, j, k, l) __builtin_shuffle(a, b, (U32x4){i, j, k, l})
+#endif
+
+// 4 channels x 16 bytes (4 groups of 4 k) -> 4 groups x 4 channels: a 4x4 transpose of words.
+inline void Transpose4x4(const int8_t* src, size_t stride, uint8_t* dst, size_t dst_stride) {
+  U32x4 r0, r1, r2, r3;
+  memcpy(&r0, src, 16);
+  memcpy(&r1, src + stride, 16);
+  memcpy(&r2, src + 2 * stride, 16);
+  memcpy(&r3, src + 3 * stride, 16);
+  const U32x4 lo01 = TFQ_SHUFFLE2(r0, r1, 0, 4, 1, 5), hi01 = TFQ_SHUFFLE2(r0, r1, 2, 6, 3, 7);
+  const U32x4 lo23 = TFQ_SHUFFLE2(r2, r3, 0, 4, 1, 5), hi23 = TFQ_SHUFFLE2(r2, r3, 2, 6, 3, 7);
+  const U32x4 g0 = TFQ_SHUFFLE2(lo01, lo23, 0, 1, 4, 5), g1 = TFQ_SHUFFLE2(lo01, lo23, 2, 3, 6, 7);
+  const U32x4 g2 = TFQ_SHUFFLE2(hi01, hi23, 0, 1, 4, 5), g3 = TFQ_SHUFFLE2(hi01, hi23, 2, 3, 6, 7);
+  memcpy(dst, &g0, 16);
+  memcpy(dst + dst_stride, &g1, 16);
+  memcpy(dst + 2 * dst_stride, &g2, 16);
+  memcpy(dst + 3 * dst_stride, &g3, 16);
+}
+
+#undef TFQ_SHUFFLE2
+
+}  // namespace
+
+void PackedGemm::Pack(int blk0, int count, VecI8* dst) const {
+  const size_t stride = static_cast<size_t>(depth_);
+  const int full_groups = depth_ / 16 * 4;  // groups read 16 bytes at a time
+  for (int i = 0; i < count; ++i) {
+    VecI8* block = dst + static_cast<size_t>(i) * groups_;
+    const int c0 = (blk0 + i) * 32;
+    const int lanes = std::max(0, std::min(32, out_ - c0));
+    if (lanes < 32) memset(block, 0, BlockBytes());  // channels past out stay zero
+    uint8_t* const base = reinterpret_cast<uint8_t*>(block);
+    const int lane = lanes / 4 * 4;  // channels [0, lane) go 4 x 4 at a time
+    const int8_t* const rows = filter_ + static_cast<size_t>(c0) * stride;
+    for (int g = 0; g < full_groups; g += 4) {  // 4 whole vectors written at a time
+      for (int l = 0; l < lane; l += 4) {
+        Transpose4x4(rows + l * stride + 4 * g, stride, base + static_cast<size_t>(g) * 128 + 4 * l,
+                     128);
+      }
+    }
+    // The last groups (depth not a multiple of 16) and channels (out not a multiple of 4).
+    for (int l = 0; l < lanes; ++l) {
+      const int8_t* src = filter_ + static_cast<size_t>(c0 + l) * stride;
+      for (int g = l < lane ? full_groups : 0; g < groups_; ++g) {
+        int8_t* d = block[g].b + 4 * l;
+        for (int j = 0; j < 4; ++j) d[j] = 4 * g + j < depth_ ? src[4 * g + j] : 0;
+      }
+    }
   }
+}
+
+void PackedGemm::KeepPacked() {
+  if (!kept_.empty()) return;
+  std::vector<VecI8> packed(static_cast<size_t>(blocks_) * groups_);
+  Pack(0, blocks_, packed.data());
+  kept_ = std::move(packed);
+}
+
+void PackedGemm::PackAll(ThreadPool* pool, VecI8* dst) const {
+  // Small weights pack faster on this thread than the pool wakes up.
+  if (PackedBytes() < 256 * 1024) pool = nullptr;
+  const int threads = pool ? pool->threads() : 1;
+  ForEachChunk(pool, blocks_, 2 * threads,
+               [&](int blk) { Pack(blk, 1, dst + static_cast<size_t>(blk) * groups_); });
+}
+
+void PackedGemm::BlockAccumulators(const isa::Ops& ops, const VecI8* packed, const uint8_t* row,
+                                   int blk, int32_t* acc_out) const {
+  VecI32 acc = bias_[blk];
+  ops.vrmpy_splat_acc_n(&acc, row, packed + static_cast<size_t>(blk) * groups_, groups_);
+  memcpy(acc_out, acc.w, sizeof(acc.w));
+}
+
+isa::GemmArgs PackedGemm::Args(const VecI8* w, const uint8_t* a, ptrdiff_t a_stride, int rows,
+                               int blk0, int blocks, const Requant& rq, int8_t* out,
+                               ptrdiff_t out_stride) const {
+  isa::GemmArgs g;
+  g.a = a;
+  g.a_stride = a_stride;
+  g.rows = rows;
+  g.groups = groups_;
+  g.w = w;
+  g.bias = &bias_[blk0];
+  g.blocks = blocks;
+  g.channels = out_ - 32 * blk0;
+  g.rq = {&rq.multiplier[32 * blk0], &rq.left_shift[32 * blk0], &rq.right_shift[32 * blk0],
+          rq.output_zero_point, rq.act_min, rq.act_max, rq.output_xor};
+  g.out = out + 32 * blk0;
+  g.out_stride = out_stride;
+  return g;
 }
 
 // ---- CONV_2D ------------------------------------------------------------------------------------
@@ -75,7 +180,7 @@ PackedGemm MakeConvGemm(const int8_t* filter, int out, int in, const ConvGeometr
              filter + static_cast<size_t>(c) * depth + ky * seg, seg);
     }
   }
-  return PackedGemm(padded.data(), out, g.kernel_h * seg_padded, bias, input_zero_point);
+  return PackedGemm(std::move(padded), out, g.kernel_h * seg_padded, bias, input_zero_point);
 }
 
 }  // namespace
@@ -89,6 +194,7 @@ Conv2D::Conv2D(const int8_t* filter, int out_channels, int in_channels, const Co
       g_(g),
       input_zero_point_(input_zero_point),
       lines_(UseLines(in_channels, g)),
+      block_split_bytes_(kBlockSplitBytes),
       gemm_(MakeConvGemm(filter, out_channels, in_channels, g, bias, input_zero_point)) {
   std::vector<double> real(out_channels);
   for (int c = 0; c < out_channels; ++c) {
@@ -153,10 +259,11 @@ inline void CopySmall(uint8_t* d, const uint8_t* s, size_t n) {
 constexpr int kRowTile = 6;       // rows of the AVX-512 register tile
 constexpr int kBlockChunk = 2;    // blocks of 32 channels per gemm_requant call
 
-int TaskRows(int64_t rows, ThreadPool* pool) {
+size_t Align(size_t n) { return (n + Workspace::kAlignment - 1) / Workspace::kAlignment * Workspace::kAlignment; }
+
+int TaskRows(int64_t rows, int threads) {
   // Enough tasks for every thread to get a few (dynamic balance on shared cores), each a
   // multiple of the register tile, at most 48 rows (its u8 rows stay in L1/L2).
-  const int threads = pool ? pool->threads() : 1;
   int64_t t = (rows + 3 * threads - 1) / (3 * threads);
   t = (t + kRowTile - 1) / kRowTile * kRowTile;
   return static_cast<int>(std::max<int64_t>(kRowTile, std::min<int64_t>(48, t)));
@@ -164,47 +271,87 @@ int TaskRows(int64_t rows, ThreadPool* pool) {
 
 }  // namespace
 
-isa::GemmArgs PackedGemm::Args(const uint8_t* a, ptrdiff_t a_stride, int rows, int blk0,
-                               int blocks, const Requant& rq, int8_t* out,
-                               ptrdiff_t out_stride) const {
-  isa::GemmArgs g;
-  g.a = a;
-  g.a_stride = a_stride;
-  g.rows = rows;
-  g.groups = groups_;
-  g.w = &packed_[static_cast<size_t>(blk0) * groups_];
-  g.bias = &bias_[blk0];
-  g.blocks = blocks;
-  g.channels = out_ - 32 * blk0;
-  g.rq = {&rq.multiplier[32 * blk0], &rq.left_shift[32 * blk0], &rq.right_shift[32 * blk0],
-          rq.output_zero_point, rq.act_min, rq.act_max, rq.output_xor};
-  g.out = out + 32 * blk0;
-  g.out_stride = out_stride;
-  return g;
-}
+struct Conv2D::Plan {
+  int o[4] = {0, 0, 0, 0};
+  int64_t rows = 0;
+  int pad_top = 0, pad_left = 0;
+  int threads = 1;
+  bool pointwise = false;  // 1x1, stride 1, no padding
+  bool in_place = false;   // the GEMM reads a biased input as it is (no im2col)
+  bool by_blocks = false;  // tasks over blocks of channels (kBlockSplitBytes)
+  int wp = 0;              // width of a zero-point-padded input line
+  size_t line_size = 0;    // bytes of one such line (+16 of slack)
+  int task_rows = 0, tasks = 0;  // tasks over rows
+  int chunk = kBlockChunk;       // blocks per gemm_requant call (and per task, by_blocks)
+  int hp = 0;                    // RunLines: height of the padded input
+  // Shared scratch: every block packed (unless by_blocks), then the im2col rows (or RunLines'
+  // padded lines) at a_offset. Per thread: the kernel_h input lines of the im2col, or the
+  // task's packed blocks (by_blocks; the two phases do not overlap).
+  size_t packed_bytes = 0, a_offset = 0, a_bytes = 0, lines_bytes = 0, panel_bytes = 0;
+  ScratchNeed Need() const { return {a_offset + a_bytes, std::max(lines_bytes, panel_bytes)}; }
+};
 
-void Conv2D::Run(const isa::Ops& ops, ThreadPool* pool, const int8_t* input, const int s[4],
-                 int8_t* output) const {
-  int o[4];
-  OutputShape(s, o);
-  if (o[1] <= 0 || o[2] <= 0) return;
+Conv2D::Plan Conv2D::MakePlan(const int s[4], int threads) const {
+  Plan p;
+  p.threads = threads;
+  OutputShape(s, p.o);
+  if (p.o[1] <= 0 || p.o[2] <= 0) return p;
   const int c = in_channels_;
   const int kp = gemm_.padded_depth();
-  const int64_t rows = static_cast<int64_t>(o[0]) * o[1] * o[2];
-  const int pad_top = PaddingBefore(s[1], g_.kernel_h, g_.stride_h, g_.dilation_h, o[1]);
-  const int pad_left = PaddingBefore(s[2], g_.kernel_w, g_.stride_w, g_.dilation_w, o[2]);
-  const uint8_t pad_value = static_cast<uint8_t>(input_zero_point_ + 128);
+  p.rows = static_cast<int64_t>(p.o[0]) * p.o[1] * p.o[2];
+  p.pad_top = PaddingBefore(s[1], g_.kernel_h, g_.stride_h, g_.dilation_h, p.o[1]);
+  p.pad_left = PaddingBefore(s[2], g_.kernel_w, g_.stride_w, g_.dilation_w, p.o[2]);
   if (lines_) {
-    RunLines(ops, pool, input, s, o, pad_top, pad_left, output);
+    p.hp = std::max((p.o[1] - 1) * g_.stride_h + (g_.kernel_h - 1) * g_.dilation_h + 1,
+                    p.pad_top + s[1]);
+    p.wp = std::max((p.o[2] - 1) * g_.stride_w + g_.kernel_w, p.pad_left + s[2]);
+    // A kernel row's last group reads up to 3 bytes past the line's last tap: the next line's
+    // start or the slack (their weights are zero).
+    p.line_size = static_cast<size_t>(p.wp) * c + 16;
+    p.packed_bytes = gemm_.kept() ? 0 : gemm_.PackedBytes();
+    p.a_offset = Align(p.packed_bytes);
+    p.a_bytes = static_cast<size_t>(s[0]) * p.hp * p.line_size;
+    return p;
+  }
+  p.pointwise = g_.kernel_h == 1 && g_.kernel_w == 1 && g_.stride_h == 1 && g_.stride_w == 1 &&
+                p.pad_top == 0 && p.pad_left == 0;
+  p.in_place = input_biased_ && p.pointwise && kp == c;
+  p.wp = std::max((p.o[2] - 1) * g_.stride_w + (g_.kernel_w - 1) * g_.dilation_w + 1,
+                  p.pad_left + s[2]);
+  p.line_size = static_cast<size_t>(p.wp) * c + 16;
+  p.task_rows = TaskRows(p.rows, threads);
+  p.tasks = static_cast<int>((p.rows + p.task_rows - 1) / p.task_rows);
+  const size_t a_bytes = static_cast<size_t>(p.rows) * kp;
+  p.by_blocks = !gemm_.kept() && gemm_.blocks() >= 2 && a_bytes <= block_split_bytes_;
+  if (p.by_blocks && gemm_.blocks() < 2 * kBlockChunk * threads) p.chunk = 1;
+  p.packed_bytes = p.by_blocks || gemm_.kept() ? 0 : gemm_.PackedBytes();
+  p.a_offset = Align(p.packed_bytes);
+  p.a_bytes = p.in_place ? 0 : a_bytes + 64;
+  p.lines_bytes = p.pointwise ? 0 : p.line_size * g_.kernel_h;
+  p.panel_bytes = p.by_blocks ? p.chunk * gemm_.BlockBytes() : 0;
+  return p;
+}
+
+ScratchNeed Conv2D::Scratch(const int s[4], int threads) const {
+  return MakePlan(s, threads).Need();
+}
+
+void Conv2D::Run(const isa::Ops& ops, ThreadPool* pool, const Workspace& ws, const int8_t* input,
+                 const int s[4], int8_t* output) const {
+  const Plan p = MakePlan(s, pool ? pool->threads() : 1);
+  if (p.o[1] <= 0 || p.o[2] <= 0) return;
+  ws.Check(p.Need());
+  if (lines_) {
+    RunLines(ops, pool, ws, input, s, output);
     return;
   }
-  const bool pointwise = g_.kernel_h == 1 && g_.kernel_w == 1 && g_.stride_h == 1 &&
-                         g_.stride_w == 1 && pad_top == 0 && pad_left == 0;
-  // Width of the zero-point-padded input line the taps of one output row read.
-  const int wp = std::max((o[2] - 1) * g_.stride_w + (g_.kernel_w - 1) * g_.dilation_w + 1,
-                          pad_left + s[2]);
-  // A biased input (SetInputBiased) already holds the u8 rows of a pointwise convolution.
-  const bool in_place = input_biased_ && pointwise && kp == c;
+  const int c = in_channels_;
+  const int kp = gemm_.padded_depth();
+  const int* o = p.o;
+  const int64_t rows = p.rows;
+  const int pad_top = p.pad_top, pad_left = p.pad_left;
+  const bool pointwise = p.pointwise;
+  const uint8_t pad_value = static_cast<uint8_t>(input_zero_point_ + 128);
   auto to_u8 = [&](const int8_t* src, int n, uint8_t* dst) {
     if (input_biased_) {
       memcpy(dst, src, n);
@@ -212,29 +359,28 @@ void Conv2D::Run(const isa::Ops& ops, ThreadPool* pool, const int8_t* input, con
       ToU8(src, n, dst);
     }
   };
-  uint8_t* const a_base = in_place ? nullptr : ThreadScratch(static_cast<size_t>(rows) * kp + 64);
+  const VecI8* const packed =
+      gemm_.kept() ? gemm_.kept() : reinterpret_cast<const VecI8*>(ws.shared());
+  uint8_t* const a_base = p.in_place ? nullptr : ws.shared() + p.a_offset;
+  const uint8_t* const a_all = p.in_place ? reinterpret_cast<const uint8_t*>(input) : a_base;
   // Locals, not members: the byte stores below may alias anything, members would be reloaded.
   const int kh = g_.kernel_h, kw = g_.kernel_w, sh = g_.stride_h, sw = g_.stride_w;
   const int dh = g_.dilation_h, dw = g_.dilation_w;
   const int seg = kw * c;  // bytes per kernel row
-  const int task_rows = TaskRows(rows, pool);
-  const int tasks = static_cast<int>((rows + task_rows - 1) / task_rows);
-  ParallelFor(pool, tasks, [&](int task) {
-    const int64_t r0 = static_cast<int64_t>(task) * task_rows;
-    const int n_rows = static_cast<int>(std::min<int64_t>(task_rows, rows - r0));
-    // im2col of these rows as u8: out-of-image taps hold the input zero point. For a general
-    // convolution the kernel_h input rows of an output row are converted into `lines` (zero-point
-    // padded left and right), then each output pixel copies its kernel_w taps of each (one copy
-    // when not dilated). Short taps (kernel_w * channels <= 16) are copied 16 bytes at a time,
-    // pixel by pixel: the overrun lands on this row's later taps or the next pixel's, written
-    // afterwards, or on the depth padding, whose weights are zero (any byte there contributes
-    // nothing). The task's last pixels, whose overrun could reach past its rows (another
-    // task's), copy exactly.
-    const size_t line_size = static_cast<size_t>(wp) * c + 16;
-    std::vector<uint8_t> lines;
-    if (!pointwise) lines.assign(line_size * kh, pad_value);
+  // im2col of rows [r0, r0 + n_rows) as u8: out-of-image taps hold the input zero point. For a
+  // general convolution the kernel_h input rows of an output row are converted into `lines`
+  // (zero-point padded left and right; the thread's scratch), then each output pixel copies its
+  // kernel_w taps of each (one copy when not dilated). Short taps (kernel_w * channels <= 16)
+  // are copied 16 bytes at a time, pixel by pixel: the overrun lands on this row's later taps
+  // or the next pixel's, written afterwards, or on the depth padding, whose weights are zero
+  // (any byte there contributes nothing). The last pixels of the range, whose overrun could
+  // reach past its rows (another task's), copy exactly.
+  auto im2col = [&](int64_t r0, int n_rows) {
+    const size_t line_size = p.line_size;
+    uint8_t* const lines = pointwise ? nullptr : ws.thread();
+    if (!pointwise) memset(lines, pad_value, line_size * kh);
     int64_t r = r0;
-    if (in_place) {
+    if (p.in_place) {
       r = r0 + n_rows;
     } else if (pointwise && kp == c) {  // the rows are contiguous on both sides: one pass
       to_u8(input + static_cast<size_t>(r0) * c, n_rows * c, a_base + r0 * kp);
@@ -251,14 +397,14 @@ void Conv2D::Run(const isa::Ops& ops, ThreadPool* pool, const int8_t* input, con
         ++r;
         continue;
       }
-      // The run of pixels of this task on output row (n, oy).
+      // The run of pixels of this range on output row (n, oy).
       const int ox0 = static_cast<int>(r % o[2]);
       const int oy = static_cast<int>((r / o[2]) % o[1]);
       const int n = static_cast<int>(r / (static_cast<int64_t>(o[2]) * o[1]));
       const int ox1 = static_cast<int>(std::min<int64_t>(o[2], ox0 + (r0 + n_rows - r)));
       for (int ky = 0; ky < kh; ++ky) {
         const int y = oy * sh - pad_top + ky * dh;
-        uint8_t* line = lines.data() + ky * line_size;
+        uint8_t* line = lines + ky * line_size;
         if (y >= 0 && y < s[1]) {
           to_u8(input + ((static_cast<size_t>(n) * s[1] + y) * s[2]) * c, s[2] * c,
                 line + static_cast<size_t>(pad_left) * c);
@@ -271,7 +417,7 @@ void Conv2D::Run(const isa::Ops& ops, ThreadPool* pool, const int8_t* input, con
       const int n_kh = kh, n_kw = kw, n_seg = seg, n_kp = kp, n_c = c, n_dw = dw;
       const size_t pixel_step = static_cast<size_t>(sw) * c;
       const int64_t exact_from = short_taps ? r0 + n_rows - exact_tail - r + ox0 : ox0;
-      const uint8_t* const lines_base = lines.data();
+      const uint8_t* const lines_base = lines;
       uint8_t* d = a_base + r * kp;
       for (int ox = ox0; ox < ox1; ++ox, d += n_kp) {
         const uint8_t* src = lines_base + ox * pixel_step;
@@ -291,31 +437,52 @@ void Conv2D::Run(const isa::Ops& ops, ThreadPool* pool, const int8_t* input, con
       }
       r += ox1 - ox0;
     }
-    const uint8_t* a = in_place ? reinterpret_cast<const uint8_t*>(input) + r0 * kp
-                                : a_base + r0 * kp;
+  };
+  const int blocks = gemm_.blocks();
+  if (p.by_blocks) {
+    if (!p.in_place) {
+      ParallelFor(pool, p.tasks, [&](int task) {
+        const int64_t r0 = static_cast<int64_t>(task) * p.task_rows;
+        im2col(r0, static_cast<int>(std::min<int64_t>(p.task_rows, rows - r0)));
+      });
+    }
+    ParallelFor(pool, (blocks + p.chunk - 1) / p.chunk, [&](int task) {
+      const int blk = task * p.chunk, nb = std::min(p.chunk, blocks - blk);
+      VecI8* panel = reinterpret_cast<VecI8*>(ws.thread());
+      gemm_.Pack(blk, nb, panel);
+      ops.gemm_requant(gemm_.Args(panel, a_all, kp, static_cast<int>(rows), blk, nb, rq_,
+                                  output, out_channels_));
+    });
+    return;
+  }
+  if (!gemm_.kept()) gemm_.PackAll(pool, reinterpret_cast<VecI8*>(ws.shared()));
+  ParallelFor(pool, p.tasks, [&](int task) {
+    const int64_t r0 = static_cast<int64_t>(task) * p.task_rows;
+    const int n_rows = static_cast<int>(std::min<int64_t>(p.task_rows, rows - r0));
+    im2col(r0, n_rows);
+    const uint8_t* a = a_all + r0 * kp;
     int8_t* out = output + static_cast<size_t>(r0) * out_channels_;
-    for (int blk = 0; blk < gemm_.blocks(); blk += kBlockChunk) {
-      const int nb = std::min(kBlockChunk, gemm_.blocks() - blk);
-      ops.gemm_requant(gemm_.Args(a, kp, n_rows, blk, nb, rq_, out, out_channels_));
+    for (int blk = 0; blk < blocks; blk += p.chunk) {
+      const int nb = std::min(p.chunk, blocks - blk);
+      ops.gemm_requant(gemm_.Args(packed + static_cast<size_t>(blk) * gemm_.groups(), a, kp,
+                                  n_rows, blk, nb, rq_, out, out_channels_));
     }
   });
 }
 
-void Conv2D::RunLines(const isa::Ops& ops, ThreadPool* pool, const int8_t* input,
-                      const int s[4], const int o[4], int pad_top, int pad_left,
-                      int8_t* output) const {
+void Conv2D::RunLines(const isa::Ops& ops, ThreadPool* pool, const Workspace& ws,
+                      const int8_t* input, const int s[4], int8_t* output) const {
+  const Plan p = MakePlan(s, pool ? pool->threads() : 1);
   const int c = in_channels_;
-  const int hp = std::max((o[1] - 1) * g_.stride_h + (g_.kernel_h - 1) * g_.dilation_h + 1,
-                          pad_top + s[1]);
-  const int wp = std::max((o[2] - 1) * g_.stride_w + g_.kernel_w, pad_left + s[2]);
-  // A kernel row's last group reads up to 3 bytes past the line's last tap: the next line's
-  // start or the slack (their weights are zero).
-  const size_t line = static_cast<size_t>(wp) * c + 16;
-  const size_t size = static_cast<size_t>(s[0]) * hp * line;
-  uint8_t* const lines = ThreadScratch(size);
+  const int* o = p.o;
+  const int hp = p.hp, pad_top = p.pad_top, pad_left = p.pad_left;
+  const size_t line = p.line_size;
+  const VecI8* const packed =
+      gemm_.kept() ? gemm_.kept() : reinterpret_cast<const VecI8*>(ws.shared());
+  uint8_t* const lines = ws.shared() + p.a_offset;
+  if (!gemm_.kept()) gemm_.PackAll(pool, reinterpret_cast<VecI8*>(ws.shared()));
   const uint8_t pad_value = static_cast<uint8_t>(input_zero_point_ + 128);
-  const int threads = pool ? pool->threads() : 1;
-  ForEachChunk(pool, s[0] * hp, 3 * threads, [&](int i) {
+  ForEachChunk(pool, s[0] * hp, 3 * p.threads, [&](int i) {
     const int n = i / hp, y = i % hp - pad_top;
     uint8_t* dst = lines + i * line;
     if (y < 0 || y >= s[1]) {
@@ -333,13 +500,14 @@ void Conv2D::RunLines(const isa::Ops& ops, ThreadPool* pool, const int8_t* input
     memset(dst + left + row, pad_value, line - left - row);
   });
   const int rows = s[0] * o[1];
-  ForEachChunk(pool, rows, 3 * threads, [&](int i) {
+  ForEachChunk(pool, rows, 3 * p.threads, [&](int i) {
     const int n = i / o[1], oy = i % o[1];
     int8_t* out = output + static_cast<size_t>(i) * o[2] * out_channels_;
     const uint8_t* a = lines + (static_cast<size_t>(n) * hp + oy * g_.stride_h) * line;
     for (int blk = 0; blk < gemm_.blocks(); blk += kBlockChunk) {
       const int nb = std::min(kBlockChunk, gemm_.blocks() - blk);
-      isa::GemmArgs args = gemm_.Args(a, static_cast<ptrdiff_t>(g_.stride_w) * c, o[2], blk, nb,
+      isa::GemmArgs args = gemm_.Args(packed + static_cast<size_t>(blk) * gemm_.groups(), a,
+                                      static_cast<ptrdiff_t>(g_.stride_w) * c, o[2], blk, nb,
                                       rq_, out, out_channels_);
       args.segments = g_.kernel_h;
       args.segment_stride = static_cast<ptrdiff_t>(g_.dilation_h) * line;

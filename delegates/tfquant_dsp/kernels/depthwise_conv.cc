@@ -60,37 +60,69 @@ void DepthwiseConv2D::OutputShape(const int in[4], int out[4]) const {
   out[3] = out_channels_;
 }
 
-void DepthwiseConv2D::Run(const isa::Ops& ops, ThreadPool* pool, const int8_t* input,
-                          const int s[4], int8_t* output) const {
-  int o[4];
-  OutputShape(s, o);
-  if (o[1] <= 0 || o[2] <= 0) return;
+struct DepthwiseConv2D::Plan {
+  int o[4] = {0, 0, 0, 0};
+  int pad_top = 0, pad_left = 0, hp = 0, wp = 0;
+  bool unpadded = false;  // RunUnpadded
+  int tasks = 1;          // tasks over output rows
+  ScratchNeed need;       // shared: the padded input; per thread: RunUnpadded's edge windows
+};
+
+DepthwiseConv2D::Plan DepthwiseConv2D::MakePlan(const int s[4], int threads) const {
+  Plan p;
+  OutputShape(s, p.o);
+  const int* o = p.o;
+  if (o[1] <= 0 || o[2] <= 0) return p;
   // Rows / columns of zero point before the input: a fused PAD's, then the op's own.
-  const int pad_top = input_pad_[0] + PaddingBefore(s[1] + input_pad_[0] + input_pad_[1],
-                                                    g_.kernel_h, g_.stride_h, g_.dilation_h, o[1]);
-  const int pad_left = input_pad_[2] + PaddingBefore(s[2] + input_pad_[2] + input_pad_[3],
-                                                     g_.kernel_w, g_.stride_w, g_.dilation_w, o[2]);
-  const int hp = std::max((o[1] - 1) * g_.stride_h + (g_.kernel_h - 1) * g_.dilation_h + 1,
-                          pad_top + s[1]);
-  const int wp = std::max((o[2] - 1) * g_.stride_w + (g_.kernel_w - 1) * g_.dilation_w + 1,
-                          pad_left + s[2]);
+  p.pad_top = input_pad_[0] + PaddingBefore(s[1] + input_pad_[0] + input_pad_[1], g_.kernel_h,
+                                            g_.stride_h, g_.dilation_h, o[1]);
+  p.pad_left = input_pad_[2] + PaddingBefore(s[2] + input_pad_[2] + input_pad_[3], g_.kernel_w,
+                                             g_.stride_w, g_.dilation_w, o[2]);
+  p.hp = std::max((o[1] - 1) * g_.stride_h + (g_.kernel_h - 1) * g_.dilation_h + 1,
+                  p.pad_top + s[1]);
+  p.wp = std::max((o[2] - 1) * g_.stride_w + (g_.kernel_w - 1) * g_.dilation_w + 1,
+                  p.pad_left + s[2]);
+  const int rows = o[0] * o[1];
+  p.tasks = std::max(1, std::min(rows, 3 * threads));
   // In place unless the image is small and not strided: then the border windows (each copied
   // and run through the generic taps) are a large share of the pixels, and one padded copy of
   // the input (about the output's size at stride 1) is cheaper (measured on MobileNet's
   // 14x14 and 7x7 layers: 30-50% faster; at stride 2 the copy is four times the output).
   const bool small = g_.stride_h == 1 && g_.stride_w == 1 && o[1] * o[2] <= 32 * 32;
-  if (multiplier_ == 1 && padded_channels_ == in_channels_ && !small) {
-    RunUnpadded(ops, pool, input, s, o, pad_top, pad_left, output);
+  p.unpadded = multiplier_ == 1 && padded_channels_ == in_channels_ && !small;
+  if (p.unpadded) {
+    // A task copies at most a whole output row, or one edge column of its rows, of windows.
+    const size_t window = static_cast<size_t>(g_.kernel_h) * g_.kernel_w * in_channels_;
+    const int task_rows = (rows + p.tasks - 1) / p.tasks;
+    p.need.per_thread = static_cast<size_t>(std::max(o[2], task_rows)) * window + 64;
+  } else {
+    // Zero-point-padded input with channels expanded to the output channels (c reads c / m),
+    // 64 bytes of slack for the last vector loads.
+    p.need.shared = static_cast<size_t>(s[0]) * p.hp * p.wp * padded_channels_ + 64;
+  }
+  return p;
+}
+
+ScratchNeed DepthwiseConv2D::Scratch(const int s[4], int threads) const {
+  return MakePlan(s, threads).need;
+}
+
+void DepthwiseConv2D::Run(const isa::Ops& ops, ThreadPool* pool, const Workspace& ws,
+                          const int8_t* input, const int s[4], int8_t* output) const {
+  const int threads = pool ? pool->threads() : 1;
+  const Plan p = MakePlan(s, threads);
+  const int* o = p.o;
+  if (o[1] <= 0 || o[2] <= 0) return;
+  ws.Check(p.need);
+  const int pad_top = p.pad_top, pad_left = p.pad_left, hp = p.hp, wp = p.wp;
+  if (p.unpadded) {
+    RunUnpadded(ops, pool, ws, input, s, o, pad_top, pad_left, output);
     return;
   }
   const int cp = padded_channels_;
-  // Zero-point-padded input with channels expanded to the output channels (c reads c / m),
-  // 64 bytes of slack for the last vector loads.
-  const size_t size = static_cast<size_t>(s[0]) * hp * wp * cp + 64;
-  int8_t* const buf = reinterpret_cast<int8_t*>(ThreadScratch(size));
+  int8_t* const buf = reinterpret_cast<int8_t*>(ws.shared());
   const int8_t zp = static_cast<int8_t>(input_zero_point_);
   const bool direct_rows = multiplier_ == 1 && cp == in_channels_;
-  const int threads = pool ? pool->threads() : 1;
   ForEachChunk(pool, s[0] * hp, 3 * threads, [&](int row) {
     const int n = row / hp, yp = row % hp, y = yp - pad_top;
     int8_t* dst = &buf[(static_cast<size_t>(row) * wp) * cp];
@@ -136,7 +168,7 @@ void DepthwiseConv2D::Run(const isa::Ops& ops, ThreadPool* pool, const int8_t* i
   // One call per task and image: the per-call setup (weights, requantization constants) is
   // paid once for all its rows.
   const int rows = o[0] * o[1];
-  const int tasks = std::max(1, std::min(rows, 3 * threads));
+  const int tasks = p.tasks;
   ParallelFor(pool, tasks, [&](int task) {
     const int row0 = static_cast<int>(static_cast<int64_t>(rows) * task / tasks);
     const int row1 = static_cast<int>(static_cast<int64_t>(rows) * (task + 1) / tasks);
@@ -153,9 +185,9 @@ void DepthwiseConv2D::Run(const isa::Ops& ops, ThreadPool* pool, const int8_t* i
   });
 }
 
-void DepthwiseConv2D::RunUnpadded(const isa::Ops& ops, ThreadPool* pool, const int8_t* input,
-                                  const int s[4], const int o[4], int pad_top, int pad_left,
-                                  int8_t* output) const {
+void DepthwiseConv2D::RunUnpadded(const isa::Ops& ops, ThreadPool* pool, const Workspace& ws,
+                                  const int8_t* input, const int s[4], const int o[4],
+                                  int pad_top, int pad_left, int8_t* output) const {
   const int c = in_channels_, kh = g_.kernel_h, kw = g_.kernel_w;
   const int sh = g_.stride_h, sw = g_.stride_w, dh = g_.dilation_h, dw = g_.dilation_w;
   isa::DepthwiseArgs base;
@@ -174,9 +206,8 @@ void DepthwiseConv2D::RunUnpadded(const isa::Ops& ops, ThreadPool* pool, const i
   while (ox_hi > ox_lo && (ox_hi - 1) * sw - pad_left + (kw - 1) * dw >= s[2]) --ox_hi;
   const int8_t zp = static_cast<int8_t>(input_zero_point_);
   const size_t window = static_cast<size_t>(kh) * kw * c;
-  const int threads = pool ? pool->threads() : 1;
   const int rows = o[0] * o[1];
-  const int tasks = std::max(1, std::min(rows, 3 * threads));
+  const int tasks = MakePlan(s, pool ? pool->threads() : 1).tasks;
   ParallelFor(pool, tasks, [&](int task) {
     const int row0 = static_cast<int>(static_cast<int64_t>(rows) * task / tasks);
     const int row1 = static_cast<int>(static_cast<int64_t>(rows) * (task + 1) / tasks);
@@ -188,7 +219,7 @@ void DepthwiseConv2D::RunUnpadded(const isa::Ops& ops, ThreadPool* pool, const i
     // evenly apart go through one depthwise_rows call: a whole row, or the same edge column of
     // all the task's rows (one call each instead of two per row: the per-call setup of the
     // weights and requantization constants is what such short calls cost).
-    std::vector<int8_t> scratch;
+    int8_t* const scratch = reinterpret_cast<int8_t*>(ws.thread());  // MakePlan's per_thread
     auto copy_window = [&](int8_t* wdst, int n, int oy, int ox) {
       const int y0 = oy * sh - pad_top;
       for (int ky = 0; ky < kh; ++ky) {
@@ -206,7 +237,7 @@ void DepthwiseConv2D::RunUnpadded(const isa::Ops& ops, ThreadPool* pool, const i
     };
     auto run_windows = [&](int count, int8_t* out, ptrdiff_t out_stride) {
       isa::DepthwiseArgs d = base;
-      d.in = scratch.data();
+      d.in = scratch;
       d.pixel_stride = static_cast<ptrdiff_t>(window);
       d.tap_dy = static_cast<ptrdiff_t>(kw) * c;
       d.tap_dx = c;
@@ -225,7 +256,6 @@ void DepthwiseConv2D::RunUnpadded(const isa::Ops& ops, ThreadPool* pool, const i
     for (int row = row0; row < row1;) {
       const int n = row / o[1], oy = row % o[1];
       if (!rows_in(row)) {
-        scratch.resize(static_cast<size_t>(o[2]) * window + 64);
         for (int ox = 0; ox < o[2]; ++ox) copy_window(&scratch[ox * window], n, oy, ox);
         run_windows(o[2], out_row(row), c);
         ++row;
@@ -255,7 +285,6 @@ void DepthwiseConv2D::RunUnpadded(const isa::Ops& ops, ThreadPool* pool, const i
         if (!rows_in(row)) { ++row; continue; }
         int end = row;
         while (end < row1 && rows_in(end)) ++end;
-        scratch.resize(static_cast<size_t>(end - row) * window + 64);
         for (int r = row; r < end; ++r) {
           copy_window(&scratch[(r - row) * window], r / o[1], r % o[1], ox);
         }

@@ -44,24 +44,50 @@ FullyConnected::FullyConnected(const int8_t* filter, int out, int depth, const i
   double_scale_ = real;
 }
 
-void FullyConnected::Run(const isa::Ops& ops, const int8_t* input, int batches,
-                         int8_t* output) const {
-  std::vector<uint8_t> row(gemm_.padded_depth() + 64, 0);
-  std::vector<int32_t> acc(mode_ == FcRequant::kDouble ? out_ : 0);
+namespace {
+
+// Bytes of shared scratch before the u8 row: every block packed, unless the gemm keeps them.
+size_t PackedScratch(const PackedGemm& gemm) {
+  return gemm.kept() ? 0 : (gemm.PackedBytes() + 63) / 64 * 64;
+}
+
+}  // namespace
+
+// Shared scratch: the packed blocks (PackedScratch), then the u8 row (padded depth + 64).
+ScratchNeed FullyConnected::Scratch(int /*batches*/) const {
+  return {PackedScratch(gemm_) + gemm_.padded_depth() + 64, 0};
+}
+
+void FullyConnected::Run(const isa::Ops& ops, const Workspace& ws, const int8_t* input,
+                         int batches, int8_t* output) const {
+  ws.Check(Scratch(batches));
+  const VecI8* packed = gemm_.kept();
+  if (!packed) {
+    gemm_.PackAll(nullptr, reinterpret_cast<VecI8*>(ws.shared()));
+    packed = reinterpret_cast<const VecI8*>(ws.shared());
+  }
+  uint8_t* const row = ws.shared() + PackedScratch(gemm_);
+  memset(row + depth_, 0, gemm_.padded_depth() + 64 - depth_);
   for (int b = 0; b < batches; ++b) {
     const int8_t* src = input + static_cast<size_t>(b) * depth_;
     for (int k = 0; k < depth_; ++k) row[k] = static_cast<uint8_t>(src[k] ^ 0x80);
     int8_t* dst = output + static_cast<size_t>(b) * out_;
     if (mode_ == FcRequant::kFixedPoint) {
-      ops.gemm_requant(gemm_.Args(row.data(), 0, 1, 0, gemm_.blocks(), rq_, dst, out_));
+      ops.gemm_requant(gemm_.Args(packed, row, 0, 1, 0, gemm_.blocks(), rq_, dst, out_));
       continue;
     }
-    gemm_.RowAccumulators(ops, row.data(), acc.data());
-    for (int c = 0; c < out_; ++c) {
-      const double v = round(static_cast<double>(acc[c]) * double_scale_[c]);
-      const double clamped = std::min<double>(std::max<double>(v + output_zero_point_, act_min_),
-                                              act_max_);
-      dst[c] = static_cast<int8_t>(clamped);
+    // kDouble: the raw accumulators of each block of 32 channels, rescaled in double.
+    for (int blk = 0; blk < gemm_.blocks(); ++blk) {
+      int32_t acc[32];
+      gemm_.BlockAccumulators(ops, packed, row, blk, acc);
+      const int n = std::min(32, out_ - 32 * blk);
+      for (int i = 0; i < n; ++i) {
+        const int c = 32 * blk + i;
+        const double v = round(static_cast<double>(acc[i]) * double_scale_[c]);
+        const double clamped =
+            std::min<double>(std::max<double>(v + output_zero_point_, act_min_), act_max_);
+        dst[c] = static_cast<int8_t>(clamped);
+      }
     }
   }
 }

@@ -2,9 +2,9 @@
 // op. Shapes are NHWC. The kernels know nothing about TFLite's structs: the delegate
 // (delegate/) translates nodes into these parameter structs.
 //
-// Weighted ops (CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED) are classes: the constructor
-// repacks the constant weights once into the layout the vector loop wants; Run() may be called
-// with any input shape.
+// Weighted ops (CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED) are classes built once from the
+// constant weights; Run() may be called with any input shape whose Scratch() need the
+// workspace it is given holds (Workspace::Reserve). Kernels never allocate while they run.
 #ifndef TFQUANT_DSP_KERNELS_KERNELS_H_
 #define TFQUANT_DSP_KERNELS_KERNELS_H_
 
@@ -15,6 +15,7 @@
 #include "isa/hvx.h"
 #include "kernels/quant_util.h"
 #include "kernels/thread_pool.h"
+#include "kernels/workspace.h"
 
 namespace tfq::kernels {
 
@@ -49,12 +50,6 @@ struct Requant {
   uint8_t output_xor = 0;  // 0x80: the output is stored biased (x + 128 as u8), see Conv2D
 };
 
-// The scratch memory of one kernel Run (im2col rows, padded inputs), shared by every kernel the
-// calling thread runs: kernels on one thread run one at a time (their pool tasks only index
-// into it), so the thread keeps one buffer, the largest any kernel asked for, instead of one
-// per layer. Its contents are undefined on entry. Throws std::bad_alloc.
-uint8_t* ThreadScratch(size_t bytes);
-
 // ---- GEMM-based: CONV_2D and FULLY_CONNECTED --------------------------------------------------
 
 struct ConvGeometry {
@@ -62,30 +57,61 @@ struct ConvGeometry {
   bool same_padding = false;
 };
 
-// Weights [out][k] (k = kh*kw*in) packed for vrmpy: per block of 32 output channels, k/4 vectors
-// of 128 bytes holding [32 channels][4 consecutive k]. Activations enter the dot product as u8
-// (x + 128); the bias absorbs -(128 + input_zero_point) * sum(w), so padding taps filled with the
-// input zero point contribute exactly nothing, as in the reference kernel.
+// The GEMM of CONV_2D and FULLY_CONNECTED: weights [out][depth] int8 times u8 activation rows.
+// The weights stay where the caller keeps them (the delegate: TFLite's constant buffer) and
+// are packed into the layout vrmpy reads at run time, into workspace scratch: per block of 32
+// output channels, groups = ceil(depth / 4) vectors of 128 bytes holding [32 channels][4
+// consecutive k], zero past depth and out. Keeping no packed copy keeps the weights' memory
+// at one copy (ResNet50: 25 MB); the packing is one pass over the weights per run, fused with
+// the GEMM where few rows reuse each weight (see Conv2D::Run).
+// Activations enter the dot product as u8 (x + 128); the bias absorbs -(128 + input_zero_point)
+// * sum(w), so padding taps filled with the input zero point contribute exactly nothing, as in
+// the reference kernel.
 class PackedGemm {
  public:
-  // filter: [out][depth] int8; bias: int32 or nullptr; input_zero_point of the activations.
+  // filter: [out][depth] int8, borrowed (it must outlive this object); bias: int32 or nullptr;
+  // input_zero_point of the activations.
   PackedGemm(const int8_t* filter, int out, int depth, const int32_t* bias,
              int32_t input_zero_point);
+  // The same, owning its filter (a copy made for the GEMM).
+  PackedGemm(std::vector<int8_t> filter, int out, int depth, const int32_t* bias,
+             int32_t input_zero_point);
+  PackedGemm(PackedGemm&&) = default;
+  PackedGemm(const PackedGemm&) = delete;
+  PackedGemm& operator=(const PackedGemm&) = delete;
   int out() const { return out_; }
   int depth() const { return depth_; }
   int padded_depth() const { return groups_ * 4; }
-  // The int32 accumulators (bias and zero-point corrections included) for all out channels.
-  void RowAccumulators(const isa::Ops& ops, const uint8_t* row, int32_t* acc) const;
-  // The GEMM tile arguments for rows of a (a_stride apart) and blocks [blk0, blk0 + blocks).
-  isa::GemmArgs Args(const uint8_t* a, ptrdiff_t a_stride, int rows, int blk0, int blocks,
-                     const Requant& rq, int8_t* out, ptrdiff_t out_stride) const;
   int blocks() const { return blocks_; }
   int groups() const { return groups_; }
+  size_t BlockBytes() const { return static_cast<size_t>(groups_) * sizeof(isa::VecI8); }
+  size_t PackedBytes() const { return blocks_ * BlockBytes(); }
+  // Keeps a packed copy of every block (PackedBytes()) from now on, for runs to read instead
+  // of packing: for weights that serve few rows per run (see delegate option
+  // packed_weights_kb). Throws std::bad_alloc.
+  void KeepPacked();
+  const isa::VecI8* kept() const { return kept_.empty() ? nullptr : kept_.data(); }
+  // Packs blocks [blk0, blk0 + count) into dst (count * groups vectors).
+  void Pack(int blk0, int count, isa::VecI8* dst) const;
+  // Packs every block into dst (PackedBytes()), split over the pool.
+  void PackAll(ThreadPool* pool, isa::VecI8* dst) const;
+  // The int32 accumulators (bias and zero-point corrections included) of one row for the 32
+  // channels of block blk (acc[32]; lanes past out are padding); packed: every block (PackAll).
+  void BlockAccumulators(const isa::Ops& ops, const isa::VecI8* packed, const uint8_t* row,
+                         int blk, int32_t* acc) const;
+  // The GEMM tile arguments for rows of a (a_stride apart) and blocks [blk0, blk0 + blocks),
+  // whose packed weights are at w.
+  isa::GemmArgs Args(const isa::VecI8* w, const uint8_t* a, ptrdiff_t a_stride, int rows,
+                     int blk0, int blocks, const Requant& rq, int8_t* out,
+                     ptrdiff_t out_stride) const;
 
  private:
+  void Init(const int32_t* bias, int32_t input_zero_point);
+  std::vector<int8_t> owned_;   // the filter, when this object owns it
+  const int8_t* filter_;        // [out][depth]
   int out_, depth_, groups_, blocks_;
-  std::vector<isa::VecI8> packed_;        // [blocks][groups]
-  std::vector<isa::VecI32> bias_;         // [blocks]
+  std::vector<isa::VecI32> bias_;  // [blocks]
+  std::vector<isa::VecI8> kept_;   // KeepPacked: [blocks][groups]
 };
 
 class Conv2D {
@@ -96,27 +122,35 @@ class Conv2D {
          const float* filter_scales, int num_scales, float output_scale,
          int32_t output_zero_point, Activation act);
   void OutputShape(const int in_shape[4], int out_shape[4]) const;
-  void Run(const isa::Ops& ops, ThreadPool* pool, const int8_t* input, const int in_shape[4],
-           int8_t* output) const;
+  ScratchNeed Scratch(const int in_shape[4], int threads) const;
+  void Run(const isa::Ops& ops, ThreadPool* pool, const Workspace& ws, const int8_t* input,
+           const int in_shape[4], int8_t* output) const;
   HvxCount Count(const int in_shape[4]) const;
   const PackedGemm& gemm() const { return gemm_; }
+  void KeepPackedWeights() { gemm_.KeepPacked(); }  // see PackedGemm::KeepPacked
   // Biased activations: x + 128 stored as u8 (x ^ 0x80), the form vrmpy reads. With a biased
   // input the im2col needs no conversion (a pointwise convolution reads the input in place);
   // a biased output is for consumers that are all such convolutions (the delegate decides).
   void SetInputBiased() { input_biased_ = true; }
   void SetOutputBiased() { rq_.output_xor = 0x80; }
+  // Runs whose im2col rows take at most this many bytes split their work over blocks of output
+  // channels rather than rows (see Run; the default suits the L2 caches of current CPUs).
+  void SetBlockSplitBytes(size_t bytes) { block_split_bytes_ = bytes; }
 
  private:
   // Inputs of few channels (a network's first layer): the GEMM reads each kernel row's taps
   // straight from zero-point-padded u8 input lines (GemmArgs::segments), no im2col copy; the
   // weights of each kernel row are padded with zeros to whole groups of 4 (see UseLines).
-  void RunLines(const isa::Ops& ops, ThreadPool* pool, const int8_t* input, const int s[4],
-                const int o[4], int pad_top, int pad_left, int8_t* output) const;
+  void RunLines(const isa::Ops& ops, ThreadPool* pool, const Workspace& ws, const int8_t* input,
+                const int s[4], int8_t* output) const;
+  struct Plan;  // how Run splits a run of one input shape (conv.cc)
+  Plan MakePlan(const int in_shape[4], int threads) const;
   int out_channels_, in_channels_;
   ConvGeometry g_;
   int32_t input_zero_point_;
   bool input_biased_ = false;
   bool lines_;  // RunLines
+  size_t block_split_bytes_;
   PackedGemm gemm_;
   Requant rq_;
 };
@@ -129,8 +163,9 @@ class DepthwiseConv2D {
                   const float* filter_scales, int num_scales, float output_scale,
                   int32_t output_zero_point, Activation act);
   void OutputShape(const int in_shape[4], int out_shape[4]) const;
-  void Run(const isa::Ops& ops, ThreadPool* pool, const int8_t* input, const int in_shape[4],
-           int8_t* output) const;
+  ScratchNeed Scratch(const int in_shape[4], int threads) const;
+  void Run(const isa::Ops& ops, ThreadPool* pool, const Workspace& ws, const int8_t* input,
+           const int in_shape[4], int8_t* output) const;
   HvxCount Count(const int in_shape[4]) const;
   void SetOutputBiased() { rq_.output_xor = 0x80; }  // see Conv2D
   // Absorbs a PAD of the input with the input zero point (the delegate fuses PAD -> this op):
@@ -145,8 +180,11 @@ class DepthwiseConv2D {
   int input_pad_[4] = {0, 0, 0, 0};  // SetInputPadding: top, bottom, left, right
   // multiplier 1, channels a multiple of 32, not small (see Run): interior windows read the
   // input in place.
-  void RunUnpadded(const isa::Ops& ops, ThreadPool* pool, const int8_t* input, const int s[4],
-                   const int o[4], int pad_top, int pad_left, int8_t* output) const;
+  void RunUnpadded(const isa::Ops& ops, ThreadPool* pool, const Workspace& ws,
+                   const int8_t* input, const int s[4], const int o[4], int pad_top,
+                   int pad_left, int8_t* output) const;
+  struct Plan;  // the padding and scratch of a run of one input shape (depthwise_conv.cc)
+  Plan MakePlan(const int in_shape[4], int threads) const;
   ConvGeometry g_;
   int32_t input_zero_point_;
   std::vector<isa::VecI32> weights_;  // [kh*kw][blocks] widened filter values
@@ -162,8 +200,12 @@ class FullyConnected {
   FullyConnected(const int8_t* filter, int out, int depth, const int32_t* bias, float input_scale,
                  int32_t input_zero_point, const float* filter_scales, int num_scales,
                  float output_scale, int32_t output_zero_point, Activation act, FcRequant mode);
+  ScratchNeed Scratch(int batches) const;
+  const PackedGemm& gemm() const { return gemm_; }
+  void KeepPackedWeights() { gemm_.KeepPacked(); }  // see PackedGemm::KeepPacked
   // input holds `batches` rows of depth values.
-  void Run(const isa::Ops& ops, const int8_t* input, int batches, int8_t* output) const;
+  void Run(const isa::Ops& ops, const Workspace& ws, const int8_t* input, int batches,
+           int8_t* output) const;
   HvxCount Count(int batches) const;
 
  private:

@@ -19,6 +19,8 @@ namespace {
 constexpr int kSpinIterations = 8000;
 constexpr int kYieldEvery = 64;
 
+thread_local int current_thread = 0;
+
 inline void SpinOrYield(int i) {
   if (i % kYieldEvery == kYieldEvery - 1) {
     std::this_thread::yield();
@@ -29,7 +31,7 @@ inline void SpinOrYield(int i) {
 }  // namespace
 
 ThreadPool::ThreadPool(int threads) {
-  for (int i = 1; i < threads; ++i) workers_.emplace_back([this] { WorkerLoop(); });
+  for (int i = 1; i < threads; ++i) workers_.emplace_back([this, i] { WorkerLoop(i); });
 }
 
 ThreadPool::~ThreadPool() {
@@ -55,7 +57,10 @@ void ThreadPool::RunTasks(Job* job) {
   }
 }
 
-void ThreadPool::WorkerLoop() {
+int ThreadPool::CurrentThread() { return current_thread; }
+
+void ThreadPool::WorkerLoop(int index) {
+  current_thread = index;
   uint64_t seen = 0;
   for (;;) {
     for (int i = 0; i < kSpinIterations && generation_.load(std::memory_order_acquire) == seen; ++i) {

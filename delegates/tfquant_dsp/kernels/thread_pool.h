@@ -24,6 +24,9 @@ class ThreadPool {
   ThreadPool& operator=(const ThreadPool&) = delete;
 
   int threads() const { return static_cast<int>(workers_.size()) + 1; }
+  // The calling thread's index in its pool: 1 .. threads() - 1 on a worker, 0 on any other
+  // thread (a caller of ParallelFor). Kernels index per-thread scratch with it.
+  static int CurrentThread();
   // Runs fn(i) for every i in [0, tasks), each exactly once, and returns when all are done.
   // If the pool is already running a job for another thread (several interpreters sharing
   // the delegate), everything runs on the caller instead: never blocks on another job.
@@ -40,7 +43,7 @@ class ThreadPool {
     std::exception_ptr error;  // the first task's exception
   };
   static void RunTasks(Job* job);
-  void WorkerLoop();
+  void WorkerLoop(int index);
 
   std::vector<std::thread> workers_;
   std::mutex busy_;  // held by the thread whose job the pool runs

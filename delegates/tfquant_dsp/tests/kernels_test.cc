@@ -87,7 +87,9 @@ void RunEverywhere(const Case& c, const Kernel& kernel, const std::vector<int8_t
                    const int in_shape[4], const std::vector<int8_t>& want) {
   for (const Runner& r : runners) {
     std::vector<int8_t> got(want.size(), 0x55);
-    kernel.Run(*r.ops, r.pool, input.data(), in_shape, got.data());
+    Workspace ws;
+    ws.Reserve(kernel.Scratch(in_shape, r.threads), r.threads);
+    kernel.Run(*r.ops, r.pool, ws, input.data(), in_shape, got.data());
     Compare(c, r.ops->name, r.threads, want, got);
   }
 }
@@ -137,6 +139,10 @@ void TestConv(int trials) {
       Conv2D kernel(filter.data(), out_c, in_c, g, use_bias ? bias.data() : nullptr, in_scale, in_zp,
                     filter_scales.data(), static_cast<int>(filter_scales.size()), out_scale, out_zp,
                     act);
+      // Every way of running the GEMM: weights packed at each run and the work split over rows
+      // or over blocks of channels, or a packed copy kept.
+      kernel.SetBlockSplitBytes(Uniform(0, 1) ? 0 : size_t{1} << 30);
+      if (Uniform(0, 2) == 0) kernel.KeepPackedWeights();
       for (int b = 0; b < batches; ++b)
         for (int oy = 0; oy < out_h; ++oy)
           for (int ox = 0; ox < out_w; ++ox)
@@ -243,6 +249,7 @@ void TestFullyConnected(int trials) {
     FullyConnected kernel(filter.data(), out, depth, bias.data(), in_scale, in_zp,
                           filter_scales.data(), static_cast<int>(filter_scales.size()), out_scale,
                           out_zp, act, FcRequant::kFixedPoint);
+    if (Uniform(0, 1)) kernel.KeepPackedWeights();  // or packed at each run
     int lo, hi;
     ActivationRange(act, out_scale, out_zp, &lo, &hi);
     std::vector<int8_t> want(static_cast<size_t>(batches) * out);
@@ -265,7 +272,9 @@ void TestFullyConnected(int trials) {
     for (const Runner& r : runners) {
       if (r.threads > 1) continue;  // FULLY_CONNECTED runs on the caller's thread
       std::vector<int8_t> got(want.size(), 0x55);
-      kernel.Run(*r.ops, input.data(), batches, got.data());
+      Workspace ws;
+      ws.Reserve(kernel.Scratch(batches), 1);
+      kernel.Run(*r.ops, ws, input.data(), batches, got.data());
       Compare(c, r.ops->name, r.threads, want, got);
     }
   }
