@@ -156,10 +156,11 @@ void UnpackBW(VecI32* r, const int8_t* p) {
 constexpr VectorPrims kPrims = {VrmpySplatAccN, AddW, MacW, ShlW, SrdhmW, RdbpotW,
                                 MaxW, MinW, PackWHSat, PackHBSat, UnpackBW};
 
-// The micro-kernels: the compositions of isa/compose.h over this file's vector operations
+#include "isa/gemm_avx2.inc"
+#include "isa/depthwise_avx2.inc"
+
+// The other micro-kernels: the compositions of isa/compose.h over this file's vector operations
 // (compiled here, under the AVX2 target, so the calls inline).
-void GemmRequant(const GemmArgs& g) { ComposedGemmRequant<kPrims>(g); }
-void DepthwiseRows(const DepthwiseArgs& d) { ComposedDepthwiseRows<kPrims>(d); }
 void AddRequant(const AddArgs& g) { ComposedAddRequant<kPrims>(g); }
 void MaxBN(int8_t* acc, const int8_t* x, int n) {
   int i = 0;
