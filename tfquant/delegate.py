@@ -55,7 +55,8 @@ def options(runtime: str = "litert", num_threads: int = 1, ops: Optional[Sequenc
     """The load_delegate options for these settings (all values are strings).
 
     packed_weights_kb: memory each claimed partition may spend on packed copies of
-    CONV_2D / FULLY_CONNECTED weights, smallest first (default 2048). Other weights stay only in
+    CONV_2D / FULLY_CONNECTED weights, for the ops with the fewest rows per invoke first
+    (default 2048). Other weights stay only in
     the model's buffer and are packed at every invoke: 0 keeps the weights' memory at one copy,
     a large value trades memory for a few percent of latency."""
     if runtime not in FC_REQUANT:

@@ -26,7 +26,8 @@ struct Options {
   kernels::ThreadPool* pool = nullptr;  // owned by the delegate; null for one thread
   std::string profile;  // if set: per-op times and HVX counts appended to this file (TSV)
   // Memory a partition may spend on packed copies of GEMM weights (PackedGemm::KeepPacked),
-  // smallest weights first; all other weights are packed at each run from TFLite's buffer.
+  // for the ops with the fewest rows per run first; all other weights are packed at each run
+  // from TFLite's buffer.
   size_t packed_weights_bytes = size_t{2} << 20;
 };
 

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include <algorithm>
+#include <tuple>
 #include <chrono>
 #include <map>
 #include <memory>
@@ -256,7 +257,8 @@ TfLiteStatus KernelPrepareUnguarded(TfLiteContext* ctx, TfLiteNode* node) {
   part->shapes.clear();
   part->prepared_inputs.clear();
   kernels::ScratchNeed scratch;
-  std::vector<std::pair<size_t, OpNode*>> repacked;  // (packed bytes, op)
+  // (rows per run, packed bytes, op) of the ops that pack their weights at each run.
+  std::vector<std::tuple<int64_t, size_t, OpNode*>> repacked;
   // Shapes flow from the runtime's tensors (partition inputs and constants) through the ops.
   for (const auto& op : part->ops) {
     std::vector<Shape> in_shapes, out_shapes;
@@ -277,7 +279,12 @@ TfLiteStatus KernelPrepareUnguarded(TfLiteContext* ctx, TfLiteNode* node) {
       return kTfLiteError;
     }
     for (size_t i = 0; i < op->outputs.size(); ++i) part->shapes[op->outputs[i]] = out_shapes[i];
-    if (op->RepackedBytes() > 0) repacked.emplace_back(op->RepackedBytes(), op.get());
+    if (op->RepackedBytes() > 0 && !out_shapes.empty() && !out_shapes[0].empty() &&
+        out_shapes[0].back() > 0) {
+      // Rows of the GEMM: every output element but the channels (pixels, or batches).
+      repacked.emplace_back(NumElements(out_shapes[0]) / out_shapes[0].back(),
+                            op->RepackedBytes(), op.get());
+    }
     if (!part->options->profile.empty()) {
       part->counts.push_back(op->Count(in_shapes, out_shapes));
       part->out_shapes.push_back(out_shapes.empty() ? Shape() : out_shapes[0]);
@@ -319,14 +326,13 @@ TfLiteStatus KernelPrepareUnguarded(TfLiteContext* ctx, TfLiteNode* node) {
   const uintptr_t base = reinterpret_cast<uintptr_t>(part->arena.data());
   part->arena_base = part->arena.data() + ((kArenaAlignment - base % kArenaAlignment) %
                                            kArenaAlignment);
-  // Packed copies of the smallest weights, within the budget: packing at each run costs time in
-  // proportion to the bytes plus a fixed cost per op (its own pass, a synchronisation of the
-  // pool), so per byte kept, small weights save the most. Then the scratch of every op as it
-  // will run.
-  std::stable_sort(repacked.begin(), repacked.end(),
-                   [](const auto& a, const auto& b) { return a.first < b.first; });
-  for (const auto& [bytes, op] : repacked) {
-    if (part->kept_bytes + bytes > part->options->packed_weights_bytes) break;
+  // Packed copies within the budget for the weights that serve the fewest rows per run (the
+  // packing costs them the most next to their arithmetic: a FULLY_CONNECTED of one row spends
+  // twice as long packing as multiplying), smaller ones first among equals. Then the scratch of
+  // every op as it will run.
+  std::stable_sort(repacked.begin(), repacked.end());
+  for (const auto& [rows, bytes, op] : repacked) {
+    if (part->kept_bytes + bytes > part->options->packed_weights_bytes) continue;
     op->KeepPackedWeights();
     part->kept_bytes += bytes;
   }

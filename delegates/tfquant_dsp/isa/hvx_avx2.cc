@@ -158,17 +158,14 @@ constexpr VectorPrims kPrims = {VrmpySplatAccN, AddW, MacW, ShlW, SrdhmW, Rdbpot
 
 #include "isa/gemm_avx2.inc"
 #include "isa/depthwise_avx2.inc"
+#include "isa/elementwise_avx2.inc"
 
 // The other micro-kernels: the compositions of isa/compose.h over this file's vector operations
 // (compiled here, under the AVX2 target, so the calls inline).
-void AddRequant(const AddArgs& g) { ComposedAddRequant<kPrims>(g); }
 void MaxBN(int8_t* acc, const int8_t* x, int n) {
   int i = 0;
   for (; i + 32 <= n; i += 32) St(acc + i, 0, _mm256_max_epi8(Ld(acc + i, 0), Ld(x + i, 0)));
   ScalarMaxBN(acc + i, x + i, n - i);
-}
-void QuantizeF32(const float* in, int n, float scale, int32_t zp, int8_t* out) {
-  ScalarQuantizeF32(in, n, scale, zp, out);
 }
 
 }  // namespace

@@ -16,12 +16,15 @@ using isa::VecI32;
 using isa::VecI8;
 using namespace detail;  // NOLINT: RoundUp, MakeRequant, ForEachChunk
 
-// Runs whose im2col rows take at most this many bytes (few rows: the late, weight-heavy layers)
+// Runs whose im2col rows take at most kBlockSplitBytes (few rows: the late, weight-heavy layers)
 // are split over blocks of output channels instead of rows: each task packs its blocks into
 // its own scratch and runs every row over them while they are in cache, so the weights are
 // read once from memory, as the GEMM reads them anyway. Larger runs reuse each weight over
-// many rows and pack every block up front.
+// many rows and pack every block up front, as do weights under kBlockSplitMinWeights (they
+// pack in microseconds; the split would only add a pass, and a synchronisation of the pool,
+// for the im2col).
 constexpr size_t kBlockSplitBytes = 512 * 1024;
+constexpr size_t kBlockSplitMinWeights = 128 * 1024;
 
 }  // namespace
 
@@ -195,6 +198,7 @@ Conv2D::Conv2D(const int8_t* filter, int out_channels, int in_channels, const Co
       input_zero_point_(input_zero_point),
       lines_(UseLines(in_channels, g)),
       block_split_bytes_(kBlockSplitBytes),
+      block_split_min_weights_(kBlockSplitMinWeights),
       gemm_(MakeConvGemm(filter, out_channels, in_channels, g, bias, input_zero_point)) {
   std::vector<double> real(out_channels);
   for (int c = 0; c < out_channels; ++c) {
@@ -322,7 +326,8 @@ Conv2D::Plan Conv2D::MakePlan(const int s[4], int threads) const {
   p.task_rows = TaskRows(p.rows, threads);
   p.tasks = static_cast<int>((p.rows + p.task_rows - 1) / p.task_rows);
   const size_t a_bytes = static_cast<size_t>(p.rows) * kp;
-  p.by_blocks = !gemm_.kept() && gemm_.blocks() >= 2 && a_bytes <= block_split_bytes_;
+  p.by_blocks = !gemm_.kept() && gemm_.blocks() >= 2 && a_bytes <= block_split_bytes_ &&
+                gemm_.PackedBytes() >= block_split_min_weights_;
   if (p.by_blocks && gemm_.blocks() < 2 * kBlockChunk * threads) p.chunk = 1;
   p.packed_bytes = p.by_blocks || gemm_.kept() ? 0 : gemm_.PackedBytes();
   p.a_offset = Align(p.packed_bytes);

@@ -133,9 +133,13 @@ class Conv2D {
   // a biased output is for consumers that are all such convolutions (the delegate decides).
   void SetInputBiased() { input_biased_ = true; }
   void SetOutputBiased() { rq_.output_xor = 0x80; }
-  // Runs whose im2col rows take at most this many bytes split their work over blocks of output
-  // channels rather than rows (see Run; the default suits the L2 caches of current CPUs).
-  void SetBlockSplitBytes(size_t bytes) { block_split_bytes_ = bytes; }
+  // Runs whose im2col rows take at most max_im2col_bytes, of weights of at least
+  // min_weight_bytes when packed, split their work over blocks of output channels rather than
+  // rows (see Run; the defaults suit the L2 caches of current CPUs).
+  void SetBlockSplit(size_t max_im2col_bytes, size_t min_weight_bytes) {
+    block_split_bytes_ = max_im2col_bytes;
+    block_split_min_weights_ = min_weight_bytes;
+  }
 
  private:
   // Inputs of few channels (a network's first layer): the GEMM reads each kernel row's taps
@@ -150,7 +154,7 @@ class Conv2D {
   int32_t input_zero_point_;
   bool input_biased_ = false;
   bool lines_;  // RunLines
-  size_t block_split_bytes_;
+  size_t block_split_bytes_, block_split_min_weights_;
   PackedGemm gemm_;
   Requant rq_;
 };

@@ -141,7 +141,7 @@ void TestConv(int trials) {
                     act);
       // Every way of running the GEMM: weights packed at each run and the work split over rows
       // or over blocks of channels, or a packed copy kept.
-      kernel.SetBlockSplitBytes(Uniform(0, 1) ? 0 : size_t{1} << 30);
+      kernel.SetBlockSplit(Uniform(0, 1) ? 0 : size_t{1} << 30, 0);
       if (Uniform(0, 2) == 0) kernel.KeepPackedWeights();
       for (int b = 0; b < batches; ++b)
         for (int oy = 0; oy < out_h; ++oy)
