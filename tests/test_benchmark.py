@@ -87,6 +87,27 @@ def test_config_is_checked():
     with pytest.raises(ValueError, match="--dsp_clock_ghz must be at least 0.01"):
         benchmark.Config(model=("a.tflite",), dsp_clock_ghz=0.0)
     assert benchmark.cpu_clock_ghz(2.5) == (2.5, "--cpu_ghz")
+    with pytest.raises(ValueError, match="--isa=no_such_isa does not run on this CPU; use auto"):
+        benchmark.Config(model=("a.tflite",), isa="no_such_isa")
+
+
+@pytest.mark.delegate
+def test_benchmark_of_a_named_isa_table(tiny, capsys):
+    """--isa runs every delegate configuration on that table (here each SIMD one this CPU has
+    below the best, e.g. AVX2 on an AVX-512 machine), bit-exact, and the report says which."""
+    import tfquant.delegate
+    root, _ = tiny
+    lower = [name for name in tfquant.delegate.isas(runnable_only=True)
+             if name not in ("scalar", tfquant.delegate.best_isa())]
+    if not lower:
+        pytest.skip("this CPU runs one SIMD table")
+    config = _app.parse(benchmark.Config, [
+        "tfquant-benchmark", f"--model={root / 'tiny_int8.tflite'}", "--threads=1", "--runs=2",
+        "--warmup=1", "--profile_runs=2", "--nomemory", f"--isa={lower[0]}"])
+    assert benchmark.main(config) == 0
+    out = capsys.readouterr().out
+    assert f"ISA table {lower[0]}," in out
+    assert "bit-exact: yes (tiny_int8.tflite, 1 thread(s))" in out
 
 
 def _profile(model, threads=1):

@@ -23,10 +23,8 @@ FC_REQUANT = {"litert": "double", "tf": "double", "tflite_runtime": "fixed_point
 
 
 @functools.lru_cache(maxsize=None)
-def isas(runnable_only: bool = False) -> tuple:
-    """The ISA implementations the delegate library knows (its registry, in registry order),
-    or only those this CPU runs: names for the `isa` option, e.g. ("scalar", "avx2",
-    "avx512", "neon", "neon_i8mm")."""
+def _isa_entries() -> list:
+    """The delegate library's ISA registry: [(name, runnable, priority)], in registry order."""
     import ctypes
     library = ctypes.CDLL(library_path())
     library.tfquant_dsp_isas.argtypes = [ctypes.c_char_p, ctypes.c_int]
@@ -35,7 +33,23 @@ def isas(runnable_only: bool = False) -> tuple:
     if library.tfquant_dsp_isas(buffer, len(buffer)) < 0:
         raise MemoryError("the delegate library could not list its ISAs")
     entries = [entry.split(":") for entry in buffer.value.decode().split(",") if entry]
-    return tuple(name for name, runnable, _ in entries if runnable == "1" or not runnable_only)
+    return [(name, runnable == "1", int(priority)) for name, runnable, priority in entries]
+
+
+def isas(runnable_only: bool = False) -> tuple:
+    """The ISA implementations the delegate library knows (its registry, in registry order),
+    or only those this CPU runs: names for the `isa` option, e.g. ("scalar", "avx2",
+    "avx512", "neon", "neon_i8mm")."""
+    return tuple(name for name, runnable, _ in _isa_entries() if runnable or not runnable_only)
+
+
+def best_isa() -> str:
+    """The ISA the delegate's isa="auto" picks on this CPU: the runnable implementation of the
+    highest priority (the environment variable TFQUANT_DSP_ISA caps it)."""
+    import os
+    entries = [e for e in _isa_entries() if e[1]]
+    cap = next((p for name, _, p in entries if name == os.environ.get("TFQUANT_DSP_ISA")), None)
+    return max((e for e in entries if cap is None or e[2] <= cap), key=lambda e: e[2])[0]
 
 
 def library_path() -> str:

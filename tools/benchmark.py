@@ -56,6 +56,9 @@ class Config:
     memory: bool = option(True, "Measure the peak resident memory an interpreter adds, with "
                           "the built-in int8 kernels and with the delegate (fresh processes).")
     top_ops: int = option(12, "Ops listed individually in the per-op tables.", lower=0)
+    isa: str = option("auto", "The delegate's ISA table: auto (the best this CPU runs) or a "
+                      "name of tfquant.delegate.isas(runnable_only=True), e.g. avx2 on an "
+                      "AVX-512 machine to measure the AVX2 kernels.")
     output: Optional[str] = option(None, "Also write the tables to this markdown file.")
     cpu_ghz: Optional[float] = option(None, "CPU clock for MACs/cycle (default: "
                                       "/proc/cpuinfo).")
@@ -79,6 +82,12 @@ class Config:
             raise ValueError("give --model and/or --keras_application")
         if self.float_model and len(self.model) != 1:
             raise ValueError("--float_model needs exactly one --model")
+        if self.isa != "auto":
+            import tfquant.delegate
+            runnable = tfquant.delegate.isas(runnable_only=True)
+            if self.isa not in runnable:
+                raise ValueError(f"--isa={self.isa} does not run on this CPU; use auto or one "
+                                 f"of {', '.join(runnable)}")
 
 
 CONFIGS = ("float32 + XNNPACK", "int8 built-in", "int8 + XNNPACK", "int8 + delegate")
@@ -262,7 +271,7 @@ def benchmark_model(name, int8, float32, thread_counts, config):
               "details": op_details(int8)}
     for threads in thread_counts:
         _app.log(f"{name}: {threads} thread(s): building interpreters ...")
-        delegate = tfquant.delegate.load("litert", num_threads=threads)
+        delegate = tfquant.delegate.load("litert", num_threads=threads, isa=config.isa)
         interpreters = {}
         if float32 is not None:
             interpreters[CONFIGS[0]] = interpreter_for(float32, "default", threads)
@@ -275,21 +284,25 @@ def benchmark_model(name, int8, float32, thread_counts, config):
         del interpreters
         if config.check_exact:
             _app.log(f"{name}: {threads} thread(s): checking bit-exactness against BUILTIN_REF ...")
-            result["exact"][threads] = check_bit_exact(int8, threads)
+            result["exact"][threads] = check_bit_exact(int8, threads, config.isa)
         _app.log(f"{name}: {threads} thread(s): profiling the delegate ...")
         result["profile"][threads], result["peak"][threads] = profile_delegate(
-            int8, threads, config.profile_runs)
+            int8, threads, config.profile_runs, config.isa)
         if config.memory:
             _app.log(f"{name}: {threads} thread(s): peak memory, built-in kernels and "
                      "delegate ...")
             result["memory"][threads] = (peak_memory_growth(int8, False, threads),
-                                         peak_memory_growth(int8, True, threads))
+                                         peak_memory_growth(int8, True, threads, config.isa))
     return result
 
 
 def report(results, thread_counts, ghz, ghz_source, dsp: DspParams, config):
+    import tfquant.delegate
+    isa = (config.isa if config.isa != "auto" else
+           f"auto (here {tfquant.delegate.best_isa()})")
     out = ["# tfquant-benchmark (ai-edge-litert)", "",
-           f"Delegate configuration: tfquant DSP delegate over the reference resolver "
+           f"Delegate configuration: tfquant DSP delegate, ISA table {isa}, over the reference "
+           f"resolver "
            f"(BUILTIN_REF: unclaimed ops run TFLite's reference kernels). Latency in ms: median "
            f"[p10, p90] over {config.runs} interleaved runs after {config.warmup} warm-up runs. "
            f"CPU clock {ghz:.2f} GHz from {ghz_source}. Per-op profile: the delegate times "

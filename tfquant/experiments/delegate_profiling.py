@@ -58,16 +58,19 @@ def _invoke(model, runtime_name, threads, delegates, x):
     return outputs(interpreter)
 
 
-def compare_with_reference(model, x=None, runtime_name: str = "litert", threads: int = 1) -> dict:
-    """The delegate against TFLite's reference kernels on the same input: nodes claimed / total,
-    output elements compared, how many differ and the largest difference."""
+def compare_with_reference(model, x=None, runtime_name: str = "litert", threads: int = 1,
+                           isa: str = "auto") -> dict:
+    """The delegate (ISA table `isa`) against TFLite's reference kernels on the same input:
+    nodes claimed / total, output elements compared, how many differ and the largest
+    difference."""
     import numpy as np
 
     import tfquant.delegate
     want = _invoke(model, runtime_name, 1, (), x)
-    delegate = tfquant.delegate.load(runtime_name, num_threads=threads)
+    delegate = tfquant.delegate.load(runtime_name, num_threads=threads, isa=isa)
     got = _invoke(model, runtime_name, threads, [delegate], x)
-    claimed, total = tfquant.delegate.claimed_nodes(model, runtime_name, num_threads=threads)
+    claimed, total = tfquant.delegate.claimed_nodes(model, runtime_name, num_threads=threads,
+                                                    isa=isa)
     differ = sum(int(np.count_nonzero(w != g)) if w.shape == g.shape and w.dtype == g.dtype
                  else w.size for w, g in zip(want, got))
     largest = max((float(np.abs(w.astype(np.float64) - g.astype(np.float64)).max())
@@ -76,13 +79,13 @@ def compare_with_reference(model, x=None, runtime_name: str = "litert", threads:
                 differ=differ, largest=largest)
 
 
-def check_bit_exact(model, threads):
+def check_bit_exact(model, threads, isa="auto"):
     """(bit-exact, claimed, total): the delegate against the reference kernels, same input."""
-    r = compare_with_reference(model, threads=threads)
+    r = compare_with_reference(model, threads=threads, isa=isa)
     return r["differ"] == 0, r["claimed"], r["total"]
 
 
-def profile_delegate(model, threads, runs):
+def profile_delegate(model, threads, runs, isa="auto"):
     """(rows, peak): the delegate's per-op profile (tfquant.delegate.read_profile rows) over
     `runs` invokes, and the int8 GMAC/s of one core it measured (read_profile_peak; 0.0
     without VNNI)."""
@@ -90,7 +93,7 @@ def profile_delegate(model, threads, runs):
     fd, path = tempfile.mkstemp(suffix=".tsv", prefix="tfquant_profile_")
     os.close(fd)
     try:
-        delegate = tfquant.delegate.load("litert", num_threads=threads, profile=path)
+        delegate = tfquant.delegate.load("litert", num_threads=threads, profile=path, isa=isa)
         interpreter = interpreter_for(model, "reference", threads, [delegate])
         interpreter.invoke()  # warm-up: the delegate does not time its first invoke
         for _ in range(runs):
@@ -177,7 +180,8 @@ print(json.dumps({"growth": status("VmHWM") - before}))
 """
 
 
-def peak_memory_growth(model: bytes, with_delegate: bool, threads: int = 1) -> int:
+def peak_memory_growth(model: bytes, with_delegate: bool, threads: int = 1,
+                       isa: str = "auto") -> int:
     """Bytes the peak resident set grows by when a fresh process (ai-edge-litert only) creates
     an interpreter for `model` and invokes it three times: TFLite's built-in int8 kernels
     (no XNNPACK), or the DSP delegate over the reference kernels."""
@@ -191,7 +195,7 @@ def peak_memory_growth(model: bytes, with_delegate: bool, threads: int = 1) -> i
             f.write(model)
         done = subprocess.run([sys.executable, "-c", _MEMORY_CHILD, path,
                                delegate.library_path() if with_delegate else "", str(threads),
-                               json.dumps(delegate.options("litert", threads))],
+                               json.dumps(delegate.options("litert", threads, isa=isa))],
                               capture_output=True, text=True, timeout=600)
     if done.returncode != 0:
         raise RuntimeError(f"memory measurement failed: {done.stderr.strip()[-500:]}")
