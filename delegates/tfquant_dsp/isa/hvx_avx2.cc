@@ -3,6 +3,8 @@
 // when the CPU has AVX2. Each 128-byte vector is four 256-bit registers.
 #include <stdint.h>
 
+#include <algorithm>
+
 #include "isa/fixed_point.h"
 #include "isa/hvx.h"
 

@@ -215,6 +215,13 @@ void TestMicroKernels(const Ops& s, const Ops& t, int trials) {
         g.segment_stride = g.rows * g.a_stride + 4 * g.groups / g.segments + rng() % 5;
         a_size = g.segments * g.segment_stride + 8;
       }
+      if (trial % 17 == 7) {  // long rows (the AVX2 kernel widens them in chunks)
+        g.segments = trial % 2 ? 1 : 3;
+        g.groups = g.segments * (g.segments == 1 ? 1000 + rng() % 900 : 400 + rng() % 500);
+        g.a_stride = 4 * g.groups + rng() % 9;
+        g.segment_stride = 4 * g.groups / g.segments;
+        a_size = g.rows * g.a_stride + 8;
+      }
       std::vector<uint8_t> a(a_size);
       for (auto& v : a) v = rng();
       std::vector<VecI8> w(static_cast<size_t>(g.blocks) * g.groups);
