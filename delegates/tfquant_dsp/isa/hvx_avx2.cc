@@ -158,6 +158,7 @@ void UnpackBW(VecI32* r, const int8_t* p) {
 constexpr VectorPrims kPrims = {VrmpySplatAccN, AddW, MacW, ShlW, SrdhmW, RdbpotW,
                                 MaxW, MinW, PackWHSat, PackHBSat, UnpackBW};
 
+#include "isa/requant_avx2.inc"
 #include "isa/gemm_avx2.inc"
 #include "isa/depthwise_avx2.inc"
 #include "isa/elementwise_avx2.inc"
