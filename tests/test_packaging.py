@@ -111,8 +111,8 @@ def test_source_distribution_carries_every_delegate_source():
         words = line.split()
         if words[:2] == ["recursive-include", "delegates"]:
             patterns += words[2:]
-    sources = [os.path.join(d, f) for d, _, files in os.walk(os.path.join(ROOT, "delegates"))
-               for f in files if f.endswith((".h", ".cc", ".inc", ".map"))]
+    sources = [os.path.join(d, f) for d, _, files in
+               os.walk(os.path.join(ROOT, "delegates", "tfquant_dsp")) for f in files]
     assert sources
     missing = [s for s in sources if not any(fnmatch.fnmatch(os.path.basename(s), p)
                                              for p in patterns)]
