@@ -298,8 +298,10 @@ def benchmark_model(name, int8, float32, thread_counts, config):
 
 def report(results, thread_counts, ghz, ghz_source, dsp: DspParams, config):
     import tfquant.delegate
-    isa = (config.isa if config.isa != "auto" else
-           f"auto (here {tfquant.delegate.best_isa()})")
+    best = tfquant.delegate.best_isa()
+    isa = (f"auto (here {best})" if config.isa == "auto" else
+           f"{config.isa} (--isa; only the delegate is restricted: TFLite's kernels and XNNPACK "
+           f"use all this CPU has, {best} here)" if config.isa != best else config.isa)
     out = ["# tfquant-benchmark (ai-edge-litert)", "",
            f"Delegate configuration: tfquant DSP delegate, ISA table {isa}, over the reference "
            f"resolver "
