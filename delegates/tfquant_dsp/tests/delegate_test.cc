@@ -241,6 +241,12 @@ TfLiteDelegate* Create(const char* profile) {
   return tflite_plugin_create_delegate(keys, values, profile ? 2 : 1, nullptr);
 }
 
+TfLiteDelegate* CreatePackedBudget(const char* kb, const char* threads) {
+  const char* keys[] = {"fc_requant", "packed_weights_kb", "num_threads"};
+  const char* values[] = {"double", kb, threads};
+  return tflite_plugin_create_delegate(keys, values, 3, nullptr);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -337,12 +343,31 @@ int main(int argc, char** argv) {
         m.errors.find("partition failed to initialise") != std::string::npos,
         "errors: %s", m.errors.c_str());
 
+  // 5. Weights packed at every invoke (no packed copy kept: packed_weights_kb 0) or all kept,
+  // on one thread and on two: the bytes of the default delegate's run.
+  m.errors.clear();
+  const PartitionRun want = RunPartition(m, delegate, {0, 1, 2, 3, 4}, {x}, pw2_out);
+  CHECK(want.invoke == kTfLiteOk, "%s", m.errors.c_str());
+  for (const char* threads : {"1", "2"}) {
+    for (const char* kb : {"0", "1048576"}) {
+      TfLiteDelegate* budget = CreatePackedBudget(kb, threads);
+      CHECK(budget != nullptr, "packed_weights_kb=%s num_threads=%s refused", kb, threads);
+      if (!budget) continue;
+      PartitionRun run = RunPartition(m, budget, {0, 1, 2, 3, 4}, {x}, pw2_out);
+      CHECK(run.invoke == kTfLiteOk && run.output == want.output,
+            "packed_weights_kb=%s num_threads=%s differs: %s", kb, threads, m.errors.c_str());
+      tflite_plugin_destroy_delegate(budget);
+    }
+  }
+  CHECK(CreatePackedBudget("-1", "1") == nullptr, "a negative packed_weights_kb was accepted");
+
   tflite_plugin_destroy_delegate(delegate);
   remove(profile.c_str());
   if (failures) {
     printf("%d FAILURES\n", failures);
     return 1;
   }
-  printf("OK (partitioning, PAD fusion and arena, re-prepare on a new shape, errors)\n");
+  printf("OK (partitioning, PAD fusion and arena, re-prepare on a new shape, errors, packed "
+         "weights kept or not)\n");
   return 0;
 }
