@@ -263,8 +263,6 @@ inline void CopySmall(uint8_t* d, const uint8_t* s, size_t n) {
 constexpr int kRowTile = 6;       // rows of the AVX-512 register tile
 constexpr int kBlockChunk = 2;    // blocks of 32 channels per gemm_requant call
 
-size_t Align(size_t n) { return (n + Workspace::kAlignment - 1) / Workspace::kAlignment * Workspace::kAlignment; }
-
 int TaskRows(int64_t rows, int threads) {
   // Enough tasks for every thread to get a few (dynamic balance on shared cores), each a
   // multiple of the register tile, at most 48 rows (its u8 rows stay in L1/L2).
@@ -313,7 +311,7 @@ Conv2D::Plan Conv2D::MakePlan(const int s[4], int threads) const {
     // start or the slack (their weights are zero).
     p.line_size = static_cast<size_t>(p.wp) * c + 16;
     p.packed_bytes = gemm_.kept() ? 0 : gemm_.PackedBytes();
-    p.a_offset = Align(p.packed_bytes);
+    p.a_offset = Workspace::Align(p.packed_bytes);
     p.a_bytes = static_cast<size_t>(s[0]) * p.hp * p.line_size;
     return p;
   }
@@ -330,7 +328,7 @@ Conv2D::Plan Conv2D::MakePlan(const int s[4], int threads) const {
                 gemm_.PackedBytes() >= block_split_min_weights_;
   if (p.by_blocks && gemm_.blocks() < 2 * kBlockChunk * threads) p.chunk = 1;
   p.packed_bytes = p.by_blocks || gemm_.kept() ? 0 : gemm_.PackedBytes();
-  p.a_offset = Align(p.packed_bytes);
+  p.a_offset = Workspace::Align(p.packed_bytes);
   p.a_bytes = p.in_place ? 0 : a_bytes + 64;
   p.lines_bytes = p.pointwise ? 0 : p.line_size * g_.kernel_h;
   p.panel_bytes = p.by_blocks ? p.chunk * gemm_.BlockBytes() : 0;

@@ -48,7 +48,7 @@ namespace {
 
 // Bytes of shared scratch before the u8 row: every block packed, unless the gemm keeps them.
 size_t PackedScratch(const PackedGemm& gemm) {
-  return gemm.kept() ? 0 : (gemm.PackedBytes() + 63) / 64 * 64;
+  return gemm.kept() ? 0 : Workspace::Align(gemm.PackedBytes());
 }
 
 }  // namespace

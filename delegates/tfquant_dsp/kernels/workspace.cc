@@ -5,16 +5,9 @@
 #include "kernels/thread_pool.h"
 
 namespace tfq::kernels {
-namespace {
-
-size_t Aligned(size_t n) {
-  return (n + Workspace::kAlignment - 1) / Workspace::kAlignment * Workspace::kAlignment;
-}
-
-}  // namespace
 
 void Workspace::Reserve(const ScratchNeed& need, int threads) {
-  const size_t shared = Aligned(need.shared), per_thread = Aligned(need.per_thread);
+  const size_t shared = Align(need.shared), per_thread = Align(need.per_thread);
   if (threads < 1) threads = 1;
   if (base_ && shared <= shared_ && per_thread <= per_thread_ && threads <= threads_) return;
   memory_.clear();

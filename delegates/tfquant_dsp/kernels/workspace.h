@@ -25,6 +25,8 @@ struct ScratchNeed {
 class Workspace {
  public:
   static constexpr size_t kAlignment = 64;
+  // n rounded up to kAlignment: the offset of a region that follows n bytes of another.
+  static size_t Align(size_t n) { return (n + kAlignment - 1) / kAlignment * kAlignment; }
   // Room for `need` on `threads` threads (ThreadPool::CurrentThread() < threads); keeps what is
   // there if it is enough. Contents are undefined. Throws std::bad_alloc.
   void Reserve(const ScratchNeed& need, int threads);
