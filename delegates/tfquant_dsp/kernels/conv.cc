@@ -286,11 +286,15 @@ struct Conv2D::Plan {
   int task_rows = 0, tasks = 0;  // tasks over rows
   int chunk = kBlockChunk;       // blocks per gemm_requant call (and per task, by_blocks)
   int hp = 0;                    // RunLines: height of the padded input
-  // Shared scratch: every block packed (unless by_blocks), then the im2col rows (or RunLines'
-  // padded lines) at a_offset. Per thread: the kernel_h input lines of the im2col, or the
-  // task's packed blocks (by_blocks; the two phases do not overlap).
-  size_t packed_bytes = 0, a_offset = 0, a_bytes = 0, lines_bytes = 0, panel_bytes = 0;
-  ScratchNeed Need() const { return {a_offset + a_bytes, std::max(lines_bytes, panel_bytes)}; }
+  // Shared scratch: every block packed (unless by_blocks), then (by_blocks, RunLines) every
+  // im2col row or RunLines' padded lines at a_offset. Per thread: the kernel_h input lines of
+  // the im2col, then (split over rows) the task's im2col rows at task_a_offset; or the task's
+  // packed blocks (by_blocks; the two phases do not overlap).
+  size_t packed_bytes = 0, a_offset = 0, a_bytes = 0;
+  size_t lines_bytes = 0, task_a_offset = 0, task_a_bytes = 0, panel_bytes = 0;
+  ScratchNeed Need() const {
+    return {a_offset + a_bytes, std::max(task_a_offset + task_a_bytes, panel_bytes)};
+  }
 };
 
 Conv2D::Plan Conv2D::MakePlan(const int s[4], int threads) const {
@@ -329,8 +333,13 @@ Conv2D::Plan Conv2D::MakePlan(const int s[4], int threads) const {
   if (p.by_blocks && gemm_.blocks() < 2 * kBlockChunk * threads) p.chunk = 1;
   p.packed_bytes = p.by_blocks || gemm_.kept() ? 0 : gemm_.PackedBytes();
   p.a_offset = Workspace::Align(p.packed_bytes);
-  p.a_bytes = p.in_place ? 0 : a_bytes + 64;
   p.lines_bytes = p.pointwise ? 0 : p.line_size * g_.kernel_h;
+  p.task_a_offset = Workspace::Align(p.lines_bytes);
+  if (p.by_blocks) {
+    p.a_bytes = p.in_place ? 0 : a_bytes + 64;
+  } else {  // each task's rows only: the im2col does not grow with the image
+    p.task_a_bytes = p.in_place ? 0 : static_cast<size_t>(p.task_rows) * kp + 64;
+  }
   p.panel_bytes = p.by_blocks ? p.chunk * gemm_.BlockBytes() : 0;
   return p;
 }
@@ -364,8 +373,9 @@ void Conv2D::Run(const isa::Ops& ops, ThreadPool* pool, const Workspace& ws, con
   };
   const VecI8* const packed =
       gemm_.kept() ? gemm_.kept() : reinterpret_cast<const VecI8*>(ws.shared());
-  uint8_t* const a_base = p.in_place ? nullptr : ws.shared() + p.a_offset;
-  const uint8_t* const a_all = p.in_place ? reinterpret_cast<const uint8_t*>(input) : a_base;
+  // by_blocks: every row's im2col, shared by the block tasks.
+  const uint8_t* const a_all = p.in_place ? reinterpret_cast<const uint8_t*>(input)
+                                          : ws.shared() + p.a_offset;
   // Locals, not members: the byte stores below may alias anything, members would be reloaded.
   const int kh = g_.kernel_h, kw = g_.kernel_w, sh = g_.stride_h, sw = g_.stride_w;
   const int dh = g_.dilation_h, dw = g_.dilation_w;
@@ -378,7 +388,8 @@ void Conv2D::Run(const isa::Ops& ops, ThreadPool* pool, const Workspace& ws, con
   // or the next pixel's, written afterwards, or on the depth padding, whose weights are zero
   // (any byte there contributes nothing). The last pixels of the range, whose overrun could
   // reach past its rows (another task's), copy exactly.
-  auto im2col = [&](int64_t r0, int n_rows) {
+  auto im2col = [&](int64_t r0, int n_rows, uint8_t* a_rows) {
+    // Row r goes to a_rows + (r - r0) * kp.
     const size_t line_size = p.line_size;
     uint8_t* const lines = pointwise ? nullptr : ws.thread();
     if (!pointwise) memset(lines, pad_value, line_size * kh);
@@ -386,7 +397,7 @@ void Conv2D::Run(const isa::Ops& ops, ThreadPool* pool, const Workspace& ws, con
     if (p.in_place) {
       r = r0 + n_rows;
     } else if (pointwise && kp == c) {  // the rows are contiguous on both sides: one pass
-      to_u8(input + static_cast<size_t>(r0) * c, n_rows * c, a_base + r0 * kp);
+      to_u8(input + static_cast<size_t>(r0) * c, n_rows * c, a_rows);
       r = r0 + n_rows;
     }
     const bool short_taps = dw == 1 && seg <= 16;
@@ -394,7 +405,7 @@ void Conv2D::Run(const isa::Ops& ops, ThreadPool* pool, const Workspace& ws, con
     const int exact_tail = short_taps ? std::max(1, (overrun + kp - 1) / kp) : 0;
     while (r < r0 + n_rows) {
       if (pointwise) {
-        uint8_t* dst = a_base + r * kp;
+        uint8_t* dst = a_rows + (r - r0) * kp;
         to_u8(input + static_cast<size_t>(r) * c, c, dst);
         memset(dst + c, 0, kp - c);
         ++r;
@@ -421,7 +432,7 @@ void Conv2D::Run(const isa::Ops& ops, ThreadPool* pool, const Workspace& ws, con
       const size_t pixel_step = static_cast<size_t>(sw) * c;
       const int64_t exact_from = short_taps ? r0 + n_rows - exact_tail - r + ox0 : ox0;
       const uint8_t* const lines_base = lines;
-      uint8_t* d = a_base + r * kp;
+      uint8_t* d = a_rows + (r - r0) * kp;
       for (int ox = ox0; ox < ox1; ++ox, d += n_kp) {
         const uint8_t* src = lines_base + ox * pixel_step;
         const bool exact = ox >= exact_from;
@@ -446,7 +457,8 @@ void Conv2D::Run(const isa::Ops& ops, ThreadPool* pool, const Workspace& ws, con
     if (!p.in_place) {
       ParallelFor(pool, p.tasks, [&](int task) {
         const int64_t r0 = static_cast<int64_t>(task) * p.task_rows;
-        im2col(r0, static_cast<int>(std::min<int64_t>(p.task_rows, rows - r0)));
+        im2col(r0, static_cast<int>(std::min<int64_t>(p.task_rows, rows - r0)),
+               ws.shared() + p.a_offset + r0 * kp);
       });
     }
     ParallelFor(pool, (blocks + p.chunk - 1) / p.chunk, [&](int task) {
@@ -462,8 +474,9 @@ void Conv2D::Run(const isa::Ops& ops, ThreadPool* pool, const Workspace& ws, con
   ParallelFor(pool, p.tasks, [&](int task) {
     const int64_t r0 = static_cast<int64_t>(task) * p.task_rows;
     const int n_rows = static_cast<int>(std::min<int64_t>(p.task_rows, rows - r0));
-    im2col(r0, n_rows);
-    const uint8_t* a = a_all + r0 * kp;
+    uint8_t* const task_a = ws.thread() + p.task_a_offset;
+    im2col(r0, n_rows, task_a);
+    const uint8_t* a = p.in_place ? a_all + r0 * kp : task_a;
     int8_t* out = output + static_cast<size_t>(r0) * out_channels_;
     for (int blk = 0; blk < blocks; blk += p.chunk) {
       const int nb = std::min(p.chunk, blocks - blk);
