@@ -45,6 +45,21 @@ def test_unsupported_ops_stay_on_cpu_and_result_is_exact(runtime_name, capfd):
     assert 0 < claimed < total
 
 
+def test_best_isa_is_the_table_the_delegate_picks(capfd, monkeypatch):
+    """tfquant.delegate.best_isa() names the table isa="auto" runs (the delegate's verbose
+    report says which), also under a TFQUANT_DSP_ISA cap."""
+    import re
+    data, shape = converted("add_residual_and_batchnorm")
+    x = encode(data, np.random.default_rng(0).uniform(-1, 1, shape))
+    for cap in [None] + list(tfquant.delegate.isas(runnable_only=True)):
+        if cap:
+            monkeypatch.setenv("TFQUANT_DSP_ISA", cap)
+        capfd.readouterr()
+        run(data, x, "litert", tfquant.delegate.load("litert", verbose=True))
+        picked = re.search(r"\(isa (\w+)\)", capfd.readouterr().err).group(1)
+        assert picked == tfquant.delegate.best_isa() == (cap or picked), (cap, picked)
+
+
 def test_allow_list_limits_the_claim(capfd):
     data, shape = converted("add_residual_and_batchnorm")
     x = encode(data, np.random.default_rng(0).uniform(-1, 1, shape))

@@ -22,9 +22,16 @@ from tfquant import runtime as _runtime
 FC_REQUANT = {"litert": "double", "tf": "double", "tflite_runtime": "fixed_point"}
 
 
-@functools.lru_cache(maxsize=None)
 def _isa_entries() -> list:
-    """The delegate library's ISA registry: [(name, runnable, priority)], in registry order."""
+    """The delegate library's ISA registry: [(name, runnable, chosen by isa="auto")], in
+    registry order. The choice depends on TFQUANT_DSP_ISA, read by the library when asked."""
+    import os
+    return _isa_entries_under(os.environ.get("TFQUANT_DSP_ISA"))
+
+
+@functools.lru_cache(maxsize=None)
+def _isa_entries_under(cap: Optional[str]) -> list:
+    """_isa_entries for one value of TFQUANT_DSP_ISA (the cache key)."""
     import ctypes
     library = ctypes.CDLL(library_path())
     library.tfquant_dsp_isas.argtypes = [ctypes.c_char_p, ctypes.c_int]
@@ -33,7 +40,7 @@ def _isa_entries() -> list:
     if library.tfquant_dsp_isas(buffer, len(buffer)) < 0:
         raise MemoryError("the delegate library could not list its ISAs")
     entries = [entry.split(":") for entry in buffer.value.decode().split(",") if entry]
-    return [(name, runnable == "1", int(priority)) for name, runnable, priority in entries]
+    return [(name, status != "0", status == "2") for name, status, _ in entries]
 
 
 def isas(runnable_only: bool = False) -> tuple:
@@ -44,12 +51,9 @@ def isas(runnable_only: bool = False) -> tuple:
 
 
 def best_isa() -> str:
-    """The ISA the delegate's isa="auto" picks on this CPU: the runnable implementation of the
-    highest priority (the environment variable TFQUANT_DSP_ISA caps it)."""
-    import os
-    entries = [e for e in _isa_entries() if e[1]]
-    cap = next((p for name, _, p in entries if name == os.environ.get("TFQUANT_DSP_ISA")), None)
-    return max((e for e in entries if cap is None or e[2] <= cap), key=lambda e: e[2])[0]
+    """The ISA the delegate's isa="auto" picks on this CPU (the environment variable
+    TFQUANT_DSP_ISA caps it), as the library reports it."""
+    return next(name for name, _, chosen in _isa_entries() if chosen)
 
 
 def library_path() -> str:

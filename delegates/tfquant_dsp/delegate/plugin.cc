@@ -524,15 +524,19 @@ __attribute__((visibility("default"))) void tflite_plugin_destroy_delegate(TfLit
   if (delegate) delete static_cast<tfq::delegate::DelegateState*>(delegate->data_);
 }
 
-// The ISA registry for the Python loader: "name:runnable:priority" entries (runnable 0 or 1)
-// separated by ',' into buffer (NUL-terminated, truncated to size); returns the full length.
+// The ISA registry for the Python loader: "name:status:priority" entries (status 0: not
+// runnable here, 1: runnable, 2: the one isa=auto picks, Best()) separated by ',' into buffer
+// (NUL-terminated, truncated to size); returns the full length.
 __attribute__((visibility("default"))) int tfquant_dsp_isas(char* buffer, int size) {
   std::string text;
   try {
+    const tfq::isa::Ops* best = tfq::isa::Best();
     for (int i = 0; i < tfq::isa::IsaCount(); ++i) {
       const tfq::isa::IsaEntry& e = tfq::isa::IsaAt(i);
-      text += (i ? "," : "") + std::string(e.name) + ":" + (tfq::isa::Runnable(e) ? "1" : "0") +
-              ":" + std::to_string(e.priority);
+      const bool runnable = tfq::isa::Runnable(e);
+      const char* status = runnable && e.table() == best ? "2" : runnable ? "1" : "0";
+      text += (i ? "," : "") + std::string(e.name) + ":" + status + ":" +
+              std::to_string(e.priority);
     }
   } catch (...) {  // out of memory: no exception crosses the C boundary
     return -1;
