@@ -222,7 +222,7 @@ void Conv2D::Run(const isa::Ops& ops, ThreadPool* pool, const Workspace& ws, con
   if (p.o[1] <= 0 || p.o[2] <= 0) return;
   ws.Check(p.Need());
   if (lines_) {
-    RunLines(ops, pool, ws, input, s, output);
+    RunLines(ops, pool, ws, p, input, s, output);
     return;
   }
   const int c = in_channels_;
@@ -354,9 +354,8 @@ void Conv2D::Run(const isa::Ops& ops, ThreadPool* pool, const Workspace& ws, con
   });
 }
 
-void Conv2D::RunLines(const isa::Ops& ops, ThreadPool* pool, const Workspace& ws,
+void Conv2D::RunLines(const isa::Ops& ops, ThreadPool* pool, const Workspace& ws, const Plan& p,
                       const int8_t* input, const int s[4], int8_t* output) const {
-  const Plan p = MakePlan(s, pool ? pool->threads() : 1);
   const int c = in_channels_;
   const int* o = p.o;
   const int hp = p.hp, pad_top = p.pad_top, pad_left = p.pad_left;

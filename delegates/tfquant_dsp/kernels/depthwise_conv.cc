@@ -116,7 +116,7 @@ void DepthwiseConv2D::Run(const isa::Ops& ops, ThreadPool* pool, const Workspace
   ws.Check(p.need);
   const int pad_top = p.pad_top, pad_left = p.pad_left, hp = p.hp, wp = p.wp;
   if (p.unpadded) {
-    RunUnpadded(ops, pool, ws, input, s, o, pad_top, pad_left, output);
+    RunUnpadded(ops, pool, ws, p, input, s, output);
     return;
   }
   const int cp = padded_channels_;
@@ -186,8 +186,10 @@ void DepthwiseConv2D::Run(const isa::Ops& ops, ThreadPool* pool, const Workspace
 }
 
 void DepthwiseConv2D::RunUnpadded(const isa::Ops& ops, ThreadPool* pool, const Workspace& ws,
-                                  const int8_t* input, const int s[4], const int o[4],
-                                  int pad_top, int pad_left, int8_t* output) const {
+                                  const Plan& p, const int8_t* input, const int s[4],
+                                  int8_t* output) const {
+  const int* o = p.o;
+  const int pad_top = p.pad_top, pad_left = p.pad_left;
   const int c = in_channels_, kh = g_.kernel_h, kw = g_.kernel_w;
   const int sh = g_.stride_h, sw = g_.stride_w, dh = g_.dilation_h, dw = g_.dilation_w;
   isa::DepthwiseArgs base;
@@ -207,7 +209,7 @@ void DepthwiseConv2D::RunUnpadded(const isa::Ops& ops, ThreadPool* pool, const W
   const int8_t zp = static_cast<int8_t>(input_zero_point_);
   const size_t window = static_cast<size_t>(kh) * kw * c;
   const int rows = o[0] * o[1];
-  const int tasks = MakePlan(s, pool ? pool->threads() : 1).tasks;
+  const int tasks = p.tasks;
   ParallelFor(pool, tasks, [&](int task) {
     const int row0 = static_cast<int>(static_cast<int64_t>(rows) * task / tasks);
     const int row1 = static_cast<int>(static_cast<int64_t>(rows) * (task + 1) / tasks);

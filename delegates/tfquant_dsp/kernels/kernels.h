@@ -145,10 +145,10 @@ class Conv2D {
   // Inputs of few channels (a network's first layer): the GEMM reads each kernel row's taps
   // straight from zero-point-padded u8 input lines (GemmArgs::segments), no im2col copy; the
   // weights of each kernel row are padded with zeros to whole groups of 4 (see UseLines).
-  void RunLines(const isa::Ops& ops, ThreadPool* pool, const Workspace& ws, const int8_t* input,
-                const int s[4], int8_t* output) const;
   struct Plan;  // how Run splits a run of one input shape (conv.cc)
   Plan MakePlan(const int in_shape[4], int threads) const;
+  void RunLines(const isa::Ops& ops, ThreadPool* pool, const Workspace& ws, const Plan& p,
+                const int8_t* input, const int s[4], int8_t* output) const;
   int out_channels_, in_channels_;
   ConvGeometry g_;
   int32_t input_zero_point_;
@@ -184,11 +184,10 @@ class DepthwiseConv2D {
   int input_pad_[4] = {0, 0, 0, 0};  // SetInputPadding: top, bottom, left, right
   // multiplier 1, channels a multiple of 32, not small (see Run): interior windows read the
   // input in place.
-  void RunUnpadded(const isa::Ops& ops, ThreadPool* pool, const Workspace& ws,
-                   const int8_t* input, const int s[4], const int o[4], int pad_top,
-                   int pad_left, int8_t* output) const;
   struct Plan;  // the padding and scratch of a run of one input shape (depthwise_conv.cc)
   Plan MakePlan(const int in_shape[4], int threads) const;
+  void RunUnpadded(const isa::Ops& ops, ThreadPool* pool, const Workspace& ws, const Plan& p,
+                   const int8_t* input, const int s[4], int8_t* output) const;
   ConvGeometry g_;
   int32_t input_zero_point_;
   std::vector<isa::VecI32> weights_;  // [kh*kw][blocks] widened filter values
