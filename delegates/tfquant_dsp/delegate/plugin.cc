@@ -1,18 +1,19 @@
 // The external-delegate plugin: option parsing, the partitioner, and the kernel that runs one
-// claimed partition (its intermediates in one lifetime-planned arena). Exports only
-// tflite_plugin_create_delegate / tflite_plugin_destroy_delegate and tfquant_dsp_isas (the
-// library is built with -fvisibility=hidden). No exception crosses a C callback (Guarded).
+// claimed partition (its intermediates in one lifetime-planned arena). Exports
+// tflite_plugin_create_delegate / tflite_plugin_destroy_delegate (and, in isa_export.cc,
+// tfquant_dsp_isas; the library is built with -fvisibility=hidden). No exception crosses a C
+// callback (Guarded).
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <algorithm>
-#include <tuple>
 #include <chrono>
 #include <map>
 #include <memory>
 #include <new>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "delegate/arena.h"
@@ -522,31 +523,6 @@ __attribute__((visibility("default"))) TfLiteDelegate* tflite_plugin_create_dele
 
 __attribute__((visibility("default"))) void tflite_plugin_destroy_delegate(TfLiteDelegate* delegate) {
   if (delegate) delete static_cast<tfq::delegate::DelegateState*>(delegate->data_);
-}
-
-// The ISA registry for the Python loader: "name:status:priority" entries (status 0: not
-// runnable here, 1: runnable, 2: the one isa=auto picks, Best()) separated by ',' into buffer
-// (NUL-terminated, truncated to size); returns the full length.
-__attribute__((visibility("default"))) int tfquant_dsp_isas(char* buffer, int size) {
-  std::string text;
-  try {
-    const tfq::isa::Ops* best = tfq::isa::Best();
-    for (int i = 0; i < tfq::isa::IsaCount(); ++i) {
-      const tfq::isa::IsaEntry& e = tfq::isa::IsaAt(i);
-      const bool runnable = tfq::isa::Runnable(e);
-      const char* status = runnable && e.table() == best ? "2" : runnable ? "1" : "0";
-      text += (i ? "," : "") + std::string(e.name) + ":" + status + ":" +
-              std::to_string(e.priority);
-    }
-  } catch (...) {  // out of memory: no exception crosses the C boundary
-    return -1;
-  }
-  if (buffer && size > 0) {
-    const size_t n = text.size() < static_cast<size_t>(size - 1) ? text.size() : size - 1;
-    memcpy(buffer, text.data(), n);
-    buffer[n] = '\0';
-  }
-  return static_cast<int>(text.size());
 }
 
 }  // extern "C"
